@@ -1,0 +1,26 @@
+"""Shared pytest configuration for gridscope.
+
+Kept minimal on purpose: each area appends its own fixtures below.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+#: Repository root (the folder holding pyproject.toml).
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+#: Real NOAA PMEL sample files (public domain) bundled with the catalog.
+SAMPLES_DIR = REPO_ROOT / "data_catalog" / "samples"
+
+#: Chromium used by the browser tests; `make browser` installs Debian's build here.
+CHROMIUM_PATH = Path(os.environ.get("GRIDSCOPE_CHROMIUM", "/usr/bin/chromium"))
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    """Absolute path of the repository root."""
+    return REPO_ROOT
