@@ -1,0 +1,434 @@
+"""CF normalisation: turn a raw gridded dataset into the gridscope contract.
+
+:func:`normalise_dataset` is a pure function on an :class:`xarray.Dataset` opened with
+``decode_times=False``. It reads only small 1-D coordinates (and bounds) into memory;
+data variables stay lazy (dask) and are only re-indexed by slicing. See the package
+docstring of :mod:`data_catalog` for the contract it produces.
+"""
+
+import re
+from collections.abc import Hashable, Iterable
+from typing import Any
+
+import cf_xarray  # noqa: F401  (registers the ``.cf`` accessor)
+import cftime
+import numpy as np
+import xarray as xr
+
+from data_catalog.errors import DatasetOpenError
+
+__all__ = ["EARTH_RADIUS_M", "normalise_dataset"]
+
+#: Mean Earth radius (IUGG R1) used for ``cell_area``.
+EARTH_RADIUS_M = 6371008.8
+
+_LON_UNITS = {"degrees_east", "degree_east", "degree_e", "degrees_e", "degreee", "degreese"}
+_LAT_UNITS = {"degrees_north", "degree_north", "degree_n", "degrees_n", "degreen", "degreesn"}
+_LON_NAME = re.compile(r"(.*lon.*|x|[a-z][a-z0-9]*x(\d+(_\d+)?)?)")
+_LAT_NAME = re.compile(r"(.*lat.*|y|[a-z][a-z0-9]*y(\d+(_\d+)?)?)")
+_TIME_NAME = re.compile(r"(time|t|times|date|.*time.*)")
+_LEVEL_NAME = re.compile(
+    r"(depth.*|lev|level|levels|plev|pressure|height|altitude|z|isobaric.*|pfull|phalf|.*lev)"
+)
+_PRESSURE_UNITS = {"pa", "hpa", "kpa", "mbar", "millibar", "mb", "bar", "dbar", "decibar", "atm"}
+_LEVEL_STANDARD_NAMES = {
+    "depth",
+    "height",
+    "altitude",
+    "air_pressure",
+    "sea_water_pressure",
+    "model_level_number",
+    "depth_below_geoid",
+    "height_above_geoid",
+}
+_STANDARD_CALENDARS = {"standard", "gregorian", "proleptic_gregorian"}
+# Attributes that describe the raw encoding or refer to variables we drop.
+_STALE_AXIS_ATTRS = ("bounds", "edges", "modulo", "point_spacing")
+_NO_ITEMS = ()
+
+
+def normalise_dataset(ds: xr.Dataset, source: str) -> xr.Dataset:
+    """Normalise a raw gridded dataset to the gridscope contract.
+
+    Parameters
+    ----------
+    ds
+        Dataset as opened by xarray with ``decode_times=False`` (mask_and_scale on), so
+        that time axes xarray cannot decode, like a climatology in year 0, still open.
+        Data variables may be dask- or numpy-backed; they are never loaded.
+    source
+        Where the dataset came from (path, URL or catalog id); stored in
+        ``attrs["gridscope_source"]`` and used in error messages.
+
+    Returns
+    -------
+    xarray.Dataset
+        Dims ``lon`` (ascending, [-180, 180)), ``lat`` (ascending), ``time`` and ``level``
+        when present; ``cell_area(lat, lon)`` coordinate in m^2; only variables on the
+        (lat, lon) grid are kept as data variables.
+
+    Raises
+    ------
+    DatasetOpenError
+        When no longitude or latitude axis can be found, or the time axis cannot be decoded.
+    """
+    axes = _detect_axes(ds, source)
+    lon_name, lat_name = axes["lon"], axes["lat"]
+    lon_raw = _axis_values(ds, lon_name, source)
+    lat_raw = _axis_values(ds, lat_name, source)
+    lon_width_deg = _lon_widths(ds, lon_name, lon_raw)
+    lat_sin_extent = _lat_sin_extents(ds, lat_name, lat_raw)
+    ds = ds.drop_vars(_bounds_variable_names(ds, (lon_name, lat_name)), errors="ignore")
+    ds = _rename_axes(ds, axes)
+
+    climatology = False
+    if "time" in axes:
+        ds, climatology = _decode_time_axis(ds, source)
+
+    ds, lon_order = _wrap_longitudes(ds, lon_raw)
+    ds, lat_order = _ascending_latitudes(ds, lat_raw)
+
+    area = (
+        EARTH_RADIUS_M**2
+        * np.radians(lon_width_deg[lon_order])[np.newaxis, :]
+        * lat_sin_extent[lat_order][:, np.newaxis]
+    )
+    ds = ds.assign_coords(
+        cell_area=xr.Variable(
+            ("lat", "lon"),
+            area,
+            {
+                "units": "m2",
+                "standard_name": "cell_area",
+                "long_name": "area of the grid cell on a sphere of radius 6371008.8 m",
+            },
+        )
+    )
+    ds = _keep_gridded_float_variables(ds)
+    ds.attrs["gridscope_source"] = source
+    ds.attrs["gridscope_climatology"] = climatology
+    return ds
+
+
+# --- axis detection -------------------------------------------------------------------
+
+
+def _detect_axes(ds: xr.Dataset, source: str) -> dict[str, Hashable]:
+    """Map the roles lon/lat/time/level to dimension-coordinate names of ``ds``."""
+    candidates = [name for name in ds.dims if name in ds.variables and ds[name].ndim == 1]
+    cf_coords = _cf_lookup(ds, "coordinates")
+    cf_axes = _cf_lookup(ds, "axes")
+    axes: dict[str, Hashable] = {}
+
+    def pick(role: str, tests: Iterable[Any]) -> None:
+        taken = set(axes.values())
+        for test in tests:
+            for name in candidates:
+                if name not in taken and test(name):
+                    axes[role] = name
+                    return
+
+    def units(name: Hashable) -> str:
+        return str(ds[name].attrs.get("units", "")).strip().lower().replace(" ", "_")
+
+    def lname(name: Hashable) -> str:
+        return str(name).lower()
+
+    def within(name: Hashable, low: float, high: float) -> bool:
+        values = ds[name].values
+        return (
+            np.issubdtype(values.dtype, np.number)
+            and values.size > 0
+            and bool(np.nanmin(values) >= low and np.nanmax(values) <= high)
+        )
+
+    pick(
+        "lon",
+        [
+            lambda n: n in cf_coords.get("longitude", _NO_ITEMS),
+            lambda n: units(n) in _LON_UNITS,
+            lambda n: ds[n].attrs.get("axis") == "X" and within(n, -360, 720),
+            lambda n: bool(_LON_NAME.fullmatch(lname(n))) and within(n, -360, 720),
+        ],
+    )
+    pick(
+        "lat",
+        [
+            lambda n: n in cf_coords.get("latitude", _NO_ITEMS),
+            lambda n: units(n) in _LAT_UNITS,
+            lambda n: ds[n].attrs.get("axis") == "Y" and within(n, -90, 90),
+            lambda n: bool(_LAT_NAME.fullmatch(lname(n))) and within(n, -90, 90),
+        ],
+    )
+    if "lon" not in axes or "lat" not in axes:
+        found = ", ".join(
+            f"{name}({ds[name].attrs.get('units', 'no units')})" for name in candidates
+        )
+        missing = " and ".join(role for role in ("longitude", "latitude") if role[:3] not in axes)
+        raise DatasetOpenError(
+            f"{source}: no {missing} axis found; gridscope needs 1-D longitude and latitude "
+            f"dimension coordinates (found: {found or 'no dimension coordinates'}; "
+            f"dimensions: {', '.join(map(str, ds.dims)) or 'none'})"
+        )
+    pick(
+        "time",
+        [
+            lambda n: n in cf_coords.get("time", _NO_ITEMS) or n in cf_axes.get("T", _NO_ITEMS),
+            lambda n: " since " in f" {units(n).replace('_', ' ')} ",
+            lambda n: np.issubdtype(ds[n].dtype, np.datetime64) or ds[n].dtype == object,
+            lambda n: bool(_TIME_NAME.fullmatch(lname(n))),
+        ],
+    )
+    pick(
+        "level",
+        [
+            lambda n: n in cf_coords.get("vertical", _NO_ITEMS) or n in cf_axes.get("Z", _NO_ITEMS),
+            lambda n: str(ds[n].attrs.get("positive", "")).lower() in ("up", "down"),
+            lambda n: ds[n].attrs.get("standard_name") in _LEVEL_STANDARD_NAMES,
+            lambda n: units(n) in _PRESSURE_UNITS,
+            lambda n: bool(_LEVEL_NAME.fullmatch(lname(n))),
+        ],
+    )
+    return axes
+
+
+def _cf_lookup(ds: xr.Dataset, what: str) -> dict[str, list[Hashable]]:
+    # cf_xarray reads only attributes; guard against its occasional surprises on odd
+    # files so that our own fallbacks still get a chance.
+    try:
+        return dict(getattr(ds.cf, what))
+    except Exception:  # noqa: BLE001
+        return {}
+
+
+def _axis_values(ds: xr.Dataset, name: Hashable, source: str) -> np.ndarray:
+    values = np.asarray(ds[name].values, dtype=np.float64)
+    if values.size == 0 or not np.all(np.isfinite(values)):
+        raise DatasetOpenError(f"{source}: axis {name!r} is empty or has missing values")
+    return values
+
+
+# --- renaming --------------------------------------------------------------------------
+
+
+def _rename_axes(ds: xr.Dataset, axes: dict[str, Hashable]) -> xr.Dataset:
+    renames = {old: new for new, old in axes.items() if old != new}
+    # A variable already called like a target (e.g. a 2-D "lon" beside a 1-D "x") would
+    # clash; keep it under a suffixed name rather than drop information.
+    clashes = {new: f"{new}_original" for new in renames.values() if new in ds.variables}
+    clashes = {old: new for old, new in clashes.items() if old not in renames}
+    ds = ds.rename(clashes).rename(renames)
+    for role, old in axes.items():
+        attrs = {k: v for k, v in ds[role].attrs.items() if k not in _STALE_AXIS_ATTRS}
+        attrs["original_name"] = str(old)
+        if role == "lon":
+            attrs.update(units="degrees_east", standard_name="longitude", axis="X")
+        elif role == "lat":
+            attrs.update(units="degrees_north", standard_name="latitude", axis="Y")
+        elif role == "level":
+            attrs.setdefault("axis", "Z")
+        ds[role].attrs = attrs
+    return ds
+
+
+# --- cell geometry ---------------------------------------------------------------------
+
+
+def _bounds_variable_names(ds: xr.Dataset, axis_names: Iterable[Hashable]) -> list[Hashable]:
+    names: list[Hashable] = []
+    for axis in axis_names:
+        for key in ("bounds", "edges"):
+            ref = ds[axis].attrs.get(key)
+            if isinstance(ref, str) and ref in ds.variables:
+                names.append(ref)
+        for suffix in ("_bnds", "_bounds", "_edges"):
+            if f"{axis}{suffix}" in ds.variables:
+                names.append(f"{axis}{suffix}")
+    return names
+
+
+def _cell_bounds(ds: xr.Dataset, name: Hashable, values: np.ndarray) -> np.ndarray | None:
+    """(n, 2) cell bounds in the file's order from CF bounds or Ferret-style edges."""
+    n = values.size
+    for ref in _bounds_variable_names(ds, [name]):
+        var = ds[ref]
+        if var.ndim == 2 and name in var.dims and var.sizes[name] == n:
+            other = next(d for d in var.dims if d != name)
+            if var.sizes[other] == 2:
+                return np.asarray(var.transpose(name, other).values, dtype=np.float64)
+        if var.ndim == 1 and var.size == n + 1:
+            edges = np.asarray(var.values, dtype=np.float64)
+            return np.stack([edges[:-1], edges[1:]], axis=1)
+    return None
+
+
+def _spacing_edges(values: np.ndarray) -> np.ndarray:
+    """Cell edges at midpoints; outer edges half a step beyond the outer centres."""
+    if values.size == 1:
+        return np.array([np.nan, np.nan])
+    mid = (values[:-1] + values[1:]) / 2
+    first = values[0] - (values[1] - values[0]) / 2
+    last = values[-1] + (values[-1] - values[-2]) / 2
+    return np.concatenate([[first], mid, [last]])
+
+
+def _lon_widths(ds: xr.Dataset, name: Hashable, values: np.ndarray) -> np.ndarray:
+    """Cell widths in degrees, in the file's order."""
+    bounds = _cell_bounds(ds, name, values)
+    if bounds is not None:
+        return np.abs(bounds[:, 1] - bounds[:, 0])
+    return np.abs(np.diff(_spacing_edges(values)))
+
+
+def _lat_sin_extents(ds: xr.Dataset, name: Hashable, values: np.ndarray) -> np.ndarray:
+    """``|sin(north edge) - sin(south edge)|`` per cell, in the file's order."""
+    bounds = _cell_bounds(ds, name, values)
+    if bounds is None:
+        edges = _spacing_edges(values)
+        bounds = np.stack([edges[:-1], edges[1:]], axis=1)
+    sines = np.sin(np.radians(np.clip(bounds, -90.0, 90.0)))
+    return np.abs(sines[:, 1] - sines[:, 0])
+
+
+# --- re-indexing -----------------------------------------------------------------------
+
+
+def _wrapped_longitude_order(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (into ``raw``) of the ascending [-180, 180) grid, duplicates dropped.
+
+    Two longitudes closer than half the grid spacing (also across the antimeridian) are
+    the same column, as in etopo20's repeated wrap-around column; the one that comes
+    first in the file is kept.
+    """
+    wrapped = np.mod(raw + 180.0, 360.0) - 180.0
+    wrapped[wrapped >= 180.0] -= 360.0  # float rounding of mod can give exactly 360
+    order = np.argsort(wrapped, kind="stable")
+    if raw.size < 2:
+        return order, wrapped
+    tolerance = np.median(np.abs(np.diff(raw))) / 2
+    sorted_values = wrapped[order]
+    group = np.concatenate([[0], np.cumsum(np.diff(sorted_values) >= tolerance)])
+    if group[-1] > 0 and sorted_values[0] + 360.0 - sorted_values[-1] < tolerance:
+        group[group == group[-1]] = 0
+    keep: dict[int, int] = {}
+    for g, index in zip(group.tolist(), order.tolist(), strict=True):
+        if g not in keep or index < keep[g]:
+            keep[g] = index
+    kept = np.fromiter(keep.values(), dtype=np.intp)
+    return kept[np.argsort(wrapped[kept], kind="stable")], wrapped
+
+
+def _take(ds: xr.Dataset, dim: str, order: np.ndarray) -> xr.Dataset:
+    """``ds.isel({dim: order})`` built from contiguous slices where possible.
+
+    A longitude rotation is two runs; slicing and concatenating keeps dask chunks whole
+    instead of gathering with a fancy index.
+    """
+    if np.array_equal(order, np.arange(ds.sizes[dim])):
+        return ds
+    breaks = np.flatnonzero(np.diff(order) != 1) + 1
+    runs = np.split(order, breaks)
+    if len(runs) == 1:
+        return ds.isel({dim: slice(int(runs[0][0]), int(runs[0][-1]) + 1)})
+    if len(runs) > 8:
+        return ds.isel({dim: order})
+    pieces = [ds.isel({dim: slice(int(run[0]), int(run[-1]) + 1)}) for run in runs]
+    return xr.concat(
+        pieces,
+        dim=dim,
+        data_vars="minimal",
+        coords="minimal",
+        compat="override",
+        join="override",
+        combine_attrs="override",
+    )
+
+
+def _wrap_longitudes(ds: xr.Dataset, raw: np.ndarray) -> tuple[xr.Dataset, np.ndarray]:
+    order, wrapped = _wrapped_longitude_order(raw)
+    attrs = dict(ds["lon"].attrs)
+    ds = _take(ds, "lon", order)
+    ds = ds.assign_coords(lon=xr.Variable("lon", wrapped[order], attrs))
+    return ds, order
+
+
+def _ascending_latitudes(ds: xr.Dataset, raw: np.ndarray) -> tuple[xr.Dataset, np.ndarray]:
+    n = raw.size
+    if n > 1 and np.all(np.diff(raw) < 0):
+        order = np.arange(n)[::-1]
+        return ds.isel(lat=slice(None, None, -1)), order
+    order = np.argsort(raw, kind="stable")
+    return _take(ds, "lat", order), order
+
+
+# --- time ------------------------------------------------------------------------------
+
+
+def _decode_time_axis(ds: xr.Dataset, source: str) -> tuple[xr.Dataset, bool]:
+    time = ds["time"]
+    attrs = dict(time.attrs)
+    units = attrs.get("units")
+    if np.issubdtype(time.dtype, np.datetime64) or time.dtype == object:
+        return ds, bool("climatology" in attrs)  # already decoded upstream
+    if not isinstance(units, str) or " since " not in f" {units} ":
+        raise DatasetOpenError(
+            f"{source}: cannot decode time axis {attrs.get('original_name', 'time')!r}: "
+            f"units {units!r} are not of the form '<unit> since <date>'"
+        )
+    calendar = str(attrs.get("calendar", "standard")).lower()
+    values = np.asarray(time.values, dtype=np.float64)
+    reference = units.split("since", 1)[1].strip()
+    year_match = re.match(r"-?\d+", reference)
+    year_zero = bool(year_match and int(year_match.group()) == 0)
+    try:
+        decoded = _decode_times(values, units, calendar, year_zero)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise DatasetOpenError(
+            f"{source}: cannot decode time axis with units {units!r} and calendar "
+            f"{calendar!r} ({exc})"
+        ) from None
+    climatology = year_zero or "climatology" in attrs
+    new_attrs = {k: v for k, v in attrs.items() if k not in ("units", "calendar", "modulo")}
+    new_attrs.setdefault("standard_name", "time")
+    new_attrs.setdefault("axis", "T")
+    new_time = xr.Variable("time", decoded, new_attrs)
+    new_time.encoding = {
+        "units": units,
+        "calendar": "proleptic_gregorian" if year_zero else calendar,
+    }
+    return ds.assign_coords(time=new_time), climatology
+
+
+def _decode_times(values: np.ndarray, units: str, calendar: str, year_zero: bool) -> np.ndarray:
+    if calendar in _STANDARD_CALENDARS and year_zero:
+        # A climatological year 0 only exists in the proleptic Gregorian calendar with
+        # year zero (ISO 8601); xarray's decoder rejects it, cftime does not.
+        return np.asarray(
+            cftime.num2date(values, units, calendar="proleptic_gregorian", has_year_zero=True)
+        )
+    if calendar in _STANDARD_CALENDARS:
+        try:
+            dates = cftime.num2date(
+                values,
+                units,
+                calendar=calendar,
+                only_use_cftime_datetimes=False,
+                only_use_python_datetimes=True,
+            )
+            return np.asarray(dates, dtype="datetime64[ns]")
+        except (ValueError, OverflowError):
+            pass  # outside datetime64[ns] range or before the Gregorian switch: cftime
+    return np.asarray(cftime.num2date(values, units, calendar=calendar))
+
+
+# --- variables -------------------------------------------------------------------------
+
+
+def _keep_gridded_float_variables(ds: xr.Dataset) -> xr.Dataset:
+    off_grid = [name for name, var in ds.data_vars.items() if not {"lat", "lon"} <= set(var.dims)]
+    ds = ds.drop_vars(off_grid)
+    for name, var in ds.data_vars.items():
+        if not np.issubdtype(var.dtype, np.floating):
+            ds[name] = var.astype(np.result_type(var.dtype, np.float32))
+        ds[name].attrs["cell_measures"] = "area: cell_area"
+    return ds
