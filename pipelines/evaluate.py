@@ -20,10 +20,10 @@ from pipelines.reductions import (
 from pipelines.selection import (
     check_variable,
     nearest_cell,
+    nearest_step,
     select_bbox,
     select_level,
     select_time_range,
-    select_time_step,
 )
 
 __all__ = ["compute_map", "compute_series", "field_for"]
@@ -59,10 +59,7 @@ def compute_map(ds: xr.Dataset, query: Query) -> xr.DataArray:
     if query.bbox is not None:
         full = select_bbox(full, query.bbox)
     if query.time is not None:
-        if "time" not in full.dims:
-            raise QueryError("time", "this dataset has no time axis; leave time empty")
-        step = select_time_step(full, query.time)
-        chosen = full.sel(time=[step["time"].values])
+        chosen = full.isel(time=[nearest_step(full, query.time)])
         out = _with_anomaly(chosen, full, query).isel(time=0)
     else:
         selected = select_time_range(full, query.start, query.end)

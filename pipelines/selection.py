@@ -19,12 +19,12 @@ __all__ = [
     "check_variable",
     "describe_time",
     "nearest_cell",
+    "nearest_step",
     "select_bbox",
     "select_level",
     "select_time_range",
     "select_time_step",
-    "time_value",
-]
+    ]
 
 _EPS = 1e-9
 
@@ -159,15 +159,20 @@ def _record_text(da: xr.DataArray) -> str:
     return f"the record spans {describe_time(times[0])} to {describe_time(times[-1])}"
 
 
-def time_value(da: xr.DataArray, label: str, field: str = "time") -> object:
-    """The time coordinate value of the step nearest to ``label``."""
-    return da["time"].values[_nearest_step(da, label, field)]
+def nearest_step(da: xr.DataArray, label: str, field: str = "time") -> int:
+    """Index of the time step nearest to the middle of the period ``label`` names.
 
-
-def _nearest_step(da: xr.DataArray, label: str, field: str) -> int:
+    ``1985-03`` (or ``Mar`` on a climatology) picks the step nearest mid-March, so a
+    monthly step stamped on the 16th or on the 1st is found either way. A label more
+    than one step outside the record is an error.
+    """
+    if "time" not in da.dims:
+        raise QueryError(field, "this dataset has no time axis; leave time empty")
     index = da.indexes["time"]
     climatology = bool(da.attrs.get("gridscope_climatology", False))
-    target = _label_to_time(field, label, index, climatology)
+    begin = _label_to_time(field, label, index, climatology)
+    parts = parse_time_label(field, label)
+    target = begin + (_period_end(field, label, parts, index, climatology) - begin) / 2  # type: ignore[operator]
     first, last = index[0], index[-1]
     step = (last - first) / max(len(index) - 1, 1)
     if target < first - step or target > last + step:  # type: ignore[operator]
@@ -177,9 +182,7 @@ def _nearest_step(da: xr.DataArray, label: str, field: str) -> int:
 
 def select_time_step(da: xr.DataArray, label: str, field: str = "time") -> xr.DataArray:
     """The time step nearest to ``label`` (time dimension dropped)."""
-    if "time" not in da.dims:
-        raise QueryError(field, "this dataset has no time axis; leave time empty")
-    return da.isel(time=_nearest_step(da, label, field))
+    return da.isel(time=nearest_step(da, label, field))
 
 
 def select_time_range(
