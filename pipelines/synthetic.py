@@ -197,33 +197,65 @@ def synthetic_field(
     ii = _grid_index(lat, -90.0, spec.resolution, spec.nlat)
     jj = _grid_index(lon, -180.0, spec.resolution, spec.nlon)
     pattern = _noise_pattern(spec.seed, var_id, spec.nlat, spec.nlon)
+    cos_phi = np.cos(phi)
     if var == "t2m":
-        base = 288.0 - 45.0 * sin_phi**2 + 5.0 * np.cos(phi) * np.sin(lam)
+        base = 288.0 - 45.0 * sin_phi**2
+        zonal = 5.0 * cos_phi  # times sin(lon)
         seasonal_amp, trend, wave_scale, noise_scale = 14.0 * sin_phi, 0.03, 1.0, 0.8
     else:
-        base = 301.0 - 30.0 * sin_phi**2 + np.zeros_like(lam)
+        base = 301.0 - 30.0 * sin_phi**2
+        zonal = 0.0 * cos_phi
         seasonal_amp, trend, wave_scale, noise_scale = 3.0 * sin_phi, 0.015, 0.3, 0.2
+    # Everything but the noise is a sum of separable terms f(lat) * g(lon), so one step is
+    # a small matrix product (lat x R) @ (R x lon): fast enough to generate on read.
+    wave_lat = [np.cos(n * phi[:, 0]) for (_m, n, _a) in _WAVES] + [
+        np.sin(n * phi[:, 0]) for (_m, n, _a) in _WAVES
+    ]
+    wave_lon = np.stack(
+        [np.cos(m * lam[0]) for (m, _n, _a) in _WAVES] + [np.sin(m * lam[0]) for (m, _n, _a) in _WAVES]
+    )
+    lat_terms = np.empty((lat.size, 2 * len(_WAVES) + 5))
+    lon_terms = np.empty((2 * len(_WAVES) + 5, lon.size))
+    lon_terms[: 2 * len(_WAVES)] = wave_lon
+    lon_terms[-5] = 1.0
+    lon_terms[-4] = np.sin(lam[0])
+    lon_terms[-3] = np.cos(lam[0])
+    lon_terms[-2] = np.sin(lam[0])
+    lon_terms[-1] = 0.0
+    land = land_mask(lat, lon) if var == "sst" else None
     out = np.empty((steps.size, lat.size, lon.size), dtype="float32")
+    nw = len(_WAVES)
     for k, (step, day) in enumerate(zip(steps, days, strict=True)):
         rng = np.random.default_rng([spec.seed, var_id, int(step)])
-        phases = rng.uniform(0, 2 * math.pi, size=(len(_WAVES), 2))
-        season = -seasonal_amp * math.cos(2 * math.pi * (day - 15.0) / 365.25)
-        field = base + season + trend * day / 365.25
+        phases = rng.uniform(0, 2 * math.pi, size=(nw, 2))
+        season = -seasonal_amp[:, 0] * math.cos(2 * math.pi * (day - 15.0) / 365.25)
+        # cos(n phi + q) cos(m lam + p) expanded into products of cos/sin of each angle
+        for w, ((_m, _n, amp), (p, q)) in enumerate(zip(_WAVES, phases, strict=True)):
+            a = wave_scale * amp
+            lat_c = a * (math.cos(q) * wave_lat[w] - math.sin(q) * wave_lat[nw + w])
+            # (cos m lam cos p - sin m lam sin p) split over the cos and sin rows
+            lat_terms[:, w] = lat_c * math.cos(p)
+            lat_terms[:, nw + w] = -lat_c * math.sin(p)
+        lat_terms[:, -5] = base[:, 0] + season + trend * day / 365.25
+        lat_terms[:, -4] = zonal[:, 0]
         if spec.freq == "hourly":
             hour = (int(step) * _FREQ_HOURS[spec.freq]) % 24 + start.hour
-            field = field + (3.0 * wave_scale) * np.cos(phi) * np.cos(
-                2 * math.pi * (hour - 15.0) / 24.0 + lam
-            )
-        for (m, n, amp), (p, q) in zip(_WAVES, phases, strict=True):
-            field = field + (wave_scale * amp) * (np.cos(n * phi + q) * np.cos(m * lam + p))
+            angle = 2 * math.pi * (hour - 15.0) / 24.0
+            # cos(angle + lam) = cos(angle) cos(lam) - sin(angle) sin(lam)
+            lat_terms[:, -3] = 3.0 * wave_scale * cos_phi[:, 0] * math.cos(angle)
+            lat_terms[:, -2] = -3.0 * wave_scale * cos_phi[:, 0] * math.sin(angle)
+        else:
+            lat_terms[:, -3] = 0.0
+            lat_terms[:, -2] = 0.0
+        lat_terms[:, -1] = 0.0
+        field = (lat_terms @ lon_terms).astype("float32")
         shift_i, shift_j = int(rng.integers(spec.nlat)), int(rng.integers(spec.nlon))
-        noise = pattern[np.ix_((ii + shift_i) % spec.nlat, (jj + shift_j) % spec.nlon)]
-        field = field + noise_scale * noise
-        if var == "sst":
-            field = np.maximum(field, 271.35)
+        noise = pattern.take((ii + shift_i) % spec.nlat, axis=0).take((jj + shift_j) % spec.nlon, axis=1)
+        field += np.float32(noise_scale) * noise
+        if land is not None:
+            np.maximum(field, np.float32(271.35), out=field)
+            field[land] = np.nan
         out[k] = field
-    if var == "sst":
-        out[:, land_mask(lat, lon)] = np.nan
     return out
 
 
