@@ -392,9 +392,12 @@ def _decode_time_axis(ds: xr.Dataset, source: str) -> tuple[xr.Dataset, bool]:
     new_attrs.setdefault("standard_name", "time")
     new_attrs.setdefault("axis", "T")
     new_time = xr.Variable("time", decoded, new_attrs)
+    # Re-encode as the file did (same units and float dtype) when derived stores are
+    # written, so fractional steps like "hour since ... 14:00" round-trip without warning.
     new_time.encoding = {
         "units": units,
         "calendar": "proleptic_gregorian" if year_zero else calendar,
+        "dtype": np.dtype(time.dtype) if np.issubdtype(time.dtype, np.floating) else np.float64,
     }
     return ds.assign_coords(time=new_time), climatology
 
