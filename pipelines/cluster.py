@@ -1,0 +1,156 @@
+"""One way to name the Dask cluster, shared by ``gridscope serve`` and ``gridscope build``.
+
+gridscope never runs a scheduler of its own making: it uses a
+`distributed.LocalCluster` by default, or an existing scheduler, a Dask Gateway,
+or the dask-kubernetes operator. The choice comes from a `ClusterSpec`, built from
+CLI flags and the standard environment variables:
+
+=====================  ===========================================================
+``--scheduler ADDR``   an existing scheduler (also ``DASK_SCHEDULER_ADDRESS``)
+``--gateway URL``      a Dask Gateway (also ``DASK_GATEWAY__ADDRESS`` / dask config)
+``--kubernetes NAME``  a dask-kubernetes operator ``KubeCluster`` named NAME
+(none)                 a LocalCluster of worker processes on this machine
+=====================  ===========================================================
+
+``--adapt MIN,MAX`` sets adaptive scaling bounds for clusters that can scale.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+__all__ = ["ClusterError", "ClusterSpec", "connect", "describe"]
+
+
+class ClusterError(RuntimeError):
+    """The named cluster cannot be reached or created; the message says which and why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusterSpec:
+    """Which Dask cluster to use.
+
+    Parameters
+    ----------
+    scheduler
+        Address of an existing scheduler, e.g. ``tcp://10.0.0.5:8786``.
+    gateway
+        Address of a Dask Gateway server.
+    kubernetes
+        Name of a dask-kubernetes operator cluster to create or connect to.
+    n_workers, threads_per_worker, memory_limit
+        Shape of the LocalCluster (ignored for the others).
+    adapt
+        ``(minimum, maximum)`` workers for adaptive scaling, where supported.
+    """
+
+    scheduler: str | None = None
+    gateway: str | None = None
+    kubernetes: str | None = None
+    n_workers: int = 2
+    threads_per_worker: int = 1
+    memory_limit: str = "auto"
+    adapt: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        chosen = [n for n in ("scheduler", "gateway", "kubernetes") if getattr(self, n)]
+        if len(chosen) > 1:
+            raise ClusterError(f"choose one cluster, not {' and '.join(chosen)}")
+        if self.adapt is not None:
+            low, high = self.adapt
+            if not 0 <= low <= high:
+                raise ClusterError(f"adapt bounds must be 0 <= MIN <= MAX, got {low},{high}")
+        if self.n_workers < 1 or self.threads_per_worker < 1:
+            raise ClusterError("a local cluster needs at least one worker and one thread")
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> ClusterSpec:
+        """A spec from flags (``overrides``, None meaning unset) and the environment."""
+        env = os.environ if environ is None else environ
+        values = {k: v for k, v in overrides.items() if v is not None}
+        if not any(values.get(n) for n in ("scheduler", "gateway", "kubernetes")):
+            if env.get("DASK_SCHEDULER_ADDRESS"):
+                values["scheduler"] = env["DASK_SCHEDULER_ADDRESS"]
+            elif env.get("DASK_GATEWAY__ADDRESS"):
+                values["gateway"] = env["DASK_GATEWAY__ADDRESS"]
+        return cls(**values)
+
+    @property
+    def kind(self) -> str:
+        if self.scheduler:
+            return "scheduler"
+        if self.gateway:
+            return "gateway"
+        if self.kubernetes:
+            return "kubernetes"
+        return "local"
+
+
+def connect(spec: ClusterSpec, *, timeout: float = 20.0):
+    """A `distributed.Client` on the cluster ``spec`` names.
+
+    Raises
+    ------
+    ClusterError
+        When the scheduler cannot be reached in ``timeout`` seconds, or the optional
+        package for a Gateway / Kubernetes cluster is not installed.
+    """
+    import distributed
+
+    try:
+        if spec.kind == "scheduler":
+            return distributed.Client(spec.scheduler, timeout=timeout, set_as_default=False)
+        if spec.kind == "gateway":
+            gateway_module = _optional("dask_gateway", "pip install dask-gateway")
+            gateway = gateway_module.Gateway(spec.gateway)
+            cluster = gateway.new_cluster()
+            if spec.adapt:
+                cluster.adapt(minimum=spec.adapt[0], maximum=spec.adapt[1])
+            return cluster.get_client(set_as_default=False)
+        if spec.kind == "kubernetes":
+            operator = _optional("dask_kubernetes.operator", "pip install dask-kubernetes")
+            cluster = operator.KubeCluster(name=spec.kubernetes)
+            if spec.adapt:
+                cluster.adapt(minimum=spec.adapt[0], maximum=spec.adapt[1])
+            return distributed.Client(cluster, set_as_default=False)
+        cluster = distributed.LocalCluster(
+            n_workers=spec.n_workers,
+            threads_per_worker=spec.threads_per_worker,
+            processes=True,
+            memory_limit=spec.memory_limit,
+            dashboard_address="127.0.0.1:0",
+            host="127.0.0.1",
+        )
+        if spec.adapt:
+            cluster.adapt(minimum=spec.adapt[0], maximum=spec.adapt[1])
+        return distributed.Client(cluster, set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        where = spec.scheduler or spec.gateway or spec.kubernetes or "a local cluster"
+        raise ClusterError(f"cannot reach the Dask cluster at {where}: {exc}") from None
+
+
+def _optional(module: str, hint: str):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ClusterError(f"this cluster needs the {module.split('.')[0]} package ({hint})") from None
+
+
+def describe(client) -> dict[str, Any]:
+    """Workers, threads and dashboard link of a connected client, for display."""
+    try:
+        info = client.scheduler_info(n_workers=-1)
+    except (OSError, TimeoutError):
+        return {"status": "unavailable", "workers": 0, "threads": 0, "dashboard": None}
+    workers = info.get("workers", {})
+    return {
+        "status": "connected",
+        "address": info.get("address"),
+        "workers": len(workers),
+        "threads": sum(w.get("nthreads", 0) for w in workers.values()),
+        "dashboard": getattr(client, "dashboard_link", None),
+    }

@@ -1,0 +1,70 @@
+"""A real ``dask scheduler`` and two ``dask worker`` processes on loopback, for tests."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_workers(address: str, count: int, timeout: float = 60.0) -> None:
+    import distributed
+
+    with distributed.Client(address, timeout=timeout, set_as_default=False) as client:
+        client.wait_for_workers(count, timeout=timeout)
+
+
+def start_scheduler(port: int) -> subprocess.Popen:
+    return subprocess.Popen(
+        [str(_BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def start_worker(address: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [str(_BIN / "dask"), "worker", address, "--nthreads", "1", "--no-dashboard",
+         "--host", "127.0.0.1", "--memory-limit", "2GiB"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def stop(processes: list[subprocess.Popen]) -> None:
+    for p in processes:
+        if p.poll() is None:
+            p.terminate()
+    deadline = time.monotonic() + 10
+    for p in processes:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+@pytest.fixture(scope="module")
+def dask_processes():
+    """Address of a real scheduler with two single-thread worker processes."""
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    processes = [start_scheduler(port)]
+    try:
+        time.sleep(0.5)
+        processes += [start_worker(address), start_worker(address)]
+        _wait_for_workers(address, 2)
+        yield address
+    finally:
+        stop(processes)
