@@ -325,7 +325,7 @@ def test_operator_mode_points_the_server_at_its_daskcluster() -> None:
     assert autoscaler["spec"]["minimum"] <= autoscaler["spec"]["maximum"]
     env = _env(_container(_one(objects, "Deployment")))
     assert env["GRIDSCOPE_DASK_MODE"] == "operator"
-    assert env["GRIDSCOPE_SCHEDULER_ADDRESS"] == f"tcp://{name}-scheduler.{NAMESPACE}.svc:8786"
+    assert env["DASK_SCHEDULER_ADDRESS"] == f"tcp://{name}-scheduler.{NAMESPACE}.svc:8786"
     worker = cluster["spec"]["worker"]["spec"]["containers"][0]
     assert worker["args"][:2] == ["dask", "worker"]
     assert worker["image"] == _container(_one(objects, "Deployment"))["image"]
@@ -346,7 +346,7 @@ def test_gateway_and_scheduler_modes() -> None:
     objects = _objects(_render(_values("scheduler-values.yaml")))
     container = _container(_one(objects, "Deployment"))
     env = _env(container)
-    assert env["GRIDSCOPE_SCHEDULER_ADDRESS"] == "tcp://dask-scheduler.dask:8786"
+    assert env["DASK_SCHEDULER_ADDRESS"] == "tcp://dask-scheduler.dask:8786"
     assert "--public" not in container["args"]
     assert "BOKEH_SECRET_KEY" not in env and _by_kind(objects, "Secret") == []
 
