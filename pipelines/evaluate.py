@@ -34,7 +34,7 @@ def field_for(ds: xr.Dataset, query: Query) -> xr.DataArray:
     da = check_variable(ds, query.var)
     da = select_level(da, query.level)
     if ds.attrs.get("gridscope_climatology"):
-        da.attrs["gridscope_climatology"] = True
+        da.attrs["gridscope_climatology"] = 1  # int: netCDF attributes cannot be bool
     return da
 
 
