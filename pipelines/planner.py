@@ -1,0 +1,617 @@
+"""The query planner: the cheapest exact plan for a map or a series, from what exists.
+
+`plan_map` and `plan_series` return a `Plan`; nothing is read until `Plan.compute()`.
+For every query the planner looks up the derived stores of the dataset
+(`pipelines.derived.find_derived`, re-checked cheaply on every call, so levels are used
+as soon as a running build completes them) and picks:
+
+- a map of one step: the coarsest pyramid level with at least screen resolution over
+  the viewport (level 0 is the raw data);
+- a mean/min/max/std map over a time range: that level's temporal aggregates, a
+  segment-tree cover of the range by the fewest stored blocks plus raw edge steps;
+- a point or region series: the time-series copy (region: quadtree cover by coarse
+  blocks plus thin strips, area-weighted in float64);
+- anything else (anomalies, nothing built yet): brute force (`compute_map` /
+  `compute_series`) on the raw data, or on the chosen pyramid level.
+
+Zoom levels: ``screen=None`` means full resolution (level 0). With a ``screen`` the map
+may come back at a coarser pyramid level; a level-``L`` answer is, by definition, the
+query evaluated on the level-``L`` dataset (`pipelines.pyramid.level_dataset`: area-weighted
+mean field, or the min/max field for a min/max over time). Without derived stores,
+a coarser level is only returned where coarsening the full-resolution answer gives
+exactly that (single steps, min/max over time); otherwise the map is full resolution.
+
+Every plan knows the bytes of input it reads (``estimated_bytes``); `Plan.compute`
+refuses to start a plan above the budget (``max_bytes`` or ``GRIDSCOPE_MAX_BYTES``)
+with a `PlanBudgetError`. Results are kept in the shared `pipelines.cache.result_cache`
+keyed on (dataset, derived-store version, Query, viewport, screen).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from pipelines.aggregates import STATS, decompose_range, finish
+from pipelines.cache import result_cache
+from pipelines.derived import VariableStores, find_derived
+from pipelines.evaluate import compute_map, compute_series, field_for
+from pipelines.pyramid import LevelGrid, coarsen_fields, field_kind, level_grid
+from pipelines.query import Query, QueryError
+from pipelines.reductions import anomaly, monthly_climatology
+from pipelines.selection import nearest_cell, select_bbox, select_time_range, select_time_step
+from pipelines.timeseries_store import decompose_rectangle, lon_runs
+
+__all__ = ["Plan", "PlanBudgetError", "plan_map", "plan_series"]
+
+Viewport = tuple[float, float, float, float]
+Screen = tuple[int, int]
+
+#: Coarsest level the fallback (no derived stores) coarsens to.
+_FALLBACK_MAX_LEVEL = 6
+#: Plans reading less than this run on local threads, not on a distributed cluster.
+_LOCAL_BYTES = 256e6
+
+
+class PlanBudgetError(QueryError):
+    """A plan would read more than the configured budget; nothing was read."""
+
+    def __init__(self, estimated: int, budget: int, description: str):
+        super().__init__(
+            "query",
+            f"this view would read {estimated / 1e9:.2f} GB of data, more than the limit of "
+            f"{budget / 1e9:.2f} GB; choose a shorter time range or a smaller region, or "
+            f"build derived stores with 'gridscope build' ({description})",
+        )
+        self.estimated_bytes = estimated
+        self.budget = budget
+
+
+@dataclasses.dataclass
+class Plan:
+    """How a query will be answered; `compute` runs it.
+
+    Attributes
+    ----------
+    estimated_bytes
+        Bytes of input the plan reads (uncompressed).
+    description
+        Which store, level and blocks it uses, for the user.
+    level
+        Pyramid level of a map (0 = full resolution); 0 for series.
+    """
+
+    description: str
+    estimated_bytes: int
+    level: int
+    _run: Callable[[], xr.DataArray]
+    _key: Hashable
+    max_bytes: int | None = None
+
+    def compute(self) -> xr.DataArray:
+        """The result, in memory (cached; raises `PlanBudgetError` above the budget)."""
+        cached = result_cache.get(self._key)
+        if cached is not None:
+            return cached
+        budget = self.max_bytes
+        if budget is None and os.environ.get("GRIDSCOPE_MAX_BYTES"):
+            budget = int(float(os.environ["GRIDSCOPE_MAX_BYTES"]))
+        if budget is not None and self.estimated_bytes > budget:
+            raise PlanBudgetError(self.estimated_bytes, budget, self.description)
+        result = self._run()
+        result_cache.put(self._key, result)
+        return result
+
+
+# --------------------------------------------------------------------------- helpers
+
+_GRIDS: dict[tuple, LevelGrid] = {}
+
+
+def _grid(ds: xr.Dataset, level: int) -> LevelGrid:
+    key = (
+        str(ds.attrs.get("gridscope_source", id(ds))),
+        ds.sizes["lat"],
+        ds.sizes["lon"],
+        float(ds["lat"][0]),
+        float(ds["lon"][0]),
+        level,
+    )
+    grid = _GRIDS.get(key)
+    if grid is None:
+        base = key[:5] + (0,)
+        if base not in _GRIDS:
+            _GRIDS[base] = level_grid(
+                ds["lat"].values, ds["lon"].values, np.asarray(ds["cell_area"].values), 0
+            )
+        g0 = _GRIDS[base]
+        grid = _GRIDS[key] = level_grid(g0.lat, g0.lon, g0.cell_area, level)
+    return grid
+
+
+@dataclasses.dataclass
+class _Region:
+    """Cells of one level selected by the query's bbox and the viewport."""
+
+    lat_index: np.ndarray
+    lon_index: np.ndarray
+    lat: np.ndarray
+    lon: np.ndarray
+    cell_area: np.ndarray
+
+    @property
+    def lat_slice(self) -> slice:
+        return slice(int(self.lat_index[0]), int(self.lat_index[-1]) + 1)
+
+    @property
+    def runs(self) -> list[tuple[int, int]]:
+        return lon_runs(self.lon_index.tolist())
+
+    @property
+    def ncells(self) -> int:
+        return self.lat_index.size * self.lon_index.size
+
+
+def _region(grid: LevelGrid, bboxes: list[tuple[float, float, float, float]]) -> _Region:
+    da = xr.DataArray(
+        np.zeros(grid.shape, "int8"),
+        dims=("lat", "lon"),
+        coords={
+            "lat": grid.lat,
+            "lon": grid.lon,
+            "ilat": ("lat", np.arange(grid.shape[0])),
+            "ilon": ("lon", np.arange(grid.shape[1])),
+        },
+    )
+    for box in bboxes:
+        da = select_bbox(da, box)
+    ilat, ilon = da["ilat"].values, da["ilon"].values
+    return _Region(ilat, ilon, da["lat"].values, da["lon"].values, grid.cell_area[np.ix_(ilat, ilon)])
+
+
+def _bboxes(query: Query, viewport: Viewport | None) -> list[tuple[float, float, float, float]]:
+    boxes = []
+    if query.bbox is not None:
+        boxes.append(query.bbox)
+    if viewport is not None:
+        x0, x1, y0, y1 = (float(v) for v in viewport)
+        boxes.append((x0, min(y0, y1), x1, max(y0, y1)))
+    return boxes
+
+
+def _read(arr: Any, lead: Any, lat: slice, runs: list[tuple[int, int]]) -> np.ndarray:
+    """Orthogonal read of (lead, lat, lon runs) from a zarr array, lon runs joined."""
+    parts = [arr.get_orthogonal_selection((lead, lat, slice(a, b))) for a, b in runs]
+    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
+
+
+def _compute_local(obj: xr.DataArray, nbytes: float) -> xr.DataArray:
+    if nbytes < _LOCAL_BYTES:
+        return obj.compute(scheduler="threads")
+    return obj.compute()
+
+
+def _step_index(da: xr.DataArray, label: str) -> int:
+    index = xr.DataArray(np.arange(da.sizes["time"]), dims="time", coords={"time": da["time"]})
+    index.attrs = dict(da.attrs)
+    return int(select_time_step(index, label).values)
+
+
+def _range_indices(da: xr.DataArray, start: str | None, end: str | None, field: str = "start") -> tuple[int, int]:
+    index = xr.DataArray(np.arange(da.sizes["time"]), dims="time", coords={"time": da["time"]})
+    index.attrs = dict(da.attrs)
+    picked = select_time_range(index, start, end, field).values
+    return int(picked[0]), int(picked[-1]) + 1
+
+
+def _with_anomaly(selected: xr.DataArray, full: xr.DataArray, query: Query) -> xr.DataArray:
+    """Same operations as `pipelines.evaluate` so results are the same numbers."""
+    if not query.is_anomaly:
+        return selected
+    baseline = select_time_range(full, query.baseline_start, query.baseline_end, "baseline_start")
+    return anomaly(selected, monthly_climatology(baseline))
+
+
+def _cropped_dataset(ds: xr.Dataset, da: xr.DataArray, region: _Region, var: str) -> xr.Dataset:
+    """``da`` limited to the region's cells (with the region's coordinates), as a dataset."""
+    crop = da.isel(lat=region.lat_index, lon=region.lon_index)
+    crop = crop.assign_coords(lon=("lon", region.lon, dict(da["lon"].attrs)))
+    out = xr.Dataset({var: crop}, attrs=dict(ds.attrs))
+    return out
+
+
+def _map_result(
+    values: np.ndarray, region: _Region, da: xr.DataArray, query: Query, level: int, time: Any = None
+) -> xr.DataArray:
+    coords: dict[str, Any] = {
+        "lat": ("lat", region.lat, dict(da["lat"].attrs)),
+        "lon": ("lon", region.lon, dict(da["lon"].attrs)),
+        "cell_area": (("lat", "lon"), region.cell_area, dict(da["cell_area"].attrs)),
+    }
+    if time is not None:
+        coords["time"] = time
+    attrs = dict(da.attrs)
+    if query.time is None and "time" in da.dims:
+        name = {"mean": "mean", "min": "minimum", "max": "maximum", "std": "standard_deviation"}
+        attrs["cell_methods"] = f"time: {name[query.agg]}"
+    attrs["gridscope_level"] = level
+    return xr.DataArray(values, dims=("lat", "lon"), coords=coords, name=query.var, attrs=attrs)
+
+
+def _key(ds: xr.Dataset, version: str, what: str, query: Query, viewport: Any, screen: Any) -> Hashable:
+    vp = None if viewport is None else tuple(float(v) for v in viewport)
+    sc = None if screen is None else tuple(int(v) for v in screen)
+    return (str(ds.attrs.get("gridscope_source", id(ds))), version, what, query, vp, sc)
+
+
+def _choose_level(n_lat0: int, n_lon0: int, screen: Screen | None, max_level: int) -> int:
+    if screen is None:
+        return 0
+    width, height = (max(int(v), 1) for v in screen)
+    level = 0
+    for candidate in range(1, max_level + 1):
+        s = 2**candidate
+        if math.ceil(n_lon0 / s) >= width and math.ceil(n_lat0 / s) >= height:
+            level = candidate
+        else:
+            break
+    return level
+
+
+# --------------------------------------------------------------------------- maps
+
+
+def plan_map(
+    ds: xr.Dataset,
+    query: Query,
+    *,
+    viewport: Viewport | None = None,
+    screen: Screen | None = None,
+    max_bytes: int | None = None,
+) -> Plan:
+    """Plan the 2-D (lat, lon) map of ``query``.
+
+    Parameters
+    ----------
+    ds
+        Normalised dataset (``data_catalog`` contract).
+    query
+        The view; ``point`` is ignored, ``bbox`` crops the map.
+    viewport
+        ``(x0, x1, y0, y1)`` in degrees (lon west, lon east, lat south, lat north);
+        ``x0 > x1`` crosses the antimeridian. Crops the map like a bbox.
+    screen
+        ``(width, height)`` in pixels. The map comes back at the coarsest pyramid level
+        with at least this many cells across the viewport; ``None`` means full resolution.
+    max_bytes
+        Budget of bytes to read; default ``GRIDSCOPE_MAX_BYTES`` (unset: no limit).
+
+    Returns
+    -------
+    Plan
+        ``plan.compute()`` gives the map as an in-memory DataArray with ``lat``, ``lon``,
+        ``cell_area`` coordinates and ``attrs["gridscope_level"]``.
+    """
+    da = field_for(ds, query)
+    has_time = "time" in da.dims
+    if query.time is not None and not has_time:
+        raise QueryError("time", "this dataset has no time axis; leave time empty")
+    boxes = _bboxes(query, viewport)
+    region0 = _region(_grid(ds, 0), boxes)
+    derived = find_derived(ds)
+    stores = derived.variable(query.var) if derived is not None and "level" not in ds[query.var].dims else None
+    version = derived.version if derived is not None else "raw"
+    key = _key(ds, version, "map", query, viewport, screen)
+    single = query.time is not None
+    kind = field_kind(query.agg, single, query.is_anomaly)
+    step = _step_index(da, query.time) if single else None
+    t0, t1 = _range_indices(da, query.start, query.end) if has_time and not single else (0, 0)
+
+    if stores is not None and has_time:
+        level = _choose_level(region0.lat_index.size, region0.lon_index.size, screen, stores.max_level)
+        region = _region(_grid(ds, level), boxes) if level else region0
+        table = stores.block_table()
+        if single and not query.is_anomaly:
+            return _plan_step(ds, da, query, region, level, stores, step, key, max_bytes)
+        if not single and not query.is_anomaly and table is not None:
+            return _plan_aggregates(ds, da, query, region, level, stores, kind, t0, t1, key, max_bytes)
+        if level > 0:
+            return _plan_brute_on_level(ds, da, query, region, level, stores, kind, key, max_bytes)
+        return _plan_brute(ds, da, query, region0, 0, key, max_bytes, t0, t1)
+
+    exact_coarsen = not query.is_anomaly and (single or kind in ("min", "max"))
+    nx = ds.sizes["lon"]
+    max_level = 0
+    if exact_coarsen:
+        while max_level < _FALLBACK_MAX_LEVEL and nx % 2 ** (max_level + 1) == 0:
+            max_level += 1
+    level = _choose_level(region0.lat_index.size, region0.lon_index.size, screen, max_level)
+    if level == 0:
+        return _plan_brute(ds, da, query, region0, 0, key, max_bytes, t0, t1)
+    return _plan_brute_coarsened(ds, da, query, level, boxes, kind, key, max_bytes, t0, t1)
+
+
+def _plan_brute(
+    ds: xr.Dataset, da: xr.DataArray, query: Query, region: _Region, level: int, key: Hashable,
+    max_bytes: int | None, t0: int, t1: int,
+) -> Plan:
+    nsteps = 1 if query.time is not None else max(t1 - t0, 1)
+    if query.is_anomaly:
+        nsteps = da.sizes.get("time", 1)
+    nbytes = region.ncells * nsteps * da.dtype.itemsize
+    cropped = _cropped_dataset(ds, da, region, query.var)
+    q = query.replace(bbox=None, level=None)
+
+    def run() -> xr.DataArray:
+        out = _compute_local(compute_map(cropped, q), nbytes)
+        out.attrs["gridscope_level"] = level
+        return out
+
+    return Plan(
+        f"brute force on the raw data (level 0, {region.lat_index.size}x{region.lon_index.size} "
+        f"cells, {nsteps} steps)",
+        int(nbytes), level, run, key, max_bytes,
+    )
+
+
+def _plan_brute_coarsened(
+    ds: xr.Dataset, da: xr.DataArray, query: Query, level: int, boxes: list, kind: str,
+    key: Hashable, max_bytes: int | None, t0: int, t1: int,
+) -> Plan:
+    region = _region(_grid(ds, level), boxes)
+    s = 2**level
+    ny = ds.sizes["lat"]
+    lat_fine = np.arange(int(region.lat_index[0]) * s, min((int(region.lat_index[-1]) + 1) * s, ny))
+    lon_fine = (region.lon_index[:, None] * s + np.arange(s)[None, :]).ravel()
+    nsteps = 1 if query.time is not None else max(t1 - t0, 1)
+    nbytes = lat_fine.size * lon_fine.size * nsteps * da.dtype.itemsize
+    crop = da.isel(lat=lat_fine, lon=lon_fine)
+    crop = crop.assign_coords(lon=("lon", np.arange(lon_fine.size, dtype="float64")))
+    fine = xr.Dataset({query.var: crop}, attrs=dict(ds.attrs))
+    area = np.asarray(ds["cell_area"].values)[np.ix_(lat_fine, lon_fine)]
+    q = query.replace(bbox=None, level=None)
+
+    def run() -> xr.DataArray:
+        full = _compute_local(compute_map(fine, q), nbytes)
+        values = coarsen_fields(np.asarray(full.values)[None], area, level)[-1][kind][0]
+        return _map_result(values, region, da, query, level, full.coords.get("time"))
+
+    return Plan(
+        f"brute force on the raw data, coarsened exactly to level {level} "
+        f"({region.lat_index.size}x{region.lon_index.size} cells)",
+        int(nbytes), level, run, key, max_bytes,
+    )
+
+
+def _plan_step(
+    ds: xr.Dataset, da: xr.DataArray, query: Query, region: _Region, level: int,
+    stores: VariableStores, step: int, key: Hashable, max_bytes: int | None,
+) -> Plan:
+    nbytes = region.ncells * 4
+    time = da["time"].values[step]
+    if level == 0:
+        return _plan_brute(ds, da, query, region, 0, key, max_bytes, 0, 0)
+
+    def run() -> xr.DataArray:
+        arr = stores.array("pyramid", f"L{level}/mean")
+        values = _read(arr, [step], region.lat_slice, region.runs)[0]
+        values = values[:, _run_positions(region)]
+        return _map_result(values, region, da, query, level, time)
+
+    return Plan(
+        f"pyramid level {level} step {step} ({region.lat_index.size}x{region.lon_index.size} cells)",
+        int(nbytes), level, run, key, max_bytes,
+    )
+
+
+def _run_positions(region: _Region) -> np.ndarray:
+    """Columns of a runs-joined read that are the region's (all of them, in order)."""
+    return np.arange(region.lon_index.size)
+
+
+def _plan_aggregates(
+    ds: xr.Dataset, da: xr.DataArray, query: Query, region: _Region, level: int,
+    stores: VariableStores, kind: str, t0: int, t1: int, key: Hashable, max_bytes: int | None,
+) -> Plan:
+    table = stores.block_table()
+    assert table is not None
+    blocks, steps = decompose_range(t0, t1, table)
+    flat = [table.flat_index(s, b) for s, b in blocks]
+    agg = query.agg
+    needed = {"mean": ("sum", "count"), "std": ("sum", "sumsq", "count"), "min": ("min",), "max": ("max",)}[agg]
+    per_cell = {"sum": 8, "sumsq": 8, "count": 4, "min": 4, "max": 4}
+    nbytes = region.ncells * (len(flat) * sum(per_cell[n] for n in needed) + len(steps) * 4)
+
+    def run() -> xr.DataArray:
+        lat, runs = region.lat_slice, region.runs
+        shift = _read_2d(stores.array("aggregates", f"L{level}/shift"), lat, runs)
+        totals: dict[str, np.ndarray] = {}
+        for name in needed:
+            if flat:
+                part = _read(stores.array("aggregates", f"L{level}/{name}"), flat, lat, runs)
+                if name in ("min", "max"):
+                    reduce = np.fmin if name == "min" else np.fmax
+                    totals[name] = reduce.reduce(part, axis=0)
+                else:
+                    totals[name] = part.sum(axis=0, dtype="int64" if name == "count" else "float64")
+        if steps:
+            if level == 0:
+                sub = da.isel(time=steps, lat=region.lat_index, lon=region.lon_index)
+                raw = np.asarray(_compute_local(sub, len(steps) * region.ncells * 4).values)
+                raw_min = raw_max = raw
+            else:
+                field = {"min": "min", "max": "max"}.get(agg, "mean")
+                raw = _read(stores.array("pyramid", f"L{level}/{field}"), steps, lat, runs)
+                raw_min = raw_max = raw
+            valid = ~np.isnan(raw)
+            d = np.where(valid, raw.astype("float64") - shift, 0.0)
+            edge = {
+                "sum": d.sum(axis=0),
+                "sumsq": (d * d).sum(axis=0),
+                "count": valid.sum(axis=0),
+                "min": np.fmin.reduce(raw_min, axis=0),
+                "max": np.fmax.reduce(raw_max, axis=0),
+            }
+            for name in needed:
+                if name not in totals:
+                    totals[name] = edge[name]
+                elif name == "min":
+                    totals[name] = np.fmin(totals[name], edge[name])
+                elif name == "max":
+                    totals[name] = np.fmax(totals[name], edge[name])
+                else:
+                    totals[name] = totals[name] + edge[name]
+        values = finish(agg, totals, shift)
+        return _map_result(values, region, da, query, level)
+
+    sizes: dict[int, int] = {}
+    for s, _ in blocks:
+        sizes[s] = sizes.get(s, 0) + 1
+    text = ", ".join(f"{n}x{s}" for s, n in sorted(sizes.items(), reverse=True)) or "none"
+    return Plan(
+        f"temporal aggregates level {level} ({region.lat_index.size}x{region.lon_index.size} cells): "
+        f"blocks [{text}] + {len(steps)} raw steps for steps {t0}..{t1 - 1}",
+        int(nbytes), level, run, key, max_bytes,
+    )
+
+
+def _read_2d(arr: Any, lat: slice, runs: list[tuple[int, int]]) -> np.ndarray:
+    parts = [arr[lat, a:b] for a, b in runs]
+    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
+
+
+def _level_dataarray(ds: xr.Dataset, da: xr.DataArray, stores: VariableStores, level: int, kind: str) -> xr.Dataset:
+    import dask.array as dsa
+
+    grid = _grid(ds, level)
+    arr = stores.array("pyramid", f"L{level}/{kind}")
+    data = dsa.from_zarr(arr)
+    out = xr.DataArray(
+        data,
+        dims=("time", "lat", "lon"),
+        coords={
+            "time": da["time"],
+            "lat": ("lat", grid.lat, dict(da["lat"].attrs)),
+            "lon": ("lon", grid.lon, dict(da["lon"].attrs)),
+            "cell_area": (("lat", "lon"), grid.cell_area, dict(da["cell_area"].attrs)),
+        },
+        attrs=dict(da.attrs),
+    )
+    return xr.Dataset({da.name: out}, attrs=dict(ds.attrs))
+
+
+def _plan_brute_on_level(
+    ds: xr.Dataset, da: xr.DataArray, query: Query, region: _Region, level: int,
+    stores: VariableStores, kind: str, key: Hashable, max_bytes: int | None,
+) -> Plan:
+    level_ds = _level_dataarray(ds, da, stores, level, kind)
+    plan = _plan_brute(level_ds, level_ds[query.var], query, region, level, key, max_bytes, 0, level_ds.sizes["time"])
+    plan.description = f"brute force on pyramid level {level} ({kind} field)"
+    return plan
+
+
+# --------------------------------------------------------------------------- series
+
+
+def plan_series(ds: xr.Dataset, query: Query, *, max_bytes: int | None = None) -> Plan:
+    """Plan the time series of ``query`` (``point``: nearest cell; ``bbox``: area-weighted mean).
+
+    Returns
+    -------
+    Plan
+        ``plan.compute()`` gives a 1-D (time) in-memory DataArray, the same numbers as
+        `pipelines.compute_series`.
+    """
+    da = field_for(ds, query)
+    if "time" not in da.dims:
+        raise QueryError("var", f"{query.var!r} has no time axis, so it has no time series")
+    if query.time is not None:
+        raise QueryError("time", "a time series takes start/end, not a single time")
+    if query.point is None and query.bbox is None:
+        raise QueryError("point", "a time series needs a point (lon,lat) or a bbox (W,S,E,N)")
+    derived = find_derived(ds)
+    stores = derived.variable(query.var) if derived is not None and "level" not in ds[query.var].dims else None
+    version = derived.version if derived is not None else "raw"
+    key = _key(ds, version, "series", query, None, None)
+    t0, t1 = _range_indices(da, query.start, query.end)
+    if query.is_anomaly:
+        r0, r1 = 0, da.sizes["time"]
+    else:
+        r0, r1 = t0, t1
+    nsteps = r1 - r0
+    if stores is None or not stores.has_timeseries:
+        region = _region(_grid(ds, 0), [query.bbox]) if query.bbox is not None else None
+        ncells = 1 if region is None else region.ncells
+        nbytes = ncells * da.sizes["time"] * da.dtype.itemsize
+
+        def run_brute() -> xr.DataArray:
+            return _compute_local(compute_series(ds, query), nbytes)
+
+        return Plan(f"brute force on the raw data ({ncells} cells)", int(nbytes), 0, run_brute, key, max_bytes)
+
+    times = da["time"].isel(time=slice(r0, r1))
+    if query.point is not None:
+        i, j = nearest_cell(da, query.point)
+
+        def run_point() -> xr.DataArray:
+            values = stores.array("timeseries", "values")[r0:r1, i, j]
+            region_da = xr.DataArray(
+                values, dims="time", coords={"time": times, "lat": da["lat"].values[i], "lon": da["lon"].values[j]},
+                attrs=dict(da.attrs),
+            )
+            return _finish_series(region_da, query, t0, t1, r0)
+
+        return Plan(
+            f"time-series copy, cell ({i}, {j}), steps {r0}..{r1 - 1}", nsteps * 4, 0, run_point, key, max_bytes
+        )
+
+    assert query.bbox is not None
+    region = _region(_grid(ds, 0), [query.bbox])
+    ny, nx = ds.sizes["lat"], ds.sizes["lon"]
+    i0, i1 = region.lat_slice.start, region.lat_slice.stop
+    pieces = []
+    for a, b in region.runs:
+        pieces += decompose_rectangle(i0, i1, a, b, ny, nx, stores.ts_max_level)
+    area0 = _grid(ds, 0).cell_area
+    ncells_read = sum((p[2] - p[1]) * (p[4] - p[3]) * (1 if p[0] == 0 else 4) for p in pieces)
+    nbytes = ncells_read * nsteps * 4
+
+    def run_region() -> xr.DataArray:
+        wsum = np.zeros(nsteps)
+        warea = np.zeros(nsteps)
+        for lev, bi0, bi1, bj0, bj1 in pieces:
+            if lev == 0:
+                x = stores.array("timeseries", "values")[r0:r1, bi0:bi1, bj0:bj1]
+                w = area0[bi0:bi1, bj0:bj1]
+                valid = ~np.isnan(x)
+                wsum += np.where(valid, x.astype("float64") * w, 0.0).sum(axis=(1, 2))
+                warea += np.where(valid, w, 0.0).sum(axis=(1, 2))
+            else:
+                wsum += stores.array("timeseries", f"L{lev}/wsum")[r0:r1, bi0:bi1, bj0:bj1].sum(axis=(1, 2))
+                warea += stores.array("timeseries", f"L{lev}/warea")[r0:r1, bi0:bi1, bj0:bj1].sum(axis=(1, 2))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            values = np.where(warea > 0, wsum / np.where(warea > 0, warea, 1.0), np.nan)
+        region_da = xr.DataArray(values, dims="time", coords={"time": times}, attrs=dict(da.attrs))
+        return _finish_series(region_da, query, t0, t1, r0)
+
+    levels = sorted({p[0] for p in pieces})
+    return Plan(
+        f"time-series copy, {len(pieces)} pieces at levels {levels}, steps {r0}..{r1 - 1}",
+        int(nbytes), 0, run_region, key, max_bytes,
+    )
+
+
+def _finish_series(region: xr.DataArray, query: Query, t0: int, t1: int, r0: int) -> xr.DataArray:
+    selected = region.isel(time=slice(t0 - r0, t1 - r0))
+    out = _with_anomaly(selected, region, query)
+    out.name = query.var
+    return out
+
+
+__all__ += ["STATS"]
