@@ -1,15 +1,62 @@
-"""``gridscope serve``: not implemented yet."""
+"""``gridscope serve``: the dashboard over a Dask cluster.
+
+By default serves the bundled catalog's local datasets on http://localhost:5006 with a
+`distributed.LocalCluster` (2 worker processes x 1 thread); ``--scheduler ADDRESS``
+or ``DASK_SCHEDULER_ADDRESS`` connects to an existing scheduler instead.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("serve", help="(not implemented yet)")
+    parser = sub.add_parser("serve", help="serve the dashboard in the browser",
+                            description=__doc__.splitlines()[0])  # fmt: skip
+    parser.add_argument("sources", nargs="*", metavar="SOURCE",
+                        help="extra dataset paths or URLs to offer besides the catalog")  # fmt: skip
+    parser.add_argument("--catalog", metavar="FILE", help="catalog YAML (default: GRIDSCOPE_CATALOG or the bundled one)")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="connect to this Dask scheduler instead of starting a LocalCluster")  # fmt: skip
+    parser.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes (default 2)")
+    parser.add_argument("--port", type=int, default=5006, help="port (default 5006)")
+    parser.add_argument("--address", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--allow-websocket-origin", action="append", default=[], metavar="HOST",
+                        help="allowed websocket origin HOST[:PORT] (repeatable; default localhost:PORT)")  # fmt: skip
+    parser.add_argument("--prefix", default="", help="URL prefix (behind a proxy)")
+    parser.add_argument("--public", action="store_true",
+                        help="public mode: serve catalog datasets only (extra SOURCE paths are refused)")  # fmt: skip
+    parser.add_argument("--show", action=argparse.BooleanOptionalAction, default=False,
+                        help="open a browser tab (default: no)")  # fmt: skip
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    print("gridscope serve: not implemented yet")
-    return 1
+    from app.server import serve, start_client
+    from app.sources import DatasetSources
+
+    if args.public and args.sources:
+        print("gridscope serve: error: --public serves catalog datasets only; drop the SOURCE paths",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    if not 0 < args.port < 65536:
+        print(f"gridscope serve: error: --port {args.port} is not a valid port", file=sys.stderr)
+        return 2
+    sources = DatasetSources.from_catalog(args.catalog, args.sources)
+    client = start_client(args.scheduler, n_workers=args.workers)
+    where = args.scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or "a LocalCluster"
+    print(f"gridscope: serving {len(sources.ids)} datasets on http://{args.address}:{args.port}{args.prefix or ''}/ "
+          f"(Dask: {where}, dashboard {client.dashboard_link})", flush=True)  # fmt: skip
+    try:
+        serve(
+            sources, client=client, port=args.port, address=args.address,
+            websocket_origins=args.allow_websocket_origin, prefix=args.prefix, show=args.show,
+        )  # fmt: skip
+    finally:
+        client.close()
+        cluster = getattr(client, "cluster", None)
+        if cluster is not None:
+            cluster.close()
+    return 0

@@ -1,0 +1,142 @@
+"""Writing a view's numbers to files: map PNG / netCDF, series CSV, and "show code".
+
+Shared by the dashboard's download buttons and ``gridscope export`` so that both
+write the same bytes for the same `Query`.
+
+CSV format (`series_to_csv`): header ``time,<var>``; one row per step; time as an
+ISO 8601 label (``0000-01-16T06:00:00`` for a climatology, which keeps the year 0 of
+its axis); values with ``repr`` precision (round-trips float64 exactly); missing
+values as an empty field.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from typing import IO, Any
+
+import numpy as np
+import xarray as xr
+
+__all__ = ["code_snippet", "map_to_netcdf", "map_to_png", "series_to_csv"]
+
+PathOrBuffer = str | os.PathLike[str] | IO[Any]
+
+
+def _label(da: xr.DataArray) -> str:
+    name = da.attrs.get("long_name", da.name or "")
+    units = da.attrs.get("units", "")
+    return f"{name} ({units})" if units else str(name)
+
+
+def map_to_png(
+    da: xr.DataArray,
+    path_or_buffer: PathOrBuffer,
+    cmap: str = "rainbow4",
+    clim: tuple[float, float] | None = None,
+    *,
+    title: str | None = None,
+    coastlines: bool = True,
+) -> None:
+    """Draw the (lat, lon) map with a colourbar (and coastlines) to a PNG file.
+
+    Parameters
+    ----------
+    da
+        In-memory 2-D map with ``lat`` and ``lon`` coordinates.
+    path_or_buffer
+        File path or binary buffer.
+    cmap
+        colorcet colour map name (falls back to matplotlib's names).
+    clim
+        Colour range; ``None`` uses the data's finite min/max.
+    """
+    import colorcet
+    from matplotlib.figure import Figure
+
+    values = np.asarray(da.transpose("lat", "lon").values, dtype="float64")
+    lon = da["lon"].values
+    lat = da["lat"].values
+    if clim is None:
+        finite = values[np.isfinite(values)]
+        clim = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    colormap = colorcet.cm.get(cmap, cmap)
+    fig = Figure(figsize=(10, 5.2), dpi=100)
+    ax = fig.add_subplot(1, 1, 1)
+    mesh = ax.pcolormesh(lon, lat, np.ma.masked_invalid(values), cmap=colormap,
+                         vmin=clim[0], vmax=clim[1], shading="nearest")  # fmt: skip
+    if coastlines:
+        from app.coastlines import coastline_paths
+
+        for line in coastline_paths():
+            ax.plot(line[:, 0], line[:, 1], color="black", linewidth=0.5)
+        ax.set_xlim(float(lon.min()) - 0.5, float(lon.max()) + 0.5)
+        ax.set_ylim(float(lat.min()) - 0.5, float(lat.max()) + 0.5)
+    fig.colorbar(mesh, ax=ax, label=_label(da), shrink=0.85)
+    ax.set_xlabel("longitude (degrees east)")
+    ax.set_ylabel("latitude (degrees north)")
+    if title:
+        ax.set_title(title)
+    fig.savefig(path_or_buffer, format="png", bbox_inches="tight")
+
+
+def map_to_netcdf(da: xr.DataArray, path_or_buffer: PathOrBuffer | None = None, *, query: Any = None) -> bytes | None:
+    """Write the map (or any DataArray) to netCDF; with no path, return the bytes.
+
+    ``query`` (a `pipelines.Query`) is recorded in the ``gridscope_query`` attribute.
+    """
+    ds = da.to_dataset(name=str(da.name or "value"))
+    if query is not None:
+        ds.attrs["gridscope_query"] = query.to_json()
+    if path_or_buffer is None:
+        return ds.to_netcdf(engine="h5netcdf")  # type: ignore[return-value]
+    if hasattr(path_or_buffer, "write"):
+        path_or_buffer.write(ds.to_netcdf(engine="h5netcdf"))  # type: ignore[union-attr]
+        return None
+    ds.to_netcdf(path_or_buffer)
+    return None
+
+
+def _time_text(value: Any) -> str:
+    if isinstance(value, np.datetime64):
+        return np.datetime_as_string(value, unit="s")
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+def series_to_csv(da: xr.DataArray, path_or_buffer: PathOrBuffer | None = None, var: str | None = None) -> str:
+    """Write a 1-D time series as CSV (header ``time,<var>``) and return the text."""
+    name = var or str(da.name or "value")
+    lines = [f"time,{name}"]
+    for t, v in zip(da["time"].values, np.asarray(da.values, dtype="float64"), strict=True):
+        lines.append(f"{_time_text(t)},{'' if not np.isfinite(v) else repr(float(v))}")
+    text = "\n".join(lines) + "\n"
+    if path_or_buffer is not None:
+        if hasattr(path_or_buffer, "write"):
+            path_or_buffer.write(text if isinstance(path_or_buffer, io.TextIOBase) else text.encode())  # type: ignore[union-attr]
+        else:
+            with open(path_or_buffer, "w", encoding="utf-8") as handle:
+                handle.write(text)
+    return text
+
+
+def code_snippet(query: Any, *, series: Any = None) -> str:
+    """Python that reproduces the view in a notebook with the project's API."""
+    lines = [
+        "from data_catalog import open_dataset",
+        "from pipelines import Query, compute_map, compute_series",
+        "",
+        f"ds = open_dataset({query.dataset!r})",
+        f"query = Query.from_query_string({query.to_query_string()!r})",
+        "field = compute_map(ds, query.replace(bbox=None, point=None)).compute()",
+        "field.plot(cmap='RdBu_r' if query.is_anomaly else 'viridis')",
+    ]
+    if series is not None:
+        lines += [
+            "",
+            f"series_query = Query.from_query_string({series.to_query_string()!r})",
+            "series = compute_series(ds, series_query).compute()",
+            "series.to_pandas().to_csv('series.csv', header=[series_query.var], index_label='time')",
+        ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,187 @@
+"""Where the app's datasets come from: catalog entries and extra sources, opened once.
+
+`DatasetSources` is the one object the app asks for "which datasets are there" and
+"give me dataset X". The opener is injected (``opener=``), so tests drive the app on
+small synthetic datasets, and the catalog opener of `data_catalog` is used when it
+is installed. Opened datasets are cached per process and shared across sessions:
+they are lazy, so the cache holds metadata, not data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+import xarray as xr
+
+__all__ = ["DatasetInfo", "DatasetSources", "VariableInfo", "time_labels"]
+
+Opener = Callable[[str], xr.Dataset]
+
+
+@dataclasses.dataclass(frozen=True)
+class VariableInfo:
+    """What the sidebar shows about one data variable."""
+
+    name: str
+    long_name: str
+    units: str
+    levels: tuple[float, ...] = ()
+    has_time: bool = True
+
+    @property
+    def label(self) -> str:
+        units = f" ({self.units})" if self.units else ""
+        return f"{self.long_name}{units}"
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    """Metadata of one opened dataset: variables and time labels."""
+
+    id: str
+    title: str
+    variables: Mapping[str, VariableInfo]
+    times: tuple[str, ...]
+    climatology: bool
+    attribution: str = ""
+
+
+def time_labels(index: Any, climatology: bool) -> tuple[str, ...]:
+    """Labels for each time step that `pipelines.Query` parses back to that step.
+
+    Climatologies get month names (``Jan``..``Dec``); monthly data ``YYYY-MM-DD``;
+    sub-daily data ``YYYY-MM-DDTHH:MM``.
+    """
+    if index is None or len(index) == 0:
+        return ()
+    if climatology:
+        return tuple(pd.Timestamp(2000, int(t.month), 1).strftime("%b") for t in index)
+    out = []
+    subdaily = any(getattr(t, "hour", 0) or getattr(t, "minute", 0) for t in index)
+    for t in index:
+        if subdaily:
+            out.append(f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}")
+        else:
+            out.append(f"{t.year:04d}-{t.month:02d}-{t.day:02d}")
+    return tuple(out)
+
+
+class DatasetSources:
+    """Catalog entries plus extra sources, each opened lazily at most once.
+
+    Parameters
+    ----------
+    entries
+        ``{id: title}`` in display order.
+    opener
+        ``opener(id) -> xarray.Dataset`` returning a normalised dataset.
+    attributions
+        Optional ``{id: attribution line}``.
+    """
+
+    def __init__(
+        self,
+        entries: Mapping[str, str],
+        opener: Opener,
+        attributions: Mapping[str, str] | None = None,
+    ):
+        if not entries:
+            raise ValueError("no datasets to serve")
+        self.entries = dict(entries)
+        self._opener = opener
+        self._attributions = dict(attributions or {})
+        self._datasets: dict[str, xr.Dataset] = {}
+        self._infos: dict[str, DatasetInfo] = {}
+        self._lock = threading.Lock()
+
+    # --- construction ------------------------------------------------------------
+    @classmethod
+    def from_datasets(cls, datasets: Mapping[str, xr.Dataset]) -> DatasetSources:
+        """Sources backed by in-memory datasets (tests, notebooks)."""
+        titles = {k: str(ds.attrs.get("title", k)) for k, ds in datasets.items()}
+        return cls(titles, lambda key: datasets[key])
+
+    @classmethod
+    def from_catalog(
+        cls, catalog_path: str | None = None, extra: Sequence[str] = (), *, include_remote: bool = False
+    ) -> DatasetSources:
+        """The catalog's local entries (remote ones only when asked) plus ``extra`` paths."""
+        catalog = _load_catalog(catalog_path)
+        entries: dict[str, str] = {}
+        attributions: dict[str, str] = {}
+        for entry in catalog.entries:
+            remote = "://" in entry.urlpath and not entry.urlpath.startswith("file://")
+            if remote and not include_remote:
+                continue
+            entries[entry.id] = entry.title
+            attributions[entry.id] = getattr(entry, "attribution", "") or ""
+        for path in extra:
+            entries[path] = os.path.basename(path.rstrip("/")) or path
+        open_dataset = _catalog_opener(catalog, catalog_path)
+        return cls(entries, open_dataset, attributions)
+
+    # --- access --------------------------------------------------------------------
+    @property
+    def ids(self) -> list[str]:
+        return list(self.entries)
+
+    def title(self, dataset_id: str) -> str:
+        return self.entries.get(dataset_id, dataset_id)
+
+    def open(self, dataset_id: str) -> xr.Dataset:
+        """The normalised dataset; raises `KeyError` with a message for unknown ids."""
+        if dataset_id not in self.entries:
+            raise KeyError(f"unknown dataset {dataset_id!r}; available: {', '.join(self.entries)}")
+        with self._lock:
+            if dataset_id not in self._datasets:
+                self._datasets[dataset_id] = self._opener(dataset_id)
+            return self._datasets[dataset_id]
+
+    def info(self, dataset_id: str) -> DatasetInfo:
+        if dataset_id in self._infos:
+            return self._infos[dataset_id]
+        ds = self.open(dataset_id)
+        climatology = bool(ds.attrs.get("gridscope_climatology", False))
+        variables: dict[str, VariableInfo] = {}
+        for name, da in ds.data_vars.items():
+            if "lat" not in da.dims or "lon" not in da.dims:
+                continue
+            levels = tuple(float(v) for v in ds["level"].values) if "level" in da.dims else ()
+            variables[str(name)] = VariableInfo(
+                name=str(name),
+                long_name=str(da.attrs.get("long_name", name)),
+                units=str(da.attrs.get("units", "")),
+                levels=levels,
+                has_time="time" in da.dims,
+            )
+        times = time_labels(ds.indexes["time"], climatology) if "time" in ds.dims else ()
+        info = DatasetInfo(
+            id=dataset_id,
+            title=self.title(dataset_id),
+            variables=variables,
+            times=times,
+            climatology=climatology,
+            attribution=self._attributions.get(dataset_id, ""),
+        )
+        self._infos[dataset_id] = info
+        return info
+
+
+def _load_catalog(path: str | None) -> Any:
+    from data_catalog import load_catalog
+
+    return load_catalog(path)
+
+
+def _catalog_opener(catalog: Any, catalog_path: str | None) -> Opener:
+    from data_catalog import open_dataset
+
+    def opener(key: str) -> xr.Dataset:
+        return open_dataset(key, catalog=catalog)
+
+    return opener

@@ -1,0 +1,49 @@
+"""The cluster panel: how many Dask workers there are and where their dashboard is."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import panel as pn
+
+from app import compute
+
+__all__ = ["ClusterView", "describe_cluster"]
+
+
+def describe_cluster(client: Any) -> str:
+    """Markdown describing the Dask cluster the app computes on."""
+    if client is None:
+        return "**Dask**: no cluster (computing in-process)"
+    try:
+        info = client.scheduler_info(n_workers=-1)
+    except TypeError:
+        info = client.scheduler_info()
+    except Exception as exc:  # a lost scheduler is shown, not raised
+        return f"**Dask**: scheduler unreachable ({type(exc).__name__})"
+    workers = info.get("workers", {})
+    threads = sum(int(w.get("nthreads", 0)) for w in workers.values())
+    text = f"**Dask**: {len(workers)} worker{'s' if len(workers) != 1 else ''}, {threads} threads"
+    link = getattr(client, "dashboard_link", None)
+    if link and "dashboard" not in str(info.get("services", {})) and not info.get("services"):
+        link = None
+    if link:
+        text += f" · [Dask dashboard]({link})"
+    return text
+
+
+class ClusterView(pn.viewable.Viewer):
+    """Workers and Dask dashboard link, refreshed every few seconds while served."""
+
+    def __init__(self, client: Any = None, **params: Any):
+        super().__init__(**params)
+        self.client = client if client is not None else compute.current_client()
+        self.pane = pn.pane.Markdown(describe_cluster(self.client), css_classes=["gs-cluster"])
+        if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
+            pn.state.add_periodic_callback(self._refresh, period=5000)
+
+    def _refresh(self) -> None:
+        self.pane.object = describe_cluster(self.client)
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return self.pane

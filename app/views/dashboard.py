@@ -1,0 +1,148 @@
+"""The whole page: sidebar, map, series, messages, permalink, exports, cluster.
+
+`Dashboard` is used both by the server (one per browser session, restored from and
+written back to the URL) and by `app.explorer.Explorer` in a notebook.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+from urllib.parse import urlencode
+
+import panel as pn
+import param
+
+from app import exports
+from app.state import ExplorerState
+from app.views.cluster_view import ClusterView
+from app.views.map_view import MapView, colour_range
+from app.views.results import ViewResults
+from app.views.series_view import SeriesView
+from app.views.sidebar import Sidebar
+
+__all__ = ["Dashboard"]
+
+_CSS = """
+.gs-title h1 { font-size: 1.3em; margin: 0.2em 0; }
+"""
+
+
+class Dashboard(pn.viewable.Viewer):
+    """Linked map and time series over an `ExplorerState`."""
+
+    link = param.String(default="", doc="Permalink of the current view.")
+
+    def __init__(self, state: ExplorerState, *, client: Any = None, results: ViewResults | None = None, **params: Any):
+        super().__init__(**params)
+        self.state = state
+        self.results = results or ViewResults(state)
+        if self.results.field is None:
+            self.results.refresh()
+        self.sidebar = Sidebar(state)
+        self.map = MapView(state, self.results)
+        self.series = SeriesView(state, self.results)
+        self.cluster = ClusterView(client)
+        self.message = pn.pane.Alert(
+            state.param.message, alert_type="warning", css_classes=["gs-message"],
+            visible=state.param.message.rx().rx.pipe(bool), sizing_mode="stretch_width",
+        )  # fmt: skip
+        self.error = pn.pane.Alert(
+            self.results.param.error, alert_type="danger", css_classes=["gs-error"],
+            visible=self.results.param.error.rx().rx.pipe(bool), sizing_mode="stretch_width",
+        )  # fmt: skip
+        self.link_input = pn.widgets.TextInput.from_param(
+            self.param.link, name="Link to this view", disabled=False, css_classes=["gs-link"],
+            sizing_mode="stretch_width",
+        )  # fmt: skip
+        self.copy_button = pn.widgets.Button(name="Copy link", button_type="primary", width=100)
+        self.copy_button.js_on_click(
+            args={"link": self.link_input},
+            code="navigator.clipboard && navigator.clipboard.writeText(link.value)",
+        )
+        self.code = pn.pane.Markdown(self._code_markdown(), css_classes=["gs-code"], sizing_mode="stretch_width")
+        self.status = pn.pane.Markdown("", css_classes=["gs-status"], margin=(0, 10))
+        state.param.watch(self._on_state, list(state.param))
+        self.results.param.watch(self._on_result, ["map_version", "series_version"])
+        self._update_link()
+        self._on_result()
+        if pn.state.location is not None:
+            pn.state.location.param.watch(lambda *_: self._update_link(), ["href"])
+
+    # --- permalink ----------------------------------------------------------------------
+    def _page_base(self) -> str:
+        loc = pn.state.location
+        href = getattr(loc, "href", "") if loc is not None else ""
+        return href.split("?", 1)[0].split("#", 1)[0] if href else ""
+
+    def _update_link(self) -> None:
+        try:
+            query_string = urlencode(self.state.to_url_params(), safe=",:")
+        except Exception:  # an inconsistent intermediate state: keep the last link
+            return
+        self.link = f"{self._page_base()}?{query_string}"
+        loc = pn.state.location
+        if loc is not None and pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
+            loc.search = f"?{query_string}"
+
+    def _on_state(self, *events: param.parameterized.Event) -> None:
+        if any(e.name != "message" for e in events):
+            self._update_link()
+            self.code.object = self._code_markdown()
+
+    def _on_result(self, *events: param.parameterized.Event) -> None:
+        field = self.results.field
+        where = self.results.map_where or "in-process"
+        shape = "x".join(str(n) for n in field.shape) if field is not None else "-"
+        self.status.object = f"Map {shape} cells, computed {where}."
+
+    # --- exports ------------------------------------------------------------------------
+    def _code_markdown(self) -> str:
+        try:
+            text = exports.code_snippet(self.state.query, series=self.state.series_query)
+        except Exception as exc:
+            text = f"# no code for an invalid view: {exc}"
+        return f"```python\n{text}```"
+
+    def _png(self) -> io.BytesIO:
+        buffer = io.BytesIO()
+        field = self.results.field
+        exports.map_to_png(field, buffer, cmap=self.state.cmap, clim=colour_range(field.values, self.state),
+                           title=f"{self.state.dataset}: {self.state.var}")  # fmt: skip
+        buffer.seek(0)
+        return buffer
+
+    def _netcdf(self) -> io.BytesIO:
+        from app import compute
+
+        ds = self.state.sources.open(self.state.dataset)
+        field = compute.full_map(ds, self.state.query)
+        return io.BytesIO(exports.map_to_netcdf(field, query=self.state.query))
+
+    def _csv(self) -> io.BytesIO:
+        series = self.results.series
+        if series is None:
+            return io.BytesIO(b"")
+        return io.BytesIO(exports.series_to_csv(series, var=self.state.var).encode())
+
+    def _downloads(self) -> pn.Row:
+        name = f"{self.state.dataset}_{self.state.var}"
+        return pn.Row(
+            pn.widgets.FileDownload(callback=self._png, filename=f"{name}.png", label="Map PNG", button_type="light"),
+            pn.widgets.FileDownload(callback=self._netcdf, filename=f"{name}.nc", label="Map netCDF", button_type="light"),
+            pn.widgets.FileDownload(callback=self._csv, filename=f"{name}_series.csv", label="Series CSV", button_type="light"),
+        )  # fmt: skip
+
+    # --- layout --------------------------------------------------------------------------
+    def __panel__(self) -> pn.viewable.Viewable:
+        header = pn.pane.Markdown("# gridscope", css_classes=["gs-title"], stylesheets=[_CSS], margin=(0, 10))
+        side = pn.Column(header, self.sidebar, self.cluster, width=320)
+        main = pn.Column(
+            self.message, self.error,
+            self.map, self.status, self.series,
+            pn.Row(self.link_input, self.copy_button, sizing_mode="stretch_width"),
+            self._downloads(),
+            pn.Card(self.code, title="Show code", collapsed=True, sizing_mode="stretch_width"),
+            sizing_mode="stretch_width",
+        )  # fmt: skip
+        return pn.Row(side, main, sizing_mode="stretch_width")

@@ -1,0 +1,142 @@
+"""The time series linked to the map: point or area-weighted box series.
+
+The selected step (or range) is highlighted; a tap on the plot moves the map to the
+nearest step. The values are also written out as CSV text (the same text as the
+CSV download), so they can be read off the page.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import holoviews as hv
+import holoviews.plotting.bokeh  # noqa: F401  (registers the bokeh backend for .opts)
+import numpy as np
+import pandas as pd
+import panel as pn
+import param
+
+from app.exports import series_to_csv
+from app.regions import POINT
+from app.state import ExplorerState
+from app.views.results import ViewResults
+
+__all__ = ["SeriesView", "series_x"]
+
+
+def series_x(times: np.ndarray, climatology: bool) -> np.ndarray:
+    """x values of a series: month numbers for a climatology, datetimes otherwise."""
+    if climatology:
+        return np.array([int(t.month) for t in times], dtype="int64")
+    if np.issubdtype(np.asarray(times).dtype, np.datetime64):
+        return np.asarray(times)
+    return np.array([pd.Timestamp(t.isoformat()).to_datetime64() for t in times])
+
+
+class SeriesView(pn.viewable.Viewer):
+    """Series plot, highlight of the selected time, tap-to-select, summary and CSV text."""
+
+    height = param.Integer(default=260, doc="Height of the series plot in pixels.")
+
+    def __init__(self, state: ExplorerState, results: ViewResults, **params: Any):
+        super().__init__(**params)
+        self.state = state
+        self.results = results
+        streams = [
+            hv.streams.Params(results, ["series_version"]),
+            hv.streams.Params(state, ["time_mode", "time", "start", "end"]),
+        ]
+        self.plot = hv.DynamicMap(self._plot, streams=streams)
+        self.tap_stream = hv.streams.Tap(source=self.plot, x=None, y=None)
+        self.tap_stream.add_subscriber(self._on_tap)
+        self.pane = pn.pane.HoloViews(self.plot, sizing_mode="stretch_width", height=self.height,
+                                      css_classes=["gs-series"])  # fmt: skip
+        self.pane.loading = results.param.series_busy
+        self.summary = pn.pane.HTML(self._summary_html, sizing_mode="stretch_width", css_classes=["gs-series-summary"])
+
+    # --- helpers ---------------------------------------------------------------------------
+    def _climatology(self) -> bool:
+        return self.state.sources.info(self.state.dataset).climatology
+
+    def _x_of_label(self, label: str | None) -> Any:
+        if label is None:
+            return None
+        info = self.state.sources.info(self.state.dataset)
+        if label not in info.times:
+            return None
+        index = info.times.index(label)
+        times = self.state.sources.open(self.state.dataset)["time"].values
+        return series_x(times[index : index + 1], info.climatology)[0]
+
+    def _plot(self, **_: Any) -> hv.Overlay:
+        series = self.results.series
+        clim = self._climatology()
+        xdim = hv.Dimension("time", label="month" if clim else "time")
+        info = self.state.sources.info(self.state.dataset)
+        variable = info.variables.get(self.state.var)
+        units = variable.units if variable else ""
+        ydim = hv.Dimension("value", label=variable.long_name if variable else "value", unit=units or None)
+        if series is None or series.size == 0:
+            curve = hv.Curve([], kdims=[xdim], vdims=[ydim])
+            points = hv.Scatter([], kdims=[xdim], vdims=[ydim])
+        else:
+            x = series_x(series["time"].values, clim)
+            y = np.asarray(series.values, dtype="float64")
+            curve = hv.Curve((x, y), kdims=[xdim], vdims=[ydim])
+            points = hv.Scatter((x, y), kdims=[xdim], vdims=[ydim])
+        opts: dict[str, Any] = dict(responsive=True, height=self.height, tools=["hover", "tap"], framewise=True,
+                                    line_width=2, color="#1f5fa8")  # fmt: skip
+        if clim:
+            opts["xticks"] = [(i, pd.Timestamp(2000, i, 1).strftime("%b")) for i in range(1, 13)]
+        overlay = curve.opts(**opts) * points.opts(size=5, color="#1f5fa8", tools=["hover", "tap"])
+        if self.state.time_mode == "range":
+            a, b = self._x_of_label(self.state.start), self._x_of_label(self.state.end)
+            if a is not None and b is not None:
+                overlay = overlay * hv.VSpan(a, b).opts(color="orange", alpha=0.2)
+        else:
+            t = self._x_of_label(self.state.time)
+            if t is not None:
+                overlay = overlay * hv.VLine(t).opts(color="orange", line_width=2)
+        return overlay.opts(title=self._title())
+
+    def _title(self) -> str:
+        if self.state.region == POINT and self.state.point is not None:
+            lon, lat = self.state.point
+            return f"{self.state.var} at {lon:g}°E, {lat:g}°N"
+        return f"{self.state.var}: area-weighted mean over {self.state.region}"
+
+    def _on_tap(self, x: Any = None, y: Any = None, **_: Any) -> None:
+        series = self.results.series
+        if x is None or series is None or series.size == 0:
+            return
+        clim = self._climatology()
+        xs = series_x(series["time"].values, clim)
+        if clim:
+            index = int(np.argmin(np.abs(xs - float(x))))
+        else:
+            target = pd.Timestamp(x, unit="ms") if isinstance(x, int | float) else pd.Timestamp(x)
+            index = int(np.argmin(np.abs(xs.astype("datetime64[ns]") - target.to_datetime64())))
+        info = self.state.sources.info(self.state.dataset)
+        full = self.state.sources.open(self.state.dataset).indexes["time"]
+        label = info.times[int(full.get_loc(series["time"].values[index]))]
+        self.state.param.update(time_mode="step", time=label)
+
+    @param.depends("results.series_version", "state.region")
+    def _summary_html(self) -> str:
+        series = self.results.series
+        if series is None:
+            return "<p class='gs-series-empty'>Draw a box or click a point on the map for a time series.</p>"
+        values = np.asarray(series.values, dtype="float64")
+        finite = values[np.isfinite(values)]
+        mean = f"{finite.mean():.4g}" if finite.size else "n/a"
+        csv = series_to_csv(series, var=self.state.var)
+        return (
+            f"<p class='gs-series-stats'>{html.escape(self._title())}: {values.size} steps, "
+            f"mean {mean}</p>"
+            f"<details><summary>Series values (CSV)</summary>"
+            f"<pre class='gs-series-csv' style='max-height:10em;overflow:auto'>{html.escape(csv)}</pre></details>"
+        )
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return pn.Column(self.pane, self.summary, sizing_mode="stretch_width")
