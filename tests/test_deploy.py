@@ -335,7 +335,6 @@ def test_gateway_and_scheduler_modes() -> None:
     objects = _objects(_render(_values("gateway-values.yaml")))
     container = _container(_one(objects, "Deployment"))
     env = _env(container)
-    assert container["args"][container["args"].index("--adapt") + 1] == "1,8"
     assert env["DASK_GATEWAY__ADDRESS"] == "http://traefik-daskhub-dask-gateway.daskhub"
     assert env["DASK_GATEWAY__AUTH__TYPE"] == "jupyterhub"
     assert env["JUPYTERHUB_API_TOKEN"]["secretKeyRef"]["name"] == "gridscope-hub-token"
@@ -348,7 +347,7 @@ def test_gateway_and_scheduler_modes() -> None:
     container = _container(_one(objects, "Deployment"))
     env = _env(container)
     assert env["DASK_SCHEDULER_ADDRESS"] == "tcp://dask-scheduler.dask:8786"
-    assert "--public" not in container["args"] and "--adapt" not in container["args"]
+    assert "--public" not in container["args"]
     assert "BOKEH_SECRET_KEY" not in env and _by_kind(objects, "Secret") == []
 
 
