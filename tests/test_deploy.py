@@ -602,3 +602,35 @@ def test_dockerignore_keeps_what_images_copy() -> None:
             for source in sources:
                 assert source.rstrip("/") in kept, f"{path.name}: COPY {source} is dockerignored"
                 assert (REPO_ROOT / source).exists(), f"{path.name}: COPY {source} missing"
+
+
+# ------------------------------------------------------------- chart/image vs the CLI
+
+
+def _parse_cli(argv: list[str]) -> Any:
+    cli = pytest.importorskip("app.cli")
+    parser = cli.build_parser()
+    try:
+        return parser.parse_args(argv)
+    except SystemExit as exc:  # argparse reports unknown flags this way
+        raise AssertionError(f"gridscope rejects {argv}: exit {exc.code}") from None
+
+
+@pytest.mark.parametrize("values_name", ["defaults", *(f.name for f in VALUE_FILES)])
+def test_chart_args_are_accepted_by_gridscope_serve(values_name: str) -> None:
+    container = _container(_one(_objects(_render(_values(values_name))), "Deployment"))
+    args = _parse_cli(container["args"])
+    assert args.command == "serve"
+    assert (args.address, int(args.port)) == ("0.0.0.0", 5006)
+
+
+@pytest.mark.parametrize("path", SERVER_DOCKERFILES, ids=lambda p: p.name)
+def test_image_cmd_is_accepted_by_gridscope(path: Path) -> None:
+    cmd = yaml.safe_load(dict(_instructions(path.read_text()))["CMD"])
+    assert cmd[0] == "gridscope"
+    assert _parse_cli(cmd[1:]).command == "serve"
+
+
+def test_cli_check_rejects_unknown_flags() -> None:
+    with pytest.raises(AssertionError, match="rejects"):
+        _parse_cli(["serve", "--no-such-flag"])
