@@ -192,7 +192,7 @@ def synthetic_field(
     sin_phi = np.sin(phi)
     hours = steps * _FREQ_HOURS[spec.freq]
     start = pd.Timestamp(spec.start)
-    doy0 = start.dayofyear - 1 + start.hour / 24
+    doy0 = start.day_of_year - 1 + start.hour / 24
     days = doy0 + hours / 24.0
     ii = _grid_index(lat, -90.0, spec.resolution, spec.nlat)
     jj = _grid_index(lon, -180.0, spec.resolution, spec.nlon)
@@ -328,7 +328,7 @@ def write_demo_store(
 ) -> Path:
     """Write the dataset as a zarr v3 store in ERA5's raw layout, resumably.
 
-    Steps already written (recorded in ``.gridscope-demo-progress``) are skipped when
+    Steps already written (recorded in ``<path>.demo-progress``) are skipped when
     the same spec is written again to the same path. Chunks are one time step by the
     whole globe (ERA5's map-friendly layout), blosc-lz4 with byte shuffle.
     """
@@ -336,7 +336,7 @@ def write_demo_store(
 
     path = Path(path)
     lat, lon = _raw_coords(spec)
-    marker = path / ".gridscope-demo-progress"
+    marker = path.with_name(path.name + ".demo-progress")
     spec_text = repr(spec)
     done_steps = 0
     if marker.exists() and marker.read_text().split("\n", 1)[0] == spec_text:

@@ -37,7 +37,10 @@ def run(args: argparse.Namespace) -> int:
             args.size, freq=args.freq, seed=args.seed, start=args.start, resolution=args.resolution
         )
     except ValueError as exc:
-        raise ValueError(f"--size/--resolution: {exc}") from None
+        import sys
+
+        print(f"gridscope: error: --size/--resolution: {exc}", file=sys.stderr)
+        return 2
     print(
         f"writing {spec.nsteps} {spec.freq} steps of {', '.join(spec.variables)} on a "
         f"{spec.nlat}x{spec.nlon} grid ({spec.nbytes / 1e9:.2f} GB uncompressed) to {args.out}"
