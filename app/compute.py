@@ -1,15 +1,16 @@
 """The one place where the app asks for numbers: maps and series for a `Query`.
 
-Everything the dashboard draws or downloads comes from `map_for_view`, `full_map`
-and `series_for`. They call the planner (`pipelines.planner`) when it is installed,
-otherwise the brute-force reference `pipelines.compute_map` / `compute_series`, so
-switching to the planner is this module only.
+Everything the dashboard draws or downloads comes from `start_map` / `full_map`,
+`start_series` / `series_for` and `map_for_view`. They use the planner
+(`pipelines.planner.plan_map` / `plan_series`) when it is importable, otherwise the
+brute-force reference `pipelines.compute_map` / `compute_series`: switching is here only.
 
 Where the work runs: small jobs (a map frame of a sample dataset is well under a
 megabyte) run in-process, because a round trip through a distributed scheduler costs
 tens of milliseconds, more than the work itself; jobs whose input is larger than
 ``GRIDSCOPE_INPROCESS_BYTES`` (default 32 MiB) run on the Dask cluster registered with
-`use_client`. Results are cached per process (they are small: a map or a series), so
+`use_client` (a planner's plan is submitted whole to a worker; a brute-force graph is
+computed by the cluster), and can be cancelled when superseded. Results are cached per process (they are small: a map or a series), so
 panning, zooming and other sessions asking the same question reuse them.
 """
 
@@ -89,8 +90,11 @@ class Job:
         self._lazy = lazy
         self._key = key
         self._value = value
-        if value is None and client is not None and getattr(lazy, "chunks", None) is not None:
-            if input_bytes > inprocess_limit():
+        if value is None and client is not None and input_bytes > inprocess_limit():
+            if callable(lazy):  # a planner's Plan.compute: run the whole plan on a worker
+                self.where = "cluster"
+                self._future = client.submit(lazy, pure=False)
+            elif getattr(lazy, "chunks", None) is not None:
                 self.where = "cluster"
                 self._future = client.compute(lazy)
 
@@ -165,7 +169,7 @@ def _job(kind: str, ds: xr.Dataset, query: Query) -> Job:
     planner = _planner()
     if planner is not None:
         plan = planner.plan_map(ds, query) if kind == "map" else planner.plan_series(ds, query)
-        return Job(plan.compute, int(getattr(plan, "estimated_bytes", 0)), key=key)
+        return Job(plan.compute, int(getattr(plan, "estimated_bytes", 0)), _CLIENT, key=key)
     if kind == "map":
         lazy = compute_map(ds, query)
         size = estimated_input_bytes(ds, query)
@@ -236,7 +240,7 @@ def regrid_to_screen(
         fy = max(out.sizes["lat"] // (2 * height), 1)
         if fx > 1 or fy > 1:
             attrs = out.attrs
-            out = out.coarsen(lon=fx, lat=fy, boundary="trim").mean(skipna=True)
+            out = out.coarsen(lon=fx, lat=fy, boundary="trim").mean()  # NaN cells skipped
             out.attrs = attrs
     return out
 

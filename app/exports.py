@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import os
+import tempfile
 from typing import IO, Any
 
 import numpy as np
@@ -88,10 +89,15 @@ def map_to_netcdf(da: xr.DataArray, path_or_buffer: PathOrBuffer | None = None, 
     ds = da.to_dataset(name=str(da.name or "value"))
     if query is not None:
         ds.attrs["gridscope_query"] = query.to_json()
-    if path_or_buffer is None:
-        return ds.to_netcdf(engine="h5netcdf")  # type: ignore[return-value]
-    if hasattr(path_or_buffer, "write"):
-        path_or_buffer.write(ds.to_netcdf(engine="h5netcdf"))  # type: ignore[union-attr]
+    if path_or_buffer is None or hasattr(path_or_buffer, "write"):
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "map.nc")
+            ds.to_netcdf(path)
+            with open(path, "rb") as handle:
+                data = handle.read()
+        if path_or_buffer is None:
+            return data
+        path_or_buffer.write(data)  # type: ignore[union-attr]
         return None
     ds.to_netcdf(path_or_buffer)
     return None

@@ -74,7 +74,7 @@ class ExplorerState(param.Parameterized):
         self.param.watch(self._on_var, "var")
         self.param.watch(self._on_region, "region")
         self.param.watch(self._on_anomaly, "anomaly")
-        self.param.dataset.objects = sources.ids
+        self.param.dataset.objects = {sources.title(i): i for i in sources.ids}
         self.dataset = params.pop("dataset", None) or sources.ids[0]
         if params:
             self.param.update(**params)

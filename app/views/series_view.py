@@ -8,6 +8,7 @@ CSV download), so they can be read off the page.
 from __future__ import annotations
 
 import html
+import numbers
 from typing import Any
 
 import holoviews as hv
@@ -115,7 +116,8 @@ class SeriesView(pn.viewable.Viewer):
         if clim:
             index = int(np.argmin(np.abs(xs - float(x))))
         else:
-            target = pd.Timestamp(x, unit="ms") if isinstance(x, int | float) else pd.Timestamp(x)
+            # bokeh sends datetimes as milliseconds since the epoch
+            target = pd.Timestamp(float(x), unit="ms") if isinstance(x, numbers.Real) else pd.Timestamp(x)
             index = int(np.argmin(np.abs(xs.astype("datetime64[ns]") - target.to_datetime64())))
         info = self.state.sources.info(self.state.dataset)
         full = self.state.sources.open(self.state.dataset).indexes["time"]
