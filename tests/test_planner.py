@@ -1,0 +1,85 @@
+"""Planner behaviour beyond exactness: fallback, budget, cache, levels, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipelines import Query, QueryError, compute_map
+from pipelines.aggregates import BlockTable, decompose_range
+from pipelines.cache import ResultCache, result_cache
+from pipelines.planner import PlanBudgetError, plan_map, plan_series
+from pipelines.synthetic import SyntheticSpec, virtual_dataset
+
+
+@pytest.fixture(scope="module")
+def virtual():
+    return virtual_dataset(SyntheticSpec(nsteps=40, resolution=2.0, seed=4), time_chunk=8)
+
+
+def test_fallback_is_brute_force_at_full_resolution_without_screen(virtual) -> None:
+    query = Query(dataset="v", var="t2m", start="1980-01-05", end="1980-01-20", agg="mean")
+    plan = plan_map(virtual, query)
+    assert plan.description.startswith("brute force") and plan.level == 0
+    assert plan.estimated_bytes == 91 * 180 * 16 * 4
+    np.testing.assert_array_equal(plan.compute().values, compute_map(virtual, query).values)
+
+
+def test_fallback_coarsens_only_where_exact(virtual) -> None:
+    mean = Query(dataset="v", var="t2m", start="1980-01-05", end="1980-01-20", agg="mean")
+    assert plan_map(virtual, mean, screen=(20, 10)).level == 0
+    assert plan_map(virtual, mean.replace(agg="max"), screen=(20, 10)).level == 2
+    step = Query(dataset="v", var="t2m", time="1980-01-07")
+    got = plan_map(virtual, step, viewport=(-90, 90, -45, 45), screen=(40, 20)).compute()
+    assert got.attrs["gridscope_level"] == 1 and got.shape == (23, 90)
+
+
+def test_budget_refuses_before_reading(virtual, monkeypatch) -> None:
+    query = Query(dataset="v", var="sst", start="1980-01-01", end="1980-02-09", agg="std", bbox=(0, 0, 30, 30))
+    with pytest.raises(PlanBudgetError, match="would read") as info:
+        plan_map(virtual, query, max_bytes=1000).compute()
+    assert isinstance(info.value, QueryError) and info.value.estimated_bytes > 1000
+    monkeypatch.setenv("GRIDSCOPE_MAX_BYTES", "10")
+    with pytest.raises(PlanBudgetError):
+        plan_series(virtual, Query(dataset="v", var="sst", point=(0, 0))).compute()
+
+
+def test_results_are_cached_by_query_and_view(virtual) -> None:
+    query = Query(dataset="v", var="t2m", time="1980-01-03")
+    first = plan_map(virtual, query, viewport=(0, 40, 0, 40)).compute()
+    hits = result_cache.hits
+    again = plan_map(virtual, query, viewport=(0, 40, 0, 40)).compute()
+    assert again is first and result_cache.hits == hits + 1
+    other = plan_map(virtual, query, viewport=(0, 42, 0, 40)).compute()
+    assert other is not first
+
+
+def test_cache_is_bounded_lru() -> None:
+    cache = ResultCache(max_bytes=100)
+    cache.put("a", np.zeros(10))  # 80 bytes
+    cache.put("b", np.zeros(2))
+    assert cache.get("a") is not None
+    cache.put("c", np.zeros(1))
+    assert cache.get("b") is None and cache.get("a") is not None and cache.nbytes <= 100
+    cache.put("huge", np.zeros(1000))
+    assert cache.get("huge") is None
+
+
+def test_segment_tree_decomposition_covers_exactly() -> None:
+    table = BlockTable(nsteps=1000, base=8)
+    for t0, t1 in [(0, 1000), (3, 997), (500, 501), (8, 16), (0, 1)]:
+        blocks, steps = decompose_range(t0, t1, table)
+        covered = sorted(steps + [t for s, b in blocks for t in range(b * s, (b + 1) * s)])
+        assert covered == list(range(t0, t1))
+        assert len(steps) < 16 and len(blocks) <= 2 * len(table.sizes)
+    limited = BlockTable(nsteps=1000, base=8, max_size=16)
+    assert max(s for s, _ in decompose_range(0, 1000, limited)[0]) == 16
+
+
+def test_errors_are_query_errors(virtual) -> None:
+    with pytest.raises(QueryError, match="point"):
+        plan_series(virtual, Query(dataset="v", var="t2m"))
+    with pytest.raises(QueryError, match="not in this dataset"):
+        plan_map(virtual, Query(dataset="v", var="nope"))
+    with pytest.raises(QueryError, match="outside the record"):
+        plan_map(virtual, Query(dataset="v", var="t2m", time="1990-01-01"))
