@@ -37,7 +37,7 @@ from pipelines.derived import (
     register_derived,
     write_manifest,
 )
-from pipelines.pyramid import coarsen_fields, level_grid
+from pipelines.pyramid import coarsen_fields
 
 __all__ = ["BuildConfig", "build_derived", "open_source"]
 

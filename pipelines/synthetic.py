@@ -154,7 +154,7 @@ def spec_for_size(size: str | int, **kwargs: object) -> SyntheticSpec:
 
 
 def _grid_index(values: np.ndarray, origin: float, resolution: float, modulo: int) -> np.ndarray:
-    return np.rint(((np.asarray(values, "float64") - origin) / resolution)).astype(np.int64) % modulo
+    return np.rint((np.asarray(values, "float64") - origin) / resolution).astype(np.int64) % modulo
 
 
 @functools.lru_cache(maxsize=8)

@@ -78,17 +78,17 @@ def gridscope_section(ds: Any, queries: list[dict], which: tuple[str, ...], scre
         for kind in which:
             if kind == "map_frame":
                 query = Query(dataset="b", var="t2m", time=_label(times, q["step"]))
-                run = lambda: plan_map(ds, query, viewport=q["viewport"], screen=screen).compute()  # noqa: E731
+                run = lambda: plan_map(ds, query, viewport=q["viewport"], screen=screen).compute()  # noqa: E731, B023
             elif kind == "range_map":
                 query = Query(dataset="b", var="t2m", start=_label(times, q["start"]), end=_label(times, q["end"]), agg=q["agg"])
-                run = lambda: plan_map(ds, query, screen=screen).compute()  # noqa: E731
+                run = lambda: plan_map(ds, query, screen=screen).compute()  # noqa: E731, B023
             elif kind == "point_series":
                 query = Query(dataset="b", var="t2m", point=(_lon180(q["point"][0]), q["point"][1]))
-                run = lambda: plan_series(ds, query).compute()  # noqa: E731
+                run = lambda: plan_series(ds, query).compute()  # noqa: E731, B023
             else:
                 w, s, e, n = q["box"]
                 query = Query(dataset="b", var="t2m", bbox=(_lon180(w), s, _lon180(e), n))
-                run = lambda: plan_series(ds, query).compute()  # noqa: E731
+                run = lambda: plan_series(ds, query).compute()  # noqa: E731, B023
             t = time.perf_counter()
             run()
             out[kind].append(time.perf_counter() - t)
@@ -117,10 +117,10 @@ def naive_section(raw: Any, queries: list[dict], which: tuple[str, ...], screen:
                 )
                 hv.render(plot)
             elif kind == "range_map":
-                getattr(da.sel(time=slice(times[q["start"]], times[q["end"]])), q["agg"])("time").values
+                _ = getattr(da.sel(time=slice(times[q["start"]], times[q["end"]])), q["agg"])("time").values
             elif kind == "point_series":
                 lon = q["point"][0] if lon0 >= 0 else _lon180(q["point"][0])
-                da.sel({lat_name: q["point"][1], lon_name: lon}, method="nearest").values
+                _ = da.sel({lat_name: q["point"][1], lon_name: lon}, method="nearest").values
             else:
                 w, s, e, n = q["box"]
                 if lon0 < 0:
@@ -128,7 +128,7 @@ def naive_section(raw: Any, queries: list[dict], which: tuple[str, ...], screen:
                 lat_slice = slice(n, s) if da[lat_name].values[0] > da[lat_name].values[-1] else slice(s, n)
                 box = da.sel({lat_name: lat_slice, lon_name: slice(w, e)})
                 weights = np.cos(np.deg2rad(box[lat_name]))
-                box.weighted(weights).mean((lat_name, lon_name)).values
+                _ = box.weighted(weights).mean((lat_name, lon_name)).values
             out[kind].append(time.perf_counter() - t)
     return out
 
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from data_catalog import open_dataset
     from pipelines.build import BuildConfig, build_derived
-    from pipelines.synthetic import SyntheticSpec, spec_for_size, virtual_dataset, write_demo_store
+    from pipelines.synthetic import spec_for_size, virtual_dataset, write_demo_store
 
     screen = tuple(int(v) for v in args.screen.split(","))
     data = Path(args.data)
