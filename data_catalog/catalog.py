@@ -80,13 +80,17 @@ def load_catalog(path: str | os.PathLike[str] | None = None) -> Catalog:
 
 
 def _resolve_local_urlpath(entry: CatalogEntry, folder: Path) -> CatalogEntry:
-    protocol, stripped = fsspec.core.split_protocol(entry.urlpath)
+    derived = {name: _resolve_path(path, folder) for name, path in entry.derived.items()}
+    return entry.model_copy(update={"urlpath": _resolve_path(entry.urlpath, folder), "derived": derived})
+
+
+def _resolve_path(urlpath: str, folder: Path) -> str:
+    """A local path made absolute against the catalog's folder; URLs unchanged."""
+    protocol, stripped = fsspec.core.split_protocol(urlpath)
     if protocol not in (None, "file"):
-        return entry
+        return urlpath
     local = Path(stripped).expanduser()
-    if local.is_absolute():
-        return entry if protocol is None else entry.model_copy(update={"urlpath": str(local)})
-    return entry.model_copy(update={"urlpath": str(folder / local)})
+    return str(local if local.is_absolute() else folder / local)
 
 
 def _kind(value: Any) -> str:

@@ -11,6 +11,7 @@ with ``decode_times=False`` and dask chunks, then hands the result to
 import glob
 import json
 import os
+import posixpath
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -89,9 +90,24 @@ def open_dataset(
     # The id is what re-opens the dataset, so it is the recorded source; errors still
     # name the file behind it.
     try:
-        return normalise_dataset(raw, entry.id)
+        ds = normalise_dataset(raw, entry.id)
     except DatasetOpenError as exc:
         raise DatasetOpenError(f"{exc} (file: {urlpath})") from None
+    if entry.derived:
+        ds.attrs["gridscope_derived"] = derived_folder(entry)
+    return ds
+
+
+def derived_folder(entry: CatalogEntry) -> str:
+    """The folder holding an entry's derived stores (read by the planner).
+
+    ``derived: {folder: PATH}`` names it directly; otherwise it is the folder that
+    holds the named stores (``pyramid: X.gridscope/pyramid.zarr`` -> ``X.gridscope``).
+    """
+    if "folder" in entry.derived:
+        return entry.derived["folder"]
+    parents = {posixpath.dirname(str(p).rstrip("/")) for p in entry.derived.values()}
+    return sorted(parents)[0]
 
 
 def list_variables(ds: xr.Dataset) -> list[VariableInfo]:
