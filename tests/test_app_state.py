@@ -103,7 +103,7 @@ def test_invalid_link_gives_message_and_default(state: ExplorerState, params: di
     assert messages, "expected a message"
     assert needle.lower() in state.message.lower()
     assert check(state)
-    state.query  # still a valid Query
+    assert state.query.dataset  # still a valid Query
 
 
 def test_from_url_resets_previous_view(state: ExplorerState) -> None:

@@ -62,6 +62,11 @@ class Dashboard(pn.viewable.Viewer):
         )
         self.code = pn.pane.Markdown(self._code_markdown(), css_classes=["gs-code"], sizing_mode="stretch_width")
         self.status = pn.pane.Markdown("", css_classes=["gs-status"], margin=(0, 10))
+        # small spinners rather than Panel's `loading` overlay on the plots: toggling the
+        # overlay re-lays out the whole Bokeh plot (measured: +4 s per map update in Chromium)
+        busy = self.results.param.map_busy.rx() | self.results.param.series_busy.rx()
+        self.spinner = pn.indicators.LoadingSpinner(value=busy, size=20, name="computing",
+                                                    css_classes=["gs-busy"])  # fmt: skip
         state.param.watch(self._on_state, list(state.param))
         self.results.param.watch(self._on_result, ["map_version", "series_version"])
         self._update_link()
@@ -139,7 +144,7 @@ class Dashboard(pn.viewable.Viewer):
         side = pn.Column(header, self.sidebar, self.cluster, width=320)
         main = pn.Column(
             self.message, self.error,
-            self.map, self.status, self.series,
+            self.map, pn.Row(self.spinner, self.status), self.series,
             pn.Row(self.link_input, self.copy_button, sizing_mode="stretch_width"),
             self._downloads(),
             pn.Card(self.code, title="Show code", collapsed=True, sizing_mode="stretch_width"),

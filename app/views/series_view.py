@@ -53,7 +53,6 @@ class SeriesView(pn.viewable.Viewer):
         self.tap_stream.add_subscriber(self._on_tap)
         self.pane = pn.pane.HoloViews(self.plot, sizing_mode="stretch_width", height=self.height,
                                       css_classes=["gs-series"])  # fmt: skip
-        self.pane.loading = results.param.series_busy
         self.summary = pn.pane.HTML(self._summary_html, sizing_mode="stretch_width", css_classes=["gs-series-summary"])
 
     # --- helpers ---------------------------------------------------------------------------

@@ -26,10 +26,16 @@ class Sidebar(pn.viewable.Viewer):
             s.time_mode, name="Time", options={"Single step": "step", "Range": "range"}
         )
         self.time = pn.widgets.Select.from_param(s.time, name="Time step", visible=is_step, css_classes=["gs-time"])
-        self.player = pn.widgets.DiscretePlayer.from_param(
-            s.time, name="", visible=is_step, interval=1000, show_loop_controls=False,
-            visible_buttons=["previous", "play", "pause", "next"], show_value=False,
+        # a Player over step indices, kept in step with state.time both ways (DiscretePlayer
+        # cannot follow options that change with the dataset)
+        self.player = pn.widgets.Player(
+            name="", start=0, end=max(len(s.time.objects) - 1, 1), value=0, interval=1000,
+            visible=is_step, show_loop_controls=False, show_value=False,
+            visible_buttons=["previous", "play", "pause", "next"], css_classes=["gs-player"],
         )  # fmt: skip
+        self.player.param.watch(self._on_player, "value")
+        state.param.watch(self._sync_player, ["time"])
+        self._sync_player()
         self.start = pn.widgets.Select.from_param(s.start, name="From", visible=is_range, css_classes=["gs-start"])
         self.end = pn.widgets.Select.from_param(s.end, name="To", visible=is_range, css_classes=["gs-end"])
         self.agg = pn.widgets.Select.from_param(s.agg, name="Aggregation", visible=is_range)
@@ -45,6 +51,16 @@ class Sidebar(pn.viewable.Viewer):
         self.clim = pn.widgets.LiteralInput.from_param(
             s.clim, name="Fixed range (low, high)", visible=s.clim_mode.rx() == "fixed"
         )
+
+    def _on_player(self, event: Any) -> None:
+        times = self.state.param.time.objects
+        if 0 <= event.new < len(times) and self.state.time != times[event.new]:
+            self.state.time = times[event.new]
+
+    def _sync_player(self, *_: Any) -> None:
+        times = self.state.param.time.objects
+        index = times.index(self.state.time) if self.state.time in times else 0
+        self.player.param.update(end=max(len(times) - 1, 1), value=index)
 
     def _region_text(self) -> str:
         state = self.state
