@@ -38,6 +38,7 @@ class ViewResults(param.Parameterized):
 
     field = param.Parameter(default=None, doc="Full-resolution (lat, lon) map of the state's map_query.")
     series = param.Parameter(default=None, doc="Time series of the state's series_query, or None.")
+    series_query = param.Parameter(default=None, doc="The Query that produced ``series``.")
     map_version = param.Integer(default=0, doc="Incremented when a new map arrives.")
     series_version = param.Integer(default=0, doc="Incremented when a new series arrives.")
     map_busy = param.Boolean(default=False, doc="A map computation is running.")
@@ -50,6 +51,7 @@ class ViewResults(param.Parameterized):
         self.state = state
         self._generation = {"map": 0, "series": 0}
         self._jobs: dict[str, compute.Job | None] = {"map": None, "series": None}
+        self._pending_series_query: Any = None
         state.param.watch(self._on_map_inputs, _MAP_FIELDS)
         state.param.watch(self._on_series_inputs, _SERIES_FIELDS)
 
@@ -83,19 +85,21 @@ class ViewResults(param.Parameterized):
         if kind == "map":
             return compute.start_map(ds, self.state.map_query)
         query = self.state.series_query
+        self._pending_series_query = query
         return None if query is None else compute.start_series(ds, query)
 
     def _deliver(self, kind: str, value: xr.DataArray | None, where: str) -> None:
         if kind == "map":
             self.param.update(field=value, map_version=self.map_version + 1, map_where=where, error="")
         else:
-            self.param.update(series=value, series_version=self.series_version + 1)
+            self.param.update(series=value, series_query=self._pending_series_query,
+                              series_version=self.series_version + 1)  # fmt: skip
 
     def _fail(self, kind: str, exc: Exception) -> None:
         text = exc.message if isinstance(exc, QueryError) else f"{type(exc).__name__}: {exc}"
         self.error = f"Could not compute the {kind}: {text}"
         if kind == "series":
-            self.param.update(series=None, series_version=self.series_version + 1)
+            self.param.update(series=None, series_query=None, series_version=self.series_version + 1)
 
     def _run_sync(self, kind: str) -> None:
         try:

@@ -123,17 +123,23 @@ class SeriesView(pn.viewable.Viewer):
         label = info.times[int(full.get_loc(series["time"].values[index]))]
         self.state.param.update(time_mode="step", time=label)
 
-    @param.depends("results.series_version", "state.region")
+    @param.depends("results.series_version")
     def _summary_html(self) -> str:
         series = self.results.series
-        if series is None:
+        query = self.results.series_query
+        if series is None or query is None:
             return "<p class='gs-series-empty'>Draw a box or click a point on the map for a time series.</p>"
         values = np.asarray(series.values, dtype="float64")
         finite = values[np.isfinite(values)]
         mean = f"{finite.mean():.4g}" if finite.size else "n/a"
-        csv = series_to_csv(series, var=self.state.var)
+        csv = series_to_csv(series, var=query.var)
+        if query.point is not None:
+            where = f"at point {query.point[0]:g},{query.point[1]:g}"
+        else:
+            where = "area-weighted mean over bbox " + ",".join(f"{v:g}" for v in query.bbox)
         return (
-            f"<p class='gs-series-stats'>{html.escape(self._title())}: {values.size} steps, "
+            f"<p class='gs-series-stats'>{html.escape(query.dataset)} {html.escape(query.var)} "
+            f"{where}: {values.size} steps, "
             f"mean {mean}</p>"
             f"<details><summary>Series values (CSV)</summary>"
             f"<pre class='gs-series-csv' style='max-height:10em;overflow:auto'>{html.escape(csv)}</pre></details>"
