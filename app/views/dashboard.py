@@ -65,7 +65,7 @@ class Dashboard(pn.viewable.Viewer):
         # small spinners rather than Panel's `loading` overlay on the plots: toggling the
         # overlay re-lays out the whole Bokeh plot (measured: +4 s per map update in Chromium)
         busy = self.results.param.map_busy.rx() | self.results.param.series_busy.rx()
-        self.spinner = pn.indicators.LoadingSpinner(value=busy, size=20, name="computing",
+        self.spinner = pn.indicators.LoadingSpinner(value=busy, size=20,
                                                     css_classes=["gs-busy"])  # fmt: skip
         state.param.watch(self._on_state, list(state.param))
         self.results.param.watch(self._on_result, ["map_version", "series_version"])
