@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numba
 import numpy as np
 
 __all__ = [
@@ -112,6 +113,38 @@ class BlockStats:
     max: np.ndarray
 
 
+@numba.njit(cache=True, nogil=True)
+def _block_stats_kernel(x, lo, hi, shift, block, s, ss, cnt, mn, mx):  # pragma: no cover - numba
+    """Per block of ``block`` steps and cell: sum / sum of squares of ``x - shift``
+    (float64, accumulated in step order), valid count, NaN-ignoring min of ``lo`` and
+    max of ``hi``. Inputs are (steps, cells), walked step by step (contiguous)."""
+    nb = s.shape[0]
+    n = x.shape[1]
+    nan = mn.dtype.type(np.nan)
+    for b in range(nb):
+        for c in range(n):
+            s[b, c] = 0.0
+            ss[b, c] = 0.0
+            cnt[b, c] = 0
+            mn[b, c] = nan
+            mx[b, c] = nan
+        for k in range(block):
+            t = b * block + k
+            for c in range(n):
+                v = x[t, c]
+                if v == v:
+                    d = np.float64(v) - shift[c]
+                    s[b, c] += d
+                    ss[b, c] += d * d
+                    cnt[b, c] += 1
+                v = lo[t, c]
+                if v == v and not (mn[b, c] <= v):
+                    mn[b, c] = v
+                v = hi[t, c]
+                if v == v and not (mx[b, c] >= v):
+                    mx[b, c] = v
+
+
 def block_stats(
     values: np.ndarray,
     shift: np.ndarray,
@@ -122,38 +155,68 @@ def block_stats(
     """Stats of consecutive blocks of ``block`` steps of ``values`` (t, ...).
 
     ``vmin``/``vmax`` are the fields min/max are taken from when they differ from
-    ``values`` (pyramid levels: min/max fields rather than the mean field).
+    ``values`` (pyramid levels: min/max fields rather than the mean field). float32
+    input is read as is (no float64 copy); sums accumulate in float64.
     """
     nt = values.shape[0] // block
-    shape = (nt, block) + values.shape[1:]
-    x = values[: nt * block].reshape(shape)
-    valid = ~np.isnan(x)
-    d = np.where(valid, x.astype("float64") - shift, 0.0)
-    lo = (values if vmin is None else vmin)[: nt * block].reshape(shape)
-    hi = (values if vmax is None else vmax)[: nt * block].reshape(shape)
-    return BlockStats(
-        sum=d.sum(axis=1),
-        sumsq=(d * d).sum(axis=1),
-        count=valid.sum(axis=1, dtype="int32"),
-        min=np.fmin.reduce(lo, axis=1).astype("float32"),
-        max=np.fmax.reduce(hi, axis=1).astype("float32"),
+    cells = values.shape[1:]
+
+    def flat(a: np.ndarray) -> np.ndarray:
+        a = np.asarray(a)
+        if a.dtype.kind != "f":
+            a = a.astype("float64")
+        return np.ascontiguousarray(a[: nt * block]).reshape((nt * block, -1))
+
+    x = flat(values)
+    lo = x if vmin is None else flat(vmin)
+    hi = x if vmax is None else flat(vmax)
+    sh = np.ascontiguousarray(np.broadcast_to(np.asarray(shift, "float64"), cells)).reshape(-1)
+    n = x.shape[1]
+    out = BlockStats(
+        sum=np.empty((nt, n), "float64"),
+        sumsq=np.empty((nt, n), "float64"),
+        count=np.empty((nt, n), "int32"),
+        min=np.empty((nt, n), lo.dtype),
+        max=np.empty((nt, n), hi.dtype),
     )
+    _block_stats_kernel(x, lo, hi, sh, block, out.sum, out.sumsq, out.count, out.min, out.max)
+    return BlockStats(
+        sum=out.sum.reshape((nt,) + cells),
+        sumsq=out.sumsq.reshape((nt,) + cells),
+        count=out.count.reshape((nt,) + cells),
+        min=out.min.astype("float32", copy=False).reshape((nt,) + cells),
+        max=out.max.astype("float32", copy=False).reshape((nt,) + cells),
+    )
+
+
+@numba.njit(cache=True, nogil=True)
+def _combine_kernel(s, ss, cnt, mn, mx, s2, ss2, cnt2, mn2, mx2):  # pragma: no cover - numba
+    for k in range(s2.shape[0]):
+        a, b = 2 * k, 2 * k + 1
+        for c in range(s2.shape[1]):
+            s2[k, c] = s[a, c] + s[b, c]
+            ss2[k, c] = ss[a, c] + ss[b, c]
+            cnt2[k, c] = cnt[a, c] + cnt[b, c]
+            lo, v = mn[a, c], mn[b, c]
+            mn2[k, c] = v if (lo != lo or v < lo) else lo
+            hi, v = mx[a, c], mx[b, c]
+            mx2[k, c] = v if (hi != hi or v > hi) else hi
 
 
 def combine_stats(parts: BlockStats) -> BlockStats:
     """Combine pairs of consecutive blocks (axis 0) into blocks twice the size."""
     n = parts.sum.shape[0] // 2
+    cells = parts.sum.shape[1:]
 
-    def pair(a: np.ndarray) -> np.ndarray:
-        return a[: 2 * n].reshape((n, 2) + a.shape[1:])
+    m = int(np.prod(cells, dtype=np.int64))
 
-    return BlockStats(
-        sum=pair(parts.sum).sum(axis=1),
-        sumsq=pair(parts.sumsq).sum(axis=1),
-        count=pair(parts.count).sum(axis=1, dtype="int32"),
-        min=np.fmin.reduce(pair(parts.min), axis=1),
-        max=np.fmax.reduce(pair(parts.max), axis=1),
-    )
+    def flat(a: np.ndarray, dtype: str) -> np.ndarray:
+        return np.ascontiguousarray(a[: 2 * n], dtype).reshape((2 * n, m))
+
+    ins = [flat(parts.sum, "float64"), flat(parts.sumsq, "float64"), flat(parts.count, "int32"), flat(parts.min, "float32"), flat(parts.max, "float32")]
+    outs = [np.empty((n, m), a.dtype) for a in ins]
+    _combine_kernel(*ins, *outs)
+    return BlockStats(*(o.reshape((n,) + cells) for o in outs))
 
 
 def finish(agg: str, stats: dict[str, np.ndarray], shift: np.ndarray) -> np.ndarray:

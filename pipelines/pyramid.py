@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import math
 
+import numba
 import numpy as np
 import xarray as xr
 
@@ -65,29 +66,141 @@ class LevelGrid:
         )
 
 
-def _pad_to_even(a: np.ndarray, fill: float) -> np.ndarray:
-    ny, nx = a.shape[-2:]
-    if ny % 2 == 0 and nx % 2 == 0:
-        return a
-    pad = [(0, 0)] * (a.ndim - 2) + [(0, ny % 2), (0, nx % 2)]
-    return np.pad(a, pad, constant_values=fill)
+@numba.njit(cache=True, nogil=True, inline="always")
+def _take(v, w, s, a, lo, hi):  # pragma: no cover - numba
+    if v == v:
+        s += np.float64(v) * w
+        a += w
+        if not (lo <= v):
+            lo = v
+        if not (hi >= v):
+            hi = v
+    return s, a, lo, hi
 
 
-def _pairsum(a: np.ndarray) -> np.ndarray:
-    a = _pad_to_even(a, 0.0)
-    return a[..., 0::2, 0::2] + a[..., 1::2, 0::2] + a[..., 0::2, 1::2] + a[..., 1::2, 1::2]
+@numba.njit(cache=True, nogil=True)
+def _coarsen_first(values, area, wsum, warea, vmin, vmax):  # pragma: no cover - numba
+    """Level 1 of ``values`` (n, ny, nx): the 2x2 area-weighted sums and min/max.
+
+    Cells of a block are taken in the order (i, j), (i+1, j), (i, j+1), (i+1, j+1), the
+    order of the former numpy implementation, so sums are bit-for-bit reproducible.
+    Row-wise loops over contiguous rows (no per-cell bounds tests inside a row).
+    """
+    n, ny, nx = values.shape
+    nyl = wsum.shape[1]
+    nan = values.dtype.type(np.nan)
+    full = nx // 2
+    for t in range(n):
+        for bi in range(nyl):
+            i = 2 * bi
+            r0 = values[t, i]
+            a0 = area[i]
+            row2 = i + 1 < ny
+            r1 = values[t, i + 1] if row2 else r0
+            a1 = area[i + 1] if row2 else a0
+            o_s = wsum[t, bi]
+            o_a = warea[t, bi]
+            o_lo = vmin[t, bi]
+            o_hi = vmax[t, bi]
+            if row2:
+                for bj in range(full):
+                    j = 2 * bj
+                    s, a, lo, hi = _take(r0[j], a0[j], 0.0, 0.0, nan, nan)
+                    s, a, lo, hi = _take(r1[j], a1[j], s, a, lo, hi)
+                    s, a, lo, hi = _take(r0[j + 1], a0[j + 1], s, a, lo, hi)
+                    s, a, lo, hi = _take(r1[j + 1], a1[j + 1], s, a, lo, hi)
+                    o_s[bj] = s
+                    o_a[bj] = a
+                    o_lo[bj] = lo
+                    o_hi[bj] = hi
+            else:
+                for bj in range(full):
+                    j = 2 * bj
+                    s, a, lo, hi = _take(r0[j], a0[j], 0.0, 0.0, nan, nan)
+                    s, a, lo, hi = _take(r0[j + 1], a0[j + 1], s, a, lo, hi)
+                    o_s[bj] = s
+                    o_a[bj] = a
+                    o_lo[bj] = lo
+                    o_hi[bj] = hi
+            if nx % 2:
+                j = nx - 1
+                s, a, lo, hi = _take(r0[j], a0[j], 0.0, 0.0, nan, nan)
+                if row2:
+                    s, a, lo, hi = _take(r1[j], a1[j], s, a, lo, hi)
+                o_s[full] = s
+                o_a[full] = a
+                o_lo[full] = lo
+                o_hi[full] = hi
 
 
-def _pairreduce(a: np.ndarray, op: np.ufunc) -> np.ndarray:
-    a = _pad_to_even(a, np.nan)
-    return op(op(a[..., 0::2, 0::2], a[..., 1::2, 0::2]), op(a[..., 0::2, 1::2], a[..., 1::2, 1::2]))
+@numba.njit(cache=True, nogil=True, inline="always")
+def _merge(ws, wa, vlo, vhi, s, a, lo, hi):  # pragma: no cover - numba
+    s += ws
+    a += wa
+    if vlo == vlo and not (lo <= vlo):
+        lo = vlo
+    if vhi == vhi and not (hi >= vhi):
+        hi = vhi
+    return s, a, lo, hi
+
+
+@numba.njit(cache=True, nogil=True)
+def _coarsen_next(wsum, warea, vmin, vmax, wsum2, warea2, vmin2, vmax2):  # pragma: no cover - numba
+    """One more 2x step: sums add, min/max combine ignoring NaN (same cell order)."""
+    n, ny, nx = wsum.shape
+    nyl, nxl = wsum2.shape[1], wsum2.shape[2]
+    nan = vmin.dtype.type(np.nan)
+    for t in range(n):
+        for bi in range(nyl):
+            i = 2 * bi
+            row2 = i + 1 < ny
+            for bj in range(nxl):
+                j = 2 * bj
+                col2 = j + 1 < nx
+                s, a, lo, hi = _merge(wsum[t, i, j], warea[t, i, j], vmin[t, i, j], vmax[t, i, j], 0.0, 0.0, nan, nan)
+                if row2:
+                    s, a, lo, hi = _merge(wsum[t, i + 1, j], warea[t, i + 1, j], vmin[t, i + 1, j], vmax[t, i + 1, j], s, a, lo, hi)
+                if col2:
+                    s, a, lo, hi = _merge(wsum[t, i, j + 1], warea[t, i, j + 1], vmin[t, i, j + 1], vmax[t, i, j + 1], s, a, lo, hi)
+                    if row2:
+                        s, a, lo, hi = _merge(
+                            wsum[t, i + 1, j + 1], warea[t, i + 1, j + 1], vmin[t, i + 1, j + 1], vmax[t, i + 1, j + 1], s, a, lo, hi
+                        )
+                wsum2[t, bi, bj] = s
+                warea2[t, bi, bj] = a
+                vmin2[t, bi, bj] = lo
+                vmax2[t, bi, bj] = hi
+
+
+@numba.njit(cache=True, nogil=True)
+def _mean_field(flat_s, flat_a, flat_o):  # pragma: no cover - numba
+    for k in range(flat_s.size):
+        a = flat_a[k]
+        flat_o[k] = np.float32(flat_s[k] / a) if a > 0 else np.float32(np.nan)
 
 
 def coarsen_once(
     wsum: np.ndarray, warea: np.ndarray, vmin: np.ndarray, vmax: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One 2x step: sums add, min/max combine ignoring NaN (fmin/fmax)."""
-    return _pairsum(wsum), _pairsum(warea), _pairreduce(vmin, np.fmin), _pairreduce(vmax, np.fmax)
+    lead = wsum.shape[:-2]
+    ny, nx = wsum.shape[-2:]
+    nyl, nxl = -(-ny // 2), -(-nx // 2)
+
+    def flat(a: np.ndarray, dtype: str) -> np.ndarray:
+        return np.ascontiguousarray(a, dtype).reshape((-1, ny, nx))
+
+    fdt = np.result_type(vmin.dtype, np.float32)
+    w, a, lo, hi = flat(wsum, "float64"), flat(warea, "float64"), flat(vmin, fdt), flat(vmax, fdt)
+    n = w.shape[0]
+    out = (
+        np.empty((n, nyl, nxl), "float64"),
+        np.empty((n, nyl, nxl), "float64"),
+        np.empty((n, nyl, nxl), fdt),
+        np.empty((n, nyl, nxl), fdt),
+    )
+    _coarsen_next(w, a, lo, hi, *out)
+    return tuple(o.reshape(lead + (nyl, nxl)) for o in out)  # type: ignore[return-value]
 
 
 def coarsen_fields(
@@ -98,23 +211,48 @@ def coarsen_fields(
     Returns one dict per level (index 0 is level 1) with ``mean``/``min``/``max``
     (float32) and ``wsum`` (sum of area * value over valid cells) / ``warea`` (sum of
     the valid cells' area), both float64, which the time-series levels store.
+    Compiled (numba) single passes: no padding copies and no full-resolution float64
+    temporaries; sums accumulate in float64 from the input's own precision.
     """
-    valid = ~np.isnan(values)
-    warea = np.where(valid, cell_area, 0.0)
-    wsum = np.where(valid, values.astype("float64") * cell_area, 0.0)
-    vmin = vmax = values
-    out = []
-    for _ in range(max_level):
-        wsum, warea, vmin, vmax = coarsen_once(wsum, warea, vmin, vmax)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.where(warea > 0, wsum / np.where(warea > 0, warea, 1.0), np.nan)
+    values = np.asarray(values)
+    if values.dtype.kind != "f":
+        values = values.astype("float64")
+    lead = values.shape[:-2]
+    ny, nx = values.shape[-2:]
+    x = np.ascontiguousarray(values).reshape((-1, ny, nx))
+    area = np.ascontiguousarray(np.broadcast_to(cell_area, (ny, nx)), "float64")
+    out: list[dict[str, np.ndarray]] = []
+    if max_level < 1:
+        return out
+    n = x.shape[0]
+    nyl, nxl = -(-ny // 2), -(-nx // 2)
+    wsum = np.empty((n, nyl, nxl), "float64")
+    warea = np.empty((n, nyl, nxl), "float64")
+    vmin = np.empty((n, nyl, nxl), x.dtype)
+    vmax = np.empty((n, nyl, nxl), x.dtype)
+    _coarsen_first(x, area, wsum, warea, vmin, vmax)
+    for lev in range(1, max_level + 1):
+        if lev > 1:
+            ny, nx = nyl, nxl
+            nyl, nxl = -(-ny // 2), -(-nx // 2)
+            nxt = (
+                np.empty((n, nyl, nxl), "float64"),
+                np.empty((n, nyl, nxl), "float64"),
+                np.empty((n, nyl, nxl), vmin.dtype),
+                np.empty((n, nyl, nxl), vmax.dtype),
+            )
+            _coarsen_next(wsum, warea, vmin, vmax, *nxt)
+            wsum, warea, vmin, vmax = nxt
+        mean = np.empty((n, nyl, nxl), "float32")
+        _mean_field(wsum.reshape(-1), warea.reshape(-1), mean.reshape(-1))
+        shape = lead + (nyl, nxl)
         out.append(
             {
-                "mean": mean.astype("float32"),
-                "min": vmin.astype("float32"),
-                "max": vmax.astype("float32"),
-                "wsum": wsum,
-                "warea": warea,
+                "mean": mean.reshape(shape),
+                "min": vmin.astype("float32", copy=False).reshape(shape),
+                "max": vmax.astype("float32", copy=False).reshape(shape),
+                "wsum": wsum.reshape(shape),
+                "warea": warea.reshape(shape),
             }
         )
     return out
