@@ -1,38 +1,23 @@
 """Serving the dashboard: one `Dashboard` per browser session over a shared Dask client.
 
-`start_client` connects to an existing scheduler (``--scheduler`` or
-``DASK_SCHEDULER_ADDRESS``) or starts a `distributed.LocalCluster` of processes;
-`serve` runs the Panel server with a ``/liveness`` endpoint and websocket origins
-limited to what was asked for (``localhost:PORT`` by default).
+The Dask client comes from `pipelines.cluster` (LocalCluster, scheduler, Gateway or
+operator: the same code ``gridscope build`` uses); `serve` runs the Panel server with
+a ``/liveness`` endpoint and websocket origins limited to what was asked for
+(``localhost:PORT`` by default).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote
 
 from app.sources import DatasetSources
 
-__all__ = ["create_session", "serve", "start_client"]
+__all__ = ["create_session", "serve"]
 
 log = logging.getLogger("gridscope.server")
-
-
-def start_client(scheduler: str | None = None, *, n_workers: int = 2, threads_per_worker: int = 1) -> Any:
-    """A `distributed.Client`: to ``scheduler`` when given, else a new LocalCluster."""
-    from distributed import Client, LocalCluster
-
-    address = scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS")
-    if address:
-        return Client(address, timeout="20s")
-    cluster = LocalCluster(
-        n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True,
-        host="127.0.0.1", dashboard_address="127.0.0.1:0",
-    )  # fmt: skip
-    return Client(cluster)
 
 
 def _session_params() -> dict[str, str]:

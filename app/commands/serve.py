@@ -8,7 +8,6 @@ or ``DASK_SCHEDULER_ADDRESS`` connects to an existing scheduler instead.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 
@@ -20,6 +19,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--catalog", metavar="FILE", help="catalog YAML (default: GRIDSCOPE_CATALOG or the bundled one)")
     parser.add_argument("--scheduler", metavar="ADDRESS",
                         help="connect to this Dask scheduler instead of starting a LocalCluster")  # fmt: skip
+    parser.add_argument("--gateway", metavar="URL",
+                        help="create a cluster on this Dask Gateway (or DASK_GATEWAY__ADDRESS)")  # fmt: skip
+    parser.add_argument("--kubernetes", metavar="NAME",
+                        help="create or connect to a dask-kubernetes operator cluster NAME")  # fmt: skip
+    parser.add_argument("--adapt", metavar="MIN,MAX", type=_adapt_bounds,
+                        help="adaptive scaling bounds in workers, e.g. 1,20")  # fmt: skip
     parser.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes (default 2)")
     parser.add_argument("--port", type=int, default=5006, help="port (default 5006)")
     parser.add_argument("--address", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -33,9 +38,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
+def _adapt_bounds(text: str) -> tuple[int, int]:
+    try:
+        low, high = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected MIN,MAX worker counts such as 1,20") from None
+    if not 0 <= low <= high:
+        raise argparse.ArgumentTypeError(f"{text!r}: need 0 <= MIN <= MAX")
+    return low, high
+
+
 def run(args: argparse.Namespace) -> int:
-    from app.server import serve, start_client
+    from app.server import serve
     from app.sources import DatasetSources
+    from pipelines.cluster import ClusterError, ClusterSpec, connect
 
     if args.public and args.sources:
         print("gridscope serve: error: --public serves catalog datasets only; drop the SOURCE paths",
@@ -45,8 +61,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"gridscope serve: error: --port {args.port} is not a valid port", file=sys.stderr)
         return 2
     sources = DatasetSources.from_catalog(args.catalog, args.sources)
-    client = start_client(args.scheduler, n_workers=args.workers)
-    where = args.scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or "a LocalCluster"
+    try:
+        spec = ClusterSpec.from_env(
+            scheduler=args.scheduler, gateway=args.gateway, kubernetes=args.kubernetes,
+            n_workers=args.workers, adapt=args.adapt,
+        )  # fmt: skip
+        client = connect(spec)
+    except ClusterError as exc:
+        print(f"gridscope serve: error: {exc}", file=sys.stderr)
+        return 2
+    where = spec.scheduler or spec.gateway or spec.kubernetes or "a LocalCluster"
     print(f"gridscope: serving {len(sources.ids)} datasets on http://{args.address}:{args.port}{args.prefix or ''}/ "
           f"(Dask: {where}, dashboard {client.dashboard_link})", flush=True)  # fmt: skip
     try:
