@@ -83,7 +83,9 @@ def server_url(artifacts: Path):
 @pytest.fixture(scope="session")
 def browser():
     if not CHROMIUM_PATH.exists():
-        pytest.skip(f"no Chromium at {CHROMIUM_PATH}")
+        if os.environ.get("CI"):  # CI installs it (`make browser`): missing is a failure there
+            pytest.fail(f"no Chromium at {CHROMIUM_PATH}; `make browser` installs it")
+        pytest.skip(f"no Chromium at {CHROMIUM_PATH}; `make browser` installs it")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
