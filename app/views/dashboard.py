@@ -15,6 +15,7 @@ import param
 
 from app import exports
 from app.state import ExplorerState
+from app.views.build_view import BuildView
 from app.views.cluster_view import ClusterView
 from app.views.map_view import MapView, colour_range
 from app.views.results import ViewResults
@@ -43,6 +44,7 @@ class Dashboard(pn.viewable.Viewer):
         self.map = MapView(state, self.results)
         self.series = SeriesView(state, self.results)
         self.cluster = ClusterView(client)
+        self.build = BuildView(state, client)
         self.message = pn.pane.Alert(
             state.param.message, alert_type="warning", css_classes=["gs-message"],
             visible=state.param.message.rx().rx.pipe(bool), sizing_mode="stretch_width",
@@ -141,7 +143,7 @@ class Dashboard(pn.viewable.Viewer):
     # --- layout --------------------------------------------------------------------------
     def __panel__(self) -> pn.viewable.Viewable:
         header = pn.pane.Markdown("# gridscope", css_classes=["gs-title"], stylesheets=[_CSS], margin=(0, 10))
-        side = pn.Column(header, self.sidebar, self.cluster, width=320)
+        side = pn.Column(header, self.sidebar, self.cluster, self.build, width=320)
         main = pn.Column(
             self.message, self.error,
             self.map, pn.Row(self.spinner, self.status), self.series,

@@ -1,0 +1,103 @@
+"""Builds of derived stores started from the dashboard, shared by all sessions.
+
+One build per dataset per server process runs in a background thread that drives
+`pipelines.build.build_derived`: its units run on the app's Dask cluster (the same
+client as the maps), and it resumes whatever an earlier build left. The planner
+picks up each derived level as soon as its manifest entry is written, so open
+sessions get faster without a restart. UI-free: the view polls `BuildJobs.progress`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from typing import Any
+
+from app.limits import user_message
+
+__all__ = ["BuildJobs", "BuildProgress", "jobs"]
+
+
+@dataclasses.dataclass
+class BuildProgress:
+    """Where one dataset's build stands (read by the views, written by the build thread)."""
+
+    dataset: str
+    state: str = "running"  # running | done | failed
+    stage: str = "starting"
+    done: int = 0
+    total: int = 0
+    rate_mb_s: float = 0.0
+    message: str = ""
+    started: float = dataclasses.field(default_factory=time.monotonic)
+
+    @property
+    def fraction(self) -> float:
+        return self.done / self.total if self.total else 0.0
+
+    def describe(self) -> str:
+        if self.state == "done":
+            return f"Fast-access stores built for {self.dataset}: {self.message}"
+        if self.state == "failed":
+            return f"Build of {self.dataset} failed: {self.message}"
+        rate = f", {self.rate_mb_s:.0f} MB/s" if self.rate_mb_s else ""
+        return f"Building {self.dataset}: {self.stage} {self.done}/{self.total}{rate}"
+
+
+class BuildJobs:
+    """At most one background build per dataset; progress kept for every session."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._progress: dict[str, BuildProgress] = {}
+
+    def progress(self, dataset: str) -> BuildProgress | None:
+        with self._lock:
+            return self._progress.get(dataset)
+
+    def start(self, dataset: str, client: Any = None, **build_options: Any) -> BuildProgress:
+        """Start building ``dataset`` unless a build of it is already running.
+
+        ``client``: the app's `distributed.Client` (units run on its cluster); without
+        one the build runs in the background thread itself.
+        """
+        with self._lock:
+            current = self._progress.get(dataset)
+            if current is not None and current.state == "running":
+                return current
+            progress = BuildProgress(dataset)
+            self._progress[dataset] = progress
+        scheduler = _scheduler_address(client)
+        thread = threading.Thread(
+            target=self._run, args=(progress, scheduler, build_options), name=f"build-{dataset}", daemon=True
+        )
+        thread.start()
+        return progress
+
+    @staticmethod
+    def _run(progress: BuildProgress, scheduler: str, options: dict[str, Any]) -> None:
+        from pipelines.build import build_derived
+
+        def report(stage: str, done: int, total: int, rate: float) -> None:
+            progress.stage, progress.done, progress.total, progress.rate_mb_s = stage, done, total, rate
+
+        try:
+            folder = build_derived(progress.dataset, scheduler=scheduler, progress=report, **options)
+        except Exception as exc:  # shown in the page; the server keeps serving
+            progress.state, progress.message = "failed", user_message(exc, progress.dataset)
+            return
+        seconds = time.monotonic() - progress.started
+        progress.state, progress.message = "done", f"{folder.name} in {seconds:.0f} s"
+
+
+def _scheduler_address(client: Any) -> str:
+    if client is None:
+        return "synchronous"
+    try:
+        return str(client.scheduler.address)
+    except AttributeError:
+        return "synchronous"
+
+
+jobs = BuildJobs()

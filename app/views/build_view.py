@@ -1,0 +1,55 @@
+"""Start a build of the current dataset's fast-access stores and watch it progress.
+
+Hidden in public mode (anonymous users never start builds). The build itself is
+`app.builds`: one per dataset, shared by all sessions, on the app's Dask cluster.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import panel as pn
+
+from app import builds, compute, limits
+from app.state import ExplorerState
+
+__all__ = ["BuildView"]
+
+
+class BuildView(pn.viewable.Viewer):
+    """A "Build fast-access stores" button with a progress bar and a status line."""
+
+    def __init__(self, state: ExplorerState, client: Any = None, **params: Any):
+        super().__init__(**params)
+        self.state = state
+        self.client = client if client is not None else compute.current_client()
+        self.button = pn.widgets.Button(
+            name="Build fast-access stores", button_type="default", css_classes=["gs-build"],
+            description="Precompute pyramids, time aggregates and a time-series copy of this "
+            "dataset on the Dask cluster, so maps and series read only what is on screen.",
+        )  # fmt: skip
+        self.bar = pn.indicators.Progress(value=0, max=100, visible=False, sizing_mode="stretch_width")
+        self.status = pn.pane.Markdown("", css_classes=["gs-build-status"], margin=(0, 10))
+        self.button.on_click(lambda _: self.start())
+        state.param.watch(lambda _: self.refresh(), ["dataset"])
+        self.refresh()
+        if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
+            pn.state.add_periodic_callback(self.refresh, period=1000)
+
+    def start(self) -> builds.BuildProgress:
+        progress = builds.jobs.start(self.state.dataset, self.client)
+        self.refresh()
+        return progress
+
+    def refresh(self) -> None:
+        progress = builds.jobs.progress(self.state.dataset)
+        self.button.disabled = progress is not None and progress.state == "running"
+        self.bar.visible = progress is not None and progress.state == "running"
+        if progress is None:
+            self.status.object = ""
+            return
+        self.bar.value = int(100 * progress.fraction)
+        self.status.object = progress.describe()
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return pn.Column(self.button, self.bar, self.status, visible=not limits.current().public)
