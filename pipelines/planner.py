@@ -218,9 +218,30 @@ def _with_anomaly(selected: xr.DataArray, full: xr.DataArray, query: Query) -> x
     return anomaly(selected, monthly_climatology(baseline))
 
 
+def _as_indexer(index: np.ndarray) -> Any:
+    """A slice when ``index`` is contiguous (cheap on dask: no take/shuffle over all chunks)."""
+    index = np.asarray(index)
+    if index.size and np.all(np.diff(index) == 1):
+        return slice(int(index[0]), int(index[-1]) + 1)
+    return index
+
+
+def _only_step(da: xr.DataArray, query: Query) -> xr.DataArray:
+    """For a single-step query, ``da`` limited to that step and its neighbours.
+
+    Cropping a long (e.g. 350k-step) dask array with index arrays costs seconds of graph
+    work per chunk of time; selecting the step first keeps planning in milliseconds.
+    The neighbours keep the record's spacing, so the same label selects the same step.
+    """
+    if query.time is None or query.is_anomaly or "time" not in da.dims:
+        return da
+    step = _step_index(da, query.time)
+    return da.isel(time=slice(max(step - 1, 0), step + 2))
+
+
 def _cropped_dataset(ds: xr.Dataset, da: xr.DataArray, region: _Region, var: str) -> xr.Dataset:
     """``da`` limited to the region's cells (with the region's coordinates), as a dataset."""
-    crop = da.isel(lat=region.lat_index, lon=region.lon_index)
+    crop = da.isel(lat=_as_indexer(region.lat_index), lon=_as_indexer(region.lon_index))
     crop = crop.assign_coords(lon=("lon", region.lon, dict(da["lon"].attrs)))
     out = xr.Dataset({var: crop}, attrs=dict(ds.attrs))
     return out
@@ -345,7 +366,7 @@ def _plan_brute(
     if query.is_anomaly:
         nsteps = da.sizes.get("time", 1)
     nbytes = region.ncells * nsteps * da.dtype.itemsize
-    cropped = _cropped_dataset(ds, da, region, query.var)
+    cropped = _cropped_dataset(ds, _only_step(da, query), region, query.var)
     q = query.replace(bbox=None, level=None)
 
     def run() -> xr.DataArray:
@@ -371,7 +392,7 @@ def _plan_brute_coarsened(
     lon_fine = (region.lon_index[:, None] * s + np.arange(s)[None, :]).ravel()
     nsteps = 1 if query.time is not None else max(t1 - t0, 1)
     nbytes = lat_fine.size * lon_fine.size * nsteps * da.dtype.itemsize
-    crop = da.isel(lat=lat_fine, lon=lon_fine)
+    crop = _only_step(da, query).isel(lat=_as_indexer(lat_fine), lon=_as_indexer(lon_fine))
     crop = crop.assign_coords(lon=("lon", np.arange(lon_fine.size, dtype="float64")))
     fine = xr.Dataset({query.var: crop}, attrs=dict(ds.attrs))
     area = np.asarray(ds["cell_area"].values)[np.ix_(lat_fine, lon_fine)]
