@@ -17,28 +17,36 @@ panning, zooming and other sessions asking the same question reuse them.
 from __future__ import annotations
 
 import collections
+import logging
 import os
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from pipelines import Query, compute_map, compute_series
+from app import limits
+from app.limits import DEFAULT_WAIT_LIMIT, ClusterUnavailable, JobCancelled, RequestTimeout
+from pipelines import Query, QueryError, compute_map, compute_series
 
 __all__ = [
     "Job",
     "check_query",
+    "cluster_status",
     "estimated_input_bytes",
     "full_map",
     "map_for_view",
     "resolve_time_labels",
+    "run_job",
     "series_for",
     "start_map",
     "start_series",
     "use_client",
 ]
+
+log = logging.getLogger("gridscope.compute")
 
 _CLIENT: Any = None
 _CACHE_SIZE = 64
@@ -46,10 +54,15 @@ _cache: collections.OrderedDict[tuple[int, str, str], xr.DataArray] = collection
 _cache_lock = threading.Lock()
 
 
-def use_client(client: Any) -> None:
-    """Register the `distributed.Client` that heavy reductions run on (None: in-process)."""
+def use_client(client: Any, spec: Any = None) -> None:
+    """Register the `distributed.Client` that heavy reductions run on (None: in-process).
+
+    ``spec`` (a `pipelines.cluster.ClusterSpec`) is how to reconnect when the scheduler
+    is lost; by default the client's scheduler address.
+    """
     global _CLIENT
     _CLIENT = client
+    _HEALTH.reset(client, spec)
 
 
 def current_client() -> Any:
@@ -74,50 +87,373 @@ def _planner() -> Any:
     return planner
 
 
+# --- the cluster: lost, reconnected, fallen back from ---------------------------------
+class _ClusterHealth:
+    """Whether the registered cluster answers; reconnects in the background when lost.
+
+    A lost scheduler (connection closed, futures cancelled by the client, no reply) marks
+    the cluster unavailable: jobs then run in-process when small enough
+    (``GRIDSCOPE_FALLBACK_BYTES``, default 256 MB) and are refused in words otherwise,
+    while a thread tries `pipelines.cluster.connect` every ``GRIDSCOPE_RECONNECT_INTERVAL``
+    seconds (default 2) and swaps the new client in once it has a worker.
+    """
+
+    def __init__(self) -> None:
+        self.available = True
+        self.reason = ""
+        self.lost = 0  # times the cluster was found lost
+        self.reconnected = 0
+        self.spec: Any = None
+        self.address: str | None = None
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def reset(self, client: Any, spec: Any) -> None:
+        self._stop.set()
+        self._stop = threading.Event()
+        self._thread = None
+        self.available, self.reason, self.spec = True, "", spec
+        self.address = _scheduler_address(client)
+
+    def mark_lost(self, exc: BaseException | str) -> None:
+        with self._lock:
+            if not self.available:
+                return
+            self.available = False
+            self.lost += 1
+            self.reason = exc if isinstance(exc, str) else type(exc).__name__
+            log.warning("Dask cluster unavailable (%s); computing small jobs in-process", self.reason)
+            if _CLIENT is not None:
+                self._thread = threading.Thread(target=self._reconnect, args=(self._stop,),
+                                                name="gridscope-reconnect", daemon=True)  # fmt: skip
+                self._thread.start()
+
+    def _reconnect(self, stop: threading.Event) -> None:
+        from pipelines.cluster import ClusterError, ClusterSpec, connect
+
+        while not stop.wait(_env_float("GRIDSCOPE_RECONNECT_INTERVAL", 2.0)):
+            old = _CLIENT
+            if old is not None and getattr(old, "status", "") == "running" and _has_workers(old):
+                client = old  # the client reconnected by itself
+            else:
+                spec = self.spec
+                if spec is None or spec.kind in ("scheduler", "local"):
+                    if not self.address:
+                        return
+                    spec = ClusterSpec(scheduler=self.address)
+                try:
+                    client = connect(spec, timeout=5.0)
+                except (ClusterError, OSError, ValueError, RuntimeError):
+                    continue
+                if not _has_workers(client):
+                    _close_quietly(client)
+                    continue
+            with self._lock:
+                if stop.is_set():
+                    if client is not old:
+                        _close_quietly(client)
+                    return
+                if client is not old:
+                    _swap_client(client)
+                    if old is not None:
+                        threading.Thread(target=_close_quietly, args=(old,), daemon=True).start()
+                self.available, self.reason = True, ""
+                self.reconnected += 1
+            log.warning("Dask cluster available again at %s", self.address)
+            return
+
+
+_HEALTH = _ClusterHealth()
+
+
+def _env_float(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+def _scheduler_address(client: Any) -> str | None:
+    try:
+        return str(client.scheduler.address) if client is not None else None
+    except AttributeError:
+        return None
+
+
+def _has_workers(client: Any) -> bool:
+    """Whether ``client`` is connected to a scheduler that has a worker (asks it)."""
+    if client is None or getattr(client, "status", "") != "running":
+        return False
+    try:
+        return bool(client.scheduler_info(n_workers=-1).get("workers"))
+    except Exception:  # noqa: BLE001  (any failure to ask means: not usable yet)
+        return False
+
+
+def _close_quietly(client: Any) -> None:
+    try:
+        client.close(timeout=2)
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def _swap_client(client: Any) -> None:
+    global _CLIENT
+    _CLIENT = client
+
+
+def cluster_status() -> dict[str, Any]:
+    """``{"client", "available", "reason", "lost", "reconnected"}`` of the registered cluster."""
+    return {
+        "client": _CLIENT is not None,
+        "available": _CLIENT is not None and _HEALTH.available,
+        "reason": _HEALTH.reason,
+        "lost": _HEALTH.lost,
+        "reconnected": _HEALTH.reconnected,
+    }
+
+
+def _cluster_usable(client: Any) -> bool:
+    if client is None:
+        return False
+    if not _HEALTH.available:
+        return False
+    status = getattr(client, "status", "running")
+    if status not in ("running", "newly-created"):
+        _HEALTH.mark_lost(f"client {status}")
+        return False
+    return True
+
+
+def fallback_limit() -> int:
+    """Input bytes up to which a job runs in-process while the cluster is unavailable."""
+    try:
+        return int(float(os.environ.get("GRIDSCOPE_FALLBACK_BYTES", 256e6)))
+    except ValueError:
+        return int(256e6)
+
+
+def _is_connection_loss(exc: BaseException) -> bool:
+    try:
+        from distributed.comm.core import CommClosedError
+    except ImportError:  # pragma: no cover
+        CommClosedError = OSError  # type: ignore[assignment,misc]
+    return isinstance(exc, (CommClosedError, ConnectionError, OSError)) and not isinstance(exc, TimeoutError)
+
+
+# --- cancellation of in-process work -------------------------------------------------------
+_tls = threading.local()
+_callback_registered = False
+
+
+class _Token:
+    def __init__(self, cancelled: threading.Event, deadline: float | None, limit: float | None):
+        self.cancelled, self.deadline, self.limit = cancelled, deadline, limit
+
+    def check(self) -> None:
+        if self.cancelled.is_set():
+            raise JobCancelled()
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise RequestTimeout(self.limit or 0)
+
+
+def _register_cancel_callback() -> None:
+    """A dask pre-task hook: in-process graphs stop at the next task when cancelled/late."""
+    global _callback_registered
+    if _callback_registered:
+        return
+    from dask.callbacks import Callback
+
+    class _Cancel(Callback):
+        def _pretask(self, key: Any, dsk: Any, state: Any) -> None:
+            token = getattr(_tls, "token", None)
+            if token is not None:
+                token.check()
+
+    _Cancel().register()
+    _callback_registered = True
+
+
 # --- jobs: compute in-process or on the cluster, cancellable -------------------------
+def _is_plan(lazy: Any) -> bool:
+    """A plain callable (a planner's ``Plan.compute``), not a dask collection."""
+    return callable(lazy) and not hasattr(lazy, "__dask_graph__")
+
+
 class Job:
     """A running computation whose result may no longer be wanted.
 
     ``result()`` blocks (and caches the answer); ``cancel()`` releases the cluster
-    future so superseded work stops (in-process jobs are short and simply have their
-    result dropped).
+    future so superseded work stops, and stops in-process dask graphs at their next
+    task. A cluster job whose scheduler is lost is recomputed in-process when small
+    (``where`` then says so) or fails with `ClusterUnavailable`; a worker lost mid-way
+    is handled by the scheduler, which recomputes its tasks elsewhere.
     """
 
     def __init__(self, lazy: Any, input_bytes: int, client: Any = None, *, key: Any = None, value: Any = None):
         self.input_bytes = input_bytes
         self.where = "cache" if value is not None else "in-process"
+        self.cancelled = threading.Event()
+        self.time_limit: float | None = None  # the server's limit, for messages
         self._future = None
         self._lazy = lazy
         self._key = key
         self._value = value
+        self._error: BaseException | None = None
         if value is None and client is not None and input_bytes > inprocess_limit():
-            if callable(lazy):  # a planner's Plan.compute: run the whole plan on a worker
-                self.where = "cluster"
-                self._future = client.submit(lazy, pure=False)
-            elif getattr(lazy, "chunks", None) is not None:
-                self.where = "cluster"
-                self._future = client.compute(lazy)
+            if _cluster_usable(client):
+                try:
+                    self._submit(client)
+                except Exception as exc:  # noqa: BLE001  (a lost scheduler, in words)
+                    if not _is_connection_loss(exc) and getattr(client, "status", "") == "running":
+                        raise
+                    _HEALTH.mark_lost(exc)
+                    self._fall_back()
+            else:
+                self._fall_back()
 
-    def result(self) -> xr.DataArray:
+    def _submit(self, client: Any) -> None:
+        if _is_plan(self._lazy):  # a planner's Plan.compute: run the whole plan on a worker
+            self._future = client.submit(self._lazy, pure=False)
+            self.where = "cluster"
+        elif getattr(self._lazy, "chunks", None) is not None or hasattr(self._lazy, "__dask_graph__"):
+            self._future = client.compute(self._lazy)
+            self.where = "cluster"
+
+    def _fall_back(self) -> None:
+        self._future = None
+        if self.input_bytes > fallback_limit():
+            self._error = ClusterUnavailable(self.input_bytes)
+        else:
+            self.where = "in-process (cluster unavailable)"
+
+    def result(self, timeout: float | None = None) -> xr.DataArray:
+        """The answer; ``timeout`` seconds at most (`RequestTimeout`), then cancelled."""
         if self._value is not None:
             return self._value
+        deadline = None if timeout is None else time.monotonic() + timeout
         if self._future is not None:
-            value = self._future.result()
-        elif callable(self._lazy):
-            value = self._lazy()
+            value = self._cluster_result(timeout, deadline)
         else:
-            import dask
-
-            with dask.config.set(scheduler="threads"):
-                value = self._lazy.compute()
+            value = self._local_result(timeout, deadline)
         self._value = value
         if self._key is not None:
             _cache_put(self._key, value)
         return value
 
+    def _cluster_result(self, timeout: float | None, deadline: float | None) -> Any:
+        from concurrent.futures import CancelledError
+
+        wait = timeout if timeout is not None else DEFAULT_WAIT_LIMIT
+        try:
+            return self._future.result(timeout=wait)
+        except TimeoutError:
+            self._future.cancel()
+            if self.cancelled.is_set():
+                raise JobCancelled() from None
+            if not _has_workers(_CLIENT):
+                _HEALTH.mark_lost("no reply from the cluster")
+            raise RequestTimeout(self.time_limit or wait) from None
+        except (CancelledError, OSError) as exc:
+            if self.cancelled.is_set():
+                raise JobCancelled() from None
+            if isinstance(exc, OSError) and not _is_connection_loss(exc):
+                raise
+            _HEALTH.mark_lost(exc)  # the client cancels its futures when the scheduler goes
+            self._fall_back()
+            if self._error is not None:
+                raise self._error from None
+            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            return self._local_result(timeout, None if remaining is None else time.monotonic() + remaining)
+        except Exception as exc:
+            if type(exc).__name__ == "KilledWorker":
+                raise QueryError(
+                    "cluster", "Dask workers died repeatedly while computing this view; "
+                    "try again, or choose a shorter time range or a coarser view",
+                ) from None
+            raise
+
+    def _local_result(self, timeout: float | None, deadline: float | None) -> Any:
+        if self._error is not None:
+            raise self._error
+        _register_cancel_callback()
+        previous = getattr(_tls, "token", None)
+        _tls.token = token = _Token(self.cancelled, deadline, self.time_limit or timeout)
+        try:
+            token.check()
+            if _is_plan(self._lazy):
+                value = self._lazy()
+            else:
+                import dask
+
+                with dask.config.set(scheduler="threads"):
+                    value = self._lazy.compute()
+        finally:
+            _tls.token = previous
+        token.check()  # uninterruptible work that ran late still counts as late
+        return value
+
     def cancel(self) -> None:
+        if self._value is None:
+            self.cancelled.set()
         if self._future is not None and self._value is None:
             self._future.cancel()
+
+
+async def run_job(job: Job, on_queued: Callable[[bool], None] | None = None) -> xr.DataArray:
+    """Await ``job`` off the event loop under the server's limits (`app.limits`).
+
+    Waits for one of the global slots (``on_queued(True)`` while waiting, then
+    ``on_queued(False)``), runs the job in a thread and gives up after the time limit
+    (`RequestTimeout`, the job cancelled). The slot is released when the work really
+    stops, so the limit holds even for work that cannot be interrupted.
+    """
+    import asyncio
+
+    if job._value is not None:
+        return job._value
+    lim = limits.current()
+    slots = limits.slots()
+    timeout = lim.request_timeout
+    deadline = None if timeout is None else time.monotonic() + timeout
+    queued = False
+    try:
+        while not slots.try_acquire():
+            if not queued:
+                queued = True
+                slots.add_queued(1)
+                if on_queued is not None:
+                    on_queued(True)
+            if job.cancelled.is_set():
+                raise JobCancelled()
+            if deadline is not None and time.monotonic() > deadline:
+                raise RequestTimeout(timeout or 0)
+            await asyncio.sleep(0.05)
+    finally:
+        if queued:
+            slots.add_queued(-1)
+            if on_queued is not None:
+                on_queued(False)
+
+    job.time_limit = timeout
+
+    def work() -> Any:
+        try:
+            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.01)
+            return job.result(remaining)
+        finally:
+            slots.release()
+
+    future = asyncio.get_running_loop().run_in_executor(None, work)
+    if deadline is None:
+        return await future
+    try:
+        # a little grace: the job's own limit fires first where it can
+        return await asyncio.wait_for(asyncio.shield(future), max(deadline - time.monotonic(), 0) + 2.0)
+    except TimeoutError:
+        job.cancel()
+        raise RequestTimeout(timeout or 0) from None
 
 
 # --- questions the app asks ---------------------------------------------------------------
@@ -169,13 +505,16 @@ def _job(kind: str, ds: xr.Dataset, query: Query) -> Job:
     planner = _planner()
     if planner is not None:
         plan = planner.plan_map(ds, query) if kind == "map" else planner.plan_series(ds, query)
-        return Job(plan.compute, int(getattr(plan, "estimated_bytes", 0)), _CLIENT, key=key)
+        size = int(getattr(plan, "estimated_bytes", 0))
+        limits.check_cost(size)  # costed before anything runs
+        return Job(plan.compute, size, _CLIENT, key=key)
     if kind == "map":
         lazy = compute_map(ds, query)
         size = estimated_input_bytes(ds, query)
     else:
         lazy = compute_series(ds, query)
         size = estimated_input_bytes(ds, query, series=True)
+    limits.check_cost(size)
     return Job(lazy, size, _CLIENT, key=key)
 
 
@@ -199,6 +538,100 @@ def series_for(ds: xr.Dataset, query: Query) -> xr.DataArray:
     return start_series(ds, query).result()
 
 
+def small_grid_cells() -> int:
+    """Grids of at most this many cells (``GRIDSCOPE_SMALL_GRID_CELLS``, default 600k) are small.
+
+    A small grid's map (the bundled samples: COADS 180x90, ETOPO20 1081x540) is kept whole
+    in memory and cropped/coarsened in-process: panning and zooming then cost no new job.
+    Larger grids (a 0.25° reanalysis: 1440x721) are read through the planner for the
+    viewport at screen resolution, so a frame reads about one screen of cells at any zoom.
+    """
+    try:
+        return int(float(os.environ.get("GRIDSCOPE_SMALL_GRID_CELLS", 600_000)))
+    except ValueError:
+        return 600_000
+
+
+def is_small_grid(ds: xr.Dataset) -> bool:
+    """Whether maps of ``ds`` are kept whole in memory (see `small_grid_cells`)."""
+    return int(ds.sizes.get("lat", 1)) * int(ds.sizes.get("lon", 1)) <= small_grid_cells()
+
+
+def view_request(
+    viewport: tuple[float, float, float, float] | None, screen: tuple[int, int] | None
+) -> tuple[tuple[float, float, float, float] | None, tuple[int, int] | None, float]:
+    """``(viewport, screen, shift)`` to ask the planner for what a plot shows.
+
+    The viewport gets a 5 % margin (a small pan needs no new frame), is clipped to the
+    globe and wrapped into -180..180 (``x0 > x1`` when it crosses the antimeridian);
+    ``shift`` (a multiple of 360) moves the answer's longitudes back under the plot's
+    x range. Values are rounded so that nearly equal views share a cache entry.
+    """
+    if viewport is None:
+        return None, _screen(screen), 0.0
+    x0, x1, y0, y1 = (float(v) for v in viewport)
+    if not all(np.isfinite([x0, x1, y0, y1])) or x1 <= x0 or y1 <= y0:
+        return None, _screen(screen), 0.0
+    padx, pady = 0.05 * (x1 - x0), 0.05 * (y1 - y0)
+    y0, y1 = max(y0 - pady, -90.0), min(y1 + pady, 90.0)
+    if y1 <= y0:
+        y0, y1 = -90.0, 90.0
+    a, b = x0 - padx, x1 + padx
+    if b - a >= 360.0:
+        return (-180.0, 180.0, round(y0, 3), round(y1, 3)), _screen(screen), 0.0
+    wrapped = ((a + 180.0) % 360.0) - 180.0
+    shift = a - wrapped
+    east = wrapped + (b - a)
+    if east > 180.0:
+        east -= 360.0
+    return (round(wrapped, 3), round(east, 3), round(y0, 3), round(y1, 3)), _screen(screen), round(shift / 360.0) * 360.0
+
+
+def _screen(screen: tuple[int, int] | None) -> tuple[int, int] | None:
+    if screen is None or not screen[0] or not screen[1]:
+        return None
+    return (max(int(screen[0]), 1), max(int(screen[1]), 1))
+
+
+def start_map_view(
+    ds: xr.Dataset,
+    query: Query,
+    viewport: tuple[float, float, float, float] | None = None,
+    screen: tuple[int, int] | None = None,
+) -> Job:
+    """Start computing the map of ``query`` for a plot's viewport and size (see `map_for_view`).
+
+    For a small grid (or without a viewport) this is the whole map (`start_map`), which
+    the caller crops with `regrid_to_screen`; otherwise the planner's answer for the view.
+    """
+    planner = _planner()
+    vp, sc, shift = view_request(viewport, screen)
+    if planner is None or vp is None or is_small_grid(ds):
+        return start_map(ds, query)  # the whole map; the caller crops it (regrid_to_screen)
+    key = (id(ds), "view", query.to_json(), vp, sc, shift)
+    cached = _cache_get(key)
+    if cached is not None:
+        return Job(None, 0, key=key, value=cached)
+    plan = planner.plan_map(ds, query, viewport=vp, screen=sc)
+    size = int(getattr(plan, "estimated_bytes", 0))
+    try:
+        from app.limits import check_cost
+    except ImportError:  # pragma: no cover
+        check_cost = None
+    if check_cost is not None:
+        check_cost(size)  # costed before anything runs
+
+    def run() -> xr.DataArray:
+        out = plan.compute()
+        out.attrs["gridscope_plan"] = plan.description
+        out.attrs["gridscope_estimated_bytes"] = size
+        if shift:
+            out = out.assign_coords(lon=("lon", out["lon"].values + shift, dict(out["lon"].attrs)))
+        return out
+
+    return Job(run, size, _CLIENT, key=key)
+
+
 def map_for_view(
     ds: xr.Dataset,
     query: Query,
@@ -207,15 +640,73 @@ def map_for_view(
 ) -> xr.DataArray:
     """The map of ``query`` as seen in ``viewport`` (x0, x1, y0, y1) on ``screen`` pixels.
 
-    Cells inside the viewport (plus one cell of margin) are kept; when there are more
-    of them than pixels the field is block-averaged down to about screen resolution
-    (NaN cells skipped), so the browser receives about one value per pixel.
+    Small grids (`is_small_grid`) are computed whole and cropped/coarsened in-process
+    (`regrid_to_screen`: at most ~2 cells per pixel). Larger ones go through the planner
+    (`pipelines.planner.plan_map` with the viewport, plus a margin, and the screen size):
+    the coarsest pyramid level with at least screen resolution, so a frame reads about
+    one screen of cells at any zoom; ``attrs["gridscope_level"]`` says which level.
+    Results are cached on (query, viewport, screen).
     """
-    planner = _planner()
-    if planner is not None and viewport is not None:
-        return planner.plan_map(ds, query, viewport=viewport, screen=screen).compute()
-    field = full_map(ds, query)
-    return regrid_to_screen(field, viewport, screen)
+    job = start_map_view(ds, query, viewport, screen)
+    field = job.result()
+    if is_small_grid(ds) or _planner() is None or view_request(viewport, screen)[0] is None:
+        return regrid_to_screen(field, viewport, _screen(screen))
+    return field
+
+
+def cluster_task_counts() -> tuple[int, int] | None:
+    """``(tasks known to the scheduler, of which still to run)`` or None (no cluster).
+
+    Asked of the scheduler each time a long view reports progress; the done fraction of
+    a job is how much of the work that was pending when it started has finished.
+    """
+    client = _CLIENT
+    if client is None:
+        return None
+
+    def counts(dask_scheduler: Any) -> tuple[int, int]:
+        pending = sum(1 for ts in dask_scheduler.tasks.values()
+                      if ts.state in ("waiting", "processing", "queued", "no-worker"))  # fmt: skip
+        return len(dask_scheduler.tasks), pending
+
+    try:
+        return tuple(client.run_on_scheduler(counts))  # type: ignore[return-value]
+    except Exception:  # noqa: BLE001  (progress is best effort)
+        return None
+
+
+def done_fraction(start: tuple[int, int], now: tuple[int, int]) -> float | None:
+    """Fraction of the work pending at ``start`` (or added since) that is finished ``now``."""
+    total = max(start[1], now[1], 1)
+    if start[1] == 0 and now[1] == 0:
+        return None
+    return min(max(1.0 - now[1] / total, 0.0), 1.0)
+
+
+def format_bytes(n: float) -> str:
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{int(n)} B"
+
+
+def progress_text(kind: str, job: Job, elapsed: float, done: float | None = None) -> str:
+    """One line for a running job: what it reads, where, how far (cluster), how long."""
+    where = job.where.replace("in-process", "on the server")
+    parts = [f"Computing the {kind} {where}: reading about {format_bytes(job.input_bytes)}"]
+    if done is not None:
+        parts.append(f"{done:.0%} of the cluster's tasks done")
+    parts.append(f"{elapsed:.0f} s")
+    return ", ".join(parts) + "."
+
+
+def resolution_text(field: xr.DataArray) -> str:
+    """``"0.5° (pyramid level 1)"`` or ``"0.25° (full resolution)"`` for a map."""
+    lon = np.asarray(field["lon"].values) if "lon" in field.coords else np.array([])
+    step = float(np.median(np.abs(np.diff(lon)))) if lon.size > 1 else float("nan")
+    level = int(field.attrs.get("gridscope_level", 0) or 0)
+    deg = f"{step:.4g}°" if np.isfinite(step) else "?"
+    return f"{deg} (pyramid level {level})" if level else f"{deg} (full resolution)"
 
 
 def regrid_to_screen(

@@ -34,6 +34,7 @@ __all__ = [
     "RequestTooLarge",
     "Slots",
     "check_cost",
+    "check_origins",
     "configure",
     "current",
     "format_bytes",
@@ -288,3 +289,24 @@ def user_message(exc: BaseException, dataset: str | None = None) -> str:
     detail = scrub(str(exc), 200)
     where = f" dataset {dataset!r}" if dataset else ""
     return f"Could not compute{where}: {name}" + (f": {detail}" if detail else "") + "."
+
+
+# --- server settings ---------------------------------------------------------------------
+def check_origins(origins: list[str], *, public: bool) -> list[str]:
+    """The websocket origin allow-list; `ValueError` for ``*`` (any host) in public mode.
+
+    ``origins`` are the ``--allow-websocket-origin`` values plus ``BOKEH_ALLOW_WS_ORIGIN``
+    (which Bokeh would otherwise apply on its own). Host wildcards such as
+    ``*.example.org`` stay allowed; a bare ``*`` or ``*:PORT`` does not.
+    """
+    cleaned = [o.strip() for o in origins if o and o.strip()]
+    if public:
+        for origin in cleaned:
+            host = origin.split(":", 1)[0]
+            if host in ("*", "") or "*" in host and not host.startswith("*."):
+                raise ValueError(
+                    f"--public needs an explicit websocket origin allow-list; {origin!r} would "
+                    "accept pages from any site (give --allow-websocket-origin HOST[:PORT], "
+                    "e.g. gridscope.example.org)"
+                )
+    return cleaned

@@ -15,7 +15,7 @@ from urllib.parse import unquote
 
 from app.sources import DatasetSources
 
-__all__ = ["create_session", "serve"]
+__all__ = ["create_session", "serve", "server_options"]
 
 log = logging.getLogger("gridscope.server")
 
@@ -50,10 +50,65 @@ def create_session(sources: DatasetSources, client: Any = None) -> Any:
     try:
         return pn.Column(Dashboard(state, client=client), sizing_mode="stretch_width")
     except Exception as exc:  # words in the page, the traceback in the server log
+        from app.limits import user_message
+
         log.exception("could not build the dashboard")
-        return pn.pane.Alert(
-            f"gridscope could not build this page: {type(exc).__name__}: {exc}", alert_type="danger"
-        )
+        return pn.pane.Alert(f"gridscope could not build this page. {user_message(exc)}", alert_type="danger")
+
+
+def server_options(
+    *,
+    port: int,
+    websocket_origins: Sequence[str] = (),
+    public: bool = False,
+    sign_sessions: bool | None = None,
+    secret_key: str | None = None,
+    xsrf_cookies: bool = False,
+    unused_session_lifetime: float | None = None,
+    check_unused_sessions: float | None = None,
+    environ: Any = None,
+) -> dict[str, Any]:
+    """Keyword arguments of the Bokeh server for these settings (`ValueError` in words).
+
+    Signed session ids: ``sign_sessions`` (default: on in public mode, else
+    ``BOKEH_SIGN_SESSIONS``) with ``secret_key`` or ``BOKEH_SECRET_KEY``; in public mode
+    without a key a random one is made for this process. Tracebacks are never served.
+    """
+    import os
+    import secrets
+
+    from app.limits import check_origins
+
+    env = os.environ if environ is None else environ
+    given = list(websocket_origins) + [o for o in env.get("BOKEH_ALLOW_WS_ORIGIN", "").split(",") if o.strip()]
+    origins = check_origins(given, public=public) or [f"localhost:{port}", f"127.0.0.1:{port}"]
+    if sign_sessions is None:
+        sign_sessions = public or env.get("BOKEH_SIGN_SESSIONS", "").lower() in ("1", "true", "yes")
+    key = secret_key or env.get("BOKEH_SECRET_KEY") or None
+    if sign_sessions and key is None:
+        if not public:
+            raise ValueError("--sign-sessions needs a secret: set BOKEH_SECRET_KEY (32 random bytes or more)")
+        key = secrets.token_urlsafe(32)
+    if sign_sessions and len(key.encode()) < 32:
+        raise ValueError("BOKEH_SECRET_KEY is too short: use 32 random bytes or more")
+    options: dict[str, Any] = {
+        "websocket_origin": origins,
+        "sign_sessions": bool(sign_sessions),
+        "generate_session_ids": True,
+        "xsrf_cookies": bool(xsrf_cookies),
+        # never a traceback or a path in an error page
+        "serve_traceback": False,
+        "debug": False,
+    }
+    if sign_sessions:
+        options["secret_key"] = key
+    for name, value in (("unused_session_lifetime_milliseconds", unused_session_lifetime),
+                        ("check_unused_sessions_milliseconds", check_unused_sessions)):  # fmt: skip
+        if value is not None:
+            if not value > 0:
+                raise ValueError(f"{name.split('_milli')[0].replace('_', '-')} must be a positive number of seconds")
+            options[name] = max(int(value * 1000), 1)
+    return options
 
 
 def serve(
@@ -65,20 +120,35 @@ def serve(
     websocket_origins: Sequence[str] = (),
     prefix: str = "",
     show: bool = False,
+    limits: Any = None,
+    spec: Any = None,
+    options: dict[str, Any] | None = None,
 ) -> None:
-    """Run the Panel server until interrupted."""
+    """Run the Panel server until interrupted.
+
+    ``limits``: an `app.limits.Limits` (per-request bytes, concurrency, time limit);
+    ``options``: from `server_options` (origins, signed sessions, XSRF, session expiry);
+    ``spec``: the `pipelines.cluster.ClusterSpec` to reconnect with when the cluster is lost.
+    """
+    import os
+
     import panel as pn
 
     from app import compute
+    from app import limits as app_limits
 
     pn.extension(notifications=True, sizing_mode="stretch_width")
-    compute.use_client(client)
-    origins = list(websocket_origins) or [f"localhost:{port}", f"127.0.0.1:{port}"]
-    kwargs: dict[str, Any] = {}
+    compute.use_client(client, spec)
+    if limits is not None:
+        app_limits.configure(limits)
+        if limits.max_request_bytes is not None:  # the planner refuses too (any code path)
+            os.environ.setdefault("GRIDSCOPE_MAX_BYTES", str(limits.max_request_bytes))
+    kwargs = dict(options) if options is not None else server_options(port=port, websocket_origins=websocket_origins)
+    origins = kwargs.pop("websocket_origin")
     if prefix:
         kwargs["prefix"] = prefix
     pn.serve(
-        {"/": lambda: create_session(sources, client)},
+        {"/": lambda: create_session(sources)},  # sessions use compute.current_client()
         port=port,
         address=address,
         websocket_origin=origins,

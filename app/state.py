@@ -9,6 +9,7 @@ rather than an exception (a stale link must still open a page).
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -30,6 +31,8 @@ SEQUENTIAL_CMAPS = ("rainbow4", "fire", "bmy", "bgy", "kbc", "blues", "gray")
 DIVERGING_CMAPS = ("coolwarm", "bwy", "bky", "gwv")
 #: URL parameters that are not Query fields: they change the picture, not the numbers.
 VIEW_PARAMS = ("region", "cmap", "clim", "x_range", "y_range")
+
+log = logging.getLogger("gridscope.state")
 
 _QUERY_FIELDS = (
     "dataset", "var", "time", "start", "end", "agg",
@@ -99,7 +102,11 @@ class ExplorerState(param.Parameterized):
 
     # --- keeping the choices consistent --------------------------------------------
     def _on_dataset(self, event: param.parameterized.Event) -> None:
-        info = self.sources.info(event.new)
+        try:
+            info = self.sources.info(event.new)
+        except Exception as exc:  # a broken dataset: say which and why, keep the others
+            self._dataset_failed(event.new, event.old, exc)
+            return
         labels = {v.label: v.name for v in info.variables.values()}
         self.param.var.objects = labels
         times = list(info.times)
@@ -120,6 +127,22 @@ class ExplorerState(param.Parameterized):
             self._on_var(None)
         else:
             self.var = keep_var
+
+    def _dataset_failed(self, bad: Any, previous: Any, exc: Exception) -> None:
+        from app.limits import user_message
+
+        log.warning("dataset %r cannot be opened: %s", bad, type(exc).__name__)
+        self.message = f"{user_message(exc, bad)} Other datasets are not affected."
+        candidates = [previous] if previous not in (None, bad) else []
+        candidates += [i for i in self.sources.ids if i not in (bad, previous)]
+        for candidate in candidates:
+            try:
+                self.sources.info(candidate)
+            except Exception:  # noqa: BLE001  (try the next one)
+                continue
+            self.dataset = candidate
+            return
+        raise exc  # nothing can be shown at all: the page says so (app.server)
 
     def _on_var(self, event: param.parameterized.Event | None) -> None:
         info = self.sources.info(self.dataset)
@@ -226,7 +249,10 @@ class ExplorerState(param.Parameterized):
         if wanted is None:
             return
         if wanted in self.sources.ids:
+            self.message = ""
             self.dataset = wanted
+            if self.dataset != wanted and self.message:  # it could not be opened
+                messages.append(self.message)
         else:
             messages.append(
                 f"Unknown dataset {wanted[:80]!r}; showing {self.sources.title(self.dataset)!r} instead."

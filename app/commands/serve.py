@@ -32,10 +32,61 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help="allowed websocket origin HOST[:PORT] (repeatable; default localhost:PORT)")  # fmt: skip
     parser.add_argument("--prefix", default="", help="URL prefix (behind a proxy)")
     parser.add_argument("--public", action="store_true",
-                        help="public mode: serve catalog datasets only (extra SOURCE paths are refused)")  # fmt: skip
+                        help="public mode: catalog datasets only (extra SOURCE paths are refused), every "
+                             "request limit on, signed session ids, an explicit websocket origin list")  # fmt: skip
+    limits = parser.add_argument_group("request limits (public mode has defaults: 2GB, 4, 60 s)")
+    limits.add_argument("--max-request-bytes", type=_size, metavar="SIZE",
+                        help="refuse a view that would read more than SIZE (e.g. 2GB, 500MiB; "
+                             "env GRIDSCOPE_MAX_REQUEST_BYTES)")  # fmt: skip
+    limits.add_argument("--max-concurrent", type=_positive_int, metavar="N",
+                        help="computations running at once over all sessions; the others queue "
+                             "(env GRIDSCOPE_MAX_CONCURRENT)")  # fmt: skip
+    limits.add_argument("--request-timeout", type=_seconds, metavar="SECONDS",
+                        help="cancel a computation after SECONDS (env GRIDSCOPE_REQUEST_TIMEOUT)")  # fmt: skip
+    server = parser.add_argument_group("server security and sessions")
+    server.add_argument("--sign-sessions", action=argparse.BooleanOptionalAction, default=None,
+                        help="signed session ids (secret from BOKEH_SECRET_KEY; default: on with "
+                             "--public, with a per-process random secret if none is set)")  # fmt: skip
+    server.add_argument("--xsrf-cookies", action="store_true",
+                        help="require XSRF cookies on HTTP requests that change state")  # fmt: skip
+    server.add_argument("--unused-session-lifetime", type=_seconds, metavar="SECONDS",
+                        help="free a session SECONDS after its browser tab closed (Bokeh default 15)")  # fmt: skip
+    server.add_argument("--check-unused-sessions", type=_seconds, metavar="SECONDS",
+                        help="look for unused sessions every SECONDS (Bokeh default 17)")  # fmt: skip
     parser.add_argument("--show", action=argparse.BooleanOptionalAction, default=False,
                         help="open a browser tab (default: no)")  # fmt: skip
     parser.set_defaults(run=run)
+
+
+def _size(text: str) -> int:
+    from app.limits import parse_bytes
+
+    try:
+        return parse_bytes(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r}: expected a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r}: must be at least 1")
+    return value
+
+
+def _seconds(text: str) -> float:
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r}: expected a number of seconds") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text[:40]!r}: must be a positive number of seconds")
+    return value
 
 
 def _adapt_bounds(text: str) -> tuple[int, int]:
@@ -49,7 +100,8 @@ def _adapt_bounds(text: str) -> tuple[int, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from app.server import serve
+    from app.limits import Limits
+    from app.server import serve, server_options
     from app.sources import DatasetSources
     from pipelines.cluster import ClusterError, ClusterSpec, connect
 
@@ -59,6 +111,20 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if not 0 < args.port < 65536:
         print(f"gridscope serve: error: --port {args.port} is not a valid port", file=sys.stderr)
+        return 2
+    try:
+        limits = Limits.from_options(
+            public=args.public, max_request_bytes=args.max_request_bytes,
+            max_concurrent=args.max_concurrent, request_timeout=args.request_timeout,
+        )  # fmt: skip
+        options = server_options(
+            port=args.port, websocket_origins=args.allow_websocket_origin, public=args.public,
+            sign_sessions=args.sign_sessions, xsrf_cookies=args.xsrf_cookies,
+            unused_session_lifetime=args.unused_session_lifetime,
+            check_unused_sessions=args.check_unused_sessions,
+        )  # fmt: skip
+    except ValueError as exc:
+        print(f"gridscope serve: error: {exc}", file=sys.stderr)
         return 2
     sources = DatasetSources.from_catalog(args.catalog, args.sources)
     try:
@@ -77,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
         serve(
             sources, client=client, port=args.port, address=args.address,
             websocket_origins=args.allow_websocket_origin, prefix=args.prefix, show=args.show,
+            limits=limits, spec=spec, options=options,
         )  # fmt: skip
     finally:
         client.close()

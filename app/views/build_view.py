@@ -36,7 +36,9 @@ class BuildView(pn.viewable.Viewer):
         if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
             pn.state.add_periodic_callback(self.refresh, period=1000)
 
-    def start(self) -> builds.BuildProgress:
+    def start(self) -> builds.BuildProgress | None:
+        if limits.current().public:  # hidden in public mode, and refused even if clicked
+            return None
         progress = builds.jobs.start(self.state.dataset, self.client)
         self.refresh()
         return progress

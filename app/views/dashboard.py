@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 import panel as pn
 import param
 
-from app import exports
+from app import exports, limits
 from app.state import ExplorerState
 from app.views.build_view import BuildView
 from app.views.cluster_view import ClusterView
@@ -70,7 +70,7 @@ class Dashboard(pn.viewable.Viewer):
         self.spinner = pn.indicators.LoadingSpinner(value=busy, size=20,
                                                     css_classes=["gs-busy"])  # fmt: skip
         state.param.watch(self._on_state, list(state.param))
-        self.results.param.watch(self._on_result, ["map_version", "series_version"])
+        self.results.param.watch(self._on_result, ["map_version", "series_version", "queued"])
         self._update_link()
         self._on_result()
         if pn.state.location is not None:
@@ -98,6 +98,9 @@ class Dashboard(pn.viewable.Viewer):
             self.code.object = self._code_markdown()
 
     def _on_result(self, *events: param.parameterized.Event) -> None:
+        if self.results.queued:
+            self.status.object = "Queued: the server is busy; this view starts as soon as a slot is free."
+            return
         field = self.results.field
         where = self.results.map_where or "in-process"
         shape = "x".join(str(n) for n in field.shape) if field is not None else "-"
@@ -108,7 +111,7 @@ class Dashboard(pn.viewable.Viewer):
         try:
             text = exports.code_snippet(self.state.query, series=self.state.series_query)
         except Exception as exc:
-            text = f"# no code for an invalid view: {exc}"
+            text = f"# no code for an invalid view: {limits.scrub(str(exc))}"
         return f"```python\n{text}```"
 
     def _png(self) -> io.BytesIO:

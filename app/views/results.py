@@ -1,29 +1,43 @@
 """The results the views draw: the current map and series, recomputed when the state changes.
 
-`ViewResults` watches an `ExplorerState` and keeps ``field`` (the full-resolution
-map) and ``series`` up to date through `app.compute`. In a served session the work
-runs off the event loop and a result is dropped when the user changed something in
-the meantime (a generation counter; cluster futures are cancelled). Outside a server
-(tests, a plain Python session) `refresh()` computes synchronously.
+`ViewResults` watches an `ExplorerState` and keeps ``field`` (the map) and ``series``
+up to date through `app.compute`. ``field`` is the whole map for small grids, and the
+planner's answer for the map view's ``viewport`` and ``screen`` for large ones
+(`app.compute.start_map_view`), re-planned when the view pans or zooms.
+
+In a served session cheap work (a cache hit, or an in-process job reading at most
+``GRIDSCOPE_SYNC_BYTES``, default 2 MiB: a frame of a sample file) is delivered at
+once, inside the widget's callback, so the new map is the first thing sent to the
+browser; anything else runs off the event loop, reports its progress, and is dropped
+when the user changed something in the meantime (a generation counter; cluster
+futures are cancelled). A series is recomputed only when its query changes. Outside a
+server (tests, a plain Python session) `refresh()` computes synchronously.
 """
 
 from __future__ import annotations
 
-import asyncio
+import os
+import time
 from typing import Any
 
 import param
 import xarray as xr
 
-from app import compute
+from app import compute, limits
 from app.state import ExplorerState
-from pipelines import QueryError
 
 __all__ = ["ViewResults"]
 
 _MAP_FIELDS = ["dataset", "var", "time_mode", "time", "start", "end", "agg", "anomaly",
                "baseline_start", "baseline_end", "level"]  # fmt: skip
 _SERIES_FIELDS = [*_MAP_FIELDS, "region", "bbox", "point"]
+
+
+def _sync_bytes() -> int:
+    try:
+        return int(float(os.environ.get("GRIDSCOPE_SYNC_BYTES", 2 * 2**20)))
+    except ValueError:
+        return 2 * 2**20
 
 
 def _served() -> bool:
@@ -43,8 +57,12 @@ class ViewResults(param.Parameterized):
     series_version = param.Integer(default=0, doc="Incremented when a new series arrives.")
     map_busy = param.Boolean(default=False, doc="A map computation is running.")
     series_busy = param.Boolean(default=False, doc="A series computation is running.")
+    queued = param.Boolean(default=False, doc="A computation waits for a free slot (server busy).")
     error = param.String(default="", doc="Last computation error, in words.")
     map_where = param.String(default="", doc="Where the last map was computed (cache, in-process, cluster).")
+    viewport = param.Parameter(default=None, doc="Map view (x0, x1, y0, y1) in degrees, or None (whole map).")
+    screen = param.Parameter(default=None, doc="Map plot size (width, height) in pixels, or None.")
+    progress = param.String(default="", doc="Progress of a long computation, in words ('' when none).")
 
     def __init__(self, state: ExplorerState, **params: Any):
         super().__init__(**params)
@@ -52,38 +70,114 @@ class ViewResults(param.Parameterized):
         self._generation = {"map": 0, "series": 0}
         self._jobs: dict[str, compute.Job | None] = {"map": None, "series": None}
         self._pending_series_query: Any = None
+        self._scheduled_series: Any = ()  # (dataset, series query) last scheduled
+        self._view_key: Any = None  # what the current/pending map was computed for
+        self._prestarted: dict[str, tuple[int, Any]] = {}
         state.param.watch(self._on_map_inputs, _MAP_FIELDS)
         state.param.watch(self._on_series_inputs, _SERIES_FIELDS)
+        self.param.watch(self._on_view, ["viewport", "screen"])
+
+    def set_view(self, viewport: Any = None, screen: Any = None) -> None:
+        """The map plot's visible range and size; re-plans the map when that needs new data."""
+        updates = {}
+        if viewport is not None:
+            updates["viewport"] = tuple(float(v) for v in viewport)
+        if screen is not None and screen[0] and screen[1]:
+            updates["screen"] = (int(screen[0]), int(screen[1]))
+        self.param.update(**updates)
 
     # --- public ---------------------------------------------------------------------
     def refresh(self) -> None:
         """Recompute map and series now, synchronously."""
+        self._scheduled_series = (self.state.dataset, self._series_query_or_error())
         for kind in ("map", "series"):
             self._generation[kind] += 1
             self._run_sync(kind)
+
+    @property
+    def whole_map(self) -> bool:
+        """Whether ``field`` is the whole map (small grid), not the view's crop."""
+        try:
+            ds = self.state.sources.open(self.state.dataset)
+        except Exception:  # noqa: BLE001  (a broken dataset: nothing is drawn anyway)
+            return True
+        return compute.is_small_grid(ds) or compute.view_request(self.viewport, self.screen)[0] is None
 
     # --- scheduling -----------------------------------------------------------------------
     def _on_map_inputs(self, *events: param.parameterized.Event) -> None:
         self._schedule("map")
 
+    def _series_query_or_error(self) -> Any:
+        try:
+            return self.state.series_query
+        except Exception as exc:  # noqa: BLE001  (an invalid query: let the job say so)
+            return ("invalid", repr(exc))
+
     def _on_series_inputs(self, *events: param.parameterized.Event) -> None:
+        wanted = (self.state.dataset, self._series_query_or_error())
+        if wanted == self._scheduled_series:
+            return  # e.g. a new time step in step mode: same series, only the highlight moves
+        self._scheduled_series = wanted
         self._schedule("series")
 
-    def _schedule(self, kind: str) -> None:
+    def _current_view_key(self) -> Any:
+        try:
+            ds = self.state.sources.open(self.state.dataset)
+        except Exception:  # noqa: BLE001
+            return None
+        if compute.is_small_grid(ds):
+            return ("whole",)
+        return compute.view_request(self.viewport, self.screen)[:2]
+
+    def _on_view(self, *events: param.parameterized.Event) -> None:
+        key = self._current_view_key()
+        if key == self._view_key:
+            return  # a small grid is drawn whole: panning and zooming need no new data
+        self._schedule("map", delay=0.15)  # pan/zoom: wait for the gesture to settle
+
+    def _schedule(self, kind: str, delay: float = 0.0) -> None:
         self._generation[kind] += 1
         previous = self._jobs.get(kind)
         if previous is not None:
             previous.cancel()
+        self._jobs[kind] = None
+        self._prestarted.pop(kind, None)
         if _served():
             generation = self._generation[kind]
-            param.parameterized.async_executor(lambda: self._run_async(kind, generation))
+            if not delay and self._try_now(kind, generation):
+                return
+            param.parameterized.async_executor(lambda: self._run_async(kind, generation, delay))
         else:
             self._run_sync(kind)
+
+    def _try_now(self, kind: str, generation: int) -> bool:
+        """Deliver a cheap result inside the current callback; False: run it off the loop."""
+        try:
+            ds = self.state.sources.open(self.state.dataset)
+            if kind == "map" and not compute.is_small_grid(ds):
+                return False  # planning a large dataset's view may take a while
+            job = self._start(kind)
+        except Exception:  # noqa: BLE001  (the async path reports it in words)
+            return False
+        cheap = job is None or job.where == "cache" or (
+            job.where == "in-process" and job.input_bytes <= _sync_bytes()
+        )
+        if not cheap:
+            self._prestarted[kind] = (generation, job)  # _run_async awaits it
+            return False
+        try:
+            value = job.result() if job is not None else None
+        except Exception as exc:  # noqa: BLE001
+            self._fail(kind, exc)
+            return True
+        self._deliver(kind, value, job.where if job is not None else "")
+        return True
 
     def _start(self, kind: str) -> compute.Job | None:
         ds = self.state.sources.open(self.state.dataset)
         if kind == "map":
-            return compute.start_map(ds, self.state.map_query)
+            self._view_key = self._current_view_key()
+            return compute.start_map_view(ds, self.state.map_query, self.viewport, self.screen)
         query = self.state.series_query
         self._pending_series_query = query
         return None if query is None else compute.start_series(ds, query)
@@ -96,7 +190,7 @@ class ViewResults(param.Parameterized):
                               series_version=self.series_version + 1)  # fmt: skip
 
     def _fail(self, kind: str, exc: Exception) -> None:
-        text = exc.message if isinstance(exc, QueryError) else f"{type(exc).__name__}: {exc}"
+        text = limits.user_message(exc, self.state.dataset)  # words, no traceback, no paths
         self.error = f"Could not compute the {kind}: {text}"
         if kind == "series":
             self.param.update(series=None, series_query=None, series_version=self.series_version + 1)
@@ -110,25 +204,57 @@ class ViewResults(param.Parameterized):
             return
         self._deliver(kind, value, job.where if job is not None else "")
 
-    async def _run_async(self, kind: str, generation: int) -> None:
+    async def _run_async(self, kind: str, generation: int, delay: float = 0.0) -> None:
+        import asyncio
+
+        if delay:
+            await asyncio.sleep(delay)
         if generation != self._generation[kind]:
             return
         busy = f"{kind}_busy"
         setattr(self, busy, True)
+        reporter = None
         try:
-            job = self._start(kind)
+            prestarted = self._prestarted.pop(kind, None)
+            if prestarted is not None and prestarted[0] == generation:
+                job = prestarted[1]
+            else:
+                job = self._start(kind)
             self._jobs[kind] = job
+            if job is not None and job.where != "cache":
+                reporter = asyncio.ensure_future(self._report_progress(kind, job, generation))
             if job is None:
                 value = None
             else:
-                value = await asyncio.get_running_loop().run_in_executor(None, job.result)
+                value = await compute.run_job(job, on_queued=lambda q: setattr(self, "queued", q))
         except Exception as exc:
             if generation == self._generation[kind]:
                 self._fail(kind, exc)
-                setattr(self, busy, False)
+                self.param.update(**{busy: False, "progress": ""})
             return
+        finally:
+            if reporter is not None:
+                reporter.cancel()
         if generation != self._generation[kind]:
             return  # stale: the user changed something meanwhile
         self._jobs[kind] = None
         self._deliver(kind, value, job.where if job is not None else "")
-        setattr(self, busy, False)
+        self.param.update(**{busy: False, "progress": ""})
+
+    async def _report_progress(self, kind: str, job: compute.Job, generation: int) -> None:
+        """Every half second of a long job: bytes to read, where, done fraction (cluster)."""
+        import asyncio
+
+        started = time.monotonic()
+        baseline = None
+        while generation == self._generation[kind]:
+            await asyncio.sleep(0.5)
+            if generation != self._generation[kind] or getattr(job, "_value", None) is not None:
+                return
+            done = None
+            if job.where.startswith("cluster"):
+                counts = await asyncio.get_running_loop().run_in_executor(None, compute.cluster_task_counts)
+                if counts is not None:
+                    baseline = baseline or counts
+                    done = compute.done_fraction(baseline, counts)
+            self.progress = compute.progress_text(kind, job, time.monotonic() - started, done)
