@@ -1,0 +1,132 @@
+"""Small load test (``make test``): concurrent sessions, no errors, every session updates, no leak.
+
+One run of `tests.load.run` (module fixture, about a minute): 4 simulated users for 40 s,
+each reopening a fresh session every ~10 s (churn: ~8-10 sessions come and go, so a
+per-session leak adds up to well over the 10% tolerance; ~5 MB a session against a
+~300 MB server). The leak reference is the server's memory with one *warm-up* session
+open that has done every action once: one-off costs (imports, the coastline glyph, the
+first compute, first use of each variable) are then in the reference, and the server
+holds that same one session in the reference and at the end, so what is compared is
+only what the closed sessions left behind. The error detection itself is checked
+against pages that are broken on purpose (`test_detects_*`), in seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.conftest import CHROMIUM_PATH, REPO_ROOT
+
+pytestmark = pytest.mark.browser
+
+ARTIFACTS = REPO_ROOT / "test-artifacts"
+
+
+def _need_chromium() -> None:
+    if not CHROMIUM_PATH.exists():
+        pytest.skip(f"no Chromium at {CHROMIUM_PATH}")
+
+
+@pytest.fixture(scope="module")
+def small_run():
+    _need_chromium()
+    from tests.load.run import LoadConfig, format_table, run_load
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    cfg = LoadConfig(
+        sessions=4, minutes=40 / 60, session_s=10.0, seed=11, ramp_s=2.0,
+        release_wait_s=30.0, release_min_s=0.0, hard_cap_s=150.0,
+        out=ARTIFACTS / "loadtest-small.json", log=ARTIFACTS / "loadtest-small-serve.log",
+    )  # fmt: skip
+    result = run_load(cfg)
+    print(format_table(result))
+    return result
+
+
+def test_small_load_has_no_errors_and_every_session_updates(small_run) -> None:
+    r = small_run
+    assert not r.errors, "\n".join(r.errors[:20])
+    assert r.sessions >= 4 and r.sessions_loaded == r.sessions
+    assert r.sessions_with_updates == r.sessions, r.per_session
+    assert r.actions >= 2 * r.sessions
+
+
+def test_small_load_does_not_leak(small_run) -> None:
+    r = small_run
+    ref, after = r.memory.get("reference"), r.memory.get("after")
+    assert ref and after, r.memory
+    assert r.leak is False, (
+        f"server memory after closing {r.sessions} sessions is more than 10% above the reference "
+        f"(one warm session open): server {ref['server_mib']:.0f} -> {after['server_mib']:.0f} MiB, "
+        f"with workers {ref['total_mib']:.0f} -> {after['total_mib']:.0f} MiB"
+    )
+
+
+# --- the detection itself, on pages broken on purpose ---------------------------------------
+
+STATIC_PAGE = """
+<div class="gs-map"><canvas width="300" height="150"></canvas></div>
+<div class="gs-time"><select><option>Jan</option><option>Feb</option><option>Mar</option></select></div>
+<div class="gs-message" style="display: none"></div>
+<script>
+  const ctx = document.querySelector('canvas').getContext('2d');
+  function draw(hue) { for (let x = 0; x < 300; x += 10) { ctx.fillStyle = `hsl(${(x + hue) % 360}, 90%, 50%)`;
+                                                      ctx.fillRect(x, 0, 10, 150); } }
+  draw(0);
+  if (REDRAW) document.querySelector('select').addEventListener('change', e => setTimeout(
+      () => draw(40 * e.target.selectedIndex), 120));
+</script>
+"""
+
+
+async def _static_session(redraw: bool, extra: str = ""):
+    from playwright.async_api import async_playwright
+
+    from tests.browser.conftest import CHROMIUM_ARGS
+    from tests.load.probe import INIT_SCRIPT
+    from tests.load.session import Session
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM_PATH), args=CHROMIUM_ARGS)
+        try:
+            session = Session(browser, "about:blank", index=0, seed=1, latency_timeout=2.0)
+            session.context = await browser.new_context()
+            await session.context.add_init_script(INIT_SCRIPT)
+            session.page = await session.context.new_page()
+            await session.page.set_content(
+                STATIC_PAGE.replace("REDRAW", "true" if redraw else "false") + extra
+            )
+            assert await session.page.evaluate("() => window.__gs.hasData()")
+            latency = await session.act("time")
+            clean = await session.check_problems(with_text=True)
+            await session.close()
+            return latency, clean, session.stats
+        finally:
+            await browser.close()
+
+
+def test_detects_a_map_that_updates() -> None:
+    _need_chromium()
+    latency, clean, stats = asyncio.run(_static_session(redraw=True))
+    assert latency is not None and 0.1 <= latency < 2.0, stats.errors
+    assert clean and not stats.errors
+
+
+def test_detects_a_map_that_never_updates() -> None:
+    _need_chromium()
+    latency, _, stats = asyncio.run(_static_session(redraw=False))
+    assert latency is None
+    assert any("no map update" in e for e in stats.errors), stats.errors
+
+
+def test_detects_a_traceback_and_a_visible_message() -> None:
+    _need_chromium()
+    extra = ("<pre>Traceback (most recent call last):\\n  File ...</pre>"
+             "<script>document.querySelector('.gs-message').style.display = 'block';"
+             "document.querySelector('.gs-message').textContent = 'Unknown dataset';</script>")  # fmt: skip
+    _, clean, stats = asyncio.run(_static_session(redraw=True, extra=extra))
+    assert not clean
+    assert any("Traceback" in e for e in stats.errors), stats.errors
+    assert any(".gs-message: Unknown dataset" in e for e in stats.errors), stats.errors
