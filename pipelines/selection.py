@@ -17,7 +17,6 @@ from pipelines.query import QueryError, parse_time_label
 __all__ = [
     "bbox_lon_mask",
     "check_variable",
-    "describe_time",
     "nearest_cell",
     "nearest_step",
     "select_bbox",
@@ -145,18 +144,19 @@ def _label_to_time(field: str, text: str, index: pd.Index, climatology: bool) ->
         raise QueryError(field, f"{text!r} is not a valid date ({exc})") from None
 
 
-def describe_time(value: object, climatology: bool = False) -> str:
-    """A short label for a time value: ISO date, or a month name for climatologies."""
-    if climatology:
-        return pd.Timestamp(2000, int(value.month), 1).strftime("%b")  # type: ignore[attr-defined]
+def _describe_time(value: object) -> str:
+    """A short ISO label for a time value (datetime64 or cftime), date only at midnight."""
     if isinstance(value, np.datetime64 | pd.Timestamp):
-        return pd.Timestamp(value).isoformat()
-    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+        value = pd.Timestamp(value)
+    text = value.isoformat() if hasattr(value, "isoformat") else str(value)
+    return text.removesuffix("T00:00:00").removesuffix(" 00:00:00")
 
 
 def _record_text(da: xr.DataArray) -> str:
     times = da.indexes["time"]
-    return f"the record spans {describe_time(times[0])} to {describe_time(times[-1])}"
+    if da.attrs.get("gridscope_climatology"):
+        return "this is a climatology: use a month name (Jan..Dec) or YYYY-MM within its year"
+    return f"the record spans {_describe_time(times[0])} to {_describe_time(times[-1])}"
 
 
 def nearest_step(da: xr.DataArray, label: str, field: str = "time") -> int:
