@@ -66,9 +66,8 @@ class LoadConfig:
     port: int | None = None
     seed: int = 7
     think: tuple[float, float] = (1.0, 4.0)
-    ramp_s: float | None = (
-        None  #: spread session starts over this long (default: 0.5 s each, <= 15 s)
-    )
+    #: spread session starts over this long (default: 2 s each, at most 60 s)
+    ramp_s: float | None = None
     release_wait_s: float = 60.0
     #: keep sampling at least this long after closing, even when already within tolerance
     #: (Bokeh discards a closed session 15-32 s later with its default lifetimes)
@@ -267,7 +266,7 @@ async def _drive(cfg: LoadConfig, url: str, sampler: MemorySampler | None, resul
             cpu0_client = _own_cpu_seconds(sampler.pid if sampler else None)
             load_start = time.monotonic()
             deadline = load_start + cfg.minutes * 60
-            ramp = cfg.ramp_s if cfg.ramp_s is not None else min(15.0, 0.5 * cfg.sessions)
+            ramp = cfg.ramp_s if cfg.ramp_s is not None else min(60.0, 2.0 * cfg.sessions)
             sessions: list[Session] = []
 
             async def user(slot: int) -> None:
@@ -496,6 +495,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--url", help="use this running loopback server instead of starting one")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument(
+        "--ramp",
+        type=float,
+        default=None,
+        help="seconds over which the sessions arrive (default 2 s each, at most 60 s)",
+    )
+    ap.add_argument(
         "--release-wait",
         type=float,
         default=60.0,
@@ -525,7 +530,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("bounded: 1..100 sessions, at most 30 minutes")
     cfg = LoadConfig(sessions=args.sessions, minutes=args.minutes, url=args.url,
                      port=None if args.port == "auto" else int(args.port), seed=args.seed,
-                     release_wait_s=args.release_wait, release_min_s=args.release_min,
+                     ramp_s=args.ramp, release_wait_s=args.release_wait, release_min_s=args.release_min,
                      session_s=args.session_seconds, server_args=args.server_arg, out=args.out)  # fmt: skip
     result = run_load(cfg)
     print(format_table(result))
