@@ -121,7 +121,7 @@ class DatasetSources:
             entries[entry.id] = entry.title
             attributions[entry.id] = getattr(entry, "attribution", "") or ""
         for path in extra:
-            entries[path] = os.path.basename(path.rstrip("/")) or path
+            entries[path] = _extra_title(path)
         open_dataset = _catalog_opener(catalog, catalog_path)
         return cls(entries, open_dataset, attributions)
 
@@ -172,6 +172,23 @@ class DatasetSources:
         return info
 
 
+def _extra_title(source: str) -> str:
+    """Title of an extra SOURCE: the file name, or what a ``virtual:`` source holds."""
+    if source.startswith("virtual:"):
+        parts = source.split(":")
+        if len(parts) == 5:
+            _, freq, nsteps, res, _seed = parts
+            try:
+                from pipelines.synthetic import SyntheticSpec
+
+                spec = SyntheticSpec(int(nsteps), freq, float(res))
+                return f"Synthetic ERA5-like {freq} {res}° ({spec.nbytes / 1e12:.2f} TB, virtual)"
+            except (ValueError, ImportError):
+                pass
+        return source
+    return os.path.basename(source.rstrip("/")) or source
+
+
 def _load_catalog(path: str | None) -> Any:
     from data_catalog import load_catalog
 
@@ -182,6 +199,10 @@ def _catalog_opener(catalog: Any, catalog_path: str | None) -> Opener:
     from data_catalog import open_dataset
 
     def opener(key: str) -> xr.Dataset:
+        if key.startswith("virtual:"):  # a synthetic source of any size, chunks computed on read
+            from pipelines.build import open_source
+
+            return open_source(key)
         return open_dataset(key, catalog=catalog)
 
     return opener

@@ -1,10 +1,14 @@
 """The map: the field at screen resolution, offline coastlines, region tools.
 
-A `hv.DynamicMap` redraws the image on every pan/zoom (``RangeXY`` and ``PlotSize``
-streams) from the full-resolution field held by `ViewResults`, cropped and
-coarsened to the viewport in-process (`app.compute.map_for_view`): a frame of the
-in-memory field costs about a millisecond, much less than a trip to the cluster.
-Box select sets a custom box region, a tap sets a point region.
+The image is a `hv.DynamicMap` redrawn only when a new map arrives (``map_version``) or
+a colour setting changes: one image update per widget change. ``RangeXY`` and
+``PlotSize`` streams linked to the plot (not driving it) tell `ViewResults` what is on
+screen; for a large grid it asks the planner for that viewport at screen resolution
+(`app.compute.start_map_view`) and the new frame arrives through ``map_version``; a
+small grid (the sample files) is held whole and Bokeh zooms it without a round trip.
+The title and the line under the map say which resolution is shown (the hover value
+is the value of that level). Box select sets a custom box region, a tap sets a point
+region. Errors also appear as notifications when the page has them.
 """
 
 from __future__ import annotations
@@ -42,7 +46,8 @@ def _coastlines() -> hv.Curve:
             pieces.append(line)
             pieces.append(np.full((1, 2), np.nan))
         xy = np.concatenate(pieces)
-        _COASTLINES = hv.Curve((xy[:, 0], xy[:, 1]), kdims=["lon"], vdims=["lat"]).opts(
+        # a plain array (not a DataFrame): range and dtype checks on every frame are cheap
+        _COASTLINES = hv.Curve(xy, kdims=["lon"], vdims=["lat"], datatype=["array"]).opts(
             color="black", line_width=0.8, tools=[], default_tools=[]
         )
     return _COASTLINES
@@ -85,13 +90,18 @@ class MapView(pn.viewable.Viewer):
         self.results = results
         x0, x1 = state.x_range
         y0, y1 = state.y_range
-        self.range_stream = hv.streams.RangeXY(x_range=(x0, x1), y_range=(y0, y1))
-        self.size_stream = hv.streams.PlotSize()
         data_stream = hv.streams.Params(results, ["map_version"])
         view_stream = hv.streams.Params(state, ["cmap", "clim_mode", "clim", "anomaly"])
-        self.image = hv.DynamicMap(
-            self._image, streams=[data_stream, view_stream, self.range_stream, self.size_stream]
-        )
+        self.image = hv.DynamicMap(self._image, streams=[data_stream, view_stream])
+        # linked to the plot, not driving it: a pan/zoom asks ViewResults for new data
+        # (when the grid is large), and the new frame comes back through map_version
+        self.range_stream = hv.streams.RangeXY(source=self.image, x_range=(x0, x1), y_range=(y0, y1))
+        self.size_stream = hv.streams.PlotSize(source=self.image)
+        self.size_stream.add_subscriber(self._on_size)
+        if results.screen is None:
+            results.set_view(screen=(1000, self.height - 60))  # until the browser says
+        if (x0, x1, y0, y1) != (-180.0, 180.0, -90.0, 90.0):
+            results.set_view(viewport=(x0, x1, y0, y1))
         self.bounds_stream = hv.streams.BoundsXY(source=self.image, bounds=None)
         self.tap_stream = hv.streams.Tap(source=self.image, x=None, y=None)
         self.bounds_stream.add_subscriber(self._on_box)
@@ -105,15 +115,13 @@ class MapView(pn.viewable.Viewer):
         overlay = self.image * _coastlines() * region
         self.pane = pn.pane.HoloViews(overlay, sizing_mode="stretch_width", min_height=320,
                                       height=self.height, css_classes=["gs-map"])  # fmt: skip
+        self.info = pn.pane.HTML(self._info_html, css_classes=["gs-map-info"], margin=(0, 10),
+                                 sizing_mode="stretch_width")  # fmt: skip
+        results.param.watch(self._notify, ["error"])
 
     # --- drawing ---------------------------------------------------------------------
-    def _image(self, map_version: int = 0, x_range: Any = None, y_range: Any = None,
-               width: Any = None, height: Any = None, **_: Any) -> hv.Image:  # fmt: skip
-        field = self.results.field
-        viewport = None
-        if x_range is not None and y_range is not None:
-            viewport = (x_range[0], x_range[1], y_range[0], y_range[1])
-        screen = (width, height) if width and height else None
+    def _image(self, map_version: int = 0, **_: Any) -> hv.Image:
+        field = self._drawn_field()
         info = self.state.sources.info(self.state.dataset)
         variable = info.variables.get(self.state.var)
         label = variable.long_name if variable else str(self.state.var)
@@ -121,19 +129,29 @@ class MapView(pn.viewable.Viewer):
         if self.state.anomaly:
             label = f"{label} anomaly"
         vdim = hv.Dimension("value", label=label, unit=units or None)
+        title = ""
         if field is None:
-            empty = np.full((2, 2), np.nan)
+            empty = np.full((2, 2), np.nan, dtype="float32")
             image = hv.Image((np.array([-179.0, 179.0]), np.array([-89.0, 89.0]), empty),
                              kdims=["lon", "lat"], vdims=[vdim])  # fmt: skip
             clim = (0.0, 1.0)
         else:
-            view = compute.regrid_to_screen(field, viewport, screen)
-            values = np.asarray(view.transpose("lat", "lon").values, dtype="float64")
-            image = hv.Image((view["lon"].values, view["lat"].values, values),
+            # float32 data stays float32 (half the bytes of float64 on the wire); the
+            # values drawn (and hovered) are the data's own
+            dtype = "float32" if field.dtype.kind == "f" and field.dtype.itemsize <= 4 else "float64"
+            values = np.asarray(field.transpose("lat", "lon").values, dtype=dtype)
+            image = hv.Image((field["lon"].values, field["lat"].values, values),
                              kdims=["lon", "lat"], vdims=[vdim])  # fmt: skip
-            clim = colour_range(np.asarray(field.values), self.state)
+            clim = colour_range(values, self.state)
+            title = f"{label}: {compute.resolution_text(field)}"
         clabel = f"{label} ({units})" if units else label
-        return image.opts(
+        def set_colourbar_title(plot: Any, element: Any, text: str = clabel) -> None:
+            # HoloViews sets the colour bar's title only when the plot is created
+            colorbar = plot.handles.get("colorbar")
+            if colorbar is not None and colorbar.title != text:
+                colorbar.title = text
+
+        return image.opts(title=title, hooks=[set_colourbar_title],
             cmap=self.state.cmap, clim=clim, colorbar=True, clabel=clabel,
             tools=["hover", "box_select", "tap"], active_tools=["box_select", "wheel_zoom"],
             xlabel="longitude (°E)", ylabel="latitude (°N)", clipping_colors={"NaN": "#d9d9d9"},
@@ -149,6 +167,42 @@ class MapView(pn.viewable.Viewer):
         return hv.Points([], kdims=["lon", "lat"]) * hv.Rectangles(boxes, kdims=["x0", "y0", "x1", "y1"]).opts(
             fill_alpha=0.0, line_color="magenta", line_width=2.5
         )
+
+    def _drawn_field(self) -> Any:
+        """What the image shows: the view's field, coarsened to the plot when held whole."""
+        field = self.results.field
+        if field is None or not self.results.whole_map:
+            return field
+        key = (id(field), self.results.screen)
+        if getattr(self, "_drawn_key", None) != key:
+            self._drawn_key = key
+            self._drawn = compute.regrid_to_screen(field, None, self.results.screen)
+        return self._drawn
+
+    @param.depends("results.map_version", "results.progress", "results.map_busy")
+    def _info_html(self) -> str:
+        import html
+
+        if self.results.progress:
+            return f"<span class='gs-progress'>{html.escape(self.results.progress)}</span>"
+        field = self._drawn_field()
+        if field is None:
+            return ""
+        shape = "x".join(str(n) for n in field.shape)
+        text = f"Showing {compute.resolution_text(field)}, {shape} cells"
+        plan = field.attrs.get("gridscope_plan")
+        if plan:
+            text += f"; {plan}"
+        return f"<span class='gs-resolution'>{html.escape(text)}.</span>"
+
+    def _notify(self, event: Any) -> None:
+        """Errors also as a notification (the alert above the map stays)."""
+        notifications = getattr(pn.state, "notifications", None)
+        if event.new and notifications is not None:
+            try:
+                notifications.error(event.new, duration=8000)
+            except Exception:  # noqa: BLE001  (no notification area on this page)
+                pass
 
     # --- interaction -------------------------------------------------------------------
     def _on_box(self, bounds: Any = None, **_: Any) -> None:
@@ -175,6 +229,11 @@ class MapView(pn.viewable.Viewer):
         yr_ = (round(float(y_range[0]), 3), round(float(y_range[1]), 3))
         if xr_[0] < xr_[1] and yr_[0] < yr_[1]:
             self.state.param.update(x_range=xr_, y_range=yr_)
+            self.results.set_view(viewport=(xr_[0], xr_[1], yr_[0], yr_[1]))
+
+    def _on_size(self, width: Any = None, height: Any = None, **_: Any) -> None:
+        if width and height:
+            self.results.set_view(screen=(int(width), int(height)))
 
     def __panel__(self) -> pn.viewable.Viewable:
-        return self.pane
+        return pn.Column(self.pane, self.info, sizing_mode="stretch_width")

@@ -44,11 +44,13 @@ class SeriesView(pn.viewable.Viewer):
         super().__init__(**params)
         self.state = state
         self.results = results
-        streams = [
-            hv.streams.Params(results, ["series_version"]),
-            hv.streams.Params(state, ["time_mode", "time", "start", "end"]),
-        ]
-        self.plot = hv.DynamicMap(self._plot, streams=streams)
+        # the curve is redrawn only for a new series; a new time step only moves the
+        # highlight (a small separate element: the curve's data is not re-sent)
+        curve = hv.DynamicMap(self._curve, streams=[hv.streams.Params(results, ["series_version"])])
+        highlight = hv.DynamicMap(
+            self._highlight, streams=[hv.streams.Params(state, ["time_mode", "time", "start", "end"])]
+        )
+        self.plot = curve * highlight
         self.tap_stream = hv.streams.Tap(source=self.plot, x=None, y=None)
         self.tap_stream.add_subscriber(self._on_tap)
         self.pane = pn.pane.HoloViews(self.plot, sizing_mode="stretch_width", height=self.height,
@@ -70,6 +72,10 @@ class SeriesView(pn.viewable.Viewer):
         return series_x(times[index : index + 1], info.climatology)[0]
 
     def _plot(self, **_: Any) -> hv.Overlay:
+        """Curve, points and highlight of the current series and time (as drawn)."""
+        return self._curve() * self._highlight()
+
+    def _curve(self, **_: Any) -> hv.Overlay:
         series = self.results.series
         clim = self._climatology()
         xdim = hv.Dimension("time", label="month" if clim else "time")
@@ -90,15 +96,20 @@ class SeriesView(pn.viewable.Viewer):
         if clim:
             opts["xticks"] = [(i, pd.Timestamp(2000, i, 1).strftime("%b")) for i in range(1, 13)]
         overlay = curve.opts(**opts) * points.opts(size=5, color="#1f5fa8", tools=["hover", "tap"])
+        return overlay.opts(title=self._title())
+
+    def _highlight(self, **_: Any) -> hv.Overlay:
+        """The selected step (a line) and range (a band); empty ones keep the plot's layout."""
+        line, band = hv.VLine(np.nan), hv.VSpan(None, None)
         if self.state.time_mode == "range":
             a, b = self._x_of_label(self.state.start), self._x_of_label(self.state.end)
             if a is not None and b is not None:
-                overlay = overlay * hv.VSpan(a, b).opts(color="orange", alpha=0.2)
+                band = hv.VSpan(a, b)
         else:
             t = self._x_of_label(self.state.time)
             if t is not None:
-                overlay = overlay * hv.VLine(t).opts(color="orange", line_width=2)
-        return overlay.opts(title=self._title())
+                line = hv.VLine(t)
+        return line.opts(color="orange", line_width=2) * band.opts(color="orange", alpha=0.2)
 
     def _title(self) -> str:
         if self.state.region == POINT and self.state.point is not None:

@@ -114,9 +114,12 @@ def measure(page: Any, widget: str, indices: list[int], settle_ms: int = 300) ->
     """Latencies (ms) of changing ``widget`` to each option index in turn."""
     out = []
     for index in indices:
-        result = page.evaluate("([c, i]) => window.gsTimeChange(c, i, 20000)", [widget, index])
+        result = page.evaluate("([c, i]) => window.gsTimeChange(c, i, 10000)", [widget, index])
         if "error" in result:
-            raise RuntimeError(f"{widget} -> option {index}: {result}")
+            state = page.evaluate("[window.gsSelect('gs-var').value, window.gsSelect('gs-time').value]")
+            print(f"{widget} -> option {index}: {result} (var, time now {state})", file=sys.stderr)
+            page.screenshot(path=str(REPO_ROOT / "bench-results" / f"browser-latency-timeout-{widget}-{index}.png"))
+            continue
         out.append(float(result["ms"]))
         page.wait_for_timeout(settle_ms)  # let trailing updates land before the next change
     return out
