@@ -187,7 +187,7 @@ def coarsen_once(
     ny, nx = wsum.shape[-2:]
     nyl, nxl = -(-ny // 2), -(-nx // 2)
 
-    def flat(a: np.ndarray, dtype: str) -> np.ndarray:
+    def flat(a: np.ndarray, dtype: np.typing.DTypeLike) -> np.ndarray:
         return np.ascontiguousarray(a, dtype).reshape((-1, ny, nx))
 
     fdt = np.result_type(vmin.dtype, np.float32)

@@ -1,0 +1,132 @@
+"""What bounds build throughput: CPU seconds per build unit, by stage, on a real store.
+
+``python -m tests.bench.build_bounds SOURCE`` runs a few build units of ``SOURCE``
+in this process with the writer made synchronous, so each stage's CPU time is its own
+(thread CPU time, robust to other processes sharing the cores): reading + decoding the
+source, the pyramid kernels, the aggregate kernels, and encoding + writing the derived
+chunks. It also counts the bytes a unit writes per byte it reads. The throughput bound
+on N cores is ``N * bytes_read / cpu_seconds`` (perfect overlap, nothing else running).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def measure(source: str, units: list[int], unit_steps: int = 64, base_block: int = 8) -> dict[str, Any]:
+    import pipelines.build as b
+    from pipelines.build import BuildConfig, build_derived, open_source
+
+    cfg = BuildConfig(variables=("t2m",), unit_steps=unit_steps, base_block=base_block)
+    tmp = Path(tempfile.mkdtemp(prefix="gridscope-bounds-"))
+    acc: dict[str, float] = {}
+    written = {"bytes": 0, "raw": 0}
+    saved = {name: getattr(b, name) for name in ("_read_steps", "coarsen_fields", "block_stats", "combine_stats", "_encode_write")}
+
+    def timed(name: str, fn: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            t = time.thread_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                acc[name] = acc.get(name, 0.0) + time.thread_time() - t
+
+        return wrapper
+
+    def encode_write(codec: Any, data: np.ndarray, sel: Any, chunks: Any, fill: Any, path: str, dirs: set) -> None:
+        saved["_encode_write"](codec, data, sel, chunks, fill, path, dirs)
+        written["bytes"] += Path(path).stat().st_size
+        written["raw"] += int(np.prod(chunks)) * data.dtype.itemsize
+
+    class _Done:
+        def result(self) -> None:
+            return None
+
+    class _Inline:  # run each chunk job at once, on this thread, timed
+        def submit(self, fn: Any, *args: Any) -> _Done:
+            timed("encode+write", fn)(*args)
+            return _Done()
+
+        def shutdown(self) -> None:
+            pass
+
+    init = b._SlabWriter.__init__
+
+    def inline_init(self: Any, threads: int = 2) -> None:
+        init(self, threads)
+        self._pool.shutdown()
+        self._pool = _Inline()
+
+    try:
+        folder = build_derived(source, tmp, scheduler="synchronous", config=cfg, progress=False, stop_after_units=0)
+        b._read_steps = timed("read+decode", b._read_steps)
+        b.coarsen_fields = timed("pyramid kernels", b.coarsen_fields)
+        b.block_stats = timed("aggregate kernels", b.block_stats)
+        b.combine_stats = timed("aggregate kernels", b.combine_stats)
+        b._encode_write = encode_write
+        b._SlabWriter.__init__ = inline_init
+        nt = open_source(source).sizes["time"]
+        rows = []
+        for u in units:
+            if (u + 1) * unit_steps > nt:
+                break
+            acc.clear()
+            written.update(bytes=0, raw=0)
+            t, c = time.perf_counter(), time.process_time()
+            nbytes = b._run_unit(source, str(folder), "t2m", u, cfg)
+            rows.append(
+                {
+                    "unit": u,
+                    "bytes_read": nbytes,
+                    "wall_s": round(time.perf_counter() - t, 3),
+                    "cpu_s": round(time.process_time() - c, 3),
+                    "stages_cpu_s": {k: round(v, 3) for k, v in acc.items()},
+                    "bytes_written_raw": written["raw"],
+                    "bytes_written_compressed": written["bytes"],
+                }
+            )
+    finally:
+        for name, fn in saved.items():
+            setattr(b, name, fn)
+        b._SlabWriter.__init__ = init
+        shutil.rmtree(tmp, ignore_errors=True)
+    cpu = float(np.median([r["cpu_s"] for r in rows]))
+    nbytes = rows[0]["bytes_read"]
+    stages = {k: float(np.median([r["stages_cpu_s"].get(k, 0.0) for r in rows])) for k in rows[0]["stages_cpu_s"]}
+    return {
+        "units": rows,
+        "median_cpu_s_per_unit": round(cpu, 3),
+        "median_stage_cpu_s": {k: round(v, 3) for k, v in stages.items()},
+        "out_in_ratio_raw": round(rows[0]["bytes_written_raw"] / nbytes, 2),
+        "out_in_ratio_compressed": round(rows[0]["bytes_written_compressed"] / nbytes, 2),
+        "bound_mb_per_s_2_cores": round(2 * nbytes / 1e6 / cpu, 1),
+        "bound_without_encode_mb_per_s_2_cores": round(2 * nbytes / 1e6 / max(cpu - stages.get("encode+write", 0.0), 1e-9), 1),
+        "read_decode_only_mb_per_s_1_core": round(nbytes / 1e6 / max(stages.get("read+decode", 0.0), 1e-9), 1),
+        "encode_write_mb_out_per_s_1_core": round(rows[0]["bytes_written_raw"] / 1e6 / max(stages.get("encode+write", 1e-9), 1e-9), 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.bench.build_bounds", description=__doc__.splitlines()[0])
+    parser.add_argument("source")
+    parser.add_argument("--units", default="1,2,3,4")
+    parser.add_argument("--out", default="bench-results/build_bounds.json")
+    args = parser.parse_args(argv)
+    result = measure(args.source, [int(u) for u in args.units.split(",")])
+    print(json.dumps({k: v for k, v in result.items() if k != "units"}, indent=1))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
