@@ -49,8 +49,13 @@ def _report_faults():
 
 @pytest.fixture(autouse=True)
 def _reset():
+    from pipelines.cache import result_cache
+
     limits.configure(Limits())
     compute.use_client(None)
+    # results are cached by id(ds): a new dataset may reuse a collected one's id
+    compute._cache.clear()
+    result_cache.clear()
     yield
     compute.use_client(None)
 

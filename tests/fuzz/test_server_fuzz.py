@@ -48,7 +48,19 @@ def public_server(tmp_path_factory):
     key = secrets.token_urlsafe(40)
     env = {"BOKEH_SECRET_KEY": key, "BOKEH_SIGN_SESSIONS": "true"}
     saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)  # the Bokeh client below signs its session ids with the same key
+    os.environ.update(env)
+    # the Bokeh client signs its session ids with the same key (bokeh.util.token binds the
+    # key from the environment at import time, so bind it explicitly)
+    import functools
+
+    import bokeh.client.session as client_session
+    from bokeh.util import token
+
+    patches = pytest.MonkeyPatch()
+    patches.setattr(client_session, "generate_jwt_token",
+                    functools.partial(token.generate_jwt_token, secret_key=key.encode(), signed=True))  # fmt: skip
+    patches.setattr(client_session, "generate_session_id",
+                    functools.partial(token.generate_session_id, secret_key=key.encode(), signed=True))  # fmt: skip
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     proc, url = start_server(
         ["--public", "--workers", "1", "--max-request-bytes", "2MB", "--max-concurrent", "2",
@@ -58,6 +70,7 @@ def public_server(tmp_path_factory):
     try:
         yield url, proc, log
     finally:
+        patches.undo()
         stop_server(proc)
         for k, v in saved.items():
             if v is None:
