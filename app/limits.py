@@ -123,7 +123,9 @@ class Limits:
         if self.request_timeout is not None and not (
             math.isfinite(self.request_timeout) and self.request_timeout > 0
         ):
-            raise ValueError(f"request timeout must be a positive number of seconds, got {self.request_timeout}")
+            raise ValueError(
+                f"request timeout must be a positive number of seconds, got {self.request_timeout}"
+            )
 
     @classmethod
     def from_options(
@@ -157,9 +159,13 @@ class Limits:
                     f"GRIDSCOPE_REQUEST_TIMEOUT={env['GRIDSCOPE_REQUEST_TIMEOUT']!r:.40}: expected seconds"
                 ) from None
         if public:
-            max_request_bytes = DEFAULT_PUBLIC_MAX_REQUEST_BYTES if max_request_bytes is None else max_request_bytes
+            max_request_bytes = (
+                DEFAULT_PUBLIC_MAX_REQUEST_BYTES if max_request_bytes is None else max_request_bytes
+            )
             max_concurrent = DEFAULT_MAX_CONCURRENT if max_concurrent is None else max_concurrent
-            request_timeout = DEFAULT_REQUEST_TIMEOUT if request_timeout is None else request_timeout
+            request_timeout = (
+                DEFAULT_REQUEST_TIMEOUT if request_timeout is None else request_timeout
+            )
         return cls(public, max_request_bytes, max_concurrent, request_timeout)
 
 
@@ -245,7 +251,9 @@ def check_cost(estimated_bytes: int, limits: Limits | None = None) -> None:
 
 # --- words for the user ------------------------------------------------------------------
 # absolute POSIX paths (two components or more), Windows paths and file:// URLs
-_PATH = re.compile(r"(file://\S+|(?<![\w.:/])(?:~|/)[\w.@%+-]+(?:/[\w.@%+=-]*)+|[A-Za-z]:\\[^\s'\"]+)")
+_PATH = re.compile(
+    r"(file://\S+|(?<![\w.:/])(?:~|/)[\w.@%+-]+(?:/[\w.@%+=-]*)+|[A-Za-z]:\\[^\s'\"]+)"
+)
 _URL_CREDENTIALS = re.compile(r"([a-z][a-z0-9+.-]*://)[^/\s@]+@", re.IGNORECASE)
 
 

@@ -95,7 +95,9 @@ def test_corrupt_chunk_names_the_dataset_and_the_others_keep_working(catalog) ->
     results.refresh()
     assert state.dataset == "good" and results.field is not None and results.error == ""
     state.param.update(dataset="broken")
-    state.param.update(time_mode="range", start=state.param.start.objects[0], end=state.param.end.objects[-1])
+    state.param.update(
+        time_mode="range", start=state.param.start.objects[0], end=state.param.end.objects[-1]
+    )
     results.refresh()
     assert "'broken'" in results.error and "corrupt or unreadable" in results.error, results.error
     _no_path(results.error)
@@ -230,7 +232,9 @@ def _in_thread(fn):
 
 
 @pytest.mark.cluster
-def test_worker_killed_mid_query_is_recomputed_and_the_next_query_works(tmp_path, monkeypatch) -> None:
+def test_worker_killed_mid_query_is_recomputed_and_the_next_query_works(
+    tmp_path, monkeypatch
+) -> None:
     monkeypatch.setenv("GRIDSCOPE_INPROCESS_BYTES", "0")  # everything goes to the cluster
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
@@ -251,7 +255,9 @@ def test_worker_killed_mid_query_is_recomputed_and_the_next_query_works(tmp_path
         thread.join(60)
         assert not thread.is_alive(), "the query hung"
         assert "error" not in box, box.get("error")
-        np.testing.assert_allclose(box["value"].values, _expected(RANGE), rtol=1e-12, equal_nan=True)
+        np.testing.assert_allclose(
+            box["value"].values, _expected(RANGE), rtol=1e-12, equal_nan=True
+        )
         assert compute.cluster_status()["available"]
         nxt = RANGE.replace(start="2001-01", end="2001-06", agg="max")
         job = compute.start_map(ds, nxt)
@@ -290,7 +296,9 @@ def test_scheduler_lost_falls_back_says_so_and_reconnects(tmp_path, monkeypatch)
         thread.join(30)
         assert not thread.is_alive(), "a session hung on a lost scheduler"
         assert "error" not in box, box.get("error")
-        np.testing.assert_allclose(box["value"].values, _expected(RANGE), rtol=1e-12, equal_nan=True)
+        np.testing.assert_allclose(
+            box["value"].values, _expected(RANGE), rtol=1e-12, equal_nan=True
+        )
         assert time.monotonic() - t0 < 20
         assert job.where == "in-process (cluster unavailable)"
         status = compute.cluster_status()
@@ -298,13 +306,19 @@ def test_scheduler_lost_falls_back_says_so_and_reconnects(tmp_path, monkeypatch)
         assert "unavailable" in describe_cluster(compute.current_client())
         # while it is gone: small views in-process, too-large ones refused in words, no hang
         small = RANGE.replace(start="2000-01", end="2000-03")
-        quick = compute.Job(compute_map(make_ds(0).drop_vars("ua"), small), 10, compute.current_client())
+        quick = compute.Job(
+            compute_map(make_ds(0).drop_vars("ua"), small), 10, compute.current_client()
+        )
         assert quick.where == "in-process (cluster unavailable)"
-        np.testing.assert_allclose(quick.result(timeout=10).values, _expected(small), equal_nan=True)
+        np.testing.assert_allclose(
+            quick.result(timeout=10).values, _expected(small), equal_nan=True
+        )
         monkeypatch.setenv("GRIDSCOPE_FALLBACK_BYTES", "1")
         sources = DatasetSources.from_datasets({"synth": ds})
         state = ExplorerState(sources)
-        state.param.update(time_mode="range", start=state.param.start.objects[0], end=state.param.end.objects[5])
+        state.param.update(
+            time_mode="range", start=state.param.start.objects[0], end=state.param.end.objects[5]
+        )
         results = ViewResults(state)
         t0 = time.monotonic()
         results.refresh()

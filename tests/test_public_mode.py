@@ -39,7 +39,9 @@ def test_public_mode_has_every_limit_by_default_and_flags_win_over_env() -> None
            "GRIDSCOPE_REQUEST_TIMEOUT": "9"}  # fmt: skip
     lim = Limits.from_options(public=True, environ=env)
     assert (lim.max_request_bytes, lim.max_concurrent, lim.request_timeout) == (500 * 2**20, 2, 9.0)
-    lim = Limits.from_options(max_request_bytes=10, max_concurrent=1, request_timeout=1.5, environ=env)
+    lim = Limits.from_options(
+        max_request_bytes=10, max_concurrent=1, request_timeout=1.5, environ=env
+    )
     assert (lim.max_request_bytes, lim.max_concurrent, lim.request_timeout) == (10, 1, 1.5)
     for bad in ({"GRIDSCOPE_MAX_REQUEST_BYTES": "lots"}, {"GRIDSCOPE_MAX_CONCURRENT": "x"},
                 {"GRIDSCOPE_REQUEST_TIMEOUT": "-1"}, {"GRIDSCOPE_MAX_CONCURRENT": "0"}):  # fmt: skip
@@ -47,7 +49,9 @@ def test_public_mode_has_every_limit_by_default_and_flags_win_over_env() -> None
             Limits.from_options(environ=bad)
 
 
-@pytest.mark.parametrize("text,value", [("2GB", 2 * 10**9), ("500 MiB", 500 * 2**20), ("1e9", 10**9), ("64kB", 64000)])
+@pytest.mark.parametrize(
+    "text,value", [("2GB", 2 * 10**9), ("500 MiB", 500 * 2**20), ("1e9", 10**9), ("64kB", 64000)]
+)
 def test_parse_bytes(text, value) -> None:
     assert limits.parse_bytes(text) == value
 
@@ -69,7 +73,9 @@ def test_request_over_budget_is_refused_with_advice_and_never_started(monkeypatc
 
     monkeypatch.setattr(compute, "Job", spy)
     state = ExplorerState(_sources())
-    state.param.update(time_mode="range", start=state.param.start.objects[0], end=state.param.end.objects[-1])
+    state.param.update(
+        time_mode="range", start=state.param.start.objects[0], end=state.param.end.objects[-1]
+    )
     one_step = 18 * 36 * 8  # bytes of one float64 step of the 10-degree grid
     limits.configure(Limits(max_request_bytes=one_step * 2))
     results = ViewResults(state)
@@ -212,7 +218,9 @@ def test_signed_sessions_xsrf_expiry_and_no_tracebacks() -> None:
         server_options(port=1, sign_sessions=True, environ={})
     with pytest.raises(ValueError, match="too short"):
         server_options(port=1, sign_sessions=True, environ={"BOKEH_SECRET_KEY": "short"})
-    assert server_options(port=1, environ={"BOKEH_SIGN_SESSIONS": "true", "BOKEH_SECRET_KEY": key})["sign_sessions"]
+    assert server_options(port=1, environ={"BOKEH_SIGN_SESSIONS": "true", "BOKEH_SECRET_KEY": key})[
+        "sign_sessions"
+    ]
 
 
 def test_cli_refuses_a_star_origin_and_paths_in_public_mode(capsys) -> None:
@@ -242,7 +250,9 @@ def test_pins_are_minimums_in_pyproject(repo_root) -> None:
 def test_user_messages_carry_no_paths() -> None:
     from data_catalog.errors import DatasetOpenError
 
-    exc = DatasetOpenError("/srv/data/secret/store.zarr: cannot be read (bad header at /srv/data/x)")
+    exc = DatasetOpenError(
+        "/srv/data/secret/store.zarr: cannot be read (bad header at /srv/data/x)"
+    )
     text = limits.user_message(exc, "sst")
     assert "'sst'" in text and "/srv" not in text and "cannot be read" in text
     text = limits.user_message(RuntimeError("Error during decompression\nTraceback ..."), "sst")

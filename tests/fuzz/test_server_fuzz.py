@@ -40,7 +40,13 @@ _VALUES = st.one_of(
     st.text(max_size=40),
 )  # fmt: skip
 
-STATS = {"cases": 0, "forged_session_refused": 0, "documents": 0, "messages": 0, "refused_for_cost": 0}
+STATS = {
+    "cases": 0,
+    "forged_session_refused": 0,
+    "documents": 0,
+    "messages": 0,
+    "refused_for_cost": 0,
+}
 
 
 @pytest.fixture(scope="module")
@@ -134,11 +140,16 @@ def test_hostile_links_get_words_and_the_server_lives(public_server, params) -> 
     assert not _bad(body), _bad(body)
     if STATS["cases"] % 5 == 1:  # every fifth case: the session's document too (~3 s each)
         STATS["documents"] += 1
-        arguments = {k: v.replace("\x00", "") for k, v in params.items() if not k.startswith("bokeh-")}
+        arguments = {
+            k: v.replace("\x00", "") for k, v in params.items() if not k.startswith("bokeh-")
+        }
         text = _document_texts(url, arguments)
         assert not _bad(text), (_bad(text), text[:2000])
         assert "Map " in text or "Could not" in text, text[:2000]  # a map, or a reason in words
-        if any(w in text for w in ("Ignored", "Unknown", "Could not", "not in this dataset", "no time axis")):
+        if any(
+            w in text
+            for w in ("Ignored", "Unknown", "Could not", "not in this dataset", "no time axis")
+        ):
             STATS["messages"] += 1
         if "per request" in text:
             STATS["refused_for_cost"] += 1
@@ -149,7 +160,9 @@ def test_hostile_links_get_words_and_the_server_lives(public_server, params) -> 
 def test_costly_view_is_refused_in_words_and_a_cheap_one_works(public_server) -> None:
     url, proc, _ = public_server
     # 132 steps of the 2.5-degree grid: 5.5 MB, over the 2 MB budget
-    text = _document_texts(url, {"dataset": "navy-winds", "var": "UWND", "start": "1982-01", "end": "1992-12"})
+    text = _document_texts(
+        url, {"dataset": "navy-winds", "var": "UWND", "start": "1982-01", "end": "1992-12"}
+    )
     assert "allowed per request" in text and "coarser view" in text, text[:2000]
     assert "Map - cells" in text  # nothing was computed (one error line: the last one refused)
     text = _document_texts(url, {"dataset": "navy-winds", "var": "UWND", "time": "1985-07"})
@@ -179,7 +192,9 @@ def test_browser_hostile_link_then_valid_request_in_the_same_session(public_serv
     assert "Unknown dataset" in message and not _bad(message)
     assert not _bad(page.content())
     # the same session, a valid request: another dataset through the menu
-    page.locator(".gs-dataset select").select_option(label="FNOC monthly surface winds 1982–1992 (2.5°)")
+    page.locator(".gs-dataset select").select_option(
+        label="FNOC monthly surface winds 1982–1992 (2.5°)"
+    )
     deadline = time.monotonic() + 30
     while "73x144" not in text_of(page, ".gs-status") and time.monotonic() < deadline:
         page.wait_for_timeout(100)
