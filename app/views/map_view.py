@@ -99,7 +99,7 @@ class MapView(pn.viewable.Viewer):
         self.size_stream = hv.streams.PlotSize(source=self.image)
         self.size_stream.add_subscriber(self._on_size)
         if results.screen is None:
-            results.set_view(screen=(1000, self.height - 60))  # until the browser says
+            results.set_view(screen=(700, self.height - 110))  # until the browser says
         if (x0, x1, y0, y1) != (-180.0, 180.0, -90.0, 90.0):
             results.set_view(viewport=(x0, x1, y0, y1))
         self.bounds_stream = hv.streams.BoundsXY(source=self.image, bounds=None)

@@ -1,7 +1,14 @@
-"""The sidebar: widgets built from `ExplorerState` parameters (two-way)."""
+"""The sidebar: widgets built from `ExplorerState` parameters (two-way).
+
+Time pickers are drop-downs while a dataset has at most ``GRIDSCOPE_MAX_TIME_OPTIONS``
+steps (default 5000); beyond that (40 years hourly is 350k steps, megabytes of options
+per drop-down) they become text boxes taking a time label, snapped to the nearest step,
+and the player steps through the record by index.
+"""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import panel as pn
@@ -9,6 +16,75 @@ import panel as pn
 from app.state import ExplorerState
 
 __all__ = ["Sidebar"]
+
+
+def max_time_options() -> int:
+    try:
+        return int(os.environ.get("GRIDSCOPE_MAX_TIME_OPTIONS", 5000))
+    except ValueError:
+        return 5000
+
+
+class _TimePicker(pn.viewable.Viewer):
+    """A drop-down of the dataset's steps, or a text box when there are too many."""
+
+    def __init__(self, state: ExplorerState, name: str, label: str, css: str, visible: Any = True):
+        super().__init__()
+        self.state, self.field = state, name
+        self.select = pn.widgets.Select(name=label, options=[], css_classes=[css])
+        self.text = pn.widgets.TextInput(name=label, placeholder="e.g. 1995-07-01T12:00",
+                                         css_classes=[f"{css}-text"], visible=False)  # fmt: skip
+        self.select.param.watch(self._from_widget, "value")
+        self.text.param.watch(self._from_widget, "value")
+        state.param.watch(self._from_state, [name])
+        state.param.watch(self._on_dataset, ["dataset"])
+        self._visible = visible
+        self._on_dataset()
+
+    def _on_dataset(self, *_: Any) -> None:
+        times = self.state.param[self.field].objects
+        few = len(times) <= max_time_options()
+        self.select.param.update(options=list(times) if few else [], visible=few)
+        self.text.visible = not few
+        self._from_state()
+
+    def _from_state(self, *_: Any) -> None:
+        value = getattr(self.state, self.field)
+        if self.select.visible:
+            if value in self.select.options and self.select.value != value:
+                self.select.value = value
+        elif self.text.value != (value or ""):
+            self.text.value = value or ""
+
+    def _from_widget(self, event: Any) -> None:
+        value = event.new
+        if not value or value == getattr(self.state, self.field):
+            return
+        times = self.state.param[self.field].objects
+        if value not in times:
+            value = self._nearest(value)
+        if value is not None:
+            setattr(self.state, self.field, value)
+        else:
+            self._from_state()
+
+    def _nearest(self, text: str) -> str | None:
+        from app.compute import resolve_time_labels
+        from pipelines import Query, QueryError
+
+        state = self.state
+        key = "time" if self.field == "time" else ("start" if "start" in self.field else "end")
+        try:
+            query = Query(dataset=state.dataset, var=state.var, **{key: text})
+            ds = state.sources.open(state.dataset)
+            label = resolve_time_labels(ds, query, state.param[self.field].objects)[key]
+        except (QueryError, ValueError, KeyError) as exc:
+            state.message = f"Ignored time {text[:40]!r}: {getattr(exc, 'message', exc)}"
+            return None
+        return label
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return pn.Column(self.select, self.text, visible=self._visible, margin=0)
 
 
 class Sidebar(pn.viewable.Viewer):
@@ -25,7 +101,7 @@ class Sidebar(pn.viewable.Viewer):
         self.time_mode = pn.widgets.RadioButtonGroup.from_param(
             s.time_mode, name="Time", options={"Single step": "step", "Range": "range"}
         )
-        self.time = pn.widgets.Select.from_param(s.time, name="Time step", visible=is_step, css_classes=["gs-time"])
+        self.time = _TimePicker(state, "time", "Time step", "gs-time", visible=is_step)
         # a Player over step indices, kept in step with state.time both ways (DiscretePlayer
         # cannot follow options that change with the dataset)
         self.player = pn.widgets.Player(
@@ -36,12 +112,12 @@ class Sidebar(pn.viewable.Viewer):
         self.player.param.watch(self._on_player, "value")
         state.param.watch(self._sync_player, ["time"])
         self._sync_player()
-        self.start = pn.widgets.Select.from_param(s.start, name="From", visible=is_range, css_classes=["gs-start"])
-        self.end = pn.widgets.Select.from_param(s.end, name="To", visible=is_range, css_classes=["gs-end"])
+        self.start = _TimePicker(state, "start", "From", "gs-start", visible=is_range)
+        self.end = _TimePicker(state, "end", "To", "gs-end", visible=is_range)
         self.agg = pn.widgets.Select.from_param(s.agg, name="Aggregation", visible=is_range)
         self.anomaly = pn.widgets.Checkbox.from_param(s.anomaly, name="Anomaly against a baseline")
-        self.baseline_start = pn.widgets.Select.from_param(s.baseline_start, name="Baseline from", visible=s.anomaly)
-        self.baseline_end = pn.widgets.Select.from_param(s.baseline_end, name="Baseline to", visible=s.anomaly)
+        self.baseline_start = _TimePicker(state, "baseline_start", "Baseline from", "gs-baseline-start", visible=s.anomaly)
+        self.baseline_end = _TimePicker(state, "baseline_end", "Baseline to", "gs-baseline-end", visible=s.anomaly)
         self.region = pn.widgets.Select.from_param(s.region, name="Region", css_classes=["gs-region"])
         self.level = pn.widgets.Select.from_param(
             s.level, name="Level", visible=s.level.rx().rx.pipe(lambda v: v is not None)
