@@ -40,6 +40,8 @@ def create_session(sources: DatasetSources, client: Any = None) -> Any:
     from app.state import ExplorerState
     from app.views.dashboard import Dashboard
 
+    if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
+        pn.state.on_session_destroyed(release_memory)
     state = ExplorerState(sources)
     try:
         state.from_url(_session_params())
@@ -54,6 +56,22 @@ def create_session(sources: DatasetSources, client: Any = None) -> Any:
 
         log.exception("could not build the dashboard")
         return pn.pane.Alert(f"gridscope could not build this page. {user_message(exc)}", alert_type="danger")
+
+
+def release_memory(session_context: Any) -> None:
+    """After a session ends: collect its cycles and hand freed heap back to the OS.
+
+    Bokeh documents are large object graphs with cycles; without this a long-running
+    server's RSS stays at its high-water mark although the sessions are gone.
+    """
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
 
 
 def server_options(
