@@ -70,7 +70,10 @@ class BuildJobs:
             self._progress[dataset] = progress
         scheduler = _scheduler_address(client)
         thread = threading.Thread(
-            target=self._run, args=(progress, scheduler, build_options), name=f"build-{dataset}", daemon=True
+            target=self._run,
+            args=(progress, scheduler, build_options),
+            name=f"build-{dataset}",
+            daemon=True,
         )
         thread.start()
         return progress
@@ -80,10 +83,17 @@ class BuildJobs:
         from pipelines.build import build_derived
 
         def report(stage: str, done: int, total: int, rate: float) -> None:
-            progress.stage, progress.done, progress.total, progress.rate_mb_s = stage, done, total, rate
+            progress.stage, progress.done, progress.total, progress.rate_mb_s = (
+                stage,
+                done,
+                total,
+                rate,
+            )
 
         try:
-            folder = build_derived(progress.dataset, scheduler=scheduler, progress=report, **options)
+            folder = build_derived(
+                progress.dataset, scheduler=scheduler, progress=report, **options
+            )
         except Exception as exc:  # shown in the page; the server keeps serving
             progress.state, progress.message = "failed", user_message(exc, progress.dataset)
             return

@@ -123,7 +123,9 @@ class _ClusterHealth:
             self.available = False
             self.lost += 1
             self.reason = exc if isinstance(exc, str) else type(exc).__name__
-            log.warning("Dask cluster unavailable (%s); computing small jobs in-process", self.reason)
+            log.warning(
+                "Dask cluster unavailable (%s); computing small jobs in-process", self.reason
+            )
             if _CLIENT is not None:
                 self._thread = threading.Thread(target=self._reconnect, args=(self._stop,),
                                                 name="gridscope-reconnect", daemon=True)  # fmt: skip
@@ -239,7 +241,9 @@ def _is_connection_loss(exc: BaseException) -> bool:
         from distributed.comm.core import CommClosedError
     except ImportError:  # pragma: no cover
         CommClosedError = OSError  # type: ignore[assignment,misc]
-    return isinstance(exc, (CommClosedError, ConnectionError, OSError)) and not isinstance(exc, TimeoutError)
+    return isinstance(exc, (CommClosedError, ConnectionError, OSError)) and not isinstance(
+        exc, TimeoutError
+    )
 
 
 # --- cancellation of in-process work -------------------------------------------------------
@@ -291,7 +295,9 @@ class Job:
     is handled by the scheduler, which recomputes its tasks elsewhere.
     """
 
-    def __init__(self, lazy: Any, input_bytes: int, client: Any = None, *, key: Any = None, value: Any = None):
+    def __init__(
+        self, lazy: Any, input_bytes: int, client: Any = None, *, key: Any = None, value: Any = None
+    ):
         self.input_bytes = input_bytes
         self.where = "cache" if value is not None else "in-process"
         self.cancelled = threading.Event()
@@ -317,7 +323,9 @@ class Job:
         if _is_plan(self._lazy):  # a planner's Plan.compute: run the whole plan on a worker
             self._future = client.submit(self._lazy, pure=False)
             self.where = "cluster"
-        elif getattr(self._lazy, "chunks", None) is not None or hasattr(self._lazy, "__dask_graph__"):
+        elif getattr(self._lazy, "chunks", None) is not None or hasattr(
+            self._lazy, "__dask_graph__"
+        ):
             self._future = client.compute(self._lazy)
             self.where = "cluster"
 
@@ -365,11 +373,14 @@ class Job:
             if self._error is not None:
                 raise self._error from None
             remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-            return self._local_result(timeout, None if remaining is None else time.monotonic() + remaining)
+            return self._local_result(
+                timeout, None if remaining is None else time.monotonic() + remaining
+            )
         except Exception as exc:
             if type(exc).__name__ == "KilledWorker":
                 raise QueryError(
-                    "cluster", "Dask workers died repeatedly while computing this view; "
+                    "cluster",
+                    "Dask workers died repeatedly while computing this view; "
                     "try again, or choose a shorter time range or a coarser view",
                 ) from None
             raise
@@ -450,7 +461,9 @@ async def run_job(job: Job, on_queued: Callable[[bool], None] | None = None) -> 
         return await future
     try:
         # a little grace: the job's own limit fires first where it can
-        return await asyncio.wait_for(asyncio.shield(future), max(deadline - time.monotonic(), 0) + 2.0)
+        return await asyncio.wait_for(
+            asyncio.shield(future), max(deadline - time.monotonic(), 0) + 2.0
+        )
     except TimeoutError:
         job.cancel()
         raise RequestTimeout(timeout or 0) from None
@@ -584,7 +597,11 @@ def view_request(
     east = wrapped + (b - a)
     if east > 180.0:
         east -= 360.0
-    return (round(wrapped, 3), round(east, 3), round(y0, 3), round(y1, 3)), _screen(screen), round(shift / 360.0) * 360.0
+    return (
+        (round(wrapped, 3), round(east, 3), round(y0, 3), round(y1, 3)),
+        _screen(screen),
+        round(shift / 360.0) * 360.0,
+    )
 
 
 def _screen(screen: tuple[int, int] | None) -> tuple[int, int] | None:
@@ -746,7 +763,9 @@ def check_query(ds: xr.Dataset, query: Query) -> None:
             compute_map(ds, query)
 
 
-def resolve_time_labels(ds: xr.Dataset, query: Query, labels: Sequence[str]) -> dict[str, str | None]:
+def resolve_time_labels(
+    ds: xr.Dataset, query: Query, labels: Sequence[str]
+) -> dict[str, str | None]:
     """Map the time labels of ``query`` onto the dataset's step ``labels``.
 
     ``time`` goes to the nearest step; ``start``/``baseline_start`` to the first step of
@@ -762,7 +781,10 @@ def resolve_time_labels(ds: xr.Dataset, query: Query, labels: Sequence[str]) -> 
     if query.time is not None:
         step = select_time_step(da, query.time)
         out["time"] = labels[int(index.get_loc(step["time"].values[()]))]
-    for first, last, field in (("start", "end", "start"), ("baseline_start", "baseline_end", "baseline_start")):
+    for first, last, field in (
+        ("start", "end", "start"),
+        ("baseline_start", "baseline_end", "baseline_start"),
+    ):
         a, b = getattr(query, first), getattr(query, last)
         if a is None and b is None:
             out[first] = out[last] = None

@@ -81,7 +81,9 @@ def map_to_png(
     fig.savefig(path_or_buffer, format="png", bbox_inches="tight")
 
 
-def map_to_netcdf(da: xr.DataArray, path_or_buffer: PathOrBuffer | None = None, *, query: Any = None) -> bytes | None:
+def map_to_netcdf(
+    da: xr.DataArray, path_or_buffer: PathOrBuffer | None = None, *, query: Any = None
+) -> bytes | None:
     """Write the map (or any DataArray) to netCDF; with no path, return the bytes.
 
     ``query`` (a `pipelines.Query`) is recorded in the ``gridscope_query`` attribute.
@@ -111,7 +113,9 @@ def _time_text(value: Any) -> str:
     return str(value)
 
 
-def series_to_csv(da: xr.DataArray, path_or_buffer: PathOrBuffer | None = None, var: str | None = None) -> str:
+def series_to_csv(
+    da: xr.DataArray, path_or_buffer: PathOrBuffer | None = None, var: str | None = None
+) -> str:
     """Write a 1-D time series as CSV (header ``time,<var>``) and return the text."""
     name = var or str(da.name or "value")
     lines = [f"time,{name}"]
@@ -120,7 +124,9 @@ def series_to_csv(da: xr.DataArray, path_or_buffer: PathOrBuffer | None = None, 
     text = "\n".join(lines) + "\n"
     if path_or_buffer is not None:
         if hasattr(path_or_buffer, "write"):
-            path_or_buffer.write(text if isinstance(path_or_buffer, io.TextIOBase) else text.encode())  # type: ignore[union-attr]
+            path_or_buffer.write(
+                text if isinstance(path_or_buffer, io.TextIOBase) else text.encode()
+            )  # type: ignore[union-attr]
         else:
             with open(path_or_buffer, "w", encoding="utf-8") as handle:
                 handle.write(text)

@@ -29,7 +29,9 @@ def _session_params() -> dict[str, str]:
         if not values:
             continue
         value = values[-1]
-        params[str(key)] = unquote(value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value))
+        params[str(key)] = unquote(
+            value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+        )
     return params
 
 
@@ -48,14 +50,18 @@ def create_session(sources: DatasetSources, client: Any = None) -> Any:
     except Exception as exc:  # never an error page for a bad link
         log.exception("could not restore a link")
         state.reset()
-        state.message = f"Could not open this link ({type(exc).__name__}); showing the default view."
+        state.message = (
+            f"Could not open this link ({type(exc).__name__}); showing the default view."
+        )
     try:
         return pn.Column(Dashboard(state, client=client), sizing_mode="stretch_width")
     except Exception as exc:  # words in the page, the traceback in the server log
         from app.limits import user_message
 
         log.exception("could not build the dashboard")
-        return pn.pane.Alert(f"gridscope could not build this page. {user_message(exc)}", alert_type="danger")
+        return pn.pane.Alert(
+            f"gridscope could not build this page. {user_message(exc)}", alert_type="danger"
+        )
 
 
 def release_memory(session_context: Any) -> None:
@@ -98,14 +104,18 @@ def server_options(
     from app.limits import check_origins
 
     env = os.environ if environ is None else environ
-    given = list(websocket_origins) + [o for o in env.get("BOKEH_ALLOW_WS_ORIGIN", "").split(",") if o.strip()]
+    given = list(websocket_origins) + [
+        o for o in env.get("BOKEH_ALLOW_WS_ORIGIN", "").split(",") if o.strip()
+    ]
     origins = check_origins(given, public=public) or [f"localhost:{port}", f"127.0.0.1:{port}"]
     if sign_sessions is None:
         sign_sessions = public or env.get("BOKEH_SIGN_SESSIONS", "").lower() in ("1", "true", "yes")
     key = secret_key or env.get("BOKEH_SECRET_KEY") or None
     if sign_sessions and key is None:
         if not public:
-            raise ValueError("--sign-sessions needs a secret: set BOKEH_SECRET_KEY (32 random bytes or more)")
+            raise ValueError(
+                "--sign-sessions needs a secret: set BOKEH_SECRET_KEY (32 random bytes or more)"
+            )
         key = secrets.token_urlsafe(32)
     if sign_sessions and len(key.encode()) < 32:
         raise ValueError("BOKEH_SECRET_KEY is too short: use 32 random bytes or more")
@@ -124,7 +134,9 @@ def server_options(
                         ("check_unused_sessions_milliseconds", check_unused_sessions)):  # fmt: skip
         if value is not None:
             if not value > 0:
-                raise ValueError(f"{name.split('_milli')[0].replace('_', '-')} must be a positive number of seconds")
+                raise ValueError(
+                    f"{name.split('_milli')[0].replace('_', '-')} must be a positive number of seconds"
+                )
             options[name] = max(int(value * 1000), 1)
     return options
 
@@ -161,7 +173,11 @@ def serve(
         app_limits.configure(limits)
         if limits.max_request_bytes is not None:  # the planner refuses too (any code path)
             os.environ.setdefault("GRIDSCOPE_MAX_BYTES", str(limits.max_request_bytes))
-    kwargs = dict(options) if options is not None else server_options(port=port, websocket_origins=websocket_origins)
+    kwargs = (
+        dict(options)
+        if options is not None
+        else server_options(port=port, websocket_origins=websocket_origins)
+    )
     origins = kwargs.pop("websocket_origin")
     if prefix:
         kwargs["prefix"] = prefix

@@ -108,7 +108,11 @@ class DatasetSources:
 
     @classmethod
     def from_catalog(
-        cls, catalog_path: str | None = None, extra: Sequence[str] = (), *, include_remote: bool = False
+        cls,
+        catalog_path: str | None = None,
+        extra: Sequence[str] = (),
+        *,
+        include_remote: bool = False,
     ) -> DatasetSources:
         """The catalog's local entries (remote ones only when asked) plus ``extra`` paths."""
         catalog = _load_catalog(catalog_path)

@@ -43,28 +43,60 @@ _QUERY_FIELDS = (
 class ExplorerState(param.Parameterized):
     """What the dashboard shows, as parameters; ``.query`` is the `Query` of the view."""
 
-    dataset = param.Selector(default=None, objects=[], allow_None=True, doc="Catalog id of the dataset shown.")
+    dataset = param.Selector(
+        default=None, objects=[], allow_None=True, doc="Catalog id of the dataset shown."
+    )
     var = param.Selector(default=None, objects=[], allow_None=True, doc="Data variable shown.")
     time_mode = param.Selector(
         default="step", objects=["step", "range"],
         doc="'step': one time step; 'range': an aggregation over start..end.",
     )  # fmt: skip
-    time = param.Selector(default=None, objects=[], allow_None=True, doc="Time step shown in 'step' mode.")
-    start = param.Selector(default=None, objects=[], allow_None=True, doc="First step of the range.")
+    time = param.Selector(
+        default=None, objects=[], allow_None=True, doc="Time step shown in 'step' mode."
+    )
+    start = param.Selector(
+        default=None, objects=[], allow_None=True, doc="First step of the range."
+    )
     end = param.Selector(default=None, objects=[], allow_None=True, doc="Last step of the range.")
-    agg = param.Selector(default="mean", objects=list(AGGREGATIONS), doc="Reduction over the time range.")
-    anomaly = param.Boolean(default=False, doc="Show departures from the baseline's monthly climatology.")
-    baseline_start = param.Selector(default=None, objects=[], allow_None=True, doc="First step of the baseline.")
-    baseline_end = param.Selector(default=None, objects=[], allow_None=True, doc="Last step of the baseline.")
+    agg = param.Selector(
+        default="mean", objects=list(AGGREGATIONS), doc="Reduction over the time range."
+    )
+    anomaly = param.Boolean(
+        default=False, doc="Show departures from the baseline's monthly climatology."
+    )
+    baseline_start = param.Selector(
+        default=None, objects=[], allow_None=True, doc="First step of the baseline."
+    )
+    baseline_end = param.Selector(
+        default=None, objects=[], allow_None=True, doc="Last step of the baseline."
+    )
     region = param.Selector(
         default="Global", objects=[*REGION_PRESETS, CUSTOM_BOX, POINT],
         doc="Region of the time series: a named preset, a drawn box or a clicked point.",
     )  # fmt: skip
-    bbox = param.NumericTuple(default=REGION_PRESETS["Global"], length=4, allow_None=True, doc="Box (W,S,E,N); W>E crosses the antimeridian.")
-    point = param.NumericTuple(default=None, length=2, allow_None=True, doc="Point (lon, lat) for a point series.")
-    level = param.Selector(default=None, objects=[None], allow_None=True, doc="Vertical level, when the variable has one.")
-    cmap = param.Selector(default="rainbow4", objects=[*SEQUENTIAL_CMAPS, *DIVERGING_CMAPS], doc="Colour map (colorcet).")
-    clim_mode = param.Selector(default="auto", objects=["auto", "fixed"], doc="Colour range from the data or fixed.")
+    bbox = param.NumericTuple(
+        default=REGION_PRESETS["Global"],
+        length=4,
+        allow_None=True,
+        doc="Box (W,S,E,N); W>E crosses the antimeridian.",
+    )
+    point = param.NumericTuple(
+        default=None, length=2, allow_None=True, doc="Point (lon, lat) for a point series."
+    )
+    level = param.Selector(
+        default=None,
+        objects=[None],
+        allow_None=True,
+        doc="Vertical level, when the variable has one.",
+    )
+    cmap = param.Selector(
+        default="rainbow4",
+        objects=[*SEQUENTIAL_CMAPS, *DIVERGING_CMAPS],
+        doc="Colour map (colorcet).",
+    )
+    clim_mode = param.Selector(
+        default="auto", objects=["auto", "fixed"], doc="Colour range from the data or fixed."
+    )
     clim = param.NumericTuple(default=(0.0, 1.0), length=2, doc="Fixed colour range (low, high).")
     x_range = param.NumericTuple(default=(-180.0, 180.0), length=2, doc="Map viewport longitudes.")
     y_range = param.NumericTuple(default=(-90.0, 90.0), length=2, doc="Map viewport latitudes.")
@@ -87,16 +119,34 @@ class ExplorerState(param.Parameterized):
         defaults = {
             name: p.default
             for name, p in self.param.objects("existing").items()
-            if name not in ("name", "dataset", "var", "time", "start", "end", "baseline_start",
-                            "baseline_end", "level")
+            if name
+            not in (
+                "name",
+                "dataset",
+                "var",
+                "time",
+                "start",
+                "end",
+                "baseline_start",
+                "baseline_end",
+                "level",
+            )
         }
         self.param.update(**defaults)
         self.var = None
         first = self.sources.ids[0]
         if self.dataset == first:
-            self._on_dataset(param.parameterized.Event(
-                what="value", name="dataset", obj=self, cls=type(self), old=first, new=first, type="set"
-            ))
+            self._on_dataset(
+                param.parameterized.Event(
+                    what="value",
+                    name="dataset",
+                    obj=self,
+                    cls=type(self),
+                    old=first,
+                    new=first,
+                    type="set",
+                )
+            )
         else:
             self.dataset = first
 
@@ -301,7 +351,9 @@ class ExplorerState(param.Parameterized):
         if probe.time is not None:
             updates.update(time_mode="step", time=resolved["time"])
         elif probe.start is not None or probe.end is not None or "agg" in params:
-            updates.update(time_mode="range", start=resolved["start"], end=resolved["end"], agg=probe.agg)
+            updates.update(
+                time_mode="range", start=resolved["start"], end=resolved["end"], agg=probe.agg
+            )
         if probe.baseline_start is not None:
             updates.update(
                 anomaly=True,
@@ -355,7 +407,11 @@ class ExplorerState(param.Parameterized):
                 self.cmap = cmap
             else:
                 messages.append(f"Unknown colour map {cmap[:40]!r}; using {self.cmap!r}.")
-        for name, lo, hi in (("clim", -math.inf, math.inf), ("x_range", -360, 360), ("y_range", -90, 90)):
+        for name, lo, hi in (
+            ("clim", -math.inf, math.inf),
+            ("x_range", -360, 360),
+            ("y_range", -90, 90),
+        ):
             text = params.get(name)
             if text is None:
                 continue

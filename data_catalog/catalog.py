@@ -81,7 +81,9 @@ def load_catalog(path: str | os.PathLike[str] | None = None) -> Catalog:
 
 def _resolve_local_urlpath(entry: CatalogEntry, folder: Path) -> CatalogEntry:
     derived = {name: _resolve_path(path, folder) for name, path in entry.derived.items()}
-    return entry.model_copy(update={"urlpath": _resolve_path(entry.urlpath, folder), "derived": derived})
+    return entry.model_copy(
+        update={"urlpath": _resolve_path(entry.urlpath, folder), "derived": derived}
+    )
 
 
 def _resolve_path(urlpath: str, folder: Path) -> str:

@@ -213,7 +213,13 @@ def combine_stats(parts: BlockStats) -> BlockStats:
     def flat(a: np.ndarray, dtype: str) -> np.ndarray:
         return np.ascontiguousarray(a[: 2 * n], dtype).reshape((2 * n, m))
 
-    ins = [flat(parts.sum, "float64"), flat(parts.sumsq, "float64"), flat(parts.count, "int32"), flat(parts.min, "float32"), flat(parts.max, "float32")]
+    ins = [
+        flat(parts.sum, "float64"),
+        flat(parts.sumsq, "float64"),
+        flat(parts.count, "int32"),
+        flat(parts.min, "float32"),
+        flat(parts.max, "float32"),
+    ]
     outs = [np.empty((n, m), a.dtype) for a in ins]
     _combine_kernel(*ins, *outs)
     return BlockStats(*(o.reshape((n,) + cells) for o in outs))

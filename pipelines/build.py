@@ -125,12 +125,22 @@ def _layout(ds: xr.Dataset, var: str, cfg: BuildConfig) -> dict[str, dict[str, A
                 out["pyramid"][f"L{lev}/{kind}"] = ((nt, nyl, nxl), (tc, nyl, nxl), "float32")
         if lev <= cfg.max_level and table.total:
             tile = (1, min(nyl, 361), min(nxl, 720))
-            for name, dtype in (("sum", "float64"), ("sumsq", "float64"), ("count", "int32"), ("min", "float32"), ("max", "float32")):
+            for name, dtype in (
+                ("sum", "float64"),
+                ("sumsq", "float64"),
+                ("count", "int32"),
+                ("min", "float32"),
+                ("max", "float32"),
+            ):
                 out["aggregates"][f"L{lev}/{name}"] = ((table.total, nyl, nxl), tile, dtype)
             out["aggregates"][f"L{lev}/shift"] = ((nyl, nxl), (nyl, nxl), "float64")
         if 1 <= lev <= cfg.ts_max_level:
             for name in ("wsum", "warea"):
-                out["timeseries"][f"L{lev}/{name}"] = ((nt, nyl, nxl), (u, min(32, nyl), min(32, nxl)), "float64")
+                out["timeseries"][f"L{lev}/{name}"] = (
+                    (nt, nyl, nxl),
+                    (u, min(32, nyl), min(32, nxl)),
+                    "float64",
+                )
     out["timeseries"]["values"] = ((nt, ny, nx), (u, min(32, ny), min(32, nx)), "float32")
     return out
 
@@ -144,13 +154,20 @@ def _create_arrays(folder: Path, var: str, layout: dict[str, dict[str, Any]]) ->
             name = f"{var}/{path}"
             if name in root:
                 existing = root[name]
-                if tuple(existing.shape) == tuple(shape) and tuple(existing.chunks) == tuple(chunks):
+                if tuple(existing.shape) == tuple(shape) and tuple(existing.chunks) == tuple(
+                    chunks
+                ):
                     continue
                 del root[name]
             fill = 0 if dtype == "int32" else np.nan
             root.create_array(
-                name, shape=shape, chunks=chunks, dtype=dtype, compressors=[_compressor()],
-                fill_value=fill, overwrite=True,
+                name,
+                shape=shape,
+                chunks=chunks,
+                dtype=dtype,
+                compressors=[_compressor()],
+                fill_value=fill,
+                overwrite=True,
             )
 
 
@@ -201,7 +218,16 @@ class _SlabWriter:
                         slice(c2 * chunks[2], min((c2 + 1) * chunks[2], shape[2])),
                     )
                     self._futures.append(
-                        self._pool.submit(_encode_write, codec, data, sel, chunks, fill, f"{root}/{key}", self._dirs)
+                        self._pool.submit(
+                            _encode_write,
+                            codec,
+                            data,
+                            sel,
+                            chunks,
+                            fill,
+                            f"{root}/{key}",
+                            self._dirs,
+                        )
                     )
 
     def wait(self) -> None:
@@ -216,22 +242,36 @@ class _SlabWriter:
             self._pool.shutdown()
 
 
-def _fast_chunk_plan(arr: Any, start: int, data: np.ndarray) -> tuple[Any, tuple[int, ...], Any, str] | None:
+def _fast_chunk_plan(
+    arr: Any, start: int, data: np.ndarray
+) -> tuple[Any, tuple[int, ...], Any, str] | None:
     from zarr.codecs import BloscCodec, BytesCodec
     from zarr.storage import LocalStore
 
     meta = arr.metadata
-    if getattr(meta, "zarr_format", None) != 3 or not isinstance(arr.store, LocalStore) or arr.ndim != 3:
+    if (
+        getattr(meta, "zarr_format", None) != 3
+        or not isinstance(arr.store, LocalStore)
+        or arr.ndim != 3
+    ):
         return None
     codecs = tuple(meta.codecs)
-    if len(codecs) != 2 or not isinstance(codecs[0], BytesCodec) or not isinstance(codecs[1], BloscCodec):
+    if (
+        len(codecs) != 2
+        or not isinstance(codecs[0], BytesCodec)
+        or not isinstance(codecs[1], BloscCodec)
+    ):
         return None
     if codecs[0].endian is not None and codecs[0].endian.value != sys.byteorder:
         return None
     chunks = tuple(int(c) for c in arr.chunks)
     shape = tuple(int(n) for n in arr.shape)
     stop = start + data.shape[0]
-    if data.shape[1:] != shape[1:] or start % chunks[0] or not (stop % chunks[0] == 0 or stop == shape[0]):
+    if (
+        data.shape[1:] != shape[1:]
+        or start % chunks[0]
+        or not (stop % chunks[0] == 0 or stop == shape[0])
+    ):
         return None
     if np.dtype(data.dtype) != np.dtype(arr.dtype):
         return None
@@ -239,7 +279,15 @@ def _fast_chunk_plan(arr: Any, start: int, data: np.ndarray) -> tuple[Any, tuple
     return codecs[1]._blosc_codec, chunks, arr.fill_value, root
 
 
-def _encode_write(codec: Any, data: np.ndarray, sel: tuple[slice, ...], chunks: tuple[int, ...], fill: Any, path: str, dirs: set[str]) -> None:
+def _encode_write(
+    codec: Any,
+    data: np.ndarray,
+    sel: tuple[slice, ...],
+    chunks: tuple[int, ...],
+    fill: Any,
+    path: str,
+    dirs: set[str],
+) -> None:
     import os
 
     part = data[sel]
@@ -303,7 +351,13 @@ def _run_unit(source: str, folder: str, var: str, unit: int, cfg: BuildConfig) -
             else:
                 mean, vmin, vmax = (levels[lev - 1][k] for k in ("mean", "min", "max"))
             shift = agg[f"{var}/L{lev}/shift"][...]
-            stats = block_stats(mean[: nblocks * b], shift, b, None if vmin is None else vmin[: nblocks * b], None if vmax is None else vmax[: nblocks * b])
+            stats = block_stats(
+                mean[: nblocks * b],
+                shift,
+                b,
+                None if vmin is None else vmin[: nblocks * b],
+                None if vmax is None else vmax[: nblocks * b],
+            )
             size = b
             while size <= u and size <= nt and stats.sum.shape[0] > 0:
                 first = table.flat_index(size, t0 // size)
@@ -324,7 +378,12 @@ def _run_unit(source: str, folder: str, var: str, unit: int, cfg: BuildConfig) -
 def _concat_stats(parts: list) -> Any:
     from pipelines.aggregates import BlockStats
 
-    return BlockStats(**{n: np.concatenate([getattr(p, n) for p in parts]) for n in ("sum", "sumsq", "count", "min", "max")})
+    return BlockStats(
+        **{
+            n: np.concatenate([getattr(p, n) for p in parts])
+            for n in ("sum", "sumsq", "count", "min", "max")
+        }
+    )
 
 
 def _run_combine(folder: str, var: str, level: int, size: int, nt: int, cfg: BuildConfig) -> None:
@@ -341,7 +400,12 @@ def _run_combine(folder: str, var: str, level: int, size: int, nt: int, cfg: Bui
     dst0 = table.offset(size)
     for k in range(n):  # one output block at a time keeps memory at one frame
         rows = slice(src0 + 2 * k, src0 + 2 * k + 2)
-        parts = BlockStats(**{name: agg[f"{var}/L{level}/{name}"][rows] for name in ("sum", "sumsq", "count", "min", "max")})
+        parts = BlockStats(
+            **{
+                name: agg[f"{var}/L{level}/{name}"][rows]
+                for name in ("sum", "sumsq", "count", "min", "max")
+            }
+        )
         out = combine_stats(parts)
         for name in ("sum", "sumsq", "count", "min", "max"):
             agg[f"{var}/L{level}/{name}"][dst0 + k : dst0 + k + 1] = getattr(out, name)
@@ -354,7 +418,9 @@ def _write_shifts(ds: xr.Dataset, folder: Path, var: str, cfg: BuildConfig) -> N
     import zarr
 
     agg = zarr.open_group(folder / "aggregates.zarr", mode="r+")
-    first = np.asarray(ds[var].isel(time=0).transpose("lat", "lon").compute(scheduler="synchronous").values)
+    first = np.asarray(
+        ds[var].isel(time=0).transpose("lat", "lon").compute(scheduler="synchronous").values
+    )
     area = np.asarray(ds["cell_area"].values, "float64")
     fields = [first] + [lv["mean"] for lv in coarsen_fields(first, area, cfg.max_level)]
     for lev in range(0, cfg.max_level + 1):
@@ -396,10 +462,14 @@ def build_derived(
         raise ValueError(f"{source}: no time axis, nothing to build")
     folder = derived_dir_for(source, out)
     folder.mkdir(parents=True, exist_ok=True)
-    variables = list(cfg.variables or [str(v) for v in ds.data_vars if set(ds[v].dims) == {"time", "lat", "lon"}])
+    variables = list(
+        cfg.variables or [str(v) for v in ds.data_vars if set(ds[v].dims) == {"time", "lat", "lon"}]
+    )
     missing = [v for v in variables if v not in ds.data_vars]
     if missing:
-        raise ValueError(f"{source}: no variable {missing[0]!r}; available: {', '.join(map(str, ds.data_vars))}")
+        raise ValueError(
+            f"{source}: no variable {missing[0]!r}; available: {', '.join(map(str, ds.data_vars))}"
+        )
     nt = ds.sizes["time"]
     manifest_path = folder / "manifest.json"
     manifest: dict[str, Any] = {}
@@ -407,7 +477,9 @@ def build_derived(
         import json
 
         manifest = json.loads(manifest_path.read_text())
-        if manifest.get("fingerprint") != fingerprint(ds) or manifest.get("config") != dataclasses.asdict(cfg) | {"variables": None}:
+        if manifest.get("fingerprint") != fingerprint(ds) or manifest.get(
+            "config"
+        ) != dataclasses.asdict(cfg) | {"variables": None}:
             manifest = {}
     if not manifest:
         import shutil
@@ -440,11 +512,28 @@ def build_derived(
     _OPEN.pop(folder, None)
 
     nunits = math.ceil(nt / cfg.unit_steps)
-    todo = [(var, u) for var in variables for u in range(nunits) if not _unit_marker(folder, var, u).exists()]
+    todo = [
+        (var, u)
+        for var in variables
+        for u in range(nunits)
+        if not _unit_marker(folder, var, u).exists()
+    ]
     if stop_after_units is not None:
         todo = todo[:stop_after_units]
     total_units = len(variables) * nunits
-    done_units = total_units - len(todo) if stop_after_units is None else total_units - len([1 for var in variables for u in range(nunits) if not _unit_marker(folder, var, u).exists()])
+    done_units = (
+        total_units - len(todo)
+        if stop_after_units is None
+        else total_units
+        - len(
+            [
+                1
+                for var in variables
+                for u in range(nunits)
+                if not _unit_marker(folder, var, u).exists()
+            ]
+        )
+    )
     started = _time.perf_counter()
     nbytes = 0
 
@@ -455,7 +544,9 @@ def build_derived(
         elif progress:
             width = 30
             filled = int(width * done / max(total, 1))
-            sys.stderr.write(f"\r{stage}: [{'#' * filled}{'.' * (width - filled)}] {done}/{total} {rate:7.1f} MB/s")
+            sys.stderr.write(
+                f"\r{stage}: [{'#' * filled}{'.' * (width - filled)}] {done}/{total} {rate:7.1f} MB/s"
+            )
             if done >= total:
                 sys.stderr.write("\n")
             sys.stderr.flush()
@@ -470,12 +561,21 @@ def build_derived(
 
         cluster = None
         if scheduler is None:
-            cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, memory_limit=None)
+            cluster = LocalCluster(
+                n_workers=2,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                memory_limit=None,
+            )
             client = Client(cluster)
         else:
             client = Client(scheduler)
         try:
-            futures = [client.submit(_run_unit, source, str(folder), var, u, cfg, pure=False) for var, u in todo]
+            futures = [
+                client.submit(_run_unit, source, str(folder), var, u, cfg, pure=False)
+                for var, u in todo
+            ]
             for fut in as_completed(futures):
                 nbytes += fut.result()
                 done_units += 1

@@ -137,7 +137,9 @@ def _optional(module: str, hint: str):
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise ClusterError(f"this cluster needs the {module.split('.')[0]} package ({hint})") from None
+        raise ClusterError(
+            f"this cluster needs the {module.split('.')[0]} package ({hint})"
+        ) from None
 
 
 def describe(client) -> dict[str, Any]:

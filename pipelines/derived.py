@@ -143,7 +143,9 @@ class VariableStores:
         if arr is None:
             import zarr
 
-            arr = zarr.open_array(self.folder / f"{store}.zarr", path=f"{self.var}/{path}", mode="r")
+            arr = zarr.open_array(
+                self.folder / f"{store}.zarr", path=f"{self.var}/{path}", mode="r"
+            )
             self._arrays[key] = arr
         return arr
 

@@ -172,7 +172,9 @@ def _region(grid: LevelGrid, bboxes: list[tuple[float, float, float, float]]) ->
     for box in bboxes:
         da = select_bbox(da, box)
     ilat, ilon = da["ilat"].values, da["ilon"].values
-    return _Region(ilat, ilon, da["lat"].values, da["lon"].values, grid.cell_area[np.ix_(ilat, ilon)])
+    return _Region(
+        ilat, ilon, da["lat"].values, da["lon"].values, grid.cell_area[np.ix_(ilat, ilon)]
+    )
 
 
 def _bboxes(query: Query, viewport: Viewport | None) -> list[tuple[float, float, float, float]]:
@@ -203,7 +205,9 @@ def _step_index(da: xr.DataArray, label: str) -> int:
     return int(select_time_step(index, label).values)
 
 
-def _range_indices(da: xr.DataArray, start: str | None, end: str | None, field: str = "start") -> tuple[int, int]:
+def _range_indices(
+    da: xr.DataArray, start: str | None, end: str | None, field: str = "start"
+) -> tuple[int, int]:
     index = xr.DataArray(np.arange(da.sizes["time"]), dims="time", coords={"time": da["time"]})
     index.attrs = dict(da.attrs)
     picked = select_time_range(index, start, end, field).values
@@ -248,7 +252,12 @@ def _cropped_dataset(ds: xr.Dataset, da: xr.DataArray, region: _Region, var: str
 
 
 def _map_result(
-    values: np.ndarray, region: _Region, da: xr.DataArray, query: Query, level: int, time: Any = None
+    values: np.ndarray,
+    region: _Region,
+    da: xr.DataArray,
+    query: Query,
+    level: int,
+    time: Any = None,
 ) -> xr.DataArray:
     coords: dict[str, Any] = {
         "lat": ("lat", region.lat, dict(da["lat"].attrs)),
@@ -265,7 +274,9 @@ def _map_result(
     return xr.DataArray(values, dims=("lat", "lon"), coords=coords, name=query.var, attrs=attrs)
 
 
-def _key(ds: xr.Dataset, version: str, what: str, query: Query, viewport: Any, screen: Any) -> Hashable:
+def _key(
+    ds: xr.Dataset, version: str, what: str, query: Query, viewport: Any, screen: Any
+) -> Hashable:
     vp = None if viewport is None else tuple(float(v) for v in viewport)
     sc = None if screen is None else tuple(int(v) for v in screen)
     return (str(ds.attrs.get("gridscope_source", id(ds))), version, what, query, vp, sc)
@@ -326,22 +337,30 @@ def plan_map(
     boxes = _bboxes(query, viewport)
     region0 = _region(_grid(ds, 0), boxes)
     derived = find_derived(ds)
-    stores = derived.variable(query.var) if derived is not None and "level" not in ds[query.var].dims else None
+    stores = (
+        derived.variable(query.var)
+        if derived is not None and "level" not in ds[query.var].dims
+        else None
+    )
     version = derived.version if derived is not None else "raw"
     key = _key(ds, version, "map", query, viewport, screen)
     single = query.time is not None
     kind = field_kind(query.agg, single, query.is_anomaly)
-    step = _step_index(da, query.time) if single else None
+    step = _step_index(da, query.time) if query.time is not None else -1
     t0, t1 = _range_indices(da, query.start, query.end) if has_time and not single else (0, 0)
 
     if stores is not None and has_time:
-        level = _choose_level(region0.lat_index.size, region0.lon_index.size, screen, stores.max_level)
+        level = _choose_level(
+            region0.lat_index.size, region0.lon_index.size, screen, stores.max_level
+        )
         region = _region(_grid(ds, level), boxes) if level else region0
         table = stores.block_table()
         if single and not query.is_anomaly:
             return _plan_step(ds, da, query, region, level, stores, step, key, max_bytes)
         if not single and not query.is_anomaly and table is not None:
-            return _plan_aggregates(ds, da, query, region, level, stores, kind, t0, t1, key, max_bytes)
+            return _plan_aggregates(
+                ds, da, query, region, level, stores, kind, t0, t1, key, max_bytes
+            )
         if level > 0:
             return _plan_brute_on_level(ds, da, query, region, level, stores, kind, key, max_bytes)
         return _plan_brute(ds, da, query, region0, 0, key, max_bytes, t0, t1)
@@ -359,8 +378,15 @@ def plan_map(
 
 
 def _plan_brute(
-    ds: xr.Dataset, da: xr.DataArray, query: Query, region: _Region, level: int, key: Hashable,
-    max_bytes: int | None, t0: int, t1: int,
+    ds: xr.Dataset,
+    da: xr.DataArray,
+    query: Query,
+    region: _Region,
+    level: int,
+    key: Hashable,
+    max_bytes: int | None,
+    t0: int,
+    t1: int,
 ) -> Plan:
     nsteps = 1 if query.time is not None else max(t1 - t0, 1)
     if query.is_anomaly:
@@ -377,13 +403,25 @@ def _plan_brute(
     return Plan(
         f"brute force on the raw data (level 0, {region.lat_index.size}x{region.lon_index.size} "
         f"cells, {nsteps} steps)",
-        int(nbytes), level, run, key, max_bytes,
+        int(nbytes),
+        level,
+        run,
+        key,
+        max_bytes,
     )
 
 
 def _plan_brute_coarsened(
-    ds: xr.Dataset, da: xr.DataArray, query: Query, level: int, boxes: list, kind: str,
-    key: Hashable, max_bytes: int | None, t0: int, t1: int,
+    ds: xr.Dataset,
+    da: xr.DataArray,
+    query: Query,
+    level: int,
+    boxes: list,
+    kind: str,
+    key: Hashable,
+    max_bytes: int | None,
+    t0: int,
+    t1: int,
 ) -> Plan:
     region = _region(_grid(ds, level), boxes)
     s = 2**level
@@ -406,13 +444,24 @@ def _plan_brute_coarsened(
     return Plan(
         f"brute force on the raw data, coarsened exactly to level {level} "
         f"({region.lat_index.size}x{region.lon_index.size} cells)",
-        int(nbytes), level, run, key, max_bytes,
+        int(nbytes),
+        level,
+        run,
+        key,
+        max_bytes,
     )
 
 
 def _plan_step(
-    ds: xr.Dataset, da: xr.DataArray, query: Query, region: _Region, level: int,
-    stores: VariableStores, step: int, key: Hashable, max_bytes: int | None,
+    ds: xr.Dataset,
+    da: xr.DataArray,
+    query: Query,
+    region: _Region,
+    level: int,
+    stores: VariableStores,
+    step: int,
+    key: Hashable,
+    max_bytes: int | None,
 ) -> Plan:
     nbytes = region.ncells * 4
     time = da["time"].values[step]
@@ -427,7 +476,11 @@ def _plan_step(
 
     return Plan(
         f"pyramid level {level} step {step} ({region.lat_index.size}x{region.lon_index.size} cells)",
-        int(nbytes), level, run, key, max_bytes,
+        int(nbytes),
+        level,
+        run,
+        key,
+        max_bytes,
     )
 
 
@@ -437,15 +490,29 @@ def _run_positions(region: _Region) -> np.ndarray:
 
 
 def _plan_aggregates(
-    ds: xr.Dataset, da: xr.DataArray, query: Query, region: _Region, level: int,
-    stores: VariableStores, kind: str, t0: int, t1: int, key: Hashable, max_bytes: int | None,
+    ds: xr.Dataset,
+    da: xr.DataArray,
+    query: Query,
+    region: _Region,
+    level: int,
+    stores: VariableStores,
+    kind: str,
+    t0: int,
+    t1: int,
+    key: Hashable,
+    max_bytes: int | None,
 ) -> Plan:
     table = stores.block_table()
     assert table is not None
     blocks, steps = decompose_range(t0, t1, table)
     flat = [table.flat_index(s, b) for s, b in blocks]
     agg = query.agg
-    needed = {"mean": ("sum", "count"), "std": ("sum", "sumsq", "count"), "min": ("min",), "max": ("max",)}[agg]
+    needed = {
+        "mean": ("sum", "count"),
+        "std": ("sum", "sumsq", "count"),
+        "min": ("min",),
+        "max": ("max",),
+    }[agg]
     per_cell = {"sum": 8, "sumsq": 8, "count": 4, "min": 4, "max": 4}
     nbytes = region.ncells * (len(flat) * sum(per_cell[n] for n in needed) + len(steps) * 4)
 
@@ -498,7 +565,11 @@ def _plan_aggregates(
     return Plan(
         f"temporal aggregates level {level} ({region.lat_index.size}x{region.lon_index.size} cells): "
         f"blocks [{text}] + {len(steps)} raw steps for steps {t0}..{t1 - 1}",
-        int(nbytes), level, run, key, max_bytes,
+        int(nbytes),
+        level,
+        run,
+        key,
+        max_bytes,
     )
 
 
@@ -507,7 +578,9 @@ def _read_2d(arr: Any, lat: slice, runs: list[tuple[int, int]]) -> np.ndarray:
     return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
 
 
-def _level_dataarray(ds: xr.Dataset, da: xr.DataArray, stores: VariableStores, level: int, kind: str) -> xr.Dataset:
+def _level_dataarray(
+    ds: xr.Dataset, da: xr.DataArray, stores: VariableStores, level: int, kind: str
+) -> xr.Dataset:
     import dask.array as dsa
 
     grid = _grid(ds, level)
@@ -528,11 +601,28 @@ def _level_dataarray(ds: xr.Dataset, da: xr.DataArray, stores: VariableStores, l
 
 
 def _plan_brute_on_level(
-    ds: xr.Dataset, da: xr.DataArray, query: Query, region: _Region, level: int,
-    stores: VariableStores, kind: str, key: Hashable, max_bytes: int | None,
+    ds: xr.Dataset,
+    da: xr.DataArray,
+    query: Query,
+    region: _Region,
+    level: int,
+    stores: VariableStores,
+    kind: str,
+    key: Hashable,
+    max_bytes: int | None,
 ) -> Plan:
     level_ds = _level_dataarray(ds, da, stores, level, kind)
-    plan = _plan_brute(level_ds, level_ds[query.var], query, region, level, key, max_bytes, 0, level_ds.sizes["time"])
+    plan = _plan_brute(
+        level_ds,
+        level_ds[query.var],
+        query,
+        region,
+        level,
+        key,
+        max_bytes,
+        0,
+        level_ds.sizes["time"],
+    )
     plan.description = f"brute force on pyramid level {level} ({kind} field)"
     return plan
 
@@ -557,7 +647,11 @@ def plan_series(ds: xr.Dataset, query: Query, *, max_bytes: int | None = None) -
     if query.point is None and query.bbox is None:
         raise QueryError("point", "a time series needs a point (lon,lat) or a bbox (W,S,E,N)")
     derived = find_derived(ds)
-    stores = derived.variable(query.var) if derived is not None and "level" not in ds[query.var].dims else None
+    stores = (
+        derived.variable(query.var)
+        if derived is not None and "level" not in ds[query.var].dims
+        else None
+    )
     version = derived.version if derived is not None else "raw"
     key = _key(ds, version, "series", query, None, None)
     t0, t1 = _range_indices(da, query.start, query.end)
@@ -574,7 +668,14 @@ def plan_series(ds: xr.Dataset, query: Query, *, max_bytes: int | None = None) -
         def run_brute() -> xr.DataArray:
             return _compute_local(compute_series(ds, query), nbytes)
 
-        return Plan(f"brute force on the raw data ({ncells} cells)", int(nbytes), 0, run_brute, key, max_bytes)
+        return Plan(
+            f"brute force on the raw data ({ncells} cells)",
+            int(nbytes),
+            0,
+            run_brute,
+            key,
+            max_bytes,
+        )
 
     times = da["time"].isel(time=slice(r0, r1))
     if query.point is not None:
@@ -583,13 +684,20 @@ def plan_series(ds: xr.Dataset, query: Query, *, max_bytes: int | None = None) -
         def run_point() -> xr.DataArray:
             values = stores.array("timeseries", "values")[r0:r1, i, j]
             region_da = xr.DataArray(
-                values, dims="time", coords={"time": times, "lat": da["lat"].values[i], "lon": da["lon"].values[j]},
+                values,
+                dims="time",
+                coords={"time": times, "lat": da["lat"].values[i], "lon": da["lon"].values[j]},
                 attrs=dict(da.attrs),
             )
             return _finish_series(region_da, query, t0, t1, r0)
 
         return Plan(
-            f"time-series copy, cell ({i}, {j}), steps {r0}..{r1 - 1}", nsteps * 4, 0, run_point, key, max_bytes
+            f"time-series copy, cell ({i}, {j}), steps {r0}..{r1 - 1}",
+            nsteps * 4,
+            0,
+            run_point,
+            key,
+            max_bytes,
         )
 
     assert query.bbox is not None
@@ -614,8 +722,12 @@ def plan_series(ds: xr.Dataset, query: Query, *, max_bytes: int | None = None) -
                 wsum += np.where(valid, x.astype("float64") * w, 0.0).sum(axis=(1, 2))
                 warea += np.where(valid, w, 0.0).sum(axis=(1, 2))
             else:
-                wsum += stores.array("timeseries", f"L{lev}/wsum")[r0:r1, bi0:bi1, bj0:bj1].sum(axis=(1, 2))
-                warea += stores.array("timeseries", f"L{lev}/warea")[r0:r1, bi0:bi1, bj0:bj1].sum(axis=(1, 2))
+                wsum += stores.array("timeseries", f"L{lev}/wsum")[r0:r1, bi0:bi1, bj0:bj1].sum(
+                    axis=(1, 2)
+                )
+                warea += stores.array("timeseries", f"L{lev}/warea")[r0:r1, bi0:bi1, bj0:bj1].sum(
+                    axis=(1, 2)
+                )
         with np.errstate(invalid="ignore", divide="ignore"):
             values = np.where(warea > 0, wsum / np.where(warea > 0, warea, 1.0), np.nan)
         region_da = xr.DataArray(values, dims="time", coords={"time": times}, attrs=dict(da.attrs))
@@ -624,7 +736,11 @@ def plan_series(ds: xr.Dataset, query: Query, *, max_bytes: int | None = None) -
     levels = sorted({p[0] for p in pieces})
     return Plan(
         f"time-series copy, {len(pieces)} pieces at levels {levels}, steps {r0}..{r1 - 1}",
-        int(nbytes), 0, run_region, key, max_bytes,
+        int(nbytes),
+        0,
+        run_region,
+        key,
+        max_bytes,
     )
 
 

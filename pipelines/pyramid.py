@@ -157,14 +157,41 @@ def _coarsen_next(wsum, warea, vmin, vmax, wsum2, warea2, vmin2, vmax2):  # prag
             for bj in range(nxl):
                 j = 2 * bj
                 col2 = j + 1 < nx
-                s, a, lo, hi = _merge(wsum[t, i, j], warea[t, i, j], vmin[t, i, j], vmax[t, i, j], 0.0, 0.0, nan, nan)
+                s, a, lo, hi = _merge(
+                    wsum[t, i, j], warea[t, i, j], vmin[t, i, j], vmax[t, i, j], 0.0, 0.0, nan, nan
+                )
                 if row2:
-                    s, a, lo, hi = _merge(wsum[t, i + 1, j], warea[t, i + 1, j], vmin[t, i + 1, j], vmax[t, i + 1, j], s, a, lo, hi)
+                    s, a, lo, hi = _merge(
+                        wsum[t, i + 1, j],
+                        warea[t, i + 1, j],
+                        vmin[t, i + 1, j],
+                        vmax[t, i + 1, j],
+                        s,
+                        a,
+                        lo,
+                        hi,
+                    )
                 if col2:
-                    s, a, lo, hi = _merge(wsum[t, i, j + 1], warea[t, i, j + 1], vmin[t, i, j + 1], vmax[t, i, j + 1], s, a, lo, hi)
+                    s, a, lo, hi = _merge(
+                        wsum[t, i, j + 1],
+                        warea[t, i, j + 1],
+                        vmin[t, i, j + 1],
+                        vmax[t, i, j + 1],
+                        s,
+                        a,
+                        lo,
+                        hi,
+                    )
                     if row2:
                         s, a, lo, hi = _merge(
-                            wsum[t, i + 1, j + 1], warea[t, i + 1, j + 1], vmin[t, i + 1, j + 1], vmax[t, i + 1, j + 1], s, a, lo, hi
+                            wsum[t, i + 1, j + 1],
+                            warea[t, i + 1, j + 1],
+                            vmin[t, i + 1, j + 1],
+                            vmax[t, i + 1, j + 1],
+                            s,
+                            a,
+                            lo,
+                            hi,
                         )
                 wsum2[t, bi, bj] = s
                 warea2[t, bi, bj] = a
@@ -273,7 +300,11 @@ def _level_grid_cached(
     lon_pad = np.pad(lon, (0, nxl * s - nx), constant_values=np.nan).reshape(nxl, s)
     lat_l = np.nanmean(lat_pad, axis=1)
     lon_l = np.nanmean(lon_pad, axis=1)
-    area_l = np.pad(area, ((0, nyl * s - ny), (0, nxl * s - nx))).reshape(nyl, s, nxl, s).sum(axis=(1, 3))
+    area_l = (
+        np.pad(area, ((0, nyl * s - ny), (0, nxl * s - nx)))
+        .reshape(nyl, s, nxl, s)
+        .sum(axis=(1, 3))
+    )
     return LevelGrid(level, lat_l, lon_l, area_l)
 
 
@@ -287,7 +318,9 @@ def level_grid(lat: np.ndarray, lon: np.ndarray, cell_area: np.ndarray, level: i
     )
 
 
-def level_dataset(ds: xr.Dataset, level: int, kind: str = "mean", variables: list[str] | None = None) -> xr.Dataset:
+def level_dataset(
+    ds: xr.Dataset, level: int, kind: str = "mean", variables: list[str] | None = None
+) -> xr.Dataset:
     """The level-``level`` dataset of ``ds`` (``kind`` field), computed in memory.
 
     The brute-force reference for pyramid answers; meant for small data (tests and
@@ -297,14 +330,16 @@ def level_dataset(ds: xr.Dataset, level: int, kind: str = "mean", variables: lis
         return ds
     grid = level_grid(ds["lat"].values, ds["lon"].values, ds["cell_area"].values, level)
     data_vars = {}
-    for name in variables or list(ds.data_vars):
+    for name in variables or [str(v) for v in ds.data_vars]:
         da = ds[name]
         values = np.asarray(da.transpose(..., "lat", "lon").values)
         field = coarsen_fields(values, ds["cell_area"].values, level)[-1][kind]
         dims = tuple(d for d in da.transpose(..., "lat", "lon").dims)
         data_vars[name] = xr.Variable(dims, field, dict(da.attrs))
-    coords = {
-        name: ds[name] for name in ds.coords if name not in ("lat", "lon", "cell_area") and set(ds[name].dims) <= {"time", "level"}
+    coords: dict[object, object] = {
+        name: ds[name]
+        for name in ds.coords
+        if name not in ("lat", "lon", "cell_area") and set(ds[name].dims) <= {"time", "level"}
     }
     coords.update(
         lat=("lat", grid.lat, dict(ds["lat"].attrs)),

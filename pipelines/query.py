@@ -188,7 +188,9 @@ class Query:
             if not isinstance(value, str) or not value.strip():
                 raise QueryError(name, "must not be empty")
             if len(value) > _MAX_TEXT:
-                raise QueryError(name, f"is too long ({len(value)} characters, at most {_MAX_TEXT})")
+                raise QueryError(
+                    name, f"is too long ({len(value)} characters, at most {_MAX_TEXT})"
+                )
             if any(ord(c) < 32 for c in value):
                 raise QueryError(name, "contains control characters")
         if self.agg not in AGGREGATIONS:
@@ -201,7 +203,9 @@ class Query:
                 parse_time_label(name, value)
         self._check_order("start", "end")
         if (self.baseline_start is None) != (self.baseline_end is None):
-            raise QueryError("baseline_start", "a baseline needs both baseline_start and baseline_end")
+            raise QueryError(
+                "baseline_start", "a baseline needs both baseline_start and baseline_end"
+            )
         self._check_order("baseline_start", "baseline_end")
         if self.bbox is not None:
             w, s, e, n = _parse_numbers("bbox", self.bbox, 4, "-80,0,-10,60 (W,S,E,N)")

@@ -72,7 +72,9 @@ def anomaly(da: xr.DataArray, climatology: xr.DataArray) -> xr.DataArray:
     return out.drop_vars("month", errors="ignore")
 
 
-def period_difference(later: xr.DataArray, earlier: xr.DataArray, agg: str = "mean") -> xr.DataArray:
+def period_difference(
+    later: xr.DataArray, earlier: xr.DataArray, agg: str = "mean"
+) -> xr.DataArray:
     """``agg`` over the later period minus ``agg`` over the earlier one."""
     out = time_aggregate(later, agg) - time_aggregate(earlier, agg)
     out.attrs = dict(later.attrs)

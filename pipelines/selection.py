@@ -23,7 +23,7 @@ __all__ = [
     "select_level",
     "select_time_range",
     "select_time_step",
-    ]
+]
 
 _EPS = 1e-9
 
@@ -71,8 +71,7 @@ def select_bbox(da: xr.DataArray, bbox: tuple[float, float, float, float]) -> xr
     if lon_idx.size == 0 or lat_idx.size == 0:
         raise QueryError(
             "bbox",
-            f"no grid cell centre lies in {west:g},{south:g},{east:g},{north:g}; "
-            "use a larger box",
+            f"no grid cell centre lies in {west:g},{south:g},{east:g},{north:g}; use a larger box",
         )
     # order east of W: put the cells with lon < W (wrapped part) after the others
     lon_sel = lon[lon_idx]
@@ -137,9 +136,13 @@ def _label_to_time(field: str, text: str, index: pd.Index, climatology: bool) ->
         try:
             return date_type(year, month, day, hour, minute, second, **kwargs)
         except ValueError as exc:
-            raise QueryError(field, f"{text!r} is not a valid date in this calendar ({exc})") from None
+            raise QueryError(
+                field, f"{text!r} is not a valid date in this calendar ({exc})"
+            ) from None
     try:
-        return pd.Timestamp(year=year, month=month, day=day, hour=hour, minute=minute, second=second)
+        return pd.Timestamp(
+            year=year, month=month, day=day, hour=hour, minute=minute, second=second
+        )
     except (ValueError, OverflowError) as exc:
         raise QueryError(field, f"{text!r} is not a valid date ({exc})") from None
 
@@ -223,7 +226,9 @@ def select_time_range(
     return da.isel(time=slice(int(selected[0]), int(selected[-1]) + 1))
 
 
-def _period_end(field: str, text: str, parts: tuple[int, ...], index: pd.Index, clim: bool) -> object:
+def _period_end(
+    field: str, text: str, parts: tuple[int, ...], index: pd.Index, clim: bool
+) -> object:
     """The first instant after the period ``text`` names (exclusive upper bound)."""
     start = _label_to_time(field, text, index, clim)
     n = len(parts) if not text[:1].isalpha() else 2
@@ -235,4 +240,3 @@ def _period_end(field: str, text: str, parts: tuple[int, ...], index: pd.Index, 
         return _label_to_time(field, f"{year:04d}-{month:02d}", index, clim)
     units = {3: "days", 4: "hours", 5: "minutes", 6: "seconds"}[n]
     return start + pd.Timedelta(**{units: 1})  # type: ignore[operator]
-

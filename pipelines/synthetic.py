@@ -212,7 +212,8 @@ def synthetic_field(
         np.sin(n * phi[:, 0]) for (_m, n, _a) in _WAVES
     ]
     wave_lon = np.stack(
-        [np.cos(m * lam[0]) for (m, _n, _a) in _WAVES] + [np.sin(m * lam[0]) for (m, _n, _a) in _WAVES]
+        [np.cos(m * lam[0]) for (m, _n, _a) in _WAVES]
+        + [np.sin(m * lam[0]) for (m, _n, _a) in _WAVES]
     )
     lat_terms = np.empty((lat.size, 2 * len(_WAVES) + 5))
     lon_terms = np.empty((2 * len(_WAVES) + 5, lon.size))
@@ -250,7 +251,9 @@ def synthetic_field(
         lat_terms[:, -1] = 0.0
         field = (lat_terms @ lon_terms).astype("float32")
         shift_i, shift_j = int(rng.integers(spec.nlat)), int(rng.integers(spec.nlon))
-        noise = pattern.take((ii + shift_i) % spec.nlat, axis=0).take((jj + shift_j) % spec.nlon, axis=1)
+        noise = pattern.take((ii + shift_i) % spec.nlat, axis=0).take(
+            (jj + shift_j) % spec.nlon, axis=1
+        )
         field += np.float32(noise_scale) * noise
         if land is not None:
             np.maximum(field, np.float32(271.35), out=field)
@@ -267,7 +270,9 @@ def _cell_area(lat: np.ndarray, lon: np.ndarray, resolution: float) -> np.ndarra
     north = np.radians(np.clip(lat + resolution / 2, -90, 90))
     south = np.radians(np.clip(lat - resolution / 2, -90, 90))
     extent = np.abs(np.sin(north) - np.sin(south))
-    return EARTH_RADIUS_M**2 * math.radians(resolution) * extent[:, None] * np.ones(lon.size)[None, :]
+    return (
+        EARTH_RADIUS_M**2 * math.radians(resolution) * extent[:, None] * np.ones(lon.size)[None, :]
+    )
 
 
 def virtual_dataset(spec: SyntheticSpec, *, time_chunk: int = 1) -> xr.Dataset:
@@ -312,7 +317,9 @@ def virtual_dataset(spec: SyntheticSpec, *, time_chunk: int = 1) -> xr.Dataset:
     return ds
 
 
-def _virtual_block(spec: SyntheticSpec, var: str, time_chunk: int, block_id: tuple[int, ...] = (0,)) -> np.ndarray:
+def _virtual_block(
+    spec: SyntheticSpec, var: str, time_chunk: int, block_id: tuple[int, ...] = (0,)
+) -> np.ndarray:
     t0 = block_id[0] * time_chunk
     steps = np.arange(t0, min(t0 + time_chunk, spec.nsteps), dtype=np.int64)
     return synthetic_field(spec, var, steps, spec.lat, spec.lon)
@@ -393,7 +400,9 @@ def write_demo_store(
             for var in spec.variables
         }
         encoding["time"] = {"units": f"hours since {spec.start}", "dtype": "int64"}
-        template.to_zarr(path, mode="w", compute=False, zarr_format=3, encoding=encoding, consolidated=False)
+        template.to_zarr(
+            path, mode="w", compute=False, zarr_format=3, encoding=encoding, consolidated=False
+        )
         marker.write_text(f"{spec_text}\n0\n")
     group = zarr.open_group(path, mode="r+")
     batch = max(time_chunk, (batch_steps // time_chunk) * time_chunk)
@@ -408,7 +417,9 @@ def write_demo_store(
     return path
 
 
-def _report(progress: Callable[[int, int], None] | bool, done: int, total: int, nbytes: int, started: float) -> None:
+def _report(
+    progress: Callable[[int, int], None] | bool, done: int, total: int, nbytes: int, started: float
+) -> None:
     if callable(progress):
         progress(done, total)
     elif progress:

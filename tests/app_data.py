@@ -27,7 +27,11 @@ def make_ds(seed: int = 0, chunked: bool = True) -> xr.Dataset:
     ds = xr.Dataset(
         {
             "tas": (("time", "lat", "lon"), tas, {"long_name": "air temperature", "units": "degC"}),
-            "ua": (("time", "level", "lat", "lon"), ua, {"long_name": "eastward wind", "units": "m s-1"}),
+            "ua": (
+                ("time", "level", "lat", "lon"),
+                ua,
+                {"long_name": "eastward wind", "units": "m s-1"},
+            ),
         },
         coords={
             "time": time,

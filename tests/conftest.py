@@ -24,3 +24,7 @@ CHROMIUM_PATH = Path(os.environ.get("GRIDSCOPE_CHROMIUM", "/usr/bin/chromium"))
 def repo_root() -> Path:
     """Absolute path of the repository root."""
     return REPO_ROOT
+
+
+# real `dask scheduler` + worker processes on loopback, for the cluster tests
+from tests.dask_processes import dask_processes  # noqa: E402, F401

@@ -28,7 +28,15 @@ def _wait_for_workers(address: str, count: int, timeout: float = 60.0) -> None:
 
 def start_scheduler(port: int) -> subprocess.Popen:
     return subprocess.Popen(
-        [str(_BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+        [
+            str(_BIN / "dask"),
+            "scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-dashboard",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -46,7 +46,11 @@ def make_normalised(
     if levels:
         shape = (ntime, levels, nlat, nlon)
         dims = ("time", "level", "lat", "lon")
-        coords["level"] = ("level", 10.0 * 2 ** np.arange(levels), {"units": "m", "positive": "down"})
+        coords["level"] = (
+            "level",
+            10.0 * 2 ** np.arange(levels),
+            {"units": "m", "positive": "down"},
+        )
     season = np.cos(2 * np.pi * np.arange(ntime) / 12.0)
     base = 15 + 10 * np.cos(np.deg2rad(lat))[:, None] * np.ones(nlon)
     data = base + season.reshape((ntime,) + (1,) * (len(shape) - 1)) + rng.normal(0, 1, shape)

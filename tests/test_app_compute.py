@@ -40,7 +40,9 @@ def results(state: ExplorerState):
     return out
 
 
-def _box_mean(values: np.ndarray, area: np.ndarray, lat: np.ndarray, lon: np.ndarray, bbox) -> np.ndarray:
+def _box_mean(
+    values: np.ndarray, area: np.ndarray, lat: np.ndarray, lon: np.ndarray, bbox
+) -> np.ndarray:
     """Area-weighted mean over cells whose centres are in bbox, NaN cells excluded (numpy)."""
     w, s, e, n = bbox
     in_lon = ((lon - w) % 360) <= ((e - w) % 360 or 360)
@@ -65,7 +67,9 @@ def test_step_map_matches_pipelines_and_numpy(ds, state, results) -> None:
 def test_range_map_matches_numpy(ds, state, results, agg) -> None:
     state.param.update(time_mode="range", start="2000-06-15", end="2001-08-15", agg=agg)
     block = ds["tas"].values[5:20]
-    expected = {"mean": np.nanmean, "min": np.nanmin, "max": np.nanmax, "std": np.nanstd}[agg](block, axis=0)
+    expected = {"mean": np.nanmean, "min": np.nanmin, "max": np.nanmax, "std": np.nanstd}[agg](
+        block, axis=0
+    )
     np.testing.assert_allclose(results.field.values, expected, rtol=1e-12, equal_nan=True)
 
 
@@ -86,7 +90,9 @@ def test_box_series_matches_numpy(ds, state, results, region) -> None:
 
 def test_point_series_and_range_limits(ds, state, results) -> None:
     state.param.update(region="Point", point=(-141.0, 4.0))
-    np.testing.assert_array_equal(results.series.values, ds["tas"].values[:, 9, 3])  # lat 5, lon -145
+    np.testing.assert_array_equal(
+        results.series.values, ds["tas"].values[:, 9, 3]
+    )  # lat 5, lon -145
     state.param.update(time_mode="range", start="2001-01-15", end="2001-12-15")
     np.testing.assert_array_equal(results.series.values, ds["tas"].values[12:24, 9, 3])
 
@@ -109,7 +115,9 @@ def test_error_is_a_message_not_an_exception(state, results) -> None:
 def test_regrid_to_screen_crops_and_coarsens() -> None:
     lat = np.arange(-89.5, 90, 1.0)
     lon = np.arange(-179.5, 180, 1.0)
-    field = xr.DataArray(np.add.outer(lat, lon), dims=("lat", "lon"), coords={"lat": lat, "lon": lon})
+    field = xr.DataArray(
+        np.add.outer(lat, lon), dims=("lat", "lon"), coords={"lat": lat, "lon": lon}
+    )
     view = compute.regrid_to_screen(field, (-10.0, 10.0, 0.0, 20.0), (400, 300))
     assert view["lon"].values[0] <= -10 <= 10 <= view["lon"].values[-1]
     assert view.sizes["lon"] < 30 and view.sizes["lat"] < 30
@@ -143,7 +151,9 @@ def test_explorer_query_and_data(sources) -> None:
     ex = Explorer("dataset=synth&var=tas&time=2001-02", sources=sources, region="Tropics")
     assert ex.query.time == "2001-02-15" and ex.query.bbox == (-180.0, -23.5, 180.0, 23.5)
     field, series = ex.data()
-    np.testing.assert_array_equal(field.values, compute_map(ex.state.sources.open("synth"), ex.state.map_query).values)
+    np.testing.assert_array_equal(
+        field.values, compute_map(ex.state.sources.open("synth"), ex.state.map_query).values
+    )
     assert series.sizes["time"] == 36
     assert ex.__panel__() is not None
 
@@ -154,7 +164,9 @@ def test_exports(ds, state, results, tmp_path) -> None:
     lines = text.splitlines()
     assert lines[0] == "time,tas" and len(lines) == 37
     assert lines[1].startswith("2000-01-15T00:00:00,")
-    np.testing.assert_array_equal([float(line.split(",")[1]) for line in lines[1:]], results.series.values)
+    np.testing.assert_array_equal(
+        [float(line.split(",")[1]) for line in lines[1:]], results.series.values
+    )
     assert (tmp_path / "s.csv").read_text() == text
     data = exports.map_to_netcdf(results.field, query=state.query)
     (tmp_path / "m.nc").write_bytes(data)
@@ -177,8 +189,12 @@ def test_show_code_reproduces_the_view(monkeypatch) -> None:
     namespace: dict = {}
     monkeypatch.chdir(__import__("tempfile").mkdtemp())
     exec(compile(code, "snippet", "exec"), namespace)
-    np.testing.assert_array_equal(namespace["field"].values, compute.full_map(real, state.map_query).values)
-    np.testing.assert_allclose(namespace["series"].values, compute.series_for(real, state.series_query).values)
+    np.testing.assert_array_equal(
+        namespace["field"].values, compute.full_map(real, state.map_query).values
+    )
+    np.testing.assert_allclose(
+        namespace["series"].values, compute.series_for(real, state.series_query).values
+    )
 
 
 def test_import_app_is_light() -> None:

@@ -49,10 +49,28 @@ def test_range_anomaly_level_query(state: ExplorerState) -> None:
     "updates",
     [
         {"var": "tas", "time": "2001-06-15", "region": "Niño 3.4", "cmap": "fire"},
-        {"var": "ua", "level": 500.0, "time_mode": "range", "start": "2000-03-15", "end": "2002-02-15", "agg": "max"},
+        {
+            "var": "ua",
+            "level": 500.0,
+            "time_mode": "range",
+            "start": "2000-03-15",
+            "end": "2002-02-15",
+            "agg": "max",
+        },
         {"region": "Point", "point": (-140.5, 2.25), "clim_mode": "fixed", "clim": (-3.0, 7.5)},
-        {"region": "Custom box", "bbox": (170.0, -10.0, -170.0, 10.0), "x_range": (-60.0, 30.0), "y_range": (-10.0, 50.0)},
-        {"dataset": "clim", "time": "Jul", "anomaly": True, "baseline_start": "Jan", "baseline_end": "Dec"},
+        {
+            "region": "Custom box",
+            "bbox": (170.0, -10.0, -170.0, 10.0),
+            "x_range": (-60.0, 30.0),
+            "y_range": (-10.0, 50.0),
+        },
+        {
+            "dataset": "clim",
+            "time": "Jul",
+            "anomaly": True,
+            "baseline_start": "Jan",
+            "baseline_end": "Dec",
+        },
     ],
 )
 def test_url_round_trip(sources: DatasetSources, state: ExplorerState, updates: dict) -> None:
@@ -63,7 +81,10 @@ def test_url_round_trip(sources: DatasetSources, state: ExplorerState, updates: 
     state.param.update(**updates)
     params = state.to_url_params()
     # the Query part of the URL uses the Query's own field names and values
-    assert Query.from_url_params({k: v for k, v in params.items() if k in Query.__dataclass_fields__}) == state.query
+    assert (
+        Query.from_url_params({k: v for k, v in params.items() if k in Query.__dataclass_fields__})
+        == state.query
+    )
     fresh = ExplorerState(sources)
     assert fresh.from_url(params) == []
     assert fresh.query == state.query
@@ -84,21 +105,59 @@ def test_link_with_partial_dates_lands_on_covered_steps(state: ExplorerState) ->
     [
         ({"dataset": "nope"}, "Unknown dataset 'nope'", lambda s: s.dataset == "synth"),
         ({"dataset": "synth", "var": "zz"}, "Variable 'zz'", lambda s: s.var == "tas"),
-        ({"dataset": "synth", "var": "tas", "time": "1990-01"}, "outside the record", lambda s: s.time == "2000-01-15"),
-        ({"dataset": "synth", "var": "tas", "time": "2001-13"}, "month", lambda s: s.time == "2000-01-15"),
-        ({"dataset": "synth", "var": "tas", "start": "2002", "end": "2001"}, "before", lambda s: s.time_mode == "step"),
-        ({"dataset": "synth", "var": "tas", "bbox": "0,50,10,40"}, "region", lambda s: s.region == "Global"),
-        ({"dataset": "synth", "var": "tas", "bbox": "1,1,1.5,1.5"}, "no grid cell", lambda s: s.region == "Global"),
+        (
+            {"dataset": "synth", "var": "tas", "time": "1990-01"},
+            "outside the record",
+            lambda s: s.time == "2000-01-15",
+        ),
+        (
+            {"dataset": "synth", "var": "tas", "time": "2001-13"},
+            "month",
+            lambda s: s.time == "2000-01-15",
+        ),
+        (
+            {"dataset": "synth", "var": "tas", "start": "2002", "end": "2001"},
+            "before",
+            lambda s: s.time_mode == "step",
+        ),
+        (
+            {"dataset": "synth", "var": "tas", "bbox": "0,50,10,40"},
+            "region",
+            lambda s: s.region == "Global",
+        ),
+        (
+            {"dataset": "synth", "var": "tas", "bbox": "1,1,1.5,1.5"},
+            "no grid cell",
+            lambda s: s.region == "Global",
+        ),
         ({"dataset": "synth", "var": "tas", "point": "abc,1"}, "region", lambda s: s.point is None),
-        ({"dataset": "synth", "var": "tas", "level": "850"}, "no vertical levels", lambda s: s.level is None),
-        ({"dataset": "synth", "cmap": "<script>"}, "Unknown colour map", lambda s: s.cmap == "rainbow4"),
+        (
+            {"dataset": "synth", "var": "tas", "level": "850"},
+            "no vertical levels",
+            lambda s: s.level is None,
+        ),
+        (
+            {"dataset": "synth", "cmap": "<script>"},
+            "Unknown colour map",
+            lambda s: s.cmap == "rainbow4",
+        ),
         ({"dataset": "synth", "clim": "5,1"}, "Ignored clim", lambda s: s.clim_mode == "auto"),
-        ({"dataset": "synth", "x_range": "nan,3"}, "Ignored x_range", lambda s: s.x_range == (-180.0, 180.0)),
+        (
+            {"dataset": "synth", "x_range": "nan,3"},
+            "Ignored x_range",
+            lambda s: s.x_range == (-180.0, 180.0),
+        ),
         ({"dataset": "synth", "evil": "1"}, "unknown link parameter 'evil'", lambda s: True),
-        ({"dataset": "synth", "region": "Atlantis"}, "Unknown region", lambda s: s.region == "Global"),
+        (
+            {"dataset": "synth", "region": "Atlantis"},
+            "Unknown region",
+            lambda s: s.region == "Global",
+        ),
     ],
 )
-def test_invalid_link_gives_message_and_default(state: ExplorerState, params: dict, needle: str, check) -> None:
+def test_invalid_link_gives_message_and_default(
+    state: ExplorerState, params: dict, needle: str, check
+) -> None:
     messages = state.from_url(params)
     assert messages, "expected a message"
     assert needle.lower() in state.message.lower()
@@ -110,7 +169,12 @@ def test_from_url_resets_previous_view(state: ExplorerState) -> None:
     state.var = "ua"
     state.param.update(time_mode="range", region="Arctic", cmap="fire")
     state.from_url({"dataset": "synth"})
-    assert (state.var, state.time_mode, state.region, state.cmap) == ("tas", "step", "Global", "rainbow4")
+    assert (state.var, state.time_mode, state.region, state.cmap) == (
+        "tas",
+        "step",
+        "Global",
+        "rainbow4",
+    )
 
 
 def test_changing_dataset_keeps_choices_consistent(state: ExplorerState) -> None:

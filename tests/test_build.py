@@ -47,7 +47,9 @@ def test_planner_uses_levels_once_built_without_restart(source: Path, tmp_path: 
         before = plan_map(ds, query)
         assert before.description.startswith("brute force")
         reference = before.compute()
-        series_before = plan_series(ds, query.replace(agg="mean", bbox=(-60, -20, 60, 40))).compute()
+        series_before = plan_series(
+            ds, query.replace(agg="mean", bbox=(-60, -20, 60, 40))
+        ).compute()
         folder = build_derived(str(source), scheduler="synchronous", config=CONFIG, progress=False)
         assert folder.parent == tmp_path and (folder / "manifest.json").exists()
         after = plan_map(ds, query)
@@ -64,13 +66,35 @@ def test_planner_uses_levels_once_built_without_restart(source: Path, tmp_path: 
 def test_build_cli_with_dask_cluster(source: Path, tmp_path: Path) -> None:
     from app.cli import main
 
-    assert main(["build", str(source), "--out", str(tmp_path), "--levels", "1", "--ts-levels", "2", "--base-block", "4", "--unit-steps", "32", "--vars", "sst"]) == 0
+    assert (
+        main(
+            [
+                "build",
+                str(source),
+                "--out",
+                str(tmp_path),
+                "--levels",
+                "1",
+                "--ts-levels",
+                "2",
+                "--base-block",
+                "4",
+                "--unit-steps",
+                "32",
+                "--vars",
+                "sst",
+            ]
+        )
+        == 0
+    )
     manifest = next(tmp_path.glob("*/manifest.json")).read_text()
     assert '"pyramid": true' in manifest and '"sst"' in manifest and '"t2m"' not in manifest
 
 
 def test_killed_build_resumes_to_identical_bytes(source: Path, tmp_path: Path) -> None:
-    clean = build_derived(str(source), tmp_path / "clean", scheduler="synchronous", config=CONFIG, progress=False)
+    clean = build_derived(
+        str(source), tmp_path / "clean", scheduler="synchronous", config=CONFIG, progress=False
+    )
     code = (
         "import sys, time; from pipelines.build import BuildConfig, build_derived; "
         "import pipelines.build as b; orig = b._run_unit\n"
@@ -79,7 +103,9 @@ def test_killed_build_resumes_to_identical_bytes(source: Path, tmp_path: Path) -
         f"build_derived({str(source)!r}, {str(tmp_path / 'killed')!r}, scheduler='synchronous', "
         "config=BuildConfig(max_level=2, ts_max_level=3, base_block=4, unit_steps=16), progress=False)"
     )
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).resolve().parent.parent)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=Path(__file__).resolve().parent.parent
+    )
     progress = None
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -94,7 +120,11 @@ def test_killed_build_resumes_to_identical_bytes(source: Path, tmp_path: Path) -
     done_before = {p.name for p in progress.glob("progress/*/*.done")}
     assert 3 <= len(done_before) < 14
     marker_times = {p: p.stat().st_mtime_ns for p in progress.glob("progress/*/*.done")}
-    resumed = build_derived(str(source), tmp_path / "killed", scheduler="synchronous", config=CONFIG, progress=False)
-    assert all(p.stat().st_mtime_ns == t for p, t in marker_times.items()), "completed units were redone"
+    resumed = build_derived(
+        str(source), tmp_path / "killed", scheduler="synchronous", config=CONFIG, progress=False
+    )
+    assert all(p.stat().st_mtime_ns == t for p, t in marker_times.items()), (
+        "completed units were redone"
+    )
     assert _checksums(resumed) == _checksums(clean)
     assert len(_checksums(clean)) > 50

@@ -184,11 +184,15 @@ def test_derived_paths_resolve_and_reach_the_opened_dataset(tmp_path):
     from data_catalog import open_dataset
     from data_catalog.catalog import DEFAULT_CATALOG_PATH
 
-    shutil.copy(DEFAULT_CATALOG_PATH.parent / "samples" / "coads_climatology.cdf", tmp_path / "c.cdf")
+    shutil.copy(
+        DEFAULT_CATALOG_PATH.parent / "samples" / "coads_climatology.cdf", tmp_path / "c.cdf"
+    )
     text = "entries:\n" + GOOD_ENTRY.format(id="c", urlpath="c.cdf")
     text += "    derived: {pyramid: c.cdf.gridscope/pyramid.zarr, timeseries: c.cdf.gridscope/timeseries.zarr}\n"
     catalog = load_catalog(write(tmp_path, text))
-    assert catalog.get("c").derived["pyramid"] == str(tmp_path.resolve() / "c.cdf.gridscope" / "pyramid.zarr")
+    assert catalog.get("c").derived["pyramid"] == str(
+        tmp_path.resolve() / "c.cdf.gridscope" / "pyramid.zarr"
+    )
     ds = open_dataset("c", catalog)
     assert ds.attrs["gridscope_derived"] == str(tmp_path.resolve() / "c.cdf.gridscope")
     assert "gridscope_derived" not in open_dataset(str(tmp_path / "c.cdf")).attrs

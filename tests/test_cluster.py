@@ -7,13 +7,14 @@ import pytest
 
 from pipelines import Query, compute_map
 from pipelines.cluster import ClusterError, ClusterSpec, connect, describe
-from tests.dask_processes import dask_processes  # noqa: F401  (fixture)
 from tests.pipelines_data import make_normalised
 
 
 def test_spec_from_flags_and_environment():
     assert ClusterSpec.from_env({}).kind == "local"
-    assert ClusterSpec.from_env({"DASK_SCHEDULER_ADDRESS": "tcp://h:8786"}).scheduler == "tcp://h:8786"
+    assert (
+        ClusterSpec.from_env({"DASK_SCHEDULER_ADDRESS": "tcp://h:8786"}).scheduler == "tcp://h:8786"
+    )
     assert ClusterSpec.from_env({"DASK_GATEWAY__ADDRESS": "http://gw"}).kind == "gateway"
     flag = ClusterSpec.from_env({"DASK_SCHEDULER_ADDRESS": "tcp://h:8786"}, scheduler="tcp://x:1")
     assert flag.scheduler == "tcp://x:1"
@@ -28,9 +29,8 @@ def test_unreachable_scheduler_is_a_clear_error():
         connect(ClusterSpec(scheduler="tcp://127.0.0.1:9"), timeout=2)
 
 
-
 @pytest.mark.cluster
-def test_real_scheduler_and_workers_match_local_compute(dask_processes):  # noqa: F811
+def test_real_scheduler_and_workers_match_local_compute(dask_processes):
     ds = make_normalised().chunk({"time": 6})
     query = Query("s", "sst", start="1991", end="1992", agg="std", bbox=(150, -40, -150, 40))
     expect = compute_map(ds, query).compute(scheduler="sync")

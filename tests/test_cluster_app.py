@@ -57,7 +57,9 @@ def test_maps_and_series_computed_on_the_cluster_match(scheduler, monkeypatch) -
     compute.use_client(client)
     try:
         state = ExplorerState(DatasetSources.from_catalog())
-        state.param.update(time_mode="range", start="Mar", end="Sep", agg="std", region="North Pacific")
+        state.param.update(
+            time_mode="range", start="Mar", end="Sep", agg="std", region="North Pacific"
+        )
         results = ViewResults(state)
         results.refresh()
         assert results.map_where == "cluster", results.error
@@ -81,10 +83,15 @@ def test_serve_connects_to_the_scheduler(scheduler, tmp_path) -> None:
         with urllib.request.urlopen(url + "/", timeout=60) as response:
             assert response.status == 200
         deadline = time.monotonic() + 20
-        while "Dask: " + address not in (tmp_path / "serve.log").read_text() and time.monotonic() < deadline:
+        while (
+            "Dask: " + address not in (tmp_path / "serve.log").read_text()
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.2)
         assert f"Dask: {address}" in (tmp_path / "serve.log").read_text()
-        assert set(client.scheduler_info()["workers"]) == before  # no LocalCluster workers were added
+        assert (
+            set(client.scheduler_info()["workers"]) == before
+        )  # no LocalCluster workers were added
     finally:
         stop_server(proc)
     assert proc.returncode is not None

@@ -19,7 +19,6 @@ from pipelines.build import BuildConfig, build_derived
 from pipelines.derived import register_derived
 from pipelines.planner import plan_map, plan_series
 from pipelines.synthetic import SyntheticSpec, write_demo_store
-from tests.dask_processes import dask_processes  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.cluster
 
@@ -42,19 +41,31 @@ def source(tmp_path_factory) -> Path:
     return path
 
 
-def test_external_cluster_build_equals_local_and_serves_exact_answers(source, tmp_path, dask_processes):  # noqa: F811
-    remote = build_derived(str(source), tmp_path / "remote", scheduler=dask_processes, config=CONFIG, progress=False)
-    local = build_derived(str(source), tmp_path / "local", scheduler=None, config=CONFIG, progress=False)
+def test_external_cluster_build_equals_local_and_serves_exact_answers(
+    source,
+    tmp_path,
+    dask_processes,
+):
+    remote = build_derived(
+        str(source), tmp_path / "remote", scheduler=dask_processes, config=CONFIG, progress=False
+    )
+    local = build_derived(
+        str(source), tmp_path / "local", scheduler=None, config=CONFIG, progress=False
+    )
     remote_sums, local_sums = _checksums(remote), _checksums(local)
     assert remote_sums and remote_sums == local_sums
 
     ds = open_dataset(str(source))
     register_derived(str(source), remote)
-    query = Query("x", "sst", start="1980-01-09", end="1980-02-10", agg="max", bbox=(150, -40, -150, 40))
+    query = Query(
+        "x", "sst", start="1980-01-09", end="1980-02-10", agg="max", bbox=(150, -40, -150, 40)
+    )
     plan = plan_map(ds, query)
     assert "brute force" not in plan.description
     np.testing.assert_array_equal(plan.compute().values, compute_map(ds, query).values)
     series_query = Query("x", "sst", bbox=(-60, -20, 60, 40))
     series = plan_series(ds, series_query)
     assert series.description.startswith("time-series copy")
-    np.testing.assert_allclose(series.compute().values, compute_series(ds, series_query).values, rtol=1e-5)
+    np.testing.assert_allclose(
+        series.compute().values, compute_series(ds, series_query).values, rtol=1e-5
+    )

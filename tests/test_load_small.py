@@ -53,7 +53,6 @@ def test_small_load_has_no_errors_and_every_session_updates(small_run) -> None:
     assert r.actions >= 2 * r.sessions
 
 
-
 def test_small_load_does_not_leak(small_run) -> None:
     """Coarse RSS guard; the exact check (no page outlives its session) counts objects
     in tests/browser/test_session_release.py. Shared result caches and the allocator
@@ -61,7 +60,10 @@ def test_small_load_does_not_leak(small_run) -> None:
     r = small_run
     ref, after = r.memory.get("reference"), r.memory.get("after")
     assert ref and after, r.memory
-    assert after["server_mib"] <= 1.2 * ref["server_mib"] and after["total_mib"] <= 1.2 * ref["total_mib"], (
+    assert (
+        after["server_mib"] <= 1.2 * ref["server_mib"]
+        and after["total_mib"] <= 1.2 * ref["total_mib"]
+    ), (
         f"server memory after closing {r.sessions} sessions is more than 20% above the reference "
         f"(one warm session open): server {ref['server_mib']:.0f} -> {after['server_mib']:.0f} MiB, "
         f"with workers {ref['total_mib']:.0f} -> {after['total_mib']:.0f} MiB"

@@ -35,7 +35,9 @@ def test_fallback_coarsens_only_where_exact(virtual) -> None:
 
 
 def test_budget_refuses_before_reading(virtual, monkeypatch) -> None:
-    query = Query(dataset="v", var="sst", start="1980-01-01", end="1980-02-09", agg="std", bbox=(0, 0, 30, 30))
+    query = Query(
+        dataset="v", var="sst", start="1980-01-01", end="1980-02-09", agg="std", bbox=(0, 0, 30, 30)
+    )
     with pytest.raises(PlanBudgetError, match="would read") as info:
         plan_map(virtual, query, max_bytes=1000).compute()
     assert isinstance(info.value, QueryError) and info.value.estimated_bytes > 1000

@@ -138,14 +138,29 @@ def test_etopo20_box_mean_has_no_time_and_no_duplicate_column():
 
 def _gridscope(*args, cwd):
     return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=120
+        [sys.executable, "-m", "app.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
     )
 
 
 def test_cli_exports_match_brute_force(tmp_path, repo_root):
     values, lon, lat, _ = _raw("coads_climatology.cdf", "SST")
     out = tmp_path / "series.csv"
-    done = _gridscope("export", "series", "coads", "--var", "SST", "--bbox", "160,-10,-160,10", "-o", str(out), cwd=repo_root)
+    done = _gridscope(
+        "export",
+        "series",
+        "coads",
+        "--var",
+        "SST",
+        "--bbox",
+        "160,-10,-160,10",
+        "-o",
+        str(out),
+        cwd=repo_root,
+    )
     assert done.returncode == 0, done.stderr
     with open(out) as f:
         rows = list(csv.reader(f))
@@ -172,10 +187,31 @@ def test_cli_exports_match_brute_force(tmp_path, repo_root):
 @pytest.mark.parametrize(
     ("args", "words"),
     [
-        (["export", "series", "coads", "--var", "SST", "--point", "-140,95", "-o", "x.csv"], "point:"),
-        (["export", "series", "coads", "--var", "NOPE", "--point", "-140,0", "-o", "x.csv"], "available: AIRT"),
+        (
+            ["export", "series", "coads", "--var", "SST", "--point", "-140,95", "-o", "x.csv"],
+            "point:",
+        ),
+        (
+            ["export", "series", "coads", "--var", "NOPE", "--point", "-140,0", "-o", "x.csv"],
+            "available: AIRT",
+        ),
         (["export", "map", "coads", "--var", "SST", "--agg", "median", "-o", "x.nc"], "agg:"),
-        (["export", "map", "coads", "--var", "SST", "--start", "1985", "--end", "1984", "-o", "x.nc"], "end:"),
+        (
+            [
+                "export",
+                "map",
+                "coads",
+                "--var",
+                "SST",
+                "--start",
+                "1985",
+                "--end",
+                "1984",
+                "-o",
+                "x.nc",
+            ],
+            "end:",
+        ),
         (["export", "map", "coads", "--var", "SST", "-o", "x.txt"], ".nc or .png"),
         (["export", "map", "no-such-dataset", "--var", "SST", "-o", "x.nc"], "no-such-dataset"),
         (["export", "map", "coads", "--var", "SST", "--bbox", "-80,0,-10", "-o", "x.nc"], "bbox:"),

@@ -76,7 +76,13 @@ def test_single_step_map_is_nearest_step(ds, backend):
 
 @pytest.mark.parametrize(
     "bbox",
-    [(-80, 0, -10, 60), (170, -30, -170, 30), (-10, -40, 10, 40), (-180, -90, 180, 90), (5, 0, 5, 90)],
+    [
+        (-80, 0, -10, 60),
+        (170, -30, -170, 30),
+        (-10, -40, 10, 40),
+        (-180, -90, 180, 90),
+        (5, 0, 5, 90),
+    ],
 )
 def test_box_series_is_area_weighted_over_valid_cells(ds, backend, bbox):
     raw = make_normalised()
@@ -94,7 +100,9 @@ def test_box_crossing_antimeridian_map_is_contiguous(ds, backend):
     raw = make_normalised()
     mask = _in_box(raw.lon.values, raw.lat.values, 150, -20, -150, 20)
     assert got.size == mask.sum()
-    assert np.nansum(_lazy(got, backend)) == pytest.approx(np.nansum(raw["sst"].values[0][mask]), rel=1e-6)
+    assert np.nansum(_lazy(got, backend)) == pytest.approx(
+        np.nansum(raw["sst"].values[0][mask]), rel=1e-6
+    )
 
 
 def test_land_only_box_gives_nan_not_error(backend):
@@ -141,7 +149,9 @@ def test_anomaly_map_of_mean(ds, backend):
     values = raw["sst"].values.astype("float64")
     years = raw.indexes["time"].year
     months = raw.indexes["time"].month
-    clim = np.stack([np.nanmean(values[(years <= 1992) & (months == m)], axis=0) for m in range(1, 13)])
+    clim = np.stack(
+        [np.nanmean(values[(years <= 1992) & (months == m)], axis=0) for m in range(1, 13)]
+    )
     expect = np.nanmean(values[years == 1993] - clim[months[years == 1993] - 1], axis=0)
     np.testing.assert_allclose(got, expect, rtol=1e-5, atol=1e-5)
 

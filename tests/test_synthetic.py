@@ -23,7 +23,9 @@ def test_values_depend_on_position_not_on_chunking() -> None:
     np.testing.assert_array_equal(whole[3:6, 10:20, 100:150], part)
     again = synthetic_field(spec, "t2m", np.arange(10), spec.lat, spec.lon)
     np.testing.assert_array_equal(whole, again)
-    other_seed = synthetic_field(SyntheticSpec(nsteps=10, resolution=2.0, seed=6), "t2m", np.arange(10), spec.lat, spec.lon)
+    other_seed = synthetic_field(
+        SyntheticSpec(nsteps=10, resolution=2.0, seed=6), "t2m", np.arange(10), spec.lat, spec.lon
+    )
     assert not np.array_equal(whole, other_seed)
 
 
@@ -46,7 +48,10 @@ def test_demo_store_is_era5_layout_and_normalises_to_the_virtual_source(tmp_path
 
     raw = xr.open_zarr(path)
     assert raw["latitude"].values[0] == 90 and raw["longitude"].values[0] == 0
-    assert raw["t2m"].attrs["units"] == "K" and raw["sst"].attrs["standard_name"] == "sea_surface_temperature"
+    assert (
+        raw["t2m"].attrs["units"] == "K"
+        and raw["sst"].attrs["standard_name"] == "sea_surface_temperature"
+    )
     ds = open_dataset(str(path))
     virtual = virtual_dataset(spec)
     for var in ("t2m", "sst"):
@@ -57,10 +62,14 @@ def test_demo_store_is_era5_layout_and_normalises_to_the_virtual_source(tmp_path
 def test_demo_write_resumes(tmp_path) -> None:
     spec = SyntheticSpec(nsteps=40, resolution=4.0)
     calls: list[int] = []
-    write_demo_store(spec, tmp_path / "d.zarr", batch_steps=16, progress=lambda d, t: calls.append(d))
+    write_demo_store(
+        spec, tmp_path / "d.zarr", batch_steps=16, progress=lambda d, t: calls.append(d)
+    )
     assert calls == [16, 32, 40]
     calls.clear()
-    write_demo_store(spec, tmp_path / "d.zarr", batch_steps=16, progress=lambda d, t: calls.append(d))
+    write_demo_store(
+        spec, tmp_path / "d.zarr", batch_steps=16, progress=lambda d, t: calls.append(d)
+    )
     assert calls == []
 
 
@@ -71,7 +80,9 @@ def test_virtual_terabyte_source_is_lazy_and_cheap() -> None:
     assert step.shape == (721, 1440) and np.isfinite(step).all()
 
 
-@pytest.mark.parametrize("text,expected", [("1GB", 10**9), ("500MB", 5 * 10**8), ("1.4TB", 14 * 10**11)])
+@pytest.mark.parametrize(
+    "text,expected", [("1GB", 10**9), ("500MB", 5 * 10**8), ("1.4TB", 14 * 10**11)]
+)
 def test_parse_size(text: str, expected: int) -> None:
     assert parse_size(text) == expected
 
@@ -84,6 +95,8 @@ def test_parse_size_rejects_garbage() -> None:
 def test_demo_cli(tmp_path, capsys) -> None:
     from app.cli import main
 
-    assert main(["demo", "--size", "2MB", "--resolution", "4", "--out", str(tmp_path / "c.zarr")]) == 0
+    assert (
+        main(["demo", "--size", "2MB", "--resolution", "4", "--out", str(tmp_path / "c.zarr")]) == 0
+    )
     assert (tmp_path / "c.zarr" / "zarr.json").exists()
     assert main(["demo", "--size", "huge", "--out", str(tmp_path / "x.zarr")]) == 2

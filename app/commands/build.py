@@ -19,16 +19,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("source", help="catalog id or path of the source dataset")
-    parser.add_argument("--out", default=None, help="folder for derived stores (default: next to the source)")
+    parser.add_argument(
+        "--out", default=None, help="folder for derived stores (default: next to the source)"
+    )
     parser.add_argument(
         "--scheduler",
         default=None,
         help="Dask scheduler address (default: start a LocalCluster); 'synchronous' runs in-process",
     )
-    parser.add_argument("--levels", type=int, default=3, help="coarsest pyramid/aggregate level (default 3)")
-    parser.add_argument("--ts-levels", type=int, default=5, help="coarsest time-series region level (default 5)")
-    parser.add_argument("--base-block", type=int, default=8, help="shortest aggregate block in steps (default 8)")
-    parser.add_argument("--unit-steps", type=int, default=64, help="steps per build unit (default 64)")
+    parser.add_argument(
+        "--levels", type=int, default=3, help="coarsest pyramid/aggregate level (default 3)"
+    )
+    parser.add_argument(
+        "--ts-levels", type=int, default=5, help="coarsest time-series region level (default 5)"
+    )
+    parser.add_argument(
+        "--base-block", type=int, default=8, help="shortest aggregate block in steps (default 8)"
+    )
+    parser.add_argument(
+        "--unit-steps", type=int, default=64, help="steps per build unit (default 64)"
+    )
     parser.add_argument("--vars", default=None, help="comma-separated variables (default: all)")
     parser.set_defaults(run=run)
 
@@ -52,5 +62,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     print(f"derived stores complete: {folder}")
     if args.out is not None:
-        print(f"set GRIDSCOPE_DERIVED_DIR={args.out} (or the catalog entry's 'derived') for the planner to find them")
+        print(
+            f"set GRIDSCOPE_DERIVED_DIR={args.out} (or the catalog entry's 'derived') for the planner to find them"
+        )
     return 0

@@ -18,7 +18,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "same options resumes an interrupted write."
         ),
     )
-    parser.add_argument("--size", default="1GB", help="uncompressed size, e.g. 1GB, 20GB (default 1GB)")
+    parser.add_argument(
+        "--size", default="1GB", help="uncompressed size, e.g. 1GB, 20GB (default 1GB)"
+    )
     parser.add_argument("--out", required=True, help="path of the zarr store to write")
     parser.add_argument("--freq", choices=("daily", "hourly"), default="daily")
     parser.add_argument("--seed", type=int, default=0)

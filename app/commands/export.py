@@ -34,7 +34,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         p.add_argument("-o", "--output", required=True, help=f"output file ({', '.join(suffixes)})")
         p.set_defaults(run=run, suffixes=suffixes)
     map_parser.add_argument("--time", help="a single time step (nearest), e.g. 1985-07")
-    map_parser.add_argument("--agg", default="mean", help=f"reduction over the range: {', '.join(AGGREGATIONS)}")
+    map_parser.add_argument(
+        "--agg", default="mean", help=f"reduction over the range: {', '.join(AGGREGATIONS)}"
+    )
     map_parser.add_argument("--bbox", help="crop to W,S,E,N, e.g. -80,0,-10,60 (W>E crosses 180)")
     map_parser.add_argument("--cmap", help="colour map for PNG (colorcet name)")
     region = series_parser.add_mutually_exclusive_group(required=True)
@@ -44,7 +46,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def query_from_args(args: argparse.Namespace) -> Query:
     """The Query named by the flags (flag names are the Query field names)."""
-    fields = ("var", "time", "start", "end", "agg", "baseline_start", "baseline_end", "bbox", "point", "level")
+    fields = (
+        "var",
+        "time",
+        "start",
+        "end",
+        "agg",
+        "baseline_start",
+        "baseline_end",
+        "bbox",
+        "point",
+        "level",
+    )
     values = {f: getattr(args, f) for f in fields if getattr(args, f, None) is not None}
     return Query(dataset=args.source, **values)
 

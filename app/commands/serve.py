@@ -16,7 +16,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                             description=__doc__.splitlines()[0])  # fmt: skip
     parser.add_argument("sources", nargs="*", metavar="SOURCE",
                         help="extra dataset paths or URLs to offer besides the catalog")  # fmt: skip
-    parser.add_argument("--catalog", metavar="FILE", help="catalog YAML (default: GRIDSCOPE_CATALOG or the bundled one)")
+    parser.add_argument(
+        "--catalog",
+        metavar="FILE",
+        help="catalog YAML (default: GRIDSCOPE_CATALOG or the bundled one)",
+    )
     parser.add_argument("--scheduler", metavar="ADDRESS",
                         help="connect to this Dask scheduler instead of starting a LocalCluster")  # fmt: skip
     parser.add_argument("--gateway", metavar="URL",
@@ -25,9 +29,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help="create or connect to a dask-kubernetes operator cluster NAME")  # fmt: skip
     parser.add_argument("--adapt", metavar="MIN,MAX", type=_adapt_bounds,
                         help="adaptive scaling bounds in workers, e.g. 1,20")  # fmt: skip
-    parser.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes (default 2)")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="LocalCluster worker processes (default 2)"
+    )
     parser.add_argument("--port", type=int, default=5006, help="port (default 5006)")
-    parser.add_argument("--address", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument(
+        "--address", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
     parser.add_argument("--allow-websocket-origin", action="append", default=[], metavar="HOST",
                         help="allowed websocket origin HOST[:PORT] (repeatable; default localhost:PORT)")  # fmt: skip
     parser.add_argument("--prefix", default="", help="URL prefix (behind a proxy)")
@@ -93,7 +101,9 @@ def _adapt_bounds(text: str) -> tuple[int, int]:
     try:
         low, high = (int(v) for v in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected MIN,MAX worker counts such as 1,20") from None
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected MIN,MAX worker counts such as 1,20"
+        ) from None
     if not 0 <= low <= high:
         raise argparse.ArgumentTypeError(f"{text!r}: need 0 <= MIN <= MAX")
     return low, high

@@ -28,7 +28,9 @@ class BuildView(pn.viewable.Viewer):
             description="Precompute pyramids, time aggregates and a time-series copy of this "
             "dataset on the Dask cluster, so maps and series read only what is on screen.",
         )  # fmt: skip
-        self.bar = pn.indicators.Progress(value=0, max=100, visible=False, sizing_mode="stretch_width")
+        self.bar = pn.indicators.Progress(
+            value=0, max=100, visible=False, sizing_mode="stretch_width"
+        )
         self.status = pn.pane.Markdown("", css_classes=["gs-build-status"], margin=(0, 10))
         self.button.on_click(lambda _: self.start())
         state.param.watch(lambda _: self.refresh(), ["dataset"])

@@ -34,7 +34,14 @@ class Dashboard(pn.viewable.Viewer):
 
     link = param.String(default="", doc="Permalink of the current view.")
 
-    def __init__(self, state: ExplorerState, *, client: Any = None, results: ViewResults | None = None, **params: Any):
+    def __init__(
+        self,
+        state: ExplorerState,
+        *,
+        client: Any = None,
+        results: ViewResults | None = None,
+        **params: Any,
+    ):
         super().__init__(**params)
         self.state = state
         self.results = results or ViewResults(state)
@@ -64,7 +71,9 @@ class Dashboard(pn.viewable.Viewer):
         )
         if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
             pn.state.on_session_destroyed(self._forget_js_callbacks)
-        self.code = pn.pane.Markdown(self._code_markdown(), css_classes=["gs-code"], sizing_mode="stretch_width")
+        self.code = pn.pane.Markdown(
+            self._code_markdown(), css_classes=["gs-code"], sizing_mode="stretch_width"
+        )
         self.status = pn.pane.Markdown("", css_classes=["gs-status"], margin=(0, 10))
         # small spinners rather than Panel's `loading` overlay on the plots: toggling the
         # overlay re-lays out the whole Bokeh plot (measured: +4 s per map update in Chromium)
@@ -102,7 +111,11 @@ class Dashboard(pn.viewable.Viewer):
             return
         self.link = f"{self._page_base()}?{query_string}"
         loc = pn.state.location
-        if loc is not None and pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
+        if (
+            loc is not None
+            and pn.state.curdoc is not None
+            and pn.state.curdoc.session_context is not None
+        ):
             loc.search = f"?{query_string}"
 
     def _on_state(self, *events: param.parameterized.Event) -> None:
@@ -112,7 +125,9 @@ class Dashboard(pn.viewable.Viewer):
 
     def _on_result(self, *events: param.parameterized.Event) -> None:
         if self.results.queued:
-            self.status.object = "Queued: the server is busy; this view starts as soon as a slot is free."
+            self.status.object = (
+                "Queued: the server is busy; this view starts as soon as a slot is free."
+            )
             return
         field = self.results.field
         where = self.results.map_where or "in-process"
@@ -158,7 +173,9 @@ class Dashboard(pn.viewable.Viewer):
 
     # --- layout --------------------------------------------------------------------------
     def __panel__(self) -> pn.viewable.Viewable:
-        header = pn.pane.Markdown("# gridscope", css_classes=["gs-title"], stylesheets=[_CSS], margin=(0, 10))
+        header = pn.pane.Markdown(
+            "# gridscope", css_classes=["gs-title"], stylesheets=[_CSS], margin=(0, 10)
+        )
         side = pn.Column(header, self.sidebar, self.cluster, self.build, width=320)
         main = pn.Column(
             self.message, self.error,

@@ -69,7 +69,9 @@ def colour_range(values: np.ndarray, state: ExplorerState) -> tuple[float, float
     return (lo, hi)
 
 
-def _region_boxes(bbox: tuple[float, float, float, float]) -> list[tuple[float, float, float, float]]:
+def _region_boxes(
+    bbox: tuple[float, float, float, float],
+) -> list[tuple[float, float, float, float]]:
     """A (W,S,E,N) box as one or two rectangles on a -180..180 map."""
     w, s, e, n = bbox
     w = ((w + 180.0) % 360.0) - 180.0 if w >= 180.0 else w
@@ -95,7 +97,9 @@ class MapView(pn.viewable.Viewer):
         self.image = hv.DynamicMap(self._image, streams=[data_stream, view_stream])
         # linked to the plot, not driving it: a pan/zoom asks ViewResults for new data
         # (when the grid is large), and the new frame comes back through map_version
-        self.range_stream = hv.streams.RangeXY(source=self.image, x_range=(x0, x1), y_range=(y0, y1))
+        self.range_stream = hv.streams.RangeXY(
+            source=self.image, x_range=(x0, x1), y_range=(y0, y1)
+        )
         self.size_stream = hv.streams.PlotSize(source=self.image)
         self.size_stream.add_subscriber(self._on_size)
         if results.screen is None:
@@ -107,7 +111,9 @@ class MapView(pn.viewable.Viewer):
         self.bounds_stream.add_subscriber(self._on_box)
         self.tap_stream.add_subscriber(self._on_tap)
         self.range_stream.add_subscriber(self._on_range)
-        region = hv.DynamicMap(self._region, streams=[hv.streams.Params(state, ["region", "bbox", "point"])])
+        region = hv.DynamicMap(
+            self._region, streams=[hv.streams.Params(state, ["region", "bbox", "point"])]
+        )
         # no .opts() on the overlay: it would clone the coastlines every frame and
         # re-send them to the browser (measured: +0.7 s per update); plot options
         # live on the image instead
@@ -138,13 +144,16 @@ class MapView(pn.viewable.Viewer):
         else:
             # float32 data stays float32 (half the bytes of float64 on the wire); the
             # values drawn (and hovered) are the data's own
-            dtype = "float32" if field.dtype.kind == "f" and field.dtype.itemsize <= 4 else "float64"
+            dtype = (
+                "float32" if field.dtype.kind == "f" and field.dtype.itemsize <= 4 else "float64"
+            )
             values = np.asarray(field.transpose("lat", "lon").values, dtype=dtype)
             image = hv.Image((field["lon"].values, field["lat"].values, values),
                              kdims=["lon", "lat"], vdims=[vdim])  # fmt: skip
             clim = colour_range(values, self.state)
             title = f"{label}: {compute.resolution_text(field)}"
         clabel = f"{label} ({units})" if units else label
+
         def set_colourbar_title(plot: Any, element: Any, text: str = clabel) -> None:
             # HoloViews sets the colour bar's title only when the plot is created
             colorbar = plot.handles.get("colorbar")
@@ -164,9 +173,9 @@ class MapView(pn.viewable.Viewer):
                 color="magenta", size=10, marker="x", line_width=3
             ) * hv.Rectangles([], kdims=["x0", "y0", "x1", "y1"])
         boxes = _region_boxes(tuple(bbox)) if bbox is not None and region != "Global" else []
-        return hv.Points([], kdims=["lon", "lat"]) * hv.Rectangles(boxes, kdims=["x0", "y0", "x1", "y1"]).opts(
-            fill_alpha=0.0, line_color="magenta", line_width=2.5
-        )
+        return hv.Points([], kdims=["lon", "lat"]) * hv.Rectangles(
+            boxes, kdims=["x0", "y0", "x1", "y1"]
+        ).opts(fill_alpha=0.0, line_color="magenta", line_width=2.5)
 
     def _drawn_field(self) -> Any:
         """What the image shows: the view's field, coarsened to the plot when held whole."""

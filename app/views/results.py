@@ -50,7 +50,9 @@ def _served() -> bool:
 class ViewResults(param.Parameterized):
     """Current map and series of a state, with busy flags and the last error."""
 
-    field = param.Parameter(default=None, doc="Full-resolution (lat, lon) map of the state's map_query.")
+    field = param.Parameter(
+        default=None, doc="Full-resolution (lat, lon) map of the state's map_query."
+    )
     series = param.Parameter(default=None, doc="Time series of the state's series_query, or None.")
     series_query = param.Parameter(default=None, doc="The Query that produced ``series``.")
     map_version = param.Integer(default=0, doc="Incremented when a new map arrives.")
@@ -59,10 +61,16 @@ class ViewResults(param.Parameterized):
     series_busy = param.Boolean(default=False, doc="A series computation is running.")
     queued = param.Boolean(default=False, doc="A computation waits for a free slot (server busy).")
     error = param.String(default="", doc="Last computation error, in words.")
-    map_where = param.String(default="", doc="Where the last map was computed (cache, in-process, cluster).")
-    viewport = param.Parameter(default=None, doc="Map view (x0, x1, y0, y1) in degrees, or None (whole map).")
+    map_where = param.String(
+        default="", doc="Where the last map was computed (cache, in-process, cluster)."
+    )
+    viewport = param.Parameter(
+        default=None, doc="Map view (x0, x1, y0, y1) in degrees, or None (whole map)."
+    )
     screen = param.Parameter(default=None, doc="Map plot size (width, height) in pixels, or None.")
-    progress = param.String(default="", doc="Progress of a long computation, in words ('' when none).")
+    progress = param.String(
+        default="", doc="Progress of a long computation, in words ('' when none)."
+    )
 
     def __init__(self, state: ExplorerState, **params: Any):
         super().__init__(**params)
@@ -101,7 +109,9 @@ class ViewResults(param.Parameterized):
             ds = self.state.sources.open(self.state.dataset)
         except Exception:  # noqa: BLE001  (a broken dataset: nothing is drawn anyway)
             return True
-        return compute.is_small_grid(ds) or compute.view_request(self.viewport, self.screen)[0] is None
+        return (
+            compute.is_small_grid(ds) or compute.view_request(self.viewport, self.screen)[0] is None
+        )
 
     # --- scheduling -----------------------------------------------------------------------
     def _on_map_inputs(self, *events: param.parameterized.Event) -> None:
@@ -159,8 +169,10 @@ class ViewResults(param.Parameterized):
             job = self._start(kind)
         except Exception:  # noqa: BLE001  (the async path reports it in words)
             return False
-        cheap = job is None or job.where == "cache" or (
-            job.where == "in-process" and job.input_bytes <= _sync_bytes()
+        cheap = (
+            job is None
+            or job.where == "cache"
+            or (job.where == "in-process" and job.input_bytes <= _sync_bytes())
         )
         if not cheap:
             self._prestarted[kind] = (generation, job)  # _run_async awaits it
@@ -184,7 +196,9 @@ class ViewResults(param.Parameterized):
 
     def _deliver(self, kind: str, value: xr.DataArray | None, where: str) -> None:
         if kind == "map":
-            self.param.update(field=value, map_version=self.map_version + 1, map_where=where, error="")
+            self.param.update(
+                field=value, map_version=self.map_version + 1, map_where=where, error=""
+            )
         else:
             self.param.update(series=value, series_query=self._pending_series_query,
                               series_version=self.series_version + 1)  # fmt: skip
@@ -193,7 +207,9 @@ class ViewResults(param.Parameterized):
         text = limits.user_message(exc, self.state.dataset)  # words, no traceback, no paths
         self.error = f"Could not compute the {kind}: {text}"
         if kind == "series":
-            self.param.update(series=None, series_query=None, series_version=self.series_version + 1)
+            self.param.update(
+                series=None, series_query=None, series_version=self.series_version + 1
+            )
 
     def _run_sync(self, kind: str) -> None:
         try:
@@ -253,7 +269,9 @@ class ViewResults(param.Parameterized):
                 return
             done = None
             if job.where.startswith("cluster"):
-                counts = await asyncio.get_running_loop().run_in_executor(None, compute.cluster_task_counts)
+                counts = await asyncio.get_running_loop().run_in_executor(
+                    None, compute.cluster_task_counts
+                )
                 if counts is not None:
                     baseline = baseline or counts
                     done = compute.done_fraction(baseline, counts)

@@ -48,14 +48,17 @@ class SeriesView(pn.viewable.Viewer):
         # highlight (a small separate element: the curve's data is not re-sent)
         curve = hv.DynamicMap(self._curve, streams=[hv.streams.Params(results, ["series_version"])])
         highlight = hv.DynamicMap(
-            self._highlight, streams=[hv.streams.Params(state, ["time_mode", "time", "start", "end"])]
+            self._highlight,
+            streams=[hv.streams.Params(state, ["time_mode", "time", "start", "end"])],
         )
         self.plot = curve * highlight
         self.tap_stream = hv.streams.Tap(source=self.plot, x=None, y=None)
         self.tap_stream.add_subscriber(self._on_tap)
         self.pane = pn.pane.HoloViews(self.plot, sizing_mode="stretch_width", height=self.height,
                                       css_classes=["gs-series"])  # fmt: skip
-        self.summary = pn.pane.HTML(self._summary_html, sizing_mode="stretch_width", css_classes=["gs-series-summary"])
+        self.summary = pn.pane.HTML(
+            self._summary_html, sizing_mode="stretch_width", css_classes=["gs-series-summary"]
+        )
 
     # --- helpers ---------------------------------------------------------------------------
     def _climatology(self) -> bool:
@@ -82,7 +85,9 @@ class SeriesView(pn.viewable.Viewer):
         info = self.state.sources.info(self.state.dataset)
         variable = info.variables.get(self.state.var)
         units = variable.units if variable else ""
-        ydim = hv.Dimension("value", label=variable.long_name if variable else "value", unit=units or None)
+        ydim = hv.Dimension(
+            "value", label=variable.long_name if variable else "value", unit=units or None
+        )
         if series is None or series.size == 0:
             curve = hv.Curve([], kdims=[xdim], vdims=[ydim])
             points = hv.Scatter([], kdims=[xdim], vdims=[ydim])
@@ -127,7 +132,11 @@ class SeriesView(pn.viewable.Viewer):
             index = int(np.argmin(np.abs(xs - float(x))))
         else:
             # bokeh sends datetimes as milliseconds since the epoch
-            target = pd.Timestamp(float(x), unit="ms") if isinstance(x, numbers.Real) else pd.Timestamp(x)
+            target = (
+                pd.Timestamp(float(x), unit="ms")
+                if isinstance(x, numbers.Real)
+                else pd.Timestamp(x)
+            )
             index = int(np.argmin(np.abs(xs.astype("datetime64[ns]") - target.to_datetime64())))
         info = self.state.sources.info(self.state.dataset)
         full = self.state.sources.open(self.state.dataset).indexes["time"]

@@ -96,7 +96,9 @@ class Sidebar(pn.viewable.Viewer):
         s = state.param
         is_range = s.time_mode.rx() == "range"
         is_step = s.time_mode.rx() == "step"
-        self.dataset = pn.widgets.Select.from_param(s.dataset, name="Dataset", css_classes=["gs-dataset"])
+        self.dataset = pn.widgets.Select.from_param(
+            s.dataset, name="Dataset", css_classes=["gs-dataset"]
+        )
         self.var = pn.widgets.Select.from_param(s.var, name="Variable", css_classes=["gs-var"])
         self.time_mode = pn.widgets.RadioButtonGroup.from_param(
             s.time_mode, name="Time", options={"Single step": "step", "Range": "range"}
@@ -116,9 +118,15 @@ class Sidebar(pn.viewable.Viewer):
         self.end = _TimePicker(state, "end", "To", "gs-end", visible=is_range)
         self.agg = pn.widgets.Select.from_param(s.agg, name="Aggregation", visible=is_range)
         self.anomaly = pn.widgets.Checkbox.from_param(s.anomaly, name="Anomaly against a baseline")
-        self.baseline_start = _TimePicker(state, "baseline_start", "Baseline from", "gs-baseline-start", visible=s.anomaly)
-        self.baseline_end = _TimePicker(state, "baseline_end", "Baseline to", "gs-baseline-end", visible=s.anomaly)
-        self.region = pn.widgets.Select.from_param(s.region, name="Region", css_classes=["gs-region"])
+        self.baseline_start = _TimePicker(
+            state, "baseline_start", "Baseline from", "gs-baseline-start", visible=s.anomaly
+        )
+        self.baseline_end = _TimePicker(
+            state, "baseline_end", "Baseline to", "gs-baseline-end", visible=s.anomaly
+        )
+        self.region = pn.widgets.Select.from_param(
+            s.region, name="Region", css_classes=["gs-region"]
+        )
         self.level = pn.widgets.Select.from_param(
             s.level, name="Level", visible=s.level.rx().rx.pipe(lambda v: v is not None)
         )

@@ -116,9 +116,15 @@ def measure(page: Any, widget: str, indices: list[int], settle_ms: int = 300) ->
     for index in indices:
         result = page.evaluate("([c, i]) => window.gsTimeChange(c, i, 10000)", [widget, index])
         if "error" in result:
-            state = page.evaluate("[window.gsSelect('gs-var').value, window.gsSelect('gs-time').value]")
+            state = page.evaluate(
+                "[window.gsSelect('gs-var').value, window.gsSelect('gs-time').value]"
+            )
             print(f"{widget} -> option {index}: {result} (var, time now {state})", file=sys.stderr)
-            page.screenshot(path=str(REPO_ROOT / "bench-results" / f"browser-latency-timeout-{widget}-{index}.png"))
+            page.screenshot(
+                path=str(
+                    REPO_ROOT / "bench-results" / f"browser-latency-timeout-{widget}-{index}.png"
+                )
+            )
             continue
         out.append(float(result["ms"]))
         page.wait_for_timeout(settle_ms)  # let trailing updates land before the next change
@@ -139,7 +145,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {"url_query": args.query, "n": args.n}
     try:
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM_PATH), args=CHROMIUM_ARGS)
+            browser = playwright.chromium.launch(
+                executable_path=str(CHROMIUM_PATH), args=CHROMIUM_ARGS
+            )
             page = browser.new_page(viewport={"width": 1400, "height": 1150})
             page.goto(f"{url}/{args.query}")
             page.wait_for_selector(".gs-map canvas", timeout=60000)
@@ -165,7 +173,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     seq = [(current + 1 + i) % nvars for i in range(args.n + 2)]
                     seq = [s if s != current else (s + 1) % nvars for s in seq]
                     var_times = measure(page, "gs-var", seq, settle_ms=500)[2:]
-                    results["var"] = _percentiles(var_times) | {"samples_ms": [round(t, 1) for t in var_times]}
+                    results["var"] = _percentiles(var_times) | {
+                        "samples_ms": [round(t, 1) for t in var_times]
+                    }
             page.screenshot(path=str(out_dir / "browser-latency.png"))
             browser.close()
     finally:
@@ -179,8 +189,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=30, help="timed changes per widget (>= 20)")
     parser.add_argument("--query", default="?dataset=coads&var=SST",
                         help="URL query of the page to measure (default COADS SST)")  # fmt: skip
-    parser.add_argument("--source", action="append", default=[], help="extra SOURCE for gridscope serve")
-    parser.add_argument("--no-var", dest="var", action="store_false", help="skip the variable changes")
+    parser.add_argument(
+        "--source", action="append", default=[], help="extra SOURCE for gridscope serve"
+    )
+    parser.add_argument(
+        "--no-var", dest="var", action="store_false", help="skip the variable changes"
+    )
     args = parser.parse_args(argv)
     results = run(args)
     for widget in ("time", "var"):

@@ -21,7 +21,9 @@ from typing import Any
 import numpy as np
 
 
-def measure(source: str, units: list[int], unit_steps: int = 64, base_block: int = 8) -> dict[str, Any]:
+def measure(
+    source: str, units: list[int], unit_steps: int = 64, base_block: int = 8
+) -> dict[str, Any]:
     import pipelines.build as b
     from pipelines.build import BuildConfig, build_derived, open_source
 
@@ -29,7 +31,16 @@ def measure(source: str, units: list[int], unit_steps: int = 64, base_block: int
     tmp = Path(tempfile.mkdtemp(prefix="gridscope-bounds-"))
     acc: dict[str, float] = {}
     written = {"bytes": 0, "raw": 0}
-    saved = {name: getattr(b, name) for name in ("_read_steps", "coarsen_fields", "block_stats", "combine_stats", "_encode_write")}
+    saved = {
+        name: getattr(b, name)
+        for name in (
+            "_read_steps",
+            "coarsen_fields",
+            "block_stats",
+            "combine_stats",
+            "_encode_write",
+        )
+    }
 
     def timed(name: str, fn: Any) -> Any:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -41,7 +52,9 @@ def measure(source: str, units: list[int], unit_steps: int = 64, base_block: int
 
         return wrapper
 
-    def encode_write(codec: Any, data: np.ndarray, sel: Any, chunks: Any, fill: Any, path: str, dirs: set) -> None:
+    def encode_write(
+        codec: Any, data: np.ndarray, sel: Any, chunks: Any, fill: Any, path: str, dirs: set
+    ) -> None:
         saved["_encode_write"](codec, data, sel, chunks, fill, path, dirs)
         written["bytes"] += Path(path).stat().st_size
         written["raw"] += int(np.prod(chunks)) * data.dtype.itemsize
@@ -66,7 +79,9 @@ def measure(source: str, units: list[int], unit_steps: int = 64, base_block: int
         self._pool = _Inline()
 
     try:
-        folder = build_derived(source, tmp, scheduler="synchronous", config=cfg, progress=False, stop_after_units=0)
+        folder = build_derived(
+            source, tmp, scheduler="synchronous", config=cfg, progress=False, stop_after_units=0
+        )
         b._read_steps = timed("read+decode", b._read_steps)
         b.coarsen_fields = timed("pyramid kernels", b.coarsen_fields)
         b.block_stats = timed("aggregate kernels", b.block_stats)
@@ -100,7 +115,10 @@ def measure(source: str, units: list[int], unit_steps: int = 64, base_block: int
         shutil.rmtree(tmp, ignore_errors=True)
     cpu = float(np.median([r["cpu_s"] for r in rows]))
     nbytes = rows[0]["bytes_read"]
-    stages = {k: float(np.median([r["stages_cpu_s"].get(k, 0.0) for r in rows])) for k in rows[0]["stages_cpu_s"]}
+    stages = {
+        k: float(np.median([r["stages_cpu_s"].get(k, 0.0) for r in rows]))
+        for k in rows[0]["stages_cpu_s"]
+    }
     return {
         "units": rows,
         "median_cpu_s_per_unit": round(cpu, 3),
@@ -108,14 +126,22 @@ def measure(source: str, units: list[int], unit_steps: int = 64, base_block: int
         "out_in_ratio_raw": round(rows[0]["bytes_written_raw"] / nbytes, 2),
         "out_in_ratio_compressed": round(rows[0]["bytes_written_compressed"] / nbytes, 2),
         "bound_mb_per_s_2_cores": round(2 * nbytes / 1e6 / cpu, 1),
-        "bound_without_encode_mb_per_s_2_cores": round(2 * nbytes / 1e6 / max(cpu - stages.get("encode+write", 0.0), 1e-9), 1),
-        "read_decode_only_mb_per_s_1_core": round(nbytes / 1e6 / max(stages.get("read+decode", 0.0), 1e-9), 1),
-        "encode_write_mb_out_per_s_1_core": round(rows[0]["bytes_written_raw"] / 1e6 / max(stages.get("encode+write", 1e-9), 1e-9), 1),
+        "bound_without_encode_mb_per_s_2_cores": round(
+            2 * nbytes / 1e6 / max(cpu - stages.get("encode+write", 0.0), 1e-9), 1
+        ),
+        "read_decode_only_mb_per_s_1_core": round(
+            nbytes / 1e6 / max(stages.get("read+decode", 0.0), 1e-9), 1
+        ),
+        "encode_write_mb_out_per_s_1_core": round(
+            rows[0]["bytes_written_raw"] / 1e6 / max(stages.get("encode+write", 1e-9), 1e-9), 1
+        ),
     }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.bench.build_bounds", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.bench.build_bounds", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("source")
     parser.add_argument("--units", default="1,2,3,4")
     parser.add_argument("--out", default="bench-results/build_bounds.json")

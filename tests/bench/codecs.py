@@ -67,7 +67,9 @@ def _time(fn: Any, repeat: int) -> float:
 def measure(steps: int = 8, repeat: int = 5) -> list[dict[str, Any]]:
     from numcodecs import blosc
 
-    blosc.set_nthreads(1)  # per-thread figures: build workers and readers run one codec call per thread
+    blosc.set_nthreads(
+        1
+    )  # per-thread figures: build workers and readers run one codec call per thread
     rows = []
     for name, arr in _samples(steps).items():
         arr = np.ascontiguousarray(arr)
@@ -95,14 +97,19 @@ def measure(steps: int = 8, repeat: int = 5) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.bench.codecs", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.bench.codecs", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--out", default="bench-results/codecs.json")
     args = parser.parse_args(argv)
     rows = measure(args.steps, args.repeat)
     header = ("array", "codec", "MB", "ratio", "encode MB/s", "decode MB/s")
-    table = [header] + [(r["array"], r["codec"], r["mb"], r["ratio"], r["encode_mb_s"], r["decode_mb_s"]) for r in rows]
+    table = [header] + [
+        (r["array"], r["codec"], r["mb"], r["ratio"], r["encode_mb_s"], r["decode_mb_s"])
+        for r in rows
+    ]
     widths = [max(len(str(r[i])) for r in table) for i in range(len(header))]
     for r in table:
         print("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)))

@@ -41,7 +41,9 @@ def wait_for_liveness(url: str, proc: subprocess.Popen, log: Path, timeout: floa
     raise RuntimeError(f"server not live after {timeout}s:\n{log.read_text()[-3000:]}")
 
 
-def start_server(extra_args: list[str], log: Path, env: dict | None = None) -> tuple[subprocess.Popen, str]:
+def start_server(
+    extra_args: list[str], log: Path, env: dict | None = None
+) -> tuple[subprocess.Popen, str]:
     port = free_port()
     exe = Path(sys.executable).with_name("gridscope")
     cmd = [str(exe), "serve", "--port", str(port), "--no-show", *extra_args]
@@ -89,7 +91,9 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM_PATH), args=CHROMIUM_ARGS)
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM_PATH), args=CHROMIUM_ARGS
+        )
         yield chromium
         chromium.close()
 

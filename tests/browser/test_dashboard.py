@@ -102,7 +102,9 @@ def test_variable_and_time_change_the_picture(page, server_url: str, artifacts: 
     after_time, seconds_time = wait_for_change(page, after_var)
     page.screenshot(path=str(artifacts / "02-airt-jul.png"), full_page=True)
     assert colourful(after_time) > 100
-    print(f"widget change to new map: variable {seconds_var * 1000:.0f} ms, time {seconds_time * 1000:.0f} ms")
+    print(
+        f"widget change to new map: variable {seconds_var * 1000:.0f} ms, time {seconds_time * 1000:.0f} ms"
+    )
     link = page.locator(".gs-link input").input_value()
     assert "var=AIRT" in link and "time=Jul" in link
 
@@ -121,7 +123,9 @@ def test_box_and_point_series_match_pipelines(page, server_url: str, artifacts: 
     text = wait_for_text(page, ".gs-region-text", r"Box W (?!-180, S -90, E 180, N 90)-?[\d.]+, S")
     bbox = tuple(float(v) for v in re.search(r"W (\S+), S (\S+), E (\S+), N (\S+)", text).groups())
     assert bbox != (-180.0, -90.0, 180.0, 90.0)
-    wait_for_text(page, ".gs-series-summary", re.escape("bbox " + ",".join(f"{v:g}" for v in bbox) + ":"))
+    wait_for_text(
+        page, ".gs-series-summary", re.escape("bbox " + ",".join(f"{v:g}" for v in bbox) + ":")
+    )
     page.screenshot(path=str(artifacts / "03-box-series.png"), full_page=True)
     got = np.array([v for _, v in series_csv(page)])
     want = expected_series({"dataset": "coads", "var": "SST", "bbox": bbox})
@@ -139,7 +143,9 @@ def test_box_and_point_series_match_pipelines(page, server_url: str, artifacts: 
 
 def test_permalink_restores_the_view(browser, page, server_url: str, artifacts: Path) -> None:
     open_dashboard(page, server_url)
-    page.locator(".gs-dataset select").select_option(label="FNOC monthly surface winds 1982–1992 (2.5°)")
+    page.locator(".gs-dataset select").select_option(
+        label="FNOC monthly surface winds 1982–1992 (2.5°)"
+    )
     deadline = time.monotonic() + 20
     while page.locator(".gs-time select option").count() < 100 and time.monotonic() < deadline:
         page.wait_for_timeout(50)
@@ -153,7 +159,10 @@ def test_permalink_restores_the_view(browser, page, server_url: str, artifacts: 
             break
         page.wait_for_timeout(50)
     assert "bbox=120,20,-100,60" in link
-    wanted = {name: page.locator(f".gs-{name} select").input_value() for name in ("dataset", "var", "time", "region")}
+    wanted = {
+        name: page.locator(f".gs-{name} select").input_value()
+        for name in ("dataset", "var", "time", "region")
+    }
     context = browser.new_context(viewport={"width": 1400, "height": 1150})
     fresh = context.new_page()
     open_dashboard(fresh, link)
@@ -161,7 +170,9 @@ def test_permalink_restores_the_view(browser, page, server_url: str, artifacts: 
     fresh.screenshot(path=str(artifacts / "05-permalink.png"), full_page=True)
     assert restored == wanted
     assert fresh.locator(".gs-link input").input_value() == link
-    wait_for_text(fresh, ".gs-series-summary", "navy-winds VWND area-weighted mean over bbox 120,20,-100,60:")
+    wait_for_text(
+        fresh, ".gs-series-summary", "navy-winds VWND area-weighted mean over bbox 120,20,-100,60:"
+    )
     context.close()
 
 

@@ -44,7 +44,9 @@ def jupyter_url(artifacts: Path, tmp_path_factory):
         f"--ServerApp.base_url={BASE}", f"--IdentityProvider.token={TOKEN}",
         f"--ServerApp.root_dir={root}",
     ]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+    )
     url = f"http://127.0.0.1:{port}{BASE}"
     deadline = time.monotonic() + 60
     while True:
@@ -65,7 +67,9 @@ def jupyter_url(artifacts: Path, tmp_path_factory):
 
 
 def test_launcher_entry_is_registered(jupyter_url):
-    with urllib.request.urlopen(f"{jupyter_url}server-proxy/servers-info?token={TOKEN}", timeout=10) as r:
+    with urllib.request.urlopen(
+        f"{jupyter_url}server-proxy/servers-info?token={TOKEN}", timeout=10
+    ) as r:
         servers = json.load(r)["server_processes"]
     entry = next(s for s in servers if s["name"] == "gridscope")
     assert entry["launcher_entry"]["enabled"] is True

@@ -26,7 +26,9 @@ RSS_LIMIT = 2 * 2**30
 @pytest.fixture(scope="module")
 def virtual_server(artifacts: Path):
     # the whole-record Global series of a raw TB source is refused in words (budget)
-    proc, url = start_server([SOURCE], artifacts / "serve-virtual.log", env={"GRIDSCOPE_MAX_REQUEST_BYTES": "2GB"})
+    proc, url = start_server(
+        [SOURCE], artifacts / "serve-virtual.log", env={"GRIDSCOPE_MAX_REQUEST_BYTES": "2GB"}
+    )
     yield proc, url
     stop_server(proc)
 
@@ -40,7 +42,7 @@ def _rss(pid: int) -> int:
 
 def _info(page) -> str:
     text = text_of(page, ".gs-map-info")
-    return text[text.find("Showing"):] if "Showing" in text else text
+    return text[text.find("Showing") :] if "Showing" in text else text
 
 
 def _wait_info(page, pattern: str, timeout: float = 60.0) -> str:
@@ -76,7 +78,9 @@ def test_virtual_source_map_zoom_and_memory(browser, virtual_server, artifacts: 
             page.wait_for_timeout(80)
         fine = _wait_info(page, r"Showing 0\.125° \(full resolution\)")
         cells = [int(v) for v in re.search(r"(\d+)x(\d+) cells", fine).groups()]
-        assert cells[0] * cells[1] < 1441 * 2880 / 4, "a zoomed frame reads about one screen of cells"
+        assert cells[0] * cells[1] < 1441 * 2880 / 4, (
+            "a zoomed frame reads about one screen of cells"
+        )
         link = page.locator(".gs-link input").input_value()
         assert "x_range=" in link
         after = map_pixels(page)

@@ -36,9 +36,13 @@ def _run(argv: list[str]) -> tuple[int, str]:
     return code, err.getvalue()
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
-    flag=st.sampled_from(["--var", "--time", "--start", "--end", "--agg", "--bbox", "--level", "--baseline-start"]),
+    flag=st.sampled_from(
+        ["--var", "--time", "--start", "--end", "--agg", "--bbox", "--level", "--baseline-start"]
+    ),
     value=_hostile_text,
     source=st.sampled_from(["coads", "navy-winds", "etopo20", "../secret", "nope", "/dev/null"]),
 )
@@ -51,7 +55,9 @@ def test_export_map_flags(tmp_path, flag, value, source):
         assert len(err.strip().splitlines()) == 1 and err.startswith("gridscope: error:")
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(point=_hostile_text, start=_hostile_text)
 def test_export_series_flags(tmp_path, point, start):
     argv = ["export", "series", "coads", "--var", "SST", "--point", point, "--start", start,
@@ -64,13 +70,32 @@ def test_export_series_flags(tmp_path, point, start):
 
 
 def test_valid_call_still_works_after_garbage(tmp_path):
-    assert _run(["export", "map", "coads", "--var", "SST", "--bbox", "nan,0,1,1", "-o", str(tmp_path / "a.nc")])[0] == 2
-    code, err = _run(["export", "map", "coads", "--var", "SST", "--time", "Jul", "-o", str(tmp_path / "a.nc")])
+    assert (
+        _run(
+            [
+                "export",
+                "map",
+                "coads",
+                "--var",
+                "SST",
+                "--bbox",
+                "nan,0,1,1",
+                "-o",
+                str(tmp_path / "a.nc"),
+            ]
+        )[0]
+        == 2
+    )
+    code, err = _run(
+        ["export", "map", "coads", "--var", "SST", "--time", "Jul", "-o", str(tmp_path / "a.nc")]
+    )
     assert code == 0, err
     assert (tmp_path / "a.nc").stat().st_size > 0
 
 
-@pytest.mark.parametrize("argv", [["catalog", "list", "--catalog", "/nonexistent.yaml"], ["export"], []])
+@pytest.mark.parametrize(
+    "argv", [["catalog", "list", "--catalog", "/nonexistent.yaml"], ["export"], []]
+)
 def test_other_commands_fail_in_one_line(argv):
     code, err = _run(argv)
     assert code == 2 and "Traceback" not in err

@@ -37,7 +37,9 @@ def sources():
     return DatasetSources.from_catalog()
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(params=st.dictionaries(st.sampled_from(_FIELDS), _VALUES, max_size=8))
 def test_any_link_gives_a_valid_view_or_a_message(sources, params):
     state = ExplorerState(sources)

@@ -34,12 +34,18 @@ def built(tmp_path_factory):
     path = folder / "src.zarr"
     write_demo_store(SyntheticSpec(nsteps=NSTEPS, resolution=4.0, seed=11), path, progress=False)
     build_derived(
-        str(path), scheduler="synchronous", progress=False,
+        str(path),
+        scheduler="synchronous",
+        progress=False,
         config=BuildConfig(max_level=2, ts_max_level=3, base_block=4, unit_steps=16),
     )
     ds = open_dataset(str(path))
     memory = ds.load()
-    levels = {(lev, kind): level_dataset(memory, lev, kind) for lev in (1, 2) for kind in ("mean", "min", "max")}
+    levels = {
+        (lev, kind): level_dataset(memory, lev, kind)
+        for lev in (1, 2)
+        for kind in ("mean", "min", "max")
+    }
     return ds, memory, levels
 
 
@@ -79,7 +85,9 @@ def _reference(built, query: Query, level: int, viewport) -> np.ndarray:
     return out
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     var=st.sampled_from(["t2m", "sst"]),
     agg=st.sampled_from(["mean", "min", "max", "std"]),
@@ -108,10 +116,14 @@ def test_range_maps_equal_brute_force(built, var, agg, span, bbox, viewport, scr
     if agg in ("min", "max"):
         np.testing.assert_array_equal(got.values, ref.values)
     else:
-        np.testing.assert_allclose(got.values, ref.values, rtol=1e-5, atol=0 if agg == "mean" else 1e-6)
+        np.testing.assert_allclose(
+            got.values, ref.values, rtol=1e-5, atol=0 if agg == "mean" else 1e-6
+        )
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     step=st.integers(0, NSTEPS - 1),
     viewport=st.none() | boxes(),
@@ -136,7 +148,9 @@ def test_step_maps_equal_brute_force(built, step, viewport, screen, anomaly) -> 
     np.testing.assert_allclose(got.values, ref.values, rtol=1e-6, atol=3e-3 if anomaly else 0)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     span=time_ranges(),
     where=st.one_of(

@@ -30,7 +30,11 @@ def _raw_dataset(lon0: float, descending: bool, seed: int) -> xr.Dataset:
     ds = xr.Dataset(
         {"t": (("time", "latitude", "longitude"), values, {"units": "K"})},
         coords={
-            "time": ("time", np.arange(NTIME) * 30.0, {"units": "days since 2000-01-01", "calendar": "noleap"}),
+            "time": (
+                "time",
+                np.arange(NTIME) * 30.0,
+                {"units": "days since 2000-01-01", "calendar": "noleap"},
+            ),
             "latitude": ("latitude", lat, {"units": "degrees_north"}),
             "longitude": ("longitude", lon, {"units": "degrees_east"}),
         },
@@ -76,11 +80,15 @@ def test_box_and_range_match_brute_force(box, lon0, descending, first, length, a
     values = raw["t"].values[first : last + 1]
 
     got_series = compute_series(ds, Query("s", "t", bbox=box, start=start, end=end)).values
-    weights = (np.sin(np.deg2rad(lat + 7.5)) - np.sin(np.deg2rad(lat - 7.5)))[:, None] * np.ones(lon.size)
+    weights = (np.sin(np.deg2rad(lat + 7.5)) - np.sin(np.deg2rad(lat - 7.5)))[:, None] * np.ones(
+        lon.size
+    )
     expect_series = []
     for frame in values:
         ok = mask & np.isfinite(frame)
-        expect_series.append((frame[ok] * weights[ok]).sum() / weights[ok].sum() if ok.any() else np.nan)
+        expect_series.append(
+            (frame[ok] * weights[ok]).sum() / weights[ok].sum() if ok.any() else np.nan
+        )
     np.testing.assert_allclose(got_series, expect_series, rtol=1e-5)
 
     got_map = compute_map(ds, Query("s", "t", bbox=box, start=start, end=end, agg=agg))
@@ -103,7 +111,11 @@ def test_box_and_range_match_brute_force(box, lon0, descending, first, length, a
 
 
 @settings(max_examples=30, deadline=None)
-@given(lon=st.floats(-180, 360, allow_nan=False), lat=st.floats(-90, 90, allow_nan=False), lon0=st.sampled_from([0.0, 20.0]))
+@given(
+    lon=st.floats(-180, 360, allow_nan=False),
+    lat=st.floats(-90, 90, allow_nan=False),
+    lon0=st.sampled_from([0.0, 20.0]),
+)
 def test_point_is_nearest_cell_on_the_sphere_grid(lon, lat, lon0):
     raw = _raw_dataset(lon0, descending=True, seed=1)
     ds = normalise_dataset(raw, "synthetic")
