@@ -82,7 +82,9 @@ def server_url(artifacts: Path):
     stop_server(proc)
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: a running sync Playwright holds an asyncio loop on the main
+# thread, and later tests that call asyncio.run (load test, Bokeh client) would fail.
+@pytest.fixture(scope="module")
 def browser():
     if not CHROMIUM_PATH.exists():
         if os.environ.get("CI"):  # CI installs it (`make browser`): missing is a failure there
