@@ -299,6 +299,15 @@ def _choose_level(n_lat0: int, n_lon0: int, screen: Screen | None, max_level: in
 # --------------------------------------------------------------------------- maps
 
 
+def _derived_stores(ds: xr.Dataset, var: str) -> tuple[Any, str]:
+    """The variable's derived stores (None without a build, or with a level axis) and
+    the version that keys cached results ("raw" when nothing is built)."""
+    derived = find_derived(ds)
+    if derived is None:
+        return None, "raw"
+    return (derived.variable(var) if "level" not in ds[var].dims else None), derived.version
+
+
 def plan_map(
     ds: xr.Dataset,
     query: Query,
@@ -336,13 +345,7 @@ def plan_map(
         raise QueryError("time", "this dataset has no time axis; leave time empty")
     boxes = _bboxes(query, viewport)
     region0 = _region(_grid(ds, 0), boxes)
-    derived = find_derived(ds)
-    stores = (
-        derived.variable(query.var)
-        if derived is not None and "level" not in ds[query.var].dims
-        else None
-    )
-    version = derived.version if derived is not None else "raw"
+    stores, version = _derived_stores(ds, query.var)
     key = _key(ds, version, "map", query, viewport, screen)
     single = query.time is not None
     kind = field_kind(query.agg, single, query.is_anomaly)
@@ -646,13 +649,7 @@ def plan_series(ds: xr.Dataset, query: Query, *, max_bytes: int | None = None) -
         raise QueryError("time", "a time series takes start/end, not a single time")
     if query.point is None and query.bbox is None:
         raise QueryError("point", "a time series needs a point (lon,lat) or a bbox (W,S,E,N)")
-    derived = find_derived(ds)
-    stores = (
-        derived.variable(query.var)
-        if derived is not None and "level" not in ds[query.var].dims
-        else None
-    )
-    version = derived.version if derived is not None else "raw"
+    stores, version = _derived_stores(ds, query.var)
     key = _key(ds, version, "series", query, None, None)
     t0, t1 = _range_indices(da, query.start, query.end)
     if query.is_anomaly:

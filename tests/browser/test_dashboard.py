@@ -128,9 +128,14 @@ def test_box_and_point_series_match_pipelines(page, server_url: str, artifacts: 
     )
     wanted_link = "bbox=" + ",".join(f"{v:g}" for v in bbox)
     deadline = time.monotonic() + 20
-    while wanted_link not in page.locator(".gs-link input").input_value() and time.monotonic() < deadline:
+    while (
+        wanted_link not in page.locator(".gs-link input").input_value()
+        and time.monotonic() < deadline
+    ):
         page.wait_for_timeout(50)
-    assert wanted_link in page.locator(".gs-link input").input_value(), "the permalink follows the box"
+    assert wanted_link in page.locator(".gs-link input").input_value(), (
+        "the permalink follows the box"
+    )
     page.screenshot(path=str(artifacts / "03-box-series.png"), full_page=True)
     got = np.array([v for _, v in series_csv(page)])
     want = expected_series({"dataset": "coads", "var": "SST", "bbox": bbox})
