@@ -149,10 +149,12 @@ def describe(client) -> dict[str, Any]:
     except (OSError, TimeoutError):
         return {"status": "unavailable", "workers": 0, "threads": 0, "dashboard": None}
     workers = info.get("workers", {})
+    # a scheduler started with --no-dashboard reports no services: then there is no link
+    dashboard = getattr(client, "dashboard_link", None) if info.get("services") else None
     return {
         "status": "connected",
         "address": info.get("address"),
         "workers": len(workers),
-        "threads": sum(w.get("nthreads", 0) for w in workers.values()),
-        "dashboard": getattr(client, "dashboard_link", None),
+        "threads": sum(int(w.get("nthreads", 0)) for w in workers.values()),
+        "dashboard": dashboard,
     }

@@ -7,6 +7,7 @@ from typing import Any
 import panel as pn
 
 from app import compute
+from pipelines.cluster import describe
 
 __all__ = ["ClusterView", "describe_cluster"]
 
@@ -22,19 +23,15 @@ def describe_cluster(client: Any) -> str:
     if getattr(client, "status", "running") != "running":  # never block on a lost scheduler
         return "**Dask**: cluster unavailable, reconnecting"
     try:
-        info = client.scheduler_info(n_workers=-1)
-    except TypeError:
-        info = client.scheduler_info()
+        info = describe(client)
     except Exception as exc:  # a lost scheduler is shown, not raised
         return f"**Dask**: scheduler unreachable ({type(exc).__name__})"
-    workers = info.get("workers", {})
-    threads = sum(int(w.get("nthreads", 0)) for w in workers.values())
-    text = f"**Dask**: {len(workers)} worker{'s' if len(workers) != 1 else ''}, {threads} threads"
-    link = getattr(client, "dashboard_link", None)
-    if link and "dashboard" not in str(info.get("services", {})) and not info.get("services"):
-        link = None
-    if link:
-        text += f" · [Dask dashboard]({link})"
+    if info["status"] != "connected":
+        return "**Dask**: scheduler unreachable"
+    workers = info["workers"]
+    text = f"**Dask**: {workers} worker{'s' if workers != 1 else ''}, {info['threads']} threads"
+    if info["dashboard"]:
+        text += f" · [Dask dashboard]({info['dashboard']})"
     return text
 
 
