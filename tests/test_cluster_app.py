@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 import urllib.request
@@ -12,36 +11,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.browser.conftest import free_port, start_server, stop_server
+from tests.browser.conftest import start_server, stop_server
 
 pytestmark = pytest.mark.cluster
 BIN = Path(sys.executable).parent
 
 
 @pytest.fixture(scope="module")
-def scheduler(tmp_path_factory):
-    port = free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    logs = tmp_path_factory.mktemp("dask")
-    procs = [subprocess.Popen([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                               "--no-dashboard"], stdout=(logs / "s.log").open("w"), stderr=subprocess.STDOUT)]  # fmt: skip
-    for i in range(2):
-        procs.append(subprocess.Popen([str(BIN / "dask"), "worker", address, "--nthreads", "1", "--no-dashboard",
-                                       "--host", "127.0.0.1"], stdout=(logs / f"w{i}.log").open("w"),
-                                      stderr=subprocess.STDOUT))  # fmt: skip
+def scheduler(dask_processes):
+    """The shared scheduler + 2 worker processes (tests/dask_processes.py) and a client."""
     from distributed import Client
 
-    client = Client(address, timeout="30s")
-    client.wait_for_workers(2, timeout=60)
-    yield address, client
+    client = Client(dask_processes, timeout="30s", set_as_default=False)
+    yield dask_processes, client
     client.close()
-    for proc in reversed(procs):
-        proc.terminate()
-    for proc in procs:
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def test_maps_and_series_computed_on_the_cluster_match(scheduler, monkeypatch) -> None:
