@@ -10,6 +10,11 @@ re-run after a kill skips completed units and, the computation being determinist
 ends with the same bytes as an uninterrupted build. The manifest records each
 component as soon as it is complete (see `pipelines.derived`).
 
+Every chunk of every derived array is written, all-fill ones included (zarr skips
+those by default), and the manifest records each array's shape and chunks, so a
+deleted chunk file is detected (`pipelines.derived.missing_chunks`) instead of read as
+the fill value. A re-run rebuilds a variable whose arrays lack chunk files.
+
 Codecs: blosc-lz4 (clevel 5, byte shuffle) everywhere, chosen by measurement
 (``python -m tests.bench.codecs``, one thread, synthetic 0.25-degree t2m fields, on
 this 2-core machine while other work shared it, so +-30%): raw float32 field ratio
@@ -25,7 +30,9 @@ save ~45% of the encode+write CPU but double the derived stores on disk.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
+import shutil
 import sys
 import time as _time
 from collections.abc import Callable
@@ -35,17 +42,20 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from pipelines.aggregates import BlockTable, block_stats, combine_stats
+from pipelines.aggregates import STATS, BlockTable, block_stats, combine_stats
 from pipelines.derived import (
     _OPEN,
     derived_dir_for,
     fingerprint,
+    missing_chunks,
     register_derived,
     write_manifest,
 )
 from pipelines.pyramid import coarsen_fields
 
 __all__ = ["BuildConfig", "build_derived", "open_source"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,6 +155,27 @@ def _layout(ds: xr.Dataset, var: str, cfg: BuildConfig) -> dict[str, dict[str, A
     return out
 
 
+def _array_specs(layout: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The manifest's record of every derived array: store -> path -> shape and chunks
+    (what `pipelines.derived.missing_chunks` counts chunk files against)."""
+    return {
+        store: {
+            path: {"shape": list(shape), "chunks": list(chunks)}
+            for path, (shape, chunks, _dtype) in arrays.items()
+        }
+        for store, arrays in layout.items()
+    }
+
+
+def _dense(arr: Any) -> Any:
+    """``arr`` writing every chunk, even one equal to the fill value everywhere.
+
+    zarr skips (and deletes) such chunks by default; derived arrays must hold every
+    chunk file so that a missing one means damage, not "all fill value".
+    """
+    return arr.with_config({"write_empty_chunks": True})
+
+
 def _create_arrays(folder: Path, var: str, layout: dict[str, dict[str, Any]]) -> None:
     import zarr
 
@@ -202,7 +233,7 @@ class _SlabWriter:
     def write(self, arr: Any, start: int, data: np.ndarray) -> None:
         plan = _fast_chunk_plan(arr, start, data)
         if plan is None:
-            arr[start : start + data.shape[0]] = data
+            _dense(arr)[start : start + data.shape[0]] = data
             return
         codec, chunks, fill, root = plan
         shape = arr.shape
@@ -393,6 +424,7 @@ def _run_combine(folder: str, var: str, level: int, size: int, nt: int, cfg: Bui
     from pipelines.aggregates import BlockStats
 
     agg = zarr.open_group(Path(folder) / "aggregates.zarr", mode="r+")
+    outputs = {name: _dense(agg[f"{var}/L{level}/{name}"]) for name in STATS}
     table = BlockTable(nt, cfg.base_block)
     half = size // 2
     n = table.count(size)
@@ -407,8 +439,8 @@ def _run_combine(folder: str, var: str, level: int, size: int, nt: int, cfg: Bui
             }
         )
         out = combine_stats(parts)
-        for name in ("sum", "sumsq", "count", "min", "max"):
-            agg[f"{var}/L{level}/{name}"][dst0 + k : dst0 + k + 1] = getattr(out, name)
+        for name in STATS:
+            outputs[name][dst0 + k : dst0 + k + 1] = getattr(out, name)
     marker = _combine_marker(Path(folder), var, level, size)
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text("done\n")
@@ -425,7 +457,25 @@ def _write_shifts(ds: xr.Dataset, folder: Path, var: str, cfg: BuildConfig) -> N
     fields = [first] + [lv["mean"] for lv in coarsen_fields(first, area, cfg.max_level)]
     for lev in range(0, cfg.max_level + 1):
         if f"{var}/L{lev}/shift" in agg:
-            agg[f"{var}/L{lev}/shift"][...] = np.nan_to_num(fields[lev].astype("float64"), nan=0.0)
+            shift = np.nan_to_num(fields[lev].astype("float64"), nan=0.0)
+            _dense(agg[f"{var}/L{lev}/shift"])[...] = shift
+
+
+def _forget_if_damaged(
+    folder: Path, manifest: dict[str, Any], var: str, source: str, nsteps: int
+) -> None:
+    """Drop ``var``'s manifest entry and progress markers when its complete arrays lack
+    chunk files, so this build writes all of its units and blocks again."""
+    info = manifest["variables"].get(var)
+    if info is None:
+        return
+    problems = missing_chunks(folder, var, info, nsteps, source)
+    if not problems:
+        return
+    for problem in problems:
+        log.warning("rebuilding: %s", problem.text)
+    del manifest["variables"][var]
+    shutil.rmtree(folder / "progress" / var, ignore_errors=True)
 
 
 def build_derived(
@@ -482,8 +532,6 @@ def build_derived(
         ) != dataclasses.asdict(cfg) | {"variables": None}:
             manifest = {}
     if not manifest:
-        import shutil
-
         for name in ("pyramid.zarr", "aggregates.zarr", "timeseries.zarr", "progress"):
             shutil.rmtree(folder / name, ignore_errors=True)
         manifest = {
@@ -494,6 +542,8 @@ def build_derived(
             "variables": {},
         }
     for var in variables:
+        _forget_if_damaged(folder, manifest, var, source, nt)
+        layout = _layout(ds, var, cfg)
         info = manifest["variables"].setdefault(
             var,
             {
@@ -502,10 +552,11 @@ def build_derived(
                 "base_block": cfg.base_block,
                 "unit_steps": cfg.unit_steps,
                 "complete": {},
+                "arrays": _array_specs(layout),
             },
         )
         if not info["complete"]:
-            _create_arrays(folder, var, _layout(ds, var, cfg))
+            _create_arrays(folder, var, layout)
             _write_shifts(ds, folder, var, cfg)
     write_manifest(folder, manifest)
     register_derived(source, folder)

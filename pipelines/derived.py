@@ -16,15 +16,29 @@ source, or ``$GRIDSCOPE_DERIVED_DIR/<slug>/``, or a folder given to ``gridscope 
 The manifest is rewritten atomically whenever a component completes; `DerivedStores`
 re-reads it when its modification time changes, so a running server starts using a
 level as soon as it is complete, without a restart.
+
+Missing chunk files: zarr reads a missing chunk as the fill value, so a deleted chunk
+file of a derived array would silently give wrong maps and series. The build writes
+every chunk (all-fill ones too) and records each array's shape and chunks in the
+manifest (``variables.<var>.arrays``); when a variable is first used after the manifest
+(re)loads, `missing_chunks` counts the chunk files of its complete arrays. An
+incomplete array makes its level unusable (the planner answers from finer levels or
+the raw data, which is exact), and the problem is logged and listed in
+`DerivedStores.problems`. Manifests written before this field existed are used
+unverified.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import logging
+import math
 import os
 import re
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +48,18 @@ import xarray as xr
 from pipelines.aggregates import BlockTable
 
 __all__ = [
+    "ArrayProblem",
     "DerivedStores",
     "VariableStores",
+    "count_chunk_files",
     "derived_dir_for",
     "fingerprint",
     "find_derived",
+    "missing_chunks",
     "register_derived",
 ]
+
+log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 _REGISTERED: dict[str, Path] = {}
@@ -104,36 +123,201 @@ def find_derived(ds: xr.Dataset) -> DerivedStores | None:
     return None
 
 
-class VariableStores:
-    """The complete derived arrays of one variable (zarr arrays, opened lazily)."""
+@dataclasses.dataclass(frozen=True)
+class ArrayProblem:
+    """A complete derived array that lacks chunk files (they would read as fill values).
 
-    def __init__(self, folder: Path, var: str, info: dict[str, Any], nsteps: int):
+    Attributes
+    ----------
+    component
+        ``"pyramid"``, ``"aggregates"`` or ``"timeseries"``.
+    path
+        The array inside the variable's group, e.g. ``"L1/count"`` or ``"values"``.
+    level
+        Its level (``"values"`` is level 0).
+    text
+        The problem in words, naming the source, variable and array.
+    """
+
+    component: str
+    path: str
+    level: int
+    text: str
+
+
+def count_chunk_files(array_dir: str | os.PathLike[str], grid: Sequence[int]) -> int:
+    """How many chunk files of a zarr v3 array exist, of those with indices inside ``grid``.
+
+    The default chunk key encoding ("/" separator) stores chunk ``(i, j, k)`` at
+    ``c/i/j/k``; ``grid[d]`` chunk indices are expected along dimension ``d``. Names
+    outside the grid (temporary files, stale chunks) are not counted. Each directory
+    listing is intersected with the expected names as sets, so the cost is about one
+    system call per directory plus C-speed set work per file.
+    """
+    root = os.path.join(os.fspath(array_dir), "c")
+    if not grid:
+        return int(os.path.isfile(root))
+    names = [frozenset(str(i) for i in range(int(n))) for n in grid]
+    return _count_under(root, names)
+
+
+def _count_under(path: str, names: list[frozenset[str]]) -> int:
+    try:
+        present = names[0].intersection(os.listdir(path))
+    except (FileNotFoundError, NotADirectoryError):
+        return 0
+    if len(names) == 1:
+        return len(present)
+    return sum(_count_under(os.path.join(path, name), names[1:]) for name in present)
+
+
+def _level_of(path: str) -> int:
+    match = re.match(r"L(\d+)/", path)
+    return int(match.group(1)) if match else 0
+
+
+def _consequence(component: str, path: str, level: int) -> str:
+    """What the planner does without the array (always exact, possibly slower)."""
+    if component == "pyramid":
+        return f"pyramid levels {level} and coarser are not used (maps come from finer levels)"
+    if component == "aggregates":
+        return (
+            f"temporal aggregates of level {level} are not used (time-range maps at that "
+            "level are computed from its pyramid level or the raw data, more slowly)"
+        )
+    if path == "values":
+        return "the time-series copy is not used (series are computed from the raw data)"
+    return f"time-series levels {level} and coarser are not used (region series read finer levels)"
+
+
+def _expected_grid(component: str, spec: dict[str, Any], aggregate_rows: int) -> list[int]:
+    """Chunks per dimension that must exist; aggregates only up to the complete rows."""
+    shape, chunks = spec["shape"], spec["chunks"]
+    grid = [math.ceil(int(n) / int(c)) for n, c in zip(shape, chunks, strict=True)]
+    if component == "aggregates" and len(grid) == 3:
+        grid[0] = min(grid[0], math.ceil(aggregate_rows / int(chunks[0])))
+    return grid
+
+
+def missing_chunks(
+    folder: Path, var: str, info: dict[str, Any], nsteps: int, source: str = ""
+) -> list[ArrayProblem]:
+    """The complete derived arrays of ``var`` that lack chunk files.
+
+    ``info`` is the variable's manifest entry. Only components the manifest marks
+    complete are checked (aggregates: the rows of the complete block sizes, which are
+    a prefix of the flat block index). An entry without ``arrays`` (built before chunk
+    counts were recorded) is not checked and gives no problems.
+
+    Returns
+    -------
+    list of ArrayProblem
+        Empty when every expected chunk file is there.
+    """
+    arrays = info.get("arrays")
+    if not arrays:
+        return []
+    complete = info.get("complete", {})
+    done = complete.get("aggregate_sizes") or []
+    rows = 0
+    if done:
+        table = BlockTable(nsteps, int(info["base_block"]))
+        rows = table.offset(max(done)) + table.count(max(done))
+    usable = {
+        "pyramid": bool(complete.get("pyramid")),
+        "aggregates": bool(done),
+        "timeseries": bool(complete.get("timeseries")),
+    }
+    out = []
+    for component, specs in sorted(arrays.items()):
+        if not usable.get(component):
+            continue
+        for path, spec in sorted(specs.items()):
+            array_dir = folder / f"{component}.zarr" / var / path
+            grid = _expected_grid(component, spec, rows)
+            expected = math.prod(grid)
+            if not (array_dir / "zarr.json").is_file():
+                what = "its metadata (zarr.json) is missing"
+            else:
+                found = count_chunk_files(array_dir, grid)
+                if found >= expected:
+                    continue
+                what = (
+                    f"{expected - found} of its {expected} chunk files are missing "
+                    "(they would read as fill values: wrong numbers)"
+                )
+            level = _level_of(path)
+            out.append(
+                ArrayProblem(
+                    component,
+                    path,
+                    level,
+                    f"derived stores of {source or str(folder)!r}, variable {var!r}: array "
+                    f"{component}.zarr/{var}/{path}: {what}; "
+                    f"{_consequence(component, path, level)}; run 'gridscope build' for this "
+                    f"source again to rebuild it (folder {folder})",
+                )
+            )
+    return out
+
+
+class VariableStores:
+    """The complete derived arrays of one variable (zarr arrays, opened lazily).
+
+    ``problems`` (from `missing_chunks`) take levels out of use: a broken pyramid or
+    time-series level caps the usable levels below it, a broken aggregates level
+    turns off that level's aggregates, a broken time-series ``values`` array the
+    whole time-series copy.
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        var: str,
+        info: dict[str, Any],
+        nsteps: int,
+        problems: Sequence[ArrayProblem] = (),
+    ):
         self.folder = folder
         self.var = var
         self.info = info
         self.nsteps = nsteps
+        self.problems = list(problems)
         self._arrays: dict[str, Any] = {}
 
     @property
     def complete(self) -> dict[str, Any]:
         return dict(self.info.get("complete", {}))
 
+    def _broken_levels(self, component: str) -> set[int]:
+        return {p.level for p in self.problems if p.component == component}
+
     @property
     def max_level(self) -> int:
-        return int(self.info["max_level"]) if self.complete.get("pyramid") else 0
+        if not self.complete.get("pyramid"):
+            return 0
+        return min(
+            [int(self.info["max_level"])] + [lv - 1 for lv in self._broken_levels("pyramid")]
+        )
 
     @property
     def ts_max_level(self) -> int:
-        return int(self.info["ts_max_level"]) if self.complete.get("timeseries") else 0
+        if not self.has_timeseries:
+            return 0
+        broken = [lv - 1 for lv in self._broken_levels("timeseries")]
+        return min([int(self.info["ts_max_level"])] + broken)
 
     @property
     def has_timeseries(self) -> bool:
-        return bool(self.complete.get("timeseries"))
+        return bool(self.complete.get("timeseries")) and not any(
+            p.component == "timeseries" and p.path == "values" for p in self.problems
+        )
 
-    def block_table(self) -> BlockTable | None:
-        """Blocks usable now: sizes up to the largest complete one, or None."""
+    def block_table(self, level: int) -> BlockTable | None:
+        """Blocks usable now at ``level``: sizes up to the largest complete one, or None
+        (nothing complete yet, or that level's aggregates lack chunk files)."""
         done = self.complete.get("aggregate_sizes") or []
-        if not done:
+        if not done or level in self._broken_levels("aggregates"):
             return None
         return BlockTable(self.nsteps, int(self.info["base_block"]), max(done))
 
@@ -182,6 +366,15 @@ class DerivedStores:
         self.manifest()
         return f"{self.folder}:{self._mtime}"
 
+    @property
+    def problems(self) -> list[str]:
+        """Every variable's missing-chunk problems, in words (checks all variables)."""
+        out = []
+        for var in sorted(self.manifest().get("variables", {})):
+            stores = self.variable(var)
+            out += [p.text for p in stores.problems] if stores is not None else []
+        return out
+
     def matches(self, ds: xr.Dataset) -> bool:
         manifest = self.manifest()
         return bool(manifest) and manifest.get("fingerprint") == fingerprint(ds)
@@ -194,11 +387,25 @@ class DerivedStores:
         with self._lock:
             stores = self._vars.get(var)
             if stores is None:
-                stores = VariableStores(
-                    self.folder, var, info, int(manifest["fingerprint"].get("nsteps", 0))
-                )
+                nsteps = int(manifest["fingerprint"].get("nsteps", 0))
+                problems = self._check(var, info, nsteps, str(manifest.get("source", "")))
+                stores = VariableStores(self.folder, var, info, nsteps, problems)
                 self._vars[var] = stores
             return stores
+
+    def _check(self, var: str, info: dict[str, Any], nsteps: int, source: str) -> list:
+        """`missing_chunks` for a local folder (logged); remote folders are not listed."""
+        if _is_remote(self.folder):
+            return []
+        problems = missing_chunks(self.folder, var, info, nsteps, source)
+        for problem in problems:
+            log.warning("%s", problem.text)
+        return problems
+
+
+def _is_remote(folder: Path) -> bool:
+    """A URL (``gs://...`` becomes ``gs:/...`` as a Path): listing it would be slow."""
+    return re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:/", str(folder)) is not None
 
 
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:

@@ -357,7 +357,7 @@ def plan_map(
             region0.lat_index.size, region0.lon_index.size, screen, stores.max_level
         )
         region = _region(_grid(ds, level), boxes) if level else region0
-        table = stores.block_table()
+        table = stores.block_table(level)
         if single and not query.is_anomaly:
             return _plan_step(ds, da, query, region, level, stores, step, key, max_bytes)
         if not single and not query.is_anomaly and table is not None:
@@ -505,7 +505,7 @@ def _plan_aggregates(
     key: Hashable,
     max_bytes: int | None,
 ) -> Plan:
-    table = stores.block_table()
+    table = stores.block_table(level)
     assert table is not None
     blocks, steps = decompose_range(t0, t1, table)
     flat = [table.flat_index(s, b) for s, b in blocks]
