@@ -1,7 +1,7 @@
-"""In-page helpers (installed with ``context.add_init_script``) that watch the map cheaply.
+"""In-page helpers (installed with ``context.add_init_script``) that watch the plots cheaply.
 
-``window.__gs`` finds the map's primary canvas through shadow roots, takes a small
-signature of its pixels (one ``getImageData`` read, every 7th pixel hashed: a feature of
+``window.__gs`` finds the primary canvas of the map (``.gs-map``) or of the time series
+(``.gs-series``) through shadow roots, takes a small signature of its pixels (one ``getImageData`` read, every 7th pixel hashed: a feature of
 more than a few dozen pixels, e.g. a 2-px region outline, always hits samples), and lists
 visible problems: the warning / error alerts of the dashboard, other danger alerts, error
 toasts, and any 'Traceback' text.
@@ -32,20 +32,21 @@ INIT_SCRIPT = r"""
     }
     return text;
   }
-  let cached = null;
+  const cached = {};
   const gs = {
-    canvas() {
-      if (cached && cached.isConnected) return cached;
-      const maps = deepAll(document, '.gs-map', [], 1);
-      if (!maps.length) return null;
-      const host = maps[0];
+    canvas(plot) {
+      const sel = '.gs-' + (plot || 'map');
+      if (cached[sel] && cached[sel].isConnected) return cached[sel];
+      const hosts = deepAll(document, sel, [], 1);
+      if (!hosts.length) return null;
+      const host = hosts[0];
       const found = deepAll(host.shadowRoot || host, 'canvas', [], 1);
       if (!found.length && host.shadowRoot) deepAll(host, 'canvas', found, 1);
-      cached = found.length ? found[0] : null;
-      return cached;
+      cached[sel] = found.length ? found[0] : null;
+      return cached[sel];
     },
-    sig() {
-      const c = gs.canvas();
+    sig(plot) {
+      const c = gs.canvas(plot);
       if (!c || !c.width || !c.height) return 'none';
       let data;
       try { data = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; }
@@ -57,14 +58,18 @@ INIT_SCRIPT = r"""
         h2 = (h2 + r * 3 + g * 5 + b * 7 + (i & 1023)) >>> 0;
         if (Math.max(r, g, b) - Math.min(r, g, b) > 40) colourful++;
       }
-      gs.colourful = colourful;
+      if (!plot || plot === 'map') gs.colourful = colourful;
       return c.width + 'x' + c.height + ':' + h1 + ':' + h2;
     },
     // the map shows data: enough saturated (non-grey) samples
     hasData() { gs.sig(); return (gs.colourful || 0) > 200; },
-    mark() { gs.before = gs.sig(); gs.markedAt = performance.now(); return gs.before; },
+    // plot: 'map' (default) or 'series', the plot whose change ends the action
+    mark(plot) {
+      gs.plot = plot || 'map';
+      gs.before = gs.sig(gs.plot); gs.markedAt = performance.now(); return gs.before;
+    },
     changed() {
-      const now = gs.sig();
+      const now = gs.sig(gs.plot);
       if (now !== 'none' && now !== gs.before) { gs.changedAt = performance.now(); return true; }
       return false;
     },

@@ -1,10 +1,12 @@
 """One simulated user: open the dashboard, then change time, region, variable and zoom.
 
-Each action's latency is the time from starting the action to the map canvas visibly
-changing (`tests.load.probe`: a pixel signature polled in the page every 50 ms); no
-change within `LATENCY_TIMEOUT_S` is an error, as is a failed page load, a visible
-error/warning message or 'Traceback', an uncaught page error, or the websocket closing
-while the session is open.
+Each action's latency is the time from starting the action to the plot it updates
+visibly changing: the time series for a region change (the new numbers; on a zoomed-in
+map the region's outline may be off screen), the map for the others
+(`tests.load.probe`: a pixel signature polled in the page every 50 ms); no change within
+`LATENCY_TIMEOUT_S` is an error, as is a failed page load, a visible error/warning
+message or 'Traceback', an uncaught page error, or the websocket closing while the
+session is open.
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ LATENCY_TIMEOUT_S = 30.0
 #: Region presets visible on the map at every zoom level the users reach.
 REGIONS = ("Global", "Tropics", "Niño 3.4", "North Atlantic", "North Pacific")
 ACTIONS = ("time", "region", "variable", "zoom")
+#: Actions whose result is the time series (the others: the map).
+SERIES_ACTIONS = ("region",)
+#: In-page expression: the signature of both plots (to wait for an update's tail).
+_BOTH_PLOTS = "() => window.__gs.sig('map') + '|' + window.__gs.sig('series')"
 #: Wheel steps in from the full view a user goes at most (keeps presets on screen).
 MAX_ZOOM_LEVEL = 2
 VIEWPORT = {"width": 1400, "height": 1000}
@@ -114,13 +120,13 @@ class Session:
         return not problems
 
     async def settle(self, quiet_s: float = 0.4, limit_s: float = 10.0) -> None:
-        """Wait until the map has not changed for `quiet_s` (an earlier update's tail)."""
+        """Wait until neither plot has changed for `quiet_s` (an earlier update's tail)."""
         deadline = time.monotonic() + limit_s
-        last = await self.page.evaluate("() => window.__gs.sig()")
+        last = await self.page.evaluate(_BOTH_PLOTS)
         quiet_since = time.monotonic()
         while time.monotonic() < deadline:
             await asyncio.sleep(0.1)
-            now = await self.page.evaluate("() => window.__gs.sig()")
+            now = await self.page.evaluate(_BOTH_PLOTS)
             if now != last:
                 last, quiet_since = now, time.monotonic()
             elif time.monotonic() - quiet_since >= quiet_s:
@@ -164,7 +170,9 @@ class Session:
         """Do one action and return its latency in seconds (None on error)."""
         page = self.page
         await self.settle()
-        await page.evaluate("() => window.__gs.mark()")
+        await page.evaluate(
+            "p => window.__gs.mark(p)", "series" if kind in SERIES_ACTIONS else "map"
+        )
         start = time.monotonic()
         try:
             if kind == "time":
