@@ -112,6 +112,18 @@ def test_error_is_a_message_not_an_exception(state, results) -> None:
     assert results.series is None
 
 
+def test_map_and_series_errors_are_kept_apart(state, results) -> None:
+    """A series error stays while the map updates, and goes once the series works again."""
+    state.param.update(region="Custom box", bbox=(1.0, 1.0, 1.5, 1.5))  # no cell centre inside
+    assert results.series_error and not results.map_error
+    before = results.map_version
+    state.param.update(time=state.param.time.objects[1])  # a new map; the series still fails
+    assert results.map_version == before + 1
+    assert "Could not compute the series" in results.error and "no grid cell" in results.error
+    state.param.update(bbox=(-60.0, -20.0, 20.0, 40.0))
+    assert results.series is not None and results.error == ""
+
+
 def test_regrid_to_screen_crops_and_coarsens() -> None:
     lat = np.arange(-89.5, 90, 1.0)
     lon = np.arange(-179.5, 180, 1.0)

@@ -60,7 +60,15 @@ class ViewResults(param.Parameterized):
     map_busy = param.Boolean(default=False, doc="A map computation is running.")
     series_busy = param.Boolean(default=False, doc="A series computation is running.")
     queued = param.Boolean(default=False, doc="A computation waits for a free slot (server busy).")
-    error = param.String(default="", doc="Last computation error, in words.")
+    map_error = param.String(
+        default="", doc="Why the current map could not be computed ('' if it was)."
+    )
+    series_error = param.String(
+        default="", doc="Why the current series could not be computed ('' if it was)."
+    )
+    error = param.String(
+        default="", doc="The map's and the series' errors, in words (one line each)."
+    )
     map_where = param.String(
         default="", doc="Where the last map was computed (cache, in-process, cluster)."
     )
@@ -84,6 +92,10 @@ class ViewResults(param.Parameterized):
         state.param.watch(self._on_map_inputs, _MAP_FIELDS)
         state.param.watch(self._on_series_inputs, _SERIES_FIELDS)
         self.param.watch(self._on_view, ["viewport", "screen"])
+        self.param.watch(self._join_errors, ["map_error", "series_error"])
+
+    def _join_errors(self, *events: param.parameterized.Event) -> None:
+        self.error = "\n\n".join(e for e in (self.map_error, self.series_error) if e)
 
     def set_view(self, viewport: Any = None, screen: Any = None) -> None:
         """The map plot's visible range and size; re-plans the map when that needs new data."""
@@ -197,15 +209,15 @@ class ViewResults(param.Parameterized):
     def _deliver(self, kind: str, value: xr.DataArray | None, where: str) -> None:
         if kind == "map":
             self.param.update(
-                field=value, map_version=self.map_version + 1, map_where=where, error=""
+                field=value, map_version=self.map_version + 1, map_where=where, map_error=""
             )
         else:
             self.param.update(series=value, series_query=self._pending_series_query,
-                              series_version=self.series_version + 1)  # fmt: skip
+                              series_version=self.series_version + 1, series_error="")  # fmt: skip
 
     def _fail(self, kind: str, exc: Exception) -> None:
         text = limits.user_message(exc, self.state.dataset)  # words, no traceback, no paths
-        self.error = f"Could not compute the {kind}: {text}"
+        setattr(self, f"{kind}_error", f"Could not compute the {kind}: {text}")
         if kind == "series":
             self.param.update(
                 series=None, series_query=None, series_version=self.series_version + 1
