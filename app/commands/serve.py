@@ -146,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
     except ClusterError as exc:
         print(f"gridscope serve: error: {exc}", file=sys.stderr)
         return 2
+    _log_to_stderr()
     where = spec.scheduler or spec.gateway or spec.kubernetes or "a LocalCluster"
     print(f"gridscope: serving {len(sources.ids)} datasets on http://{args.address}:{args.port}{args.prefix or ''}/ "
           f"(Dask: {where}, dashboard {client.dashboard_link})", flush=True)  # fmt: skip
@@ -161,3 +162,16 @@ def run(args: argparse.Namespace) -> int:
         if cluster is not None:
             cluster.close()
     return 0
+
+
+def _log_to_stderr() -> None:
+    """gridscope's own log lines (INFO and up) on stderr, beside Bokeh's and Panel's."""
+    import logging
+
+    logger = logging.getLogger("gridscope")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
