@@ -90,6 +90,41 @@ def test_request_over_budget_is_refused_with_advice_and_never_started(monkeypatc
     assert "Could not compute the series" in results.error
 
 
+def test_netcdf_download_is_queued_behind_the_limit_and_costed() -> None:
+    """The "Map netCDF" button's full-resolution map runs under the same limits as views."""
+    import xarray as xr
+
+    from app.views.dashboard import Dashboard
+    from pipelines import compute_map
+
+    source = make_ds(0)
+    state = ExplorerState(DatasetSources.from_datasets({"synth": source}))
+    dash = Dashboard(state)
+    limits.configure(Limits(max_concurrent=1))
+    slots = limits.slots()
+    assert slots.try_acquire()  # another session's computation holds the only slot
+    compute._cache.clear()  # the view's map is cached: the download must compute it again
+
+    async def download_while_busy() -> bytes:
+        task = asyncio.ensure_future(dash._netcdf())
+        await asyncio.sleep(0.5)
+        assert not task.done() and slots.queued == 1 and dash.results.queued
+        slots.release()
+        return (await asyncio.wait_for(task, 60)).getvalue()
+
+    data = asyncio.run(download_while_busy())
+    assert not dash.results.queued and slots.running == 0
+    with xr.open_dataset(data) as got:
+        expected = compute_map(source, state.query).values
+        np.testing.assert_allclose(got[state.var].values, expected, rtol=1e-12)
+    # over the per-request budget: refused in words, nothing downloaded
+    compute._cache.clear()
+    limits.configure(Limits(max_request_bytes=10))
+    with pytest.raises(RequestTooLarge):
+        asyncio.run(dash._netcdf())
+    assert state.message.startswith("Map netCDF:") and "coarser view" in state.message
+
+
 def test_check_cost() -> None:
     limits.check_cost(10**12, Limits())
     limits.check_cost(100, Limits(max_request_bytes=100))

@@ -150,12 +150,26 @@ class Dashboard(pn.viewable.Viewer):
         buffer.seek(0)
         return buffer
 
-    def _netcdf(self) -> io.BytesIO:
+    async def _netcdf(self) -> io.BytesIO:
+        """The whole map at full resolution, as netCDF, computed under the server's limits.
+
+        Like the views' own jobs it is costed before it starts, waits for a slot behind
+        ``--max-concurrent`` (the status line says "Queued") and is cancelled after
+        ``--request-timeout``; a refusal is shown in words above the map.
+        """
         from app import compute
 
-        ds = self.state.sources.open(self.state.dataset)
-        field = compute.full_map(ds, self.state.query)
-        return io.BytesIO(exports.map_to_netcdf(field, query=self.state.query))
+        query = self.state.query
+        try:
+            ds = self.state.sources.open(self.state.dataset)
+            field = await compute.run_job(
+                compute.start_map(ds, query),
+                on_queued=lambda queued: setattr(self.results, "queued", queued),
+            )
+        except Exception as exc:
+            self.state.message = f"Map netCDF: {limits.user_message(exc, self.state.dataset)}"
+            raise
+        return io.BytesIO(exports.map_to_netcdf(field, query=query))
 
     def _csv(self) -> io.BytesIO:
         series = self.results.series
