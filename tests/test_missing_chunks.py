@@ -215,3 +215,24 @@ def test_rebuild_restores_a_damaged_variable(built, tmp_path) -> None:
     plan = plan_map(ds, RANGE)
     assert plan.description.startswith("temporal aggregates level 0")
     _assert_map_equal(plan.compute(), compute_map(built[3], RANGE))
+
+
+def test_dashboard_names_the_damaged_array_without_paths(built, tmp_path) -> None:
+    """The build panel shows the problem in words (scrubbed of paths); none when intact."""
+    from app.sources import DatasetSources
+    from app.state import ExplorerState
+    from app.views.build_view import BuildView
+
+    def panel_for(ds: xr.Dataset) -> BuildView:
+        state = ExplorerState(DatasetSources.from_datasets({"demo": ds}))
+        state.var = "sst"
+        return BuildView(state)
+
+    assert not panel_for(_pristine(built)).damage.visible
+    row = _row_of_32_block()
+    _, ds = _damaged_copy(built, tmp_path, f"aggregates.zarr/sst/L0/count/c/{row}/0/0")
+    shown = panel_for(ds).damage
+    assert shown.visible
+    assert "variable 'sst'" in shown.object and "L0/count" in shown.object
+    assert "gridscope build" in shown.object
+    assert str(tmp_path) not in shown.object and str(built[0]) not in shown.object

@@ -2,6 +2,8 @@
 
 Hidden in public mode (anonymous users never start builds). The build itself is
 `app.builds`: one per dataset, shared by all sessions, on the app's Dask cluster.
+Damaged stores (chunk files missing: `pipelines.derived.missing_chunks`) are named
+here in words; the planner already leaves them out, so the numbers stay right.
 """
 
 from __future__ import annotations
@@ -32,9 +34,14 @@ class BuildView(pn.viewable.Viewer):
             value=0, max=100, visible=False, sizing_mode="stretch_width"
         )
         self.status = pn.pane.Markdown("", css_classes=["gs-build-status"], margin=(0, 10))
+        self.damage = pn.pane.Alert("", alert_type="warning", visible=False,
+                                    css_classes=["gs-build-damage"], sizing_mode="stretch_width")  # fmt: skip
+        self._finished = False
         self.button.on_click(lambda _: self.start())
         state.param.watch(lambda _: self.refresh(), ["dataset"])
+        state.param.watch(lambda _: self.check_stores(), ["dataset", "var"])
         self.refresh()
+        self.check_stores()
         if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
             pn.state.add_periodic_callback(self.refresh, period=1000)
 
@@ -47,13 +54,32 @@ class BuildView(pn.viewable.Viewer):
 
     def refresh(self) -> None:
         progress = builds.jobs.progress(self.state.dataset)
-        self.button.disabled = progress is not None and progress.state == "running"
-        self.bar.visible = progress is not None and progress.state == "running"
+        running = progress is not None and progress.state == "running"
+        self.button.disabled = self.bar.visible = running
+        if self._finished != (progress is not None and not running):
+            self._finished = not self._finished
+            if self._finished:  # a build just ended: it may have repaired the stores
+                self.check_stores()
         if progress is None:
             self.status.object = ""
             return
         self.bar.value = int(100 * progress.fraction)
         self.status.object = progress.describe()
 
+    def check_stores(self) -> None:
+        """Name the current variable's damaged derived arrays (none: hidden)."""
+        from pipelines.derived import find_derived
+
+        try:
+            ds = self.state.sources.open(self.state.dataset)
+            stores = find_derived(ds)
+            found = stores.variable(self.state.var) if stores is not None else None
+            texts = [limits.scrub(p.text) for p in found.problems] if found is not None else []
+        except Exception:  # noqa: BLE001  (a broken dataset is reported by the map)
+            texts = []
+        self.damage.object = "\n\n".join(texts)
+        self.damage.visible = bool(texts)
+
     def __panel__(self) -> pn.viewable.Viewable:
-        return pn.Column(self.button, self.bar, self.status, visible=not limits.current().public)
+        return pn.Column(self.button, self.bar, self.status, self.damage,
+                         visible=not limits.current().public)  # fmt: skip
