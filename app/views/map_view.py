@@ -13,6 +13,7 @@ region. Errors also appear as notifications when the page has them.
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any
 
@@ -30,27 +31,33 @@ from app.views.results import ViewResults
 
 __all__ = ["MapView", "colour_range"]
 
-_COASTLINES: Any = None
 
 # Canvas, not WebGL: measured in headless Chromium without a GPU, a map update with the
 # coastlines took ~1.4 s with WebGL and ~0.4 s with canvas; GRIDSCOPE_WEBGL=1 opts back in.
 hv.renderer("bokeh").webgl = os.environ.get("GRIDSCOPE_WEBGL", "") == "1"
 
 
+@functools.cache
+def _coastline_xy() -> np.ndarray:
+    """All coastlines as one NaN-separated (n, 2) lon/lat array: one glyph per plot."""
+    pieces = []
+    for line in coastline_paths():
+        pieces.append(line)
+        pieces.append(np.full((1, 2), np.nan))
+    return np.concatenate(pieces)
+
+
 def _coastlines() -> hv.Curve:
-    """All coastlines as one NaN-separated line: one glyph, sent once per plot."""
-    global _COASTLINES
-    if _COASTLINES is None:
-        pieces = []
-        for line in coastline_paths():
-            pieces.append(line)
-            pieces.append(np.full((1, 2), np.nan))
-        xy = np.concatenate(pieces)
-        # a plain array (not a DataFrame): range and dtype checks on every frame are cheap
-        _COASTLINES = hv.Curve(xy, kdims=["lon"], vdims=["lat"], datatype=["array"]).opts(
-            color="black", line_width=0.8, tools=[], default_tools=[]
-        )
-    return _COASTLINES
+    """A new coastline element over the shared array.
+
+    One element per plot, not one for the process: HoloViews appends an operation to
+    an element's pipeline each time it is overlaid and displayed, so a shared element
+    grew with every session the server ever had (a leak found by the load test).
+    """
+    # a plain array (not a DataFrame): range and dtype checks on every frame are cheap
+    return hv.Curve(_coastline_xy(), kdims=["lon"], vdims=["lat"], datatype=["array"]).opts(
+        color="black", line_width=0.8, tools=[], default_tools=[]
+    )
 
 
 def colour_range(values: np.ndarray, state: ExplorerState) -> tuple[float, float]:
