@@ -68,10 +68,9 @@ class BuildJobs:
                 return current
             progress = BuildProgress(dataset)
             self._progress[dataset] = progress
-        scheduler = _scheduler_address(client)
         thread = threading.Thread(
             target=self._run,
-            args=(progress, scheduler, build_options),
+            args=(progress, client, build_options),
             name=f"build-{dataset}",
             daemon=True,
         )
@@ -79,7 +78,7 @@ class BuildJobs:
         return progress
 
     @staticmethod
-    def _run(progress: BuildProgress, scheduler: str, options: dict[str, Any]) -> None:
+    def _run(progress: BuildProgress, client: Any, options: dict[str, Any]) -> None:
         from pipelines.build import build_derived
 
         def report(stage: str, done: int, total: int, rate: float) -> None:
@@ -90,24 +89,14 @@ class BuildJobs:
                 rate,
             )
 
+        where = {"client": client} if client is not None else {"scheduler": "synchronous"}
         try:
-            folder = build_derived(
-                progress.dataset, scheduler=scheduler, progress=report, **options
-            )
+            folder = build_derived(progress.dataset, progress=report, **where, **options)
         except Exception as exc:  # shown in the page; the server keeps serving
             progress.state, progress.message = "failed", user_message(exc, progress.dataset)
             return
         seconds = time.monotonic() - progress.started
         progress.state, progress.message = "done", f"{folder.name} in {seconds:.0f} s"
-
-
-def _scheduler_address(client: Any) -> str:
-    if client is None:
-        return "synchronous"
-    try:
-        return str(client.scheduler.address)
-    except AttributeError:
-        return "synchronous"
 
 
 jobs = BuildJobs()

@@ -4,11 +4,13 @@ The work is split into units that each read ``unit_steps`` consecutive time step
 one variable once, in memory, and write every derived array's slice for those steps
 (pyramid levels, aggregate blocks up to ``unit_steps`` long, time-series chunks).
 Blocks longer than a unit are then combined from stored blocks, one size at a time.
-Units run on Dask (a LocalCluster, a scheduler address, or in-process with
-``scheduler="synchronous"``); each writes a marker under ``progress/`` when done, so a
-re-run after a kill skips completed units and, the computation being deterministic,
-ends with the same bytes as an uninterrupted build. The manifest records each
-component as soon as it is complete (see `pipelines.derived`).
+Units run on the Dask cluster a `pipelines.cluster.ClusterSpec` names (a LocalCluster,
+a scheduler, a Dask Gateway or a dask-kubernetes cluster), on a client given by the
+caller, or in-process with ``scheduler="synchronous"``; each writes a marker under
+``progress/`` when done, so a re-run after a kill skips completed units and, the
+computation being deterministic, ends with the same bytes as an uninterrupted build.
+The manifest records each component as soon as it is complete (see
+`pipelines.derived`).
 
 Every chunk of every derived array is written, all-fill ones included (zarr skips
 those by default), and the manifest records each array's shape and chunks, so a
@@ -29,13 +31,14 @@ save ~45% of the encode+write CPU but double the derived stores on disk.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
 import shutil
 import sys
 import time as _time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +46,7 @@ import numpy as np
 import xarray as xr
 
 from pipelines.aggregates import STATS, BlockTable, block_stats, combine_stats
+from pipelines.cluster import ClusterSpec, connect, disconnect
 from pipelines.derived import (
     _OPEN,
     derived_dir_for,
@@ -478,11 +482,53 @@ def _forget_if_damaged(
     shutil.rmtree(folder / "progress" / var, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def _units_client(scheduler: str | ClusterSpec | None, client: Any) -> Iterator[Any]:
+    """The `distributed.Client` the units run on, or None to run them in this process.
+
+    ``client`` itself when given (left open); otherwise one connected to the cluster
+    ``scheduler`` names (`build_derived` says how), closed with that cluster afterwards.
+    """
+    if client is not None:
+        yield client
+        return
+    spec = scheduler if isinstance(scheduler, ClusterSpec) else ClusterSpec(scheduler=scheduler)
+    if spec.scheduler == "synchronous":
+        yield None
+        return
+    connected = connect(spec)
+    try:
+        yield connected
+    finally:
+        disconnect(connected)
+
+
+def _run_units(
+    client: Any, source: str, folder: Path, todo: list[tuple[str, int]], cfg: BuildConfig
+) -> Iterator[int]:
+    """Run the units ``todo`` on ``client``'s cluster (in this process when None),
+    yielding the raw bytes each read as it finishes."""
+    if client is None:
+        for var, u in todo:
+            yield _run_unit(source, str(folder), var, u, cfg)
+        return
+    from distributed import as_completed
+
+    futures = [
+        client.submit(_run_unit, source, str(folder), var, u, cfg, pure=False) for var, u in todo
+    ]
+    # the client's own loop: as_completed otherwise looks for a default client, and
+    # neither `connect`'s clients nor the dashboard's are made the default
+    for fut in as_completed(futures, loop=client.loop):
+        yield fut.result()
+
+
 def build_derived(
     source: str,
     out: str | Path | None = None,
     *,
-    scheduler: str | None = None,
+    scheduler: str | ClusterSpec | None = None,
+    client: Any = None,
     config: BuildConfig | None = None,
     progress: Callable[[str, int, int, float], None] | bool = True,
     stop_after_units: int | None = None,
@@ -496,8 +542,15 @@ def build_derived(
     out
         Folder under which the derived folder is created (default: next to the source).
     scheduler
-        Dask scheduler address; ``None`` starts a LocalCluster; ``"synchronous"`` runs
-        in this process (tests, small data).
+        Where the units run when no ``client`` is given: the cluster a `ClusterSpec`
+        names (connected with `pipelines.cluster.connect` for this build, shut down
+        after it), a scheduler address (short for ``ClusterSpec(scheduler=address)``),
+        ``None`` for a LocalCluster (``ClusterSpec()``), or ``"synchronous"`` (also as a
+        spec's scheduler) for this process: tests, small data.
+    client
+        A connected `distributed.Client` to run the units on instead, left open (the
+        dashboard passes its own, which also works for a Gateway cluster whose
+        address alone is not enough to connect).
     stop_after_units
         Stop after this many units (for testing resumability).
 
@@ -506,6 +559,8 @@ def build_derived(
     Path
         The derived folder (holding ``manifest.json``).
     """
+    if client is not None and scheduler is not None:
+        raise ValueError("give build_derived a client or a scheduler, not both")
     cfg = config or BuildConfig()
     ds = open_source(source)
     if "time" not in ds.dims:
@@ -602,39 +657,12 @@ def build_derived(
                 sys.stderr.write("\n")
             sys.stderr.flush()
 
-    if scheduler == "synchronous":
-        for var, u in todo:
-            nbytes += _run_unit(source, str(folder), var, u, cfg)
-            done_units += 1
-            report("units", done_units, total_units)
-    elif todo:
-        from distributed import Client, LocalCluster, as_completed
-
-        cluster = None
-        if scheduler is None:
-            cluster = LocalCluster(
-                n_workers=2,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=None,
-                memory_limit=None,
-            )
-            client = Client(cluster)
-        else:
-            client = Client(scheduler)
-        try:
-            futures = [
-                client.submit(_run_unit, source, str(folder), var, u, cfg, pure=False)
-                for var, u in todo
-            ]
-            for fut in as_completed(futures):
-                nbytes += fut.result()
+    if todo:
+        with _units_client(scheduler, client) as units_client:
+            for unit_bytes in _run_units(units_client, source, folder, todo, cfg):
+                nbytes += unit_bytes
                 done_units += 1
                 report("units", done_units, total_units)
-        finally:
-            client.close()
-            if cluster is not None:
-                cluster.close()
     build_seconds = _time.perf_counter() - started
     if stop_after_units is not None:
         return folder

@@ -13,15 +13,18 @@ CLI flags and the standard environment variables:
 =====================  ===========================================================
 
 ``--adapt MIN,MAX`` sets adaptive scaling bounds for clusters that can scale.
+`connect` makes the `distributed.Client`; `disconnect` closes it and any cluster
+`connect` created for it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["ClusterError", "ClusterSpec", "connect", "describe"]
+__all__ = ["ClusterError", "ClusterSpec", "connect", "describe", "disconnect"]
 
 
 class ClusterError(RuntimeError):
@@ -66,7 +69,7 @@ class ClusterSpec:
             raise ClusterError("a local cluster needs at least one worker and one thread")
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> ClusterSpec:
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ClusterSpec:
         """A spec from flags (``overrides``, None meaning unset) and the environment."""
         env = os.environ if environ is None else environ
         values = {k: v for k, v in overrides.items() if v is not None}
@@ -94,14 +97,17 @@ def connect(spec: ClusterSpec, *, timeout: float = 20.0):
     Raises
     ------
     ClusterError
-        When the scheduler cannot be reached in ``timeout`` seconds, or the optional
+        When the scheduler address is malformed, the scheduler cannot be reached in
+        ``timeout`` seconds, the Gateway refuses or lacks configuration, or the optional
         package for a Gateway / Kubernetes cluster is not installed.
     """
     import distributed
 
     try:
         if spec.kind == "scheduler":
-            return distributed.Client(spec.scheduler, timeout=timeout, set_as_default=False)
+            address = str(spec.scheduler)
+            _check_scheduler_address(address)
+            return distributed.Client(address, timeout=timeout, set_as_default=False)
         if spec.kind == "gateway":
             gateway_module = _optional("dask_gateway", "pip install dask-gateway")
             gateway = gateway_module.Gateway(spec.gateway)
@@ -126,9 +132,43 @@ def connect(spec: ClusterSpec, *, timeout: float = 20.0):
         if spec.adapt:
             cluster.adapt(minimum=spec.adapt[0], maximum=spec.adapt[1])
         return distributed.Client(cluster, set_as_default=False)
-    except (OSError, TimeoutError) as exc:
+    except (OSError, TimeoutError, ValueError) as exc:
+        # ValueError: dask-gateway's for a missing address or proxy address in its
+        # configuration, or a request the Gateway refused (HTTP 404/422)
         where = spec.scheduler or spec.gateway or spec.kubernetes or "a local cluster"
         raise ClusterError(f"cannot reach the Dask cluster at {where}: {exc}") from None
+
+
+def disconnect(client: Any) -> None:
+    """Close ``client`` and the cluster `connect` created for it, if any.
+
+    A LocalCluster, a Gateway cluster or a Kubernetes cluster made by `connect` is shut
+    down with its client; a scheduler that was only connected to keeps running.
+    """
+    client.close()
+    cluster = getattr(client, "cluster", None)
+    if cluster is not None:
+        cluster.close()
+
+
+def _check_scheduler_address(address: str) -> None:
+    """Refuse an address no scheduler can have before a `distributed.Client` is made.
+
+    A Client that fails on a malformed address is left half-built, and a later Client
+    in the same process can then hang (distributed 2026.8, with a LocalCluster running).
+    """
+    from distributed.comm import get_address_host_port, parse_address
+
+    if parse_address(address)[0] == "inproc":
+        return
+    try:
+        _host, port = get_address_host_port(address)
+    except ValueError:
+        port = -1
+    if not 0 < port < 65536:
+        raise ClusterError(
+            f"{address[:80]!r} is not a Dask scheduler address (expected tcp://HOST:PORT)"
+        )
 
 
 def _optional(module: str, hint: str):

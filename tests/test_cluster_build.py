@@ -1,28 +1,36 @@
 """Beyond one machine: a real scheduler and two worker processes build and serve.
 
 A `dask scheduler` and two `dask worker` processes started on loopback run
-``gridscope build``; the stores they write are byte-identical to a LocalCluster
-build's, and the planner's answers from them equal brute force on the raw data.
+``gridscope build --scheduler ADDRESS``; the stores they write are byte-identical to
+a LocalCluster build's and to an in-process one's, and the planner's answers from
+them equal brute force on the raw data.
 """
 
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from app.builds import BuildJobs
+from app.cli import main
 from data_catalog import open_dataset
 from pipelines import Query, compute_map, compute_series
 from pipelines.build import BuildConfig, build_derived
-from pipelines.derived import register_derived
+from pipelines.cluster import ClusterSpec, connect, disconnect
+from pipelines.derived import derived_dir_for, register_derived
 from pipelines.planner import plan_map, plan_series
 from pipelines.synthetic import SyntheticSpec, write_demo_store
 
 pytestmark = pytest.mark.cluster
 
 CONFIG = BuildConfig(max_level=1, ts_max_level=2, base_block=4, unit_steps=16, variables=("sst",))
+#: CONFIG as ``gridscope build`` flags
+CONFIG_FLAGS = ["--levels", "1", "--ts-levels", "2", "--base-block", "4", "--unit-steps", "16",
+                "--vars", "sst"]  # fmt: skip
 
 
 def _checksums(folder: Path) -> dict[str, str]:
@@ -41,19 +49,30 @@ def source(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def in_process_sums(source, tmp_path_factory) -> dict[str, str]:
+    """Checksums of the stores an in-process build of ``source`` writes."""
+    folder = build_derived(
+        str(source), tmp_path_factory.mktemp("in-process"), scheduler="synchronous",
+        config=CONFIG, progress=False,
+    )  # fmt: skip
+    return _checksums(folder)
+
+
 def test_external_cluster_build_equals_local_and_serves_exact_answers(
     source,
     tmp_path,
     dask_processes,
+    in_process_sums,
 ):
-    remote = build_derived(
-        str(source), tmp_path / "remote", scheduler=dask_processes, config=CONFIG, progress=False
-    )
+    command = ["build", str(source), "--out", str(tmp_path / "remote"), *CONFIG_FLAGS]
+    assert main([*command, "--scheduler", dask_processes]) == 0
+    remote = derived_dir_for(str(source), tmp_path / "remote")
     local = build_derived(
         str(source), tmp_path / "local", scheduler=None, config=CONFIG, progress=False
     )
-    remote_sums, local_sums = _checksums(remote), _checksums(local)
-    assert remote_sums and remote_sums == local_sums
+    remote_sums = _checksums(remote)
+    assert remote_sums and remote_sums == _checksums(local) == in_process_sums
 
     ds = open_dataset(str(source))
     register_derived(str(source), remote)
@@ -69,3 +88,20 @@ def test_external_cluster_build_equals_local_and_serves_exact_answers(
     np.testing.assert_allclose(
         series.compute().values, compute_series(ds, series_query).values, rtol=1e-5
     )
+
+
+def test_dashboard_build_runs_on_the_apps_own_client(source, tmp_path, dask_processes,
+                                                     in_process_sums):  # fmt: skip
+    """The dashboard hands its build its own client, not the scheduler's address (a
+    Gateway cluster's address alone cannot be connected to), and keeps it open."""
+    client = connect(ClusterSpec(scheduler=dask_processes))
+    try:
+        progress = BuildJobs().start(str(source), client, out=tmp_path, config=CONFIG)
+        deadline = time.monotonic() + 120
+        while progress.state == "running" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert progress.state == "done", progress.message
+        assert client.status == "running"
+    finally:
+        disconnect(client)
+    assert _checksums(derived_dir_for(str(source), tmp_path)) == in_process_sums

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 
+from app.commands.cluster_flags import add_cluster_flags, cluster_spec
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
@@ -14,18 +16,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="build derived stores (pyramid, time aggregates, time-series copy) for fast views",
         description=(
             "Build the derived zarr v3 stores the planner uses to answer maps and series "
-            "at interactive speed. Runs on Dask (a LocalCluster unless --scheduler is given) "
+            "at interactive speed. Runs on the Dask cluster named as for 'gridscope serve' "
+            "(a LocalCluster by default; --scheduler synchronous runs in this process) "
             "and is resumable: re-run the same command after an interruption."
         ),
     )
     parser.add_argument("source", help="catalog id or path of the source dataset")
     parser.add_argument(
         "--out", default=None, help="folder for derived stores (default: next to the source)"
-    )
-    parser.add_argument(
-        "--scheduler",
-        default=None,
-        help="Dask scheduler address (default: start a LocalCluster); 'synchronous' runs in-process",
     )
     parser.add_argument(
         "--levels", type=int, default=3, help="coarsest pyramid/aggregate level (default 3)"
@@ -40,6 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--unit-steps", type=int, default=64, help="steps per build unit (default 64)"
     )
     parser.add_argument("--vars", default=None, help="comma-separated variables (default: all)")
+    add_cluster_flags(parser, in_process=True)
     parser.set_defaults(run=run)
 
 
@@ -47,8 +46,10 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from pipelines.build import BuildConfig, build_derived
+    from pipelines.cluster import ClusterError
 
     try:
+        spec = cluster_spec(args)
         config = BuildConfig(
             max_level=args.levels,
             ts_max_level=args.ts_levels,
@@ -56,8 +57,8 @@ def run(args: argparse.Namespace) -> int:
             unit_steps=args.unit_steps,
             variables=tuple(v.strip() for v in args.vars.split(",")) if args.vars else None,
         )
-        folder = build_derived(args.source, args.out, scheduler=args.scheduler, config=config)
-    except ValueError as exc:
+        folder = build_derived(args.source, args.out, scheduler=spec, config=config)
+    except (ValueError, ClusterError) as exc:
         print(f"gridscope: error: {exc}", file=sys.stderr)
         return 2
     print(f"derived stores complete: {folder}")

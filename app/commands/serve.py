@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from app.commands.cluster_flags import add_cluster_flags
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("serve", help="serve the dashboard in the browser",
@@ -21,17 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="catalog YAML (default: GRIDSCOPE_CATALOG or the bundled one)",
     )
-    parser.add_argument("--scheduler", metavar="ADDRESS",
-                        help="connect to this Dask scheduler instead of starting a LocalCluster")  # fmt: skip
-    parser.add_argument("--gateway", metavar="URL",
-                        help="create a cluster on this Dask Gateway (or DASK_GATEWAY__ADDRESS)")  # fmt: skip
-    parser.add_argument("--kubernetes", metavar="NAME",
-                        help="create or connect to a dask-kubernetes operator cluster NAME")  # fmt: skip
-    parser.add_argument("--adapt", metavar="MIN,MAX", type=_adapt_bounds,
-                        help="adaptive scaling bounds in workers, e.g. 1,20")  # fmt: skip
-    parser.add_argument(
-        "--workers", type=int, default=2, help="LocalCluster worker processes (default 2)"
-    )
+    add_cluster_flags(parser)
     parser.add_argument("--port", type=int, default=5006, help="port (default 5006)")
     parser.add_argument(
         "--address", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
@@ -95,18 +87,6 @@ def _seconds(text: str) -> float:
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"{text[:40]!r}: must be a positive number of seconds")
     return value
-
-
-def _adapt_bounds(text: str) -> tuple[int, int]:
-    try:
-        low, high = (int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: expected MIN,MAX worker counts such as 1,20"
-        ) from None
-    if not 0 <= low <= high:
-        raise argparse.ArgumentTypeError(f"{text!r}: need 0 <= MIN <= MAX")
-    return low, high
 
 
 def run(args: argparse.Namespace) -> int:
