@@ -59,8 +59,10 @@ class BuildJobs:
     def start(self, dataset: str, client: Any = None, **build_options: Any) -> BuildProgress:
         """Start building ``dataset`` unless a build of it is already running.
 
-        ``client``: the app's `distributed.Client` (units run on its cluster); without
-        one the build runs in the background thread itself.
+        ``client``: the app's `distributed.Client` (units run on its cluster, through
+        the client itself: a Gateway cluster's address alone is not enough to connect);
+        one closed since gives way to the app's current client (`_live_client`).
+        Without a client the build runs in the background thread itself.
         """
         with self._lock:
             current = self._progress.get(dataset)
@@ -70,7 +72,7 @@ class BuildJobs:
             self._progress[dataset] = progress
         thread = threading.Thread(
             target=self._run,
-            args=(progress, client, build_options),
+            args=(progress, _live_client(client), build_options),
             name=f"build-{dataset}",
             daemon=True,
         )
@@ -97,6 +99,19 @@ class BuildJobs:
             return
         seconds = time.monotonic() - progress.started
         progress.state, progress.message = "done", f"{folder.name} in {seconds:.0f} s"
+
+
+def _live_client(client: Any) -> Any:
+    """``client``, or the app's current client when ``client`` was closed since.
+
+    A view keeps the client it was made with; after the cluster was lost and found
+    again `app.compute` works on a new client and closes the old one.
+    """
+    if client is not None and getattr(client, "status", "running") in ("closing", "closed"):
+        from app import compute
+
+        return compute.current_client()
+    return client
 
 
 jobs = BuildJobs()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import types
 
 import numpy as np
 import pytest
@@ -57,3 +58,17 @@ def test_failed_build_is_reported_in_words(derived_dir):
     assert progress.state == "failed"
     assert "etopo20" in progress.describe() and "Traceback" not in progress.describe()
     assert "/" not in progress.message.replace("N/A", "")
+
+
+def test_a_closed_client_gives_way_to_the_apps_current_one(derived_dir, monkeypatch):
+    """A view made before a reconnect holds the closed client; the build uses the
+    app's current one (none here: in-process) instead of failing."""
+    from app import compute
+    from pipelines.build import BuildConfig
+
+    monkeypatch.setattr(compute, "_CLIENT", None)
+    closed = types.SimpleNamespace(status="closed")
+    config = BuildConfig(max_level=1, ts_max_level=1, base_block=4, unit_steps=16)
+    progress = builds.BuildJobs().start("navy-winds", closed, config=config)
+    _wait(progress)
+    assert progress.state == "done", progress.message
