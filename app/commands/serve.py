@@ -1,8 +1,9 @@
 """``gridscope serve``: the dashboard over a Dask cluster.
 
 By default serves the bundled catalog's local datasets on http://localhost:5006 with a
-`distributed.LocalCluster` (2 worker processes x 1 thread); ``--scheduler ADDRESS``
-or ``DASK_SCHEDULER_ADDRESS`` connects to an existing scheduler instead.
+`distributed.LocalCluster` (2 worker processes x 1 thread); the cluster flags
+(`app.commands.cluster_flags`: ``--scheduler``, ``--gateway``, ``--kubernetes``,
+``--adapt``; or ``DASK_SCHEDULER_ADDRESS`` / ``DASK_GATEWAY__ADDRESS``) name another.
 """
 
 from __future__ import annotations
@@ -90,10 +91,11 @@ def _seconds(text: str) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
+    from app.commands.cluster_flags import cluster_spec
     from app.limits import Limits
     from app.server import serve, server_options
     from app.sources import DatasetSources
-    from pipelines.cluster import ClusterError, ClusterSpec, connect
+    from pipelines.cluster import ClusterError, connect, disconnect
 
     if args.public and args.sources:
         print("gridscope serve: error: --public serves catalog datasets only; drop the SOURCE paths",
@@ -118,10 +120,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     sources = DatasetSources.from_catalog(args.catalog, args.sources)
     try:
-        spec = ClusterSpec.from_env(
-            scheduler=args.scheduler, gateway=args.gateway, kubernetes=args.kubernetes,
-            n_workers=args.workers, adapt=args.adapt,
-        )  # fmt: skip
+        spec = cluster_spec(args)
         client = connect(spec)
     except ClusterError as exc:
         print(f"gridscope serve: error: {exc}", file=sys.stderr)
@@ -137,10 +136,7 @@ def run(args: argparse.Namespace) -> int:
             limits=limits, spec=spec, options=options,
         )  # fmt: skip
     finally:
-        client.close()
-        cluster = getattr(client, "cluster", None)
-        if cluster is not None:
-            cluster.close()
+        disconnect(client)
     return 0
 
 
