@@ -179,17 +179,14 @@ class DatasetSources:
 def _extra_title(source: str) -> str:
     """Title of an extra SOURCE: the file name, or what a ``virtual:`` source holds."""
     if source.startswith("virtual:"):
-        parts = source.split(":")
-        if len(parts) == 5:
-            _, freq, nsteps, res, _seed = parts
-            try:
-                from pipelines.synthetic import SyntheticSpec
+        from pipelines.synthetic import SyntheticSpec
 
-                spec = SyntheticSpec(int(nsteps), freq, float(res))
-                return f"Synthetic ERA5-like {freq} {res}° ({spec.nbytes / 1e12:.2f} TB, virtual)"
-            except (ValueError, ImportError):
-                pass
-        return source
+        try:
+            spec = SyntheticSpec.from_source(source)
+        except ValueError:
+            return source  # opening it says what is wrong
+        return (f"Synthetic ERA5-like {spec.freq} {spec.resolution:g}° "
+                f"({spec.nbytes / 1e12:.2f} TB, virtual)")  # fmt: skip
     return os.path.basename(source.rstrip("/")) or source
 
 

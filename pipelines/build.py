@@ -108,8 +108,7 @@ def open_source(source: str) -> xr.Dataset:
         if source.startswith("virtual:"):
             from pipelines.synthetic import SyntheticSpec, virtual_dataset
 
-            _, freq, nsteps, res, seed = source.split(":")
-            ds = virtual_dataset(SyntheticSpec(int(nsteps), freq, float(res), seed=int(seed)))
+            ds = virtual_dataset(SyntheticSpec.from_source(source))
         else:
             from data_catalog import open_dataset
 

@@ -102,6 +102,23 @@ class SyntheticSpec:
         if unknown:
             raise ValueError(f"unknown synthetic variables {sorted(unknown)}; known: {VARIABLES}")
 
+    @classmethod
+    def from_source(cls, source: str) -> SyntheticSpec:
+        """The spec a ``virtual:FREQ:NSTEPS:RES:SEED`` source names (`ValueError` in words)."""
+        usage = (
+            f"virtual source {source[:80]!r} must be virtual:FREQ:NSTEPS:RES:SEED with FREQ "
+            "daily or hourly, NSTEPS a positive integer, RES degrees dividing 180 and SEED "
+            "an integer, e.g. virtual:hourly:350640:0.25:0"
+        )
+        parts = source.split(":")
+        if len(parts) != 5 or parts[0] != "virtual":
+            raise ValueError(usage)
+        _, freq, nsteps, res, seed = parts
+        try:
+            return cls(int(nsteps), freq, float(res), seed=int(seed))
+        except ValueError as exc:
+            raise ValueError(f"{usage} ({exc})") from None
+
     @property
     def nlat(self) -> int:
         return round(180 / self.resolution) + 1

@@ -100,3 +100,23 @@ def test_demo_cli(tmp_path, capsys) -> None:
     )
     assert (tmp_path / "c.zarr" / "zarr.json").exists()
     assert main(["demo", "--size", "huge", "--out", str(tmp_path / "x.zarr")]) == 2
+
+
+@pytest.mark.parametrize(
+    "source", ["virtual:x", "virtual:daily:0:1:0", "virtual:weekly:10:1:0", "virtual:daily:10:7:0",
+               "virtual:daily:ten:1:0", "virtual:daily:10:1:0:extra", "virtual:"],
+)  # fmt: skip
+def test_bad_virtual_source_is_one_line_of_words(source, capsys) -> None:
+    from app.cli import main
+
+    with pytest.raises(ValueError, match="must be virtual:FREQ:NSTEPS:RES:SEED"):
+        SyntheticSpec.from_source(source)
+    assert main(["build", source, "--scheduler", "synchronous"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "virtual:FREQ:NSTEPS:RES:SEED" in err, err
+
+
+def test_virtual_source_round_trips() -> None:
+    spec = SyntheticSpec(350640, "hourly", 0.25, seed=3)
+    ds = virtual_dataset(spec)
+    assert SyntheticSpec.from_source(ds.attrs["gridscope_source"]) == spec
