@@ -77,7 +77,7 @@ def _assert_one_line_error(code: int, err: str, *expected: str) -> None:
         (["--gateway", "http://gw", "--kubernetes", "k"], "choose one cluster"),
         (["--adapt", "5,1"], "need 0 <= MIN <= MAX"),
         (["--adapt", "many"], "expected MIN,MAX"),
-        (["--workers", "0"], "need at least 1 worker"),
+        (["--workers", "0"], "need at least 1"),
         (["--scheduler", ""], "without spaces"),
         (["--gateway", "http://gw\nx"], "without spaces"),
         (["--scheduler", "http://h:8786"], "is not a Dask scheduler address"),

@@ -38,7 +38,7 @@ def add_cluster_flags(parser: argparse.ArgumentParser, *, in_process: bool = Fal
                        help="create or connect to a dask-kubernetes operator cluster NAME")  # fmt: skip
     group.add_argument("--adapt", metavar="MIN,MAX", type=_adapt_bounds,
                        help="adaptive scaling bounds in workers, e.g. 1,20")  # fmt: skip
-    group.add_argument("--workers", metavar="N", type=_worker_count, default=2,
+    group.add_argument("--workers", metavar="N", type=positive_int, default=2,
                        help="LocalCluster worker processes (default 2)")  # fmt: skip
 
 
@@ -81,11 +81,12 @@ def _adapt_bounds(text: str) -> tuple[int, int]:
     return low, high
 
 
-def _worker_count(text: str) -> int:
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text[:40]!r}: expected a whole number") from None
     if value < 1:
-        raise argparse.ArgumentTypeError(f"{text[:40]!r}: need at least 1 worker")
+        raise argparse.ArgumentTypeError(f"{text[:40]!r}: need at least 1")
     return value

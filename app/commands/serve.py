@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from app.commands.cluster_flags import add_cluster_flags
+from app.commands.cluster_flags import add_cluster_flags, positive_int
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -39,7 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     limits.add_argument("--max-request-bytes", type=_size, metavar="SIZE",
                         help="refuse a view that would read more than SIZE (e.g. 2GB, 500MiB; "
                              "env GRIDSCOPE_MAX_REQUEST_BYTES)")  # fmt: skip
-    limits.add_argument("--max-concurrent", type=_positive_int, metavar="N",
+    limits.add_argument("--max-concurrent", type=positive_int, metavar="N",
                         help="computations running at once over all sessions; the others queue "
                              "(env GRIDSCOPE_MAX_CONCURRENT)")  # fmt: skip
     limits.add_argument("--request-timeout", type=_seconds, metavar="SECONDS",
@@ -66,16 +66,6 @@ def _size(text: str) -> int:
         return parse_bytes(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text[:40]!r}: expected a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text[:40]!r}: must be at least 1")
-    return value
 
 
 def _seconds(text: str) -> float:
