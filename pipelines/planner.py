@@ -33,12 +33,13 @@ import dataclasses
 import math
 import os
 from collections.abc import Callable, Hashable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from pipelines.aggregates import STATS, decompose_range, finish
+from pipelines.aggregates import STATS, BlockStats, block_stats, decompose_range, finish
 from pipelines.cache import result_cache
 from pipelines.derived import VariableStores, find_derived
 from pipelines.evaluate import compute_map, compute_series, field_for
@@ -521,43 +522,38 @@ def _plan_aggregates(
 
     def run() -> xr.DataArray:
         lat, runs = region.lat_slice, region.runs
-        shift = _read_2d(stores.array("aggregates", f"L{level}/shift"), lat, runs)
+        pool = _pool()
+        # everything is read concurrently; the edge steps are reduced in one numba pass.
+        # The edge task waits on the shift task, submitted before it (FIFO): no deadlock.
+        shift_future = pool.submit(
+            _read_2d, stores.array("aggregates", f"L{level}/shift"), lat, runs
+        )
+        edge_future = (
+            pool.submit(_edge_stats, da, stores, region, level, agg, steps, shift_future)
+            if steps
+            else None
+        )
+        block_futures = {
+            name: pool.submit(
+                _block_total, stores.array("aggregates", f"L{level}/{name}"), name, flat, lat, runs
+            )
+            for name in (needed if flat else ())
+        }
+        shift = shift_future.result()
         totals: dict[str, np.ndarray] = {}
-        for name in needed:
-            if flat:
-                part = _read(stores.array("aggregates", f"L{level}/{name}"), flat, lat, runs)
-                if name in ("min", "max"):
-                    reduce = np.fmin if name == "min" else np.fmax
-                    totals[name] = reduce.reduce(part, axis=0)
-                else:
-                    totals[name] = part.sum(axis=0, dtype="int64" if name == "count" else "float64")
-        if steps:
-            if level == 0:
-                sub = da.isel(time=steps, lat=region.lat_index, lon=region.lon_index)
-                raw = np.asarray(_compute_local(sub, len(steps) * region.ncells * 4).values)
-                raw_min = raw_max = raw
+        if edge_future is not None:
+            stats = edge_future.result()
+            totals = {name: getattr(stats, name)[0] for name in needed}
+        for name, future in block_futures.items():
+            part = future.result()
+            if name not in totals:
+                totals[name] = part
+            elif name == "min":
+                totals[name] = np.fmin(part, totals[name])
+            elif name == "max":
+                totals[name] = np.fmax(part, totals[name])
             else:
-                field = {"min": "min", "max": "max"}.get(agg, "mean")
-                raw = _read(stores.array("pyramid", f"L{level}/{field}"), steps, lat, runs)
-                raw_min = raw_max = raw
-            valid = ~np.isnan(raw)
-            d = np.where(valid, raw.astype("float64") - shift, 0.0)
-            edge = {
-                "sum": d.sum(axis=0),
-                "sumsq": (d * d).sum(axis=0),
-                "count": valid.sum(axis=0),
-                "min": np.fmin.reduce(raw_min, axis=0),
-                "max": np.fmax.reduce(raw_max, axis=0),
-            }
-            for name in needed:
-                if name not in totals:
-                    totals[name] = edge[name]
-                elif name == "min":
-                    totals[name] = np.fmin(totals[name], edge[name])
-                elif name == "max":
-                    totals[name] = np.fmax(totals[name], edge[name])
-                else:
-                    totals[name] = totals[name] + edge[name]
+                totals[name] = part + totals[name]
         values = finish(agg, totals, shift)
         return _map_result(values, region, da, query, level)
 
@@ -579,6 +575,74 @@ def _plan_aggregates(
 def _read_2d(arr: Any, lat: slice, runs: list[tuple[int, int]]) -> np.ndarray:
     parts = [arr[lat, a:b] for a, b in runs]
     return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    """Threads that overlap a range map's reads (zarr decode and numba release the GIL)."""
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="gridscope-planner")
+    return _POOL
+
+
+def _block_total(
+    arr: Any, name: str, flat: list[int], lat: slice, runs: list[tuple[int, int]]
+) -> np.ndarray:
+    """One statistic's total over the stored blocks ``flat``, read one block at a time
+    into an in-place accumulator (a fraction of the memory of reading them all at once)."""
+    dtype = {"count": "int64", "min": None, "max": None}.get(name, "float64")
+    op = {"min": np.fmin, "max": np.fmax}.get(name, np.add)
+    total: np.ndarray | None = None
+    for index in flat:
+        parts = [arr[index, lat, a:b] for a, b in runs]
+        block = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
+        if total is None:
+            total = block.astype(dtype or block.dtype, copy=True)
+        else:
+            op(total, block, out=total)
+    assert total is not None
+    return total
+
+
+def _edge_stats(
+    da: xr.DataArray,
+    stores: VariableStores,
+    region: _Region,
+    level: int,
+    agg: str,
+    steps: list[int],
+    shift: Future,
+) -> BlockStats:
+    """Stats of a range's raw edge steps over the region, as one block (leading axis 1).
+
+    The steps are read as stored (float32, no float64 copy) and reduced in one pass by
+    the build's numba kernel (float64 accumulators), overlapping the other reads.
+    """
+    raw = _edge_raw(da, stores, region, level, agg, steps)
+    return block_stats(raw, shift.result(), raw.shape[0])
+
+
+def _edge_raw(
+    da: xr.DataArray,
+    stores: VariableStores,
+    region: _Region,
+    level: int,
+    agg: str,
+    steps: list[int],
+) -> np.ndarray:
+    """The raw edge steps of a range over the region (steps, lat, lon), as stored."""
+    if level == 0:
+        sub = da.isel(
+            time=_as_indexer(np.asarray(steps)),
+            lat=_as_indexer(region.lat_index),
+            lon=_as_indexer(region.lon_index),
+        )
+        return np.asarray(_compute_local(sub, len(steps) * region.ncells * 4).values)
+    field = {"min": "min", "max": "max"}.get(agg, "mean")
+    return _read(stores.array("pyramid", f"L{level}/{field}"), steps, region.lat_slice, region.runs)
 
 
 def _level_dataarray(
