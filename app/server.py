@@ -117,10 +117,13 @@ def _schedule_trim(delay: float = 3.0) -> None:
 
 
 def _trim() -> None:
-    """Collect cycles and hand freed heap back to the OS.
+    """Collect cycles, hand freed C heap back to the OS and log the live heap.
 
-    Bokeh documents are large object graphs with cycles; without this a long-running
-    server's RSS stays at its high-water mark although the sessions are gone.
+    Bokeh documents are large object graphs with cycles, collected here at once rather
+    than whenever the collector's thresholds say. ``malloc_trim`` returns what the C
+    allocator freed (arrays, large objects); CPython's own arenas that still hold one
+    live object stay, so RSS after a burst of sessions stays near its peak (and is
+    reused by the next burst): the logged `memory_report` says what is still live.
     """
     import ctypes
     import gc
