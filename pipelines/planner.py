@@ -47,7 +47,7 @@ from pipelines.pyramid import LevelGrid, coarsen_fields, field_kind, level_grid
 from pipelines.query import Query, QueryError
 from pipelines.reductions import anomaly, monthly_climatology
 from pipelines.selection import nearest_cell, select_bbox, select_time_range, select_time_step
-from pipelines.timeseries_store import decompose_rectangle, lon_runs
+from pipelines.timeseries_store import cheapest_cover, lon_runs
 
 __all__ = ["Plan", "PlanBudgetError", "plan_map", "plan_series"]
 
@@ -765,30 +765,38 @@ def plan_series(ds: xr.Dataset, query: Query, *, max_bytes: int | None = None) -
     region = _region(_grid(ds, 0), [query.bbox])
     ny, nx = ds.sizes["lat"], ds.sizes["lon"]
     i0, i1 = region.lat_slice.start, region.lat_slice.stop
+    chunks = {
+        lev: tuple(stores.array("timeseries", "values" if lev == 0 else f"L{lev}/wsum").chunks[1:])
+        for lev in range(stores.ts_max_level + 1)
+    }
     pieces = []
     for a, b in region.runs:
-        pieces += decompose_rectangle(i0, i1, a, b, ny, nx, stores.ts_max_level)
+        pieces += cheapest_cover(i0, i1, a, b, ny, nx, stores.ts_max_level, chunks)
     area0 = _grid(ds, 0).cell_area
     ncells_read = sum((p[2] - p[1]) * (p[4] - p[3]) * (1 if p[0] == 0 else 4) for p in pieces)
     nbytes = ncells_read * nsteps * 4
 
+    def read_piece(piece: tuple[int, int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+        lev, bi0, bi1, bj0, bj1 = piece
+        if lev == 0:
+            x = stores.array("timeseries", "values")[r0:r1, bi0:bi1, bj0:bj1]
+            x = x.reshape(x.shape[0], -1)
+            w = np.ascontiguousarray(area0[bi0:bi1, bj0:bj1], dtype="float64").ravel()
+            missing = np.isnan(x)
+            if missing.any():
+                x = np.where(missing, np.float32(0), x)
+                return x.astype("float64") @ w, w.sum() - missing.astype("float64") @ w
+            return x.astype("float64") @ w, np.full(x.shape[0], w.sum())
+        ws = stores.array("timeseries", f"L{lev}/wsum")[r0:r1, bi0:bi1, bj0:bj1]
+        wa = stores.array("timeseries", f"L{lev}/warea")[r0:r1, bi0:bi1, bj0:bj1]
+        return ws.sum(axis=(1, 2)), wa.sum(axis=(1, 2))
+
     def run_region() -> xr.DataArray:
         wsum = np.zeros(nsteps)
         warea = np.zeros(nsteps)
-        for lev, bi0, bi1, bj0, bj1 in pieces:
-            if lev == 0:
-                x = stores.array("timeseries", "values")[r0:r1, bi0:bi1, bj0:bj1]
-                w = area0[bi0:bi1, bj0:bj1]
-                valid = ~np.isnan(x)
-                wsum += np.where(valid, x.astype("float64") * w, 0.0).sum(axis=(1, 2))
-                warea += np.where(valid, w, 0.0).sum(axis=(1, 2))
-            else:
-                wsum += stores.array("timeseries", f"L{lev}/wsum")[r0:r1, bi0:bi1, bj0:bj1].sum(
-                    axis=(1, 2)
-                )
-                warea += stores.array("timeseries", f"L{lev}/warea")[r0:r1, bi0:bi1, bj0:bj1].sum(
-                    axis=(1, 2)
-                )
+        for ws, wa in _pool().map(read_piece, pieces):
+            wsum += ws
+            warea += wa
         with np.errstate(invalid="ignore", divide="ignore"):
             values = np.where(warea > 0, wsum / np.where(warea > 0, warea, 1.0), np.nan)
         region_da = xr.DataArray(values, dims="time", coords={"time": times}, attrs=dict(da.attrs))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["decompose_rectangle", "lon_runs"]
+__all__ = ["cheapest_cover", "decompose_rectangle", "lon_runs"]
 
 
 def lon_runs(indices: list[int] | tuple[int, ...]) -> list[tuple[int, int]]:
@@ -68,3 +68,73 @@ def _cover(i0: int, i1: int, j0: int, j1: int, ny: int, nx: int, level: int, out
     _cover(ci1, i1, j0, j1, ny, nx, level - 1, out)
     _cover(ci0, ci1, j0, cj0, ny, nx, level - 1, out)
     _cover(ci0, ci1, cj1, j1, ny, nx, level - 1, out)
+
+
+Piece = tuple[int, int, int, int, int]
+
+
+def _cover_cost(pieces: list[Piece], chunks: dict[int, tuple[int, int]], cell_cost: float) -> float:
+    """Bytes decoded per time step (whole chunks: a read decodes every chunk it touches,
+    so a thin strip costs its chunks, not its cells) plus ``cell_cost`` per raw cell
+    reduced (level-0 cells are weighted in numpy; coarser cells are just summed)."""
+    cost = 0.0
+    for lev, bi0, bi1, bj0, bj1 in pieces:
+        cy, cx = chunks[lev]
+        n = ((bi1 - 1) // cy - bi0 // cy + 1) * ((bj1 - 1) // cx - bj0 // cx + 1)
+        cost += n * cy * cx * (4 if lev == 0 else 16)  # float32 values / float64 wsum+warea
+        if lev == 0:
+            cost += (bi1 - bi0) * (bj1 - bj0) * cell_cost
+    return cost
+
+
+def cheapest_cover(
+    i0: int,
+    i1: int,
+    j0: int,
+    j1: int,
+    ny: int,
+    nx: int,
+    max_level: int,
+    chunks: dict[int, tuple[int, int]],
+    cell_cost: float = 8.0,
+    min_saving: float = 65536.0,
+) -> list[Piece]:
+    """A cover of ``[i0, i1) x [j0, j1)`` like `decompose_rectangle`, but the cheapest to
+    read of a few candidates: the quadtree cover, or an aligned core at one level with the
+    border strips covered by the quadtree up to a lower level (0: the raw cells).
+
+    ``chunks[level]`` is the (lat, lon) chunk shape of that level's arrays. Thin strips at
+    every intermediate level each decode a row of whole chunks; a wider raw strip that
+    stays inside the raw level's chunks it touches anyway is often much cheaper.
+    Another cover replaces the quadtree one only when it saves at least ``min_saving``
+    bytes per step: small reads keep the quadtree cover (and its use of every level).
+    """
+    quadtree = decompose_rectangle(i0, i1, j0, j1, ny, nx, max_level)
+    quadtree_cost = _cover_cost(quadtree, chunks, cell_cost)
+    best, best_cost = quadtree, quadtree_cost
+    for core in range(1, max_level + 1):
+        s = 2**core
+        bi0, bi1 = _inner(i0, i1, ny, s)
+        bj0, bj1 = _inner(j0, j1, nx, s)
+        if bi0 >= bi1 or bj0 >= bj1:
+            break
+        ci0, ci1 = bi0 * s, min(bi1 * s, ny)
+        cj0, cj1 = bj0 * s, min(bj1 * s, nx)
+        strips = [
+            (i0, ci0, j0, j1),
+            (ci1, i1, j0, j1),
+            (ci0, ci1, j0, cj0),
+            (ci0, ci1, cj1, j1),
+        ]
+        for low in range(0, core):
+            pieces: list[Piece] = [(core, bi0, bi1, bj0, bj1)]
+            for a, b, c, d in strips:
+                pieces += decompose_rectangle(a, b, c, d, ny, nx, low)
+            cost = _cover_cost(pieces, chunks, cell_cost)
+            if cost < best_cost:
+                best, best_cost = pieces, cost
+    whole: list[Piece] = [(0, i0, i1, j0, j1)]
+    whole_cost = _cover_cost(whole, chunks, cell_cost)
+    if whole_cost < best_cost:
+        best, best_cost = whole, whole_cost
+    return best if best_cost <= quadtree_cost - min_saving else quadtree
