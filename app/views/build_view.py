@@ -36,7 +36,7 @@ class BuildView(pn.viewable.Viewer):
         self.status = pn.pane.Markdown("", css_classes=["gs-build-status"], margin=(0, 10))
         self.damage = pn.pane.Alert("", alert_type="warning", visible=False,
                                     css_classes=["gs-build-damage"], sizing_mode="stretch_width")  # fmt: skip
-        self._finished = False
+        self._last_state: str | None = None  # of this dataset's build, at the last refresh
         self.button.on_click(lambda _: self.start())
         state.param.watch(lambda _: self.refresh(), ["dataset"])
         state.param.watch(lambda _: self.check_stores(), ["dataset", "var"])
@@ -54,12 +54,11 @@ class BuildView(pn.viewable.Viewer):
 
     def refresh(self) -> None:
         progress = builds.jobs.progress(self.state.dataset)
-        running = progress is not None and progress.state == "running"
-        self.button.disabled = self.bar.visible = running
-        if self._finished != (progress is not None and not running):
-            self._finished = not self._finished
-            if self._finished:  # a build just ended: it may have repaired the stores
-                self.check_stores()
+        state = progress.state if progress is not None else None
+        if self._last_state == "running" and state != "running":
+            self.check_stores()  # a build just ended: it may have repaired the stores
+        self._last_state = state
+        self.button.disabled = self.bar.visible = state == "running"
         if progress is None:
             self.status.object = ""
             return
