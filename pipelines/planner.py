@@ -785,7 +785,8 @@ def plan_series(ds: xr.Dataset, query: Query, *, max_bytes: int | None = None) -
             missing = np.isnan(x)
             if missing.any():
                 x = np.where(missing, np.float32(0), x)
-                return x.astype("float64") @ w, w.sum() - missing.astype("float64") @ w
+                # the valid cells' area, summed (not total minus missing: all-missing is 0)
+                return x.astype("float64") @ w, (~missing).astype("float64") @ w
             return x.astype("float64") @ w, np.full(x.shape[0], w.sum())
         ws = stores.array("timeseries", f"L{lev}/wsum")[r0:r1, bi0:bi1, bj0:bj1]
         wa = stores.array("timeseries", f"L{lev}/warea")[r0:r1, bi0:bi1, bj0:bj1]
