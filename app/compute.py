@@ -768,19 +768,18 @@ def resolve_time_labels(
 ) -> dict[str, str | None]:
     """Map the time labels of ``query`` onto the dataset's step ``labels``.
 
-    ``time`` goes to the nearest step; ``start``/``baseline_start`` to the first step of
-    the range and ``end``/``baseline_end`` to its last step, so a link written with
+    ``time`` goes to the step `pipelines.selection.step_index` selects (the one rule
+    for a single time); ``start``/``baseline_start`` to the first step of the range and
+    ``end``/``baseline_end`` to its last step, so a link written with
     ``start=1985&end=1986`` lands on the steps it covers.
     """
     from pipelines.evaluate import field_for
-    from pipelines.selection import select_time_range, select_time_step
+    from pipelines.selection import range_indices, step_index
 
     da = field_for(ds, query)
-    index = ds.indexes["time"]
     out: dict[str, str | None] = {}
     if query.time is not None:
-        step = select_time_step(da, query.time)
-        out["time"] = labels[int(index.get_loc(step["time"].values[()]))]
+        out["time"] = labels[step_index(da, query.time)]
     for first, last, field in (
         ("start", "end", "start"),
         ("baseline_start", "baseline_end", "baseline_start"),
@@ -789,8 +788,6 @@ def resolve_time_labels(
         if a is None and b is None:
             out[first] = out[last] = None
             continue
-        selected = select_time_range(da, a, b, field)
-        times = selected.indexes["time"]
-        out[first] = labels[int(index.get_loc(times[0]))]
-        out[last] = labels[int(index.get_loc(times[-1]))]
+        begin, stop = range_indices(da, a, b, field)
+        out[first], out[last] = labels[begin], labels[stop - 1]
     return out

@@ -15,7 +15,6 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import pandas as pd
 import xarray as xr
 
 __all__ = ["DatasetInfo", "DatasetSources", "VariableInfo", "time_labels"]
@@ -52,23 +51,15 @@ class DatasetInfo:
 
 
 def time_labels(index: Any, climatology: bool) -> tuple[str, ...]:
-    """Labels for each time step that `pipelines.Query` parses back to that step.
+    """Labels for each time step that `pipelines.Query` selects that step by.
 
-    Climatologies get month names (``Jan``..``Dec``); monthly data ``YYYY-MM-DD``;
-    sub-daily data ``YYYY-MM-DDTHH:MM``.
+    `pipelines.selection.step_labels`: month names for climatologies, ``YYYY-MM-DD``
+    for daily and coarser data, ``YYYY-MM-DDTHH:MM`` for sub-daily data, the value
+    on a numbered step axis.
     """
-    if index is None or len(index) == 0:
-        return ()
-    if climatology:
-        return tuple(pd.Timestamp(2000, int(t.month), 1).strftime("%b") for t in index)
-    out = []
-    subdaily = any(getattr(t, "hour", 0) or getattr(t, "minute", 0) for t in index)
-    for t in index:
-        if subdaily:
-            out.append(f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}")
-        else:
-            out.append(f"{t.year:04d}-{t.month:02d}-{t.day:02d}")
-    return tuple(out)
+    from pipelines.selection import step_labels
+
+    return step_labels(index, climatology) if index is not None else ()
 
 
 class DatasetSources:

@@ -20,10 +20,10 @@ from pipelines.reductions import (
 from pipelines.selection import (
     check_variable,
     nearest_cell,
-    nearest_step,
     select_bbox,
     select_level,
     select_time_range,
+    step_index,
 )
 
 __all__ = ["compute_map", "compute_series", "field_for"]
@@ -59,7 +59,7 @@ def compute_map(ds: xr.Dataset, query: Query) -> xr.DataArray:
     if query.bbox is not None:
         full = select_bbox(full, query.bbox)
     if query.time is not None:
-        chosen = full.isel(time=[nearest_step(full, query.time)])
+        chosen = full.isel(time=[step_index(full, query.time)])
         out = _with_anomaly(chosen, full, query).isel(time=0)
     else:
         selected = select_time_range(full, query.start, query.end)

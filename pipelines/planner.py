@@ -46,7 +46,13 @@ from pipelines.evaluate import compute_map, compute_series, field_for
 from pipelines.pyramid import LevelGrid, coarsen_fields, field_kind, level_grid
 from pipelines.query import Query, QueryError
 from pipelines.reductions import anomaly, monthly_climatology
-from pipelines.selection import nearest_cell, select_bbox, select_time_range, select_time_step
+from pipelines.selection import (
+    nearest_cell,
+    range_indices,
+    select_bbox,
+    select_time_range,
+    step_index,
+)
 from pipelines.timeseries_store import cheapest_cover, lon_runs
 
 __all__ = ["Plan", "PlanBudgetError", "plan_map", "plan_series"]
@@ -200,21 +206,6 @@ def _compute_local(obj: xr.DataArray, nbytes: float) -> xr.DataArray:
     return obj.compute()
 
 
-def _step_index(da: xr.DataArray, label: str) -> int:
-    index = xr.DataArray(np.arange(da.sizes["time"]), dims="time", coords={"time": da["time"]})
-    index.attrs = dict(da.attrs)
-    return int(select_time_step(index, label).values)
-
-
-def _range_indices(
-    da: xr.DataArray, start: str | None, end: str | None, field: str = "start"
-) -> tuple[int, int]:
-    index = xr.DataArray(np.arange(da.sizes["time"]), dims="time", coords={"time": da["time"]})
-    index.attrs = dict(da.attrs)
-    picked = select_time_range(index, start, end, field).values
-    return int(picked[0]), int(picked[-1]) + 1
-
-
 def _with_anomaly(selected: xr.DataArray, full: xr.DataArray, query: Query) -> xr.DataArray:
     """Same operations as `pipelines.evaluate` so results are the same numbers."""
     if not query.is_anomaly:
@@ -240,7 +231,7 @@ def _only_step(da: xr.DataArray, query: Query) -> xr.DataArray:
     """
     if query.time is None or query.is_anomaly or "time" not in da.dims:
         return da
-    step = _step_index(da, query.time)
+    step = step_index(da, query.time)
     return da.isel(time=slice(max(step - 1, 0), step + 2))
 
 
@@ -350,8 +341,8 @@ def plan_map(
     key = _key(ds, version, "map", query, viewport, screen)
     single = query.time is not None
     kind = field_kind(query.agg, single, query.is_anomaly)
-    step = _step_index(da, query.time) if query.time is not None else -1
-    t0, t1 = _range_indices(da, query.start, query.end) if has_time and not single else (0, 0)
+    step = step_index(da, query.time) if query.time is not None else -1
+    t0, t1 = range_indices(da, query.start, query.end) if has_time and not single else (0, 0)
 
     if stores is not None and has_time:
         level = _choose_level(
@@ -715,7 +706,7 @@ def plan_series(ds: xr.Dataset, query: Query, *, max_bytes: int | None = None) -
         raise QueryError("point", "a time series needs a point (lon,lat) or a bbox (W,S,E,N)")
     stores, version = _derived_stores(ds, query.var)
     key = _key(ds, version, "series", query, None, None)
-    t0, t1 = _range_indices(da, query.start, query.end)
+    t0, t1 = range_indices(da, query.start, query.end)
     if query.is_anomaly:
         r0, r1 = 0, da.sizes["time"]
     else:

@@ -24,6 +24,8 @@ __all__ = [
     "AGGREGATIONS",
     "Query",
     "QueryError",
+    "is_step_value",
+    "parse_step_value",
     "parse_time_label",
 ]
 
@@ -38,7 +40,9 @@ _TIME_RE = re.compile(
 _MONTHS = (
     "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
 )  # fmt: skip
-_DAYS_IN_MONTH = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+# February 30 exists in the 360_day calendar; the dataset's calendar decides the rest.
+_DAYS_IN_MONTH = (31, 30, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+_NUMBER_RE = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$")
 
 
 class QueryError(ValueError):
@@ -85,7 +89,7 @@ def parse_time_label(field: str, text: str) -> tuple[int, ...]:
         raise QueryError(
             field,
             f"{text!r} is not a date; use YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDTHH:MM "
-            "(or a month name for climatologies)",
+            "(a month name for climatologies, a number on a numbered step axis)",
         )
     parts = tuple(int(v) for v in match.groups() if v is not None)
     limits = ((0, 9999), (1, 12), (1, 31), (0, 23), (0, 59), (0, 59))
@@ -97,6 +101,41 @@ def parse_time_label(field: str, text: str) -> tuple[int, ...]:
     if len(parts) >= 3 and parts[2] > _DAYS_IN_MONTH[parts[1] - 1]:
         raise QueryError(field, f"{text!r}: month {parts[1]} has no day {parts[2]}")
     return parts
+
+
+def is_step_value(text: str) -> bool:
+    """Whether ``text`` is written as a plain number (a step of a numeric time axis)."""
+    return isinstance(text, str) and bool(_NUMBER_RE.match(text.strip()))
+
+
+def parse_step_value(field: str, text: str) -> float:
+    """A time label on a numeric step axis (no dates: e.g. units "Month"): a number.
+
+    Raises
+    ------
+    QueryError
+        When ``text`` is not a plain finite number such as ``3`` or ``3.5``.
+    """
+    if not is_step_value(text) or len(text) > 40:
+        raise QueryError(
+            field, f"{str(text)[:40]!r} is not a step value; expected a number such as 3"
+        )
+    value = float(text)
+    if not math.isfinite(value):
+        raise QueryError(field, f"{text!r} is too large; expected a step value such as 3")
+    return value
+
+
+def check_time_label(field: str, text: str) -> None:
+    """Syntax check of a time label without the dataset: a date label or a number.
+
+    Which of the two a dataset takes depends on its time axis; `pipelines.selection`
+    says so when the kind does not fit.
+    """
+    if is_step_value(text) and not _TIME_RE.match(text.strip()):
+        parse_step_value(field, text)
+    else:
+        parse_time_label(field, text)
 
 
 def _period_bounds(parts: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -150,8 +189,10 @@ class Query:
     var
         Data variable name.
     time
-        A single time step (the nearest step is used). Mutually exclusive with
-        ``start``/``end``.
+        A single time step, by the rule of `pipelines.selection.step_index`: a step's
+        own label selects it, a partial date the first step in its period, a moment
+        between steps the nearest. A number on a numbered step axis. Mutually
+        exclusive with ``start``/``end``.
     start, end
         Time range, both ends included; partial labels cover their whole period
         (``end="1985"`` includes all of 1985). Either may be omitted to mean the
@@ -200,7 +241,7 @@ class Query:
         for name in ("time", "start", "end", "baseline_start", "baseline_end"):
             value = getattr(self, name)
             if value is not None:
-                parse_time_label(name, value)
+                check_time_label(name, value)
         self._check_order("start", "end")
         if (self.baseline_start is None) != (self.baseline_end is None):
             raise QueryError(
@@ -238,9 +279,15 @@ class Query:
         a, b = getattr(self, first), getattr(self, last)
         if a is None or b is None:
             return
-        start_first, _ = _period_bounds(parse_time_label(first, a))
-        _, end_last = _period_bounds(parse_time_label(last, b))
-        if end_last < start_first:
+        try:
+            start_first, _ = _period_bounds(parse_time_label(first, a))
+            _, end_last = _period_bounds(parse_time_label(last, b))
+            reversed_ = end_last < start_first
+        except QueryError:  # numbers (a numbered step axis), or a number against a date
+            if not (is_step_value(a) and is_step_value(b)):
+                return  # the dataset says which kind it takes
+            reversed_ = float(b) < float(a)
+        if reversed_:
             raise QueryError(last, f"{b!r} is before {first} {a!r}")
 
     # --- conversions -------------------------------------------------------------

@@ -8,21 +8,26 @@ small 1-D coordinates are read.
 
 from __future__ import annotations
 
+import datetime
+
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from pipelines.query import QueryError, parse_time_label
+from pipelines.query import QueryError, is_step_value, parse_step_value, parse_time_label
 
 __all__ = [
     "bbox_lon_mask",
     "check_variable",
     "nearest_cell",
-    "nearest_step",
+    "range_indices",
     "select_bbox",
     "select_level",
     "select_time_range",
     "select_time_step",
+    "step_index",
+    "step_labels",
+    "time_axis_is_numeric",
 ]
 
 _EPS = 1e-9
@@ -120,21 +125,71 @@ def select_level(da: xr.DataArray, level: float | None) -> xr.DataArray:
     return da.isel(level=int(np.argmin(np.abs(levels - level))))
 
 
-def _label_to_time(field: str, text: str, index: pd.Index, climatology: bool) -> object:
-    """A time label as a value comparable with ``index`` (datetime64 or cftime)."""
-    parts = parse_time_label(field, text)
-    if parts[0] == 0 and len(parts) == 2 and text[:1].isalpha():
-        # a month name: the year of the climatology axis
-        first = index[0]
-        parts = (int(first.year), parts[1])
-    fields = parts + (1, 1, 0, 0, 0)[len(parts) - 1 :]
-    year, month, day, hour, minute, second = fields[:6]
+# --- time ------------------------------------------------------------------------------
+# One rule turns a time label into a step, for the Query, the URL, the CLI and the
+# widgets alike (`step_index`); `step_labels` writes the labels that rule reads back.
+
+
+def time_axis_is_numeric(da: xr.DataArray | xr.Dataset) -> bool:
+    """Whether the time axis holds plain numbers (a step axis without dates).
+
+    Files whose time units have no epoch ("days", "Month") or no units at all keep
+    their numeric time coordinate (see `data_catalog.time_axis`); labels on such an
+    axis are numbers.
+    """
+    if "time" not in da.dims:
+        return False
+    index = da.indexes["time"]
+    return not isinstance(index, pd.DatetimeIndex | xr.CFTimeIndex) and np.issubdtype(
+        index.dtype, np.number
+    )
+
+
+def _time_index(da: xr.DataArray, field: str) -> pd.Index:
+    if "time" not in da.dims:
+        raise QueryError(field, "this dataset has no time axis; leave time empty")
+    return da.indexes["time"]
+
+
+def _units_text(da: xr.DataArray) -> str:
+    units = str(da["time"].attrs.get("units", "")).strip()
+    return f" {units}" if units else ""
+
+
+def _record_text(da: xr.DataArray) -> str:
+    times = da.indexes["time"]
+    if time_axis_is_numeric(da):
+        return (
+            f"the steps run {_format_value(times[0])} to {_format_value(times[-1])}"
+            f"{_units_text(da)}"
+        )
+    if da.attrs.get("gridscope_climatology"):
+        return "this is a climatology: use a month name (Jan..Dec) or YYYY-MM within its year"
+    return f"the record spans {_describe_time(times[0])} to {_describe_time(times[-1])}"
+
+
+def _describe_time(value: object) -> str:
+    """A short ISO label for a time value (datetime64 or cftime), date only at midnight."""
+    if isinstance(value, np.datetime64 | pd.Timestamp):
+        value = pd.Timestamp(value)
+    text = value.isoformat() if hasattr(value, "isoformat") else str(value)
+    return text.removesuffix("T00:00:00").removesuffix(" 00:00:00")
+
+
+def _format_value(value: object) -> str:
+    """A step value of a numeric axis as the shortest text that reads back the same."""
+    number = float(value)  # type: ignore[arg-type]
+    return str(int(number)) if number.is_integer() and abs(number) < 1e15 else repr(number)
+
+
+def _make_time(field: str, text: str, index: pd.Index, fields: tuple[int, ...]) -> object:
+    """``fields`` (year..second) as a value comparable with ``index``."""
+    year, month, day, hour, minute, second = fields
     if isinstance(index, xr.CFTimeIndex):
-        date_type = index.date_type
         has_year_zero = getattr(index[0], "has_year_zero", None)
         kwargs = {"has_year_zero": has_year_zero} if has_year_zero is not None else {}
         try:
-            return date_type(year, month, day, hour, minute, second, **kwargs)
+            return index.date_type(year, month, day, hour, minute, second, **kwargs)
         except ValueError as exc:
             raise QueryError(
                 field, f"{text!r} is not a valid date in this calendar ({exc})"
@@ -147,45 +202,178 @@ def _label_to_time(field: str, text: str, index: pd.Index, climatology: bool) ->
         raise QueryError(field, f"{text!r} is not a valid date ({exc})") from None
 
 
-def _describe_time(value: object) -> str:
-    """A short ISO label for a time value (datetime64 or cftime), date only at midnight."""
-    if isinstance(value, np.datetime64 | pd.Timestamp):
-        value = pd.Timestamp(value)
-    text = value.isoformat() if hasattr(value, "isoformat") else str(value)
-    return text.removesuffix("T00:00:00").removesuffix(" 00:00:00")
+def _label_period(da: xr.DataArray, field: str, text: str) -> tuple[object, object | None, int]:
+    """The period a date label names: ``(begin, end or None, number of fields given)``.
 
-
-def _record_text(da: xr.DataArray) -> str:
-    times = da.indexes["time"]
-    if da.attrs.get("gridscope_climatology"):
-        return "this is a climatology: use a month name (Jan..Dec) or YYYY-MM within its year"
-    return f"the record spans {_describe_time(times[0])} to {_describe_time(times[-1])}"
-
-
-def nearest_step(da: xr.DataArray, label: str, field: str = "time") -> int:
-    """Index of the time step nearest to the middle of the period ``label`` names.
-
-    ``1985-03`` (or ``Mar`` on a climatology) picks the step nearest mid-March, so a
-    monthly step stamped on the 16th or on the 1st is found either way. A label more
-    than one step outside the record is an error.
+    ``end`` is the first instant after the period (None past the last representable
+    date). A month name means that month of a climatology's year.
     """
-    if "time" not in da.dims:
-        raise QueryError(field, "this dataset has no time axis; leave time empty")
     index = da.indexes["time"]
-    climatology = bool(da.attrs.get("gridscope_climatology", False))
-    begin = _label_to_time(field, label, index, climatology)
-    parts = parse_time_label(field, label)
-    target = begin + (_period_end(field, label, parts, index, climatology) - begin) / 2  # type: ignore[operator]
-    first, last = index[0], index[-1]
-    step = (last - first) / max(len(index) - 1, 1)
-    if target < first - step or target > last + step:  # type: ignore[operator]
-        raise QueryError(field, f"{label} is outside the record; {_record_text(da)}")
+    try:
+        parts = parse_time_label(field, text)
+    except QueryError:
+        if is_step_value(text):
+            raise QueryError(
+                field,
+                f"{text.strip()!r} is a number, but this dataset's time axis holds dates; "
+                f"use YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDTHH:MM ({_record_text(da)})",
+            ) from None
+        raise
+    if text.strip()[:1].isalpha():
+        if not da.attrs.get("gridscope_climatology"):
+            raise QueryError(
+                field,
+                f"month names such as {text.strip()!r} are for climatologies; use YYYY-MM "
+                f"({_record_text(da)})",
+            )
+        parts = (int(index[0].year), parts[1])
+    n = len(parts)
+    begin_fields = parts + (1, 1, 0, 0, 0)[n - 1 :]
+    begin = _make_time(field, text, index, begin_fields)  # type: ignore[arg-type]
+    year, month = begin_fields[0], begin_fields[1]
+    try:
+        if n == 1:
+            end = _make_time(field, text, index, (year + 1, 1, 1, 0, 0, 0))
+        elif n == 2:
+            end = _make_time(field, text, index, (year + (month == 12), month % 12 + 1, 1, 0, 0, 0))
+        else:
+            unit = {3: "days", 4: "hours", 5: "minutes", 6: "seconds"}[n]
+            end = begin + datetime.timedelta(**{unit: 1})  # type: ignore[operator]
+    except (QueryError, OverflowError):
+        end = None  # past the last date this index can hold
+    return begin, end, n
+
+
+def _first_at_or_after(index: pd.Index, value: object) -> int:
+    """Position of the first step ``>= value`` (``len(index)`` when there is none)."""
+    if index.is_monotonic_increasing:
+        return int(index.searchsorted(value, side="left"))
+    hits = np.flatnonzero(np.asarray(index >= value))
+    return int(hits[0]) if hits.size else len(index)
+
+
+def _min_spacing(index: pd.Index) -> object | None:
+    """The smallest distance between two neighbouring steps (None for a single step)."""
+    if len(index) < 2:
+        return None
+    values = np.asarray(index)
+    return min(values[1:] - values[:-1]) if values.dtype == object else np.min(np.diff(values))
+
+
+def _nearest(index: pd.Index, target: object) -> int:
+    """xarray's ``sel(method="nearest")``: ties go to the later step of an ascending axis."""
     return int(index.get_indexer([target], method="nearest")[0])
 
 
+def _numeric_label(da: xr.DataArray, field: str, text: str) -> float:
+    try:
+        return parse_step_value(field, text)
+    except QueryError:
+        raise QueryError(
+            field,
+            f"this dataset's time axis is numbered steps, not dates; give a step value "
+            f"such as {_format_value(da.indexes['time'][0])} ({_record_text(da)})",
+        ) from None
+
+
+def step_index(da: xr.DataArray, label: str, field: str = "time") -> int:
+    """Index of the time step a label selects: the one rule for a single time.
+
+    - A label that is a step's time (or, on a numeric step axis, its value) selects it.
+    - A partial date names a period (``1981``, ``1981-02``, ``1981-02-03``,
+      ``1981-02-03T06``) and selects the first step inside it, so ``1981`` on daily
+      data is 1981-01-01 and ``1980-02`` on monthly data stamped on the 16th is
+      1980-02-16. A month name on a climatology names that month of its year.
+    - A label with minutes or seconds, or a period shorter than the smallest spacing
+      between steps (an hour on daily data, a day on monthly data), is a moment: with
+      no step inside, the nearest step is selected, ties as xarray's
+      ``sel(method="nearest")`` (the later step), within one spacing of the record.
+    - Any other period with no step inside (``1990`` outside the record, a missing
+      day of a daily record) is an error naming the record's span.
+    - On a numeric step axis the label is a number: the nearest step value.
+
+    Raises
+    ------
+    QueryError
+        With ``field`` and a message saying what is allowed.
+    """
+    index = _time_index(da, field)
+    if time_axis_is_numeric(da):
+        value = _numeric_label(da, field, label)
+        spacing = _min_spacing(index)
+        slack = 0.0 if spacing is None else float(spacing)  # type: ignore[arg-type]
+        if not float(index.min()) - slack <= value <= float(index.max()) + slack:
+            raise QueryError(field, f"{label.strip()} is outside the record; {_record_text(da)}")
+        return _nearest(index, value)
+    begin, end, n = _label_period(da, field, label)
+    first = _first_at_or_after(index, begin)
+    if first < len(index) and (end is None or index[first] < end):
+        return first
+    spacing = _min_spacing(index)
+    moment = n >= 5 or (
+        spacing is not None and end is not None and end - begin < spacing  # type: ignore[operator]
+    )
+    if moment and spacing is not None:
+        if index[0] - spacing <= begin <= index[-1] + spacing:  # type: ignore[operator]
+            return _nearest(index, begin)
+    if end is not None and (end <= index.min() or begin > index.max()):
+        raise QueryError(field, f"{label.strip()} is outside the record; {_record_text(da)}")
+    raise QueryError(
+        field,
+        f"no time step falls in {label.strip()}; the steps around it are "
+        f"{_describe_time(index[max(first - 1, 0)])} and "
+        f"{_describe_time(index[min(first, len(index) - 1)])}; {_record_text(da)}",
+    )
+
+
 def select_time_step(da: xr.DataArray, label: str, field: str = "time") -> xr.DataArray:
-    """The time step nearest to ``label`` (time dimension dropped)."""
-    return da.isel(time=nearest_step(da, label, field))
+    """The time step ``label`` selects by `step_index` (time dimension dropped)."""
+    return da.isel(time=step_index(da, label, field))
+
+
+def range_indices(
+    da: xr.DataArray, start: str | None, end: str | None, field: str = "start"
+) -> tuple[int, int]:
+    """``(first, stop)`` step indices of a range: the start of ``start``'s period to the
+    end of ``end``'s, both included (on a numeric axis, values ``start <= v <= end``).
+
+    Raises
+    ------
+    QueryError
+        When the range holds no time step, or a baseline is asked on a numeric axis.
+    """
+    index = _time_index(da, field)
+    end_field = "end" if field == "start" else field.replace("start", "end")
+    numeric = time_axis_is_numeric(da)
+    if numeric and field.startswith("baseline"):
+        raise QueryError(
+            field,
+            "anomalies need a time axis of dates (a monthly climatology); this dataset's "
+            f"time axis is numbered steps ({_record_text(da)})",
+        )
+    keep = np.ones(len(index), dtype=bool)
+    if numeric:
+        values = np.asarray(index, dtype="float64")
+        if start is not None:
+            keep &= values >= _numeric_label(da, field, start)
+        if end is not None:
+            keep &= values <= _numeric_label(da, end_field, end)
+    else:
+        if start is not None:
+            lo = _label_period(da, field, start)[0]
+            keep[: _first_at_or_after(index, lo)] = False
+        if end is not None:
+            hi = _label_period(da, end_field, end)[1]
+            if hi is not None:
+                keep[_first_at_or_after(index, hi) :] = False
+    selected = np.flatnonzero(keep)
+    if selected.size == 0:
+        raise QueryError(
+            field,
+            f"no time step between {start or 'the start'} and {end or 'the end'}; "
+            f"{_record_text(da)}",
+        )
+    return int(selected[0]), int(selected[-1]) + 1
 
 
 def select_time_range(
@@ -194,49 +382,51 @@ def select_time_range(
     end: str | None,
     field: str = "start",
 ) -> xr.DataArray:
-    """Steps from the start of ``start``'s period to the end of ``end``'s, inclusive.
+    """Steps from ``start`` to ``end`` by `range_indices` (no time axis: ``da`` itself).
 
     Raises
     ------
     QueryError
         When the range holds no time step.
     """
+    if "time" not in da.dims and start is None and end is None:
+        return da
     if "time" not in da.dims:
-        if start is None and end is None:
-            return da
         raise QueryError(field, "this dataset has no time axis; leave start and end empty")
-    index = da.indexes["time"]
-    climatology = bool(da.attrs.get("gridscope_climatology", False))
-    keep = np.ones(len(index), dtype=bool)
-    if start is not None:
-        lo = _label_to_time(field, start, index, climatology)
-        keep &= np.asarray(index >= lo)
-    if end is not None:
-        end_field = "end" if field == "start" else field.replace("start", "end")
-        parts = parse_time_label(end_field, end)
-        hi = _period_end(end_field, end, parts, index, climatology)
-        keep &= np.asarray(index < hi)
-    selected = np.flatnonzero(keep)
-    if selected.size == 0:
-        raise QueryError(
-            field,
-            f"no time step between {start or 'the start'} and {end or 'the end'}; "
-            f"{_record_text(da)}",
-        )
-    return da.isel(time=slice(int(selected[0]), int(selected[-1]) + 1))
+    first, stop = range_indices(da, start, end, field)
+    return da.isel(time=slice(first, stop))
 
 
-def _period_end(
-    field: str, text: str, parts: tuple[int, ...], index: pd.Index, clim: bool
-) -> object:
-    """The first instant after the period ``text`` names (exclusive upper bound)."""
-    start = _label_to_time(field, text, index, clim)
-    n = len(parts) if not text[:1].isalpha() else 2
-    if n == 1:
-        return _label_to_time(field, f"{parts[0] + 1:04d}", index, clim)
-    if n == 2:
-        year = start.year + (start.month == 12)  # type: ignore[attr-defined]
-        month = start.month % 12 + 1  # type: ignore[attr-defined]
-        return _label_to_time(field, f"{year:04d}-{month:02d}", index, clim)
-    units = {3: "days", 4: "hours", 5: "minutes", 6: "seconds"}[n]
-    return start + pd.Timedelta(**{units: 1})  # type: ignore[operator]
+def step_labels(time: xr.DataArray | pd.Index, climatology: bool = False) -> tuple[str, ...]:
+    """A label per time step that `step_index` reads back to that very step.
+
+    Month names (``Jan``..``Dec``) for a climatology with one step per month;
+    ``YYYY-MM-DD`` when every step is at midnight; ``YYYY-MM-DDTHH:MM`` (``:SS`` when
+    a step has seconds) otherwise; the value itself on a numeric step axis. These are
+    what permalinks write, so a link reopens on the step it was made on.
+    """
+    index = time.to_index() if isinstance(time, xr.DataArray) else time
+    if index is None or len(index) == 0:
+        return ()
+    if not isinstance(index, pd.DatetimeIndex | xr.CFTimeIndex) and np.issubdtype(
+        index.dtype, np.number
+    ):
+        return tuple(_format_value(v) for v in index)
+    months = [int(t.month) for t in index]
+    if climatology and len(set(months)) == len(months):
+        return tuple(_MONTH_NAMES[m - 1] for m in months)
+    seconds = any(getattr(t, "second", 0) for t in index)
+    subdaily = seconds or any(getattr(t, "hour", 0) or getattr(t, "minute", 0) for t in index)
+    out = []
+    for t in index:
+        text = f"{t.year:04d}-{t.month:02d}-{t.day:02d}"
+        if subdaily:
+            text += f"T{t.hour:02d}:{t.minute:02d}"
+        if seconds:
+            text += f":{t.second:02d}"
+        out.append(text)
+    return tuple(out)
+
+
+_MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")  # fmt: skip

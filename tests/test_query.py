@@ -41,7 +41,7 @@ def test_url_keeps_commas_and_negative_numbers_readable():
         ({"point": "0,0", "bbox": "0,0,1,1"}, "point", "not both"),
         ({"start": "1985", "end": "1984-12"}, "end", "before"),
         ({"start": "1985-13"}, "start", "month 13"),
-        ({"start": "1985-02-30"}, "start", "no day 30"),
+        ({"start": "1985-02-31"}, "start", "no day 31"),  # Feb 30: 360_day calendars
         ({"time": "yesterday"}, "time", "not a date"),
         ({"time": "1985", "start": "1984"}, "time", "not both"),
         ({"agg": "median"}, "agg", "mean, min, max, std"),
