@@ -17,7 +17,7 @@ from typing import Any
 
 import xarray as xr
 
-__all__ = ["DatasetInfo", "DatasetSources", "VariableInfo", "time_labels"]
+__all__ = ["DatasetInfo", "DatasetSources", "VariableInfo", "is_remote", "time_labels"]
 
 Opener = Callable[[str], xr.Dataset]
 
@@ -31,6 +31,7 @@ class VariableInfo:
     units: str
     levels: tuple[float, ...] = ()
     has_time: bool = True
+    level_units: str = ""
 
     @property
     def label(self) -> str:
@@ -48,6 +49,7 @@ class DatasetInfo:
     times: tuple[str, ...]
     climatology: bool
     attribution: str = ""
+    remote: bool = False
 
 
 def time_labels(index: Any, climatology: bool) -> tuple[str, ...]:
@@ -89,6 +91,8 @@ class DatasetSources:
         self._datasets: dict[str, xr.Dataset] = {}
         self._infos: dict[str, DatasetInfo] = {}
         self._lock = threading.Lock()
+        #: ids of catalog entries stored elsewhere (opening them needs the network)
+        self.remote_ids: frozenset[str] = frozenset()
 
     # --- construction ------------------------------------------------------------
     @classmethod
@@ -99,26 +103,30 @@ class DatasetSources:
 
     @classmethod
     def from_catalog(
-        cls,
-        catalog_path: str | None = None,
-        extra: Sequence[str] = (),
-        *,
-        include_remote: bool = False,
+        cls, catalog_path: str | None = None, extra: Sequence[str] = ()
     ) -> DatasetSources:
-        """The catalog's local entries (remote ones only when asked) plus ``extra`` paths."""
+        """The catalog's entries plus ``extra`` paths.
+
+        Remote entries (``gs://``, ``s3://``, ``https://``...) come after the local ones,
+        titled "... (remote)": a server without network lists them all the same, and
+        opening one there says in words that it cannot be reached.
+        """
         catalog = _load_catalog(catalog_path)
         entries: dict[str, str] = {}
+        remote: dict[str, str] = {}
         attributions: dict[str, str] = {}
         for entry in catalog.entries:
-            remote = "://" in entry.urlpath and not entry.urlpath.startswith("file://")
-            if remote and not include_remote:
-                continue
-            entries[entry.id] = entry.title
             attributions[entry.id] = getattr(entry, "attribution", "") or ""
+            if is_remote(entry.urlpath):
+                remote[entry.id] = f"{entry.title} (remote)"
+            else:
+                entries[entry.id] = entry.title
+        entries.update(remote)
         for path in extra:
             entries[path] = _extra_title(path)
-        open_dataset = _catalog_opener(catalog, catalog_path)
-        return cls(entries, open_dataset, attributions)
+        sources = cls(entries, _catalog_opener(catalog, catalog_path), attributions)
+        sources.remote_ids = frozenset(remote)
+        return sources
 
     # --- access --------------------------------------------------------------------
     @property
@@ -146,13 +154,15 @@ class DatasetSources:
         for name, da in ds.data_vars.items():
             if "lat" not in da.dims or "lon" not in da.dims:
                 continue
-            levels = tuple(float(v) for v in ds["level"].values) if "level" in da.dims else ()
+            has_levels = "level" in da.dims
+            levels = tuple(float(v) for v in ds["level"].values) if has_levels else ()
             variables[str(name)] = VariableInfo(
                 name=str(name),
                 long_name=str(da.attrs.get("long_name", name)),
                 units=str(da.attrs.get("units", "")),
                 levels=levels,
                 has_time="time" in da.dims,
+                level_units=str(ds["level"].attrs.get("units", "")) if has_levels else "",
             )
         times = time_labels(ds.indexes["time"], climatology) if "time" in ds.dims else ()
         info = DatasetInfo(
@@ -162,6 +172,7 @@ class DatasetSources:
             times=times,
             climatology=climatology,
             attribution=self._attributions.get(dataset_id, ""),
+            remote=dataset_id in self.remote_ids,
         )
         self._infos[dataset_id] = info
         return info
@@ -187,14 +198,58 @@ def _load_catalog(path: str | None) -> Any:
     return load_catalog(path)
 
 
+def is_remote(urlpath: str) -> bool:
+    """Whether a catalog ``urlpath`` names data on another machine (needs the network)."""
+    return "://" in urlpath and not urlpath.startswith("file://")
+
+
+_DEFAULT_HOSTS = {"gs": "storage.googleapis.com", "gcs": "storage.googleapis.com",
+                  "s3": "s3.amazonaws.com", "az": "blob.core.windows.net"}  # fmt: skip
+
+
+def _check_reachable(urlpath: str, timeout: float = 3.0) -> None:
+    """Fail in words, within ``timeout`` seconds, when a remote store's host is unreachable.
+
+    Without this an offline server would wait on the storage library's retries (tens of
+    seconds) and then show its low-level error.
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    from data_catalog.errors import DatasetOpenError
+
+    parts = urlsplit(urlpath)
+    host = parts.hostname if parts.scheme in ("http", "https") else _DEFAULT_HOSTS.get(parts.scheme)
+    if not host:
+        return  # an unknown protocol: let the opener say what it can
+    port = parts.port or (80 if parts.scheme == "http" else 443)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        if isinstance(exc, socket.gaierror):
+            reason = "its name cannot be resolved"
+        elif isinstance(exc, TimeoutError):
+            reason = f"no answer within {timeout:g} s"
+        else:
+            reason = type(exc).__name__
+        raise DatasetOpenError(
+            f"it is a remote dataset ({parts.scheme}://{parts.netloc or host}) and this server "
+            f"cannot reach {host} ({reason}); it needs a network connection"
+        ) from None
+
+
 def _catalog_opener(catalog: Any, catalog_path: str | None) -> Opener:
     from data_catalog import open_dataset
+
+    remote = {e.id: e.urlpath for e in catalog.entries if is_remote(e.urlpath)}
 
     def opener(key: str) -> xr.Dataset:
         if key.startswith("virtual:"):  # a synthetic source of any size, chunks computed on read
             from pipelines.build import open_source
 
             return open_source(key)
+        if key in remote:
+            _check_reachable(remote[key])
         return open_dataset(key, catalog=catalog)
 
     return opener
