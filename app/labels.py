@@ -118,8 +118,8 @@ def region_text(
 
 
 def _is_monthly(times: tuple[str, ...]) -> bool:
-    """Whether labels ``YYYY-MM-DD`` step by about a month (days are then noise)."""
-    if len(times) < 2 or len(times[0]) != 10 or len(times[1]) != 10:
+    """Whether labels ``YYYY-MM-DD[THH:MM]`` step by a month (the day is then noise)."""
+    if len(times) < 2 or len(times[0]) < 10 or len(times[1]) < 10:
         return False
     try:
         y0, m0 = int(times[0][:4]), int(times[0][5:7])
@@ -133,7 +133,7 @@ def _period(first: str | None, last: str | None, times: tuple[str, ...]) -> str:
     first = first or (times[0] if times else "")
     last = last or (times[-1] if times else "")
     if _is_monthly(times):  # a monthly record: 1983-01..1985-12, not 1983-01-16..1985-12-16
-        first, last = (t[:7] if len(t) == 10 else t for t in (first, last))
+        first, last = (t[:7] if len(t) >= 10 else t for t in (first, last))
     return first if first == last else f"{first}..{last}"
 
 

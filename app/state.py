@@ -22,6 +22,7 @@ from pipelines import AGGREGATIONS, Query, QueryError
 
 __all__ = [
     "DIVERGING_CMAPS",
+    "check_colour_range",
     "SEQUENTIAL_CMAPS",
     "VIEW_PARAMS",
     "ExplorerState",
@@ -108,6 +109,9 @@ class ExplorerState(param.Parameterized):
         self.param.watch(self._on_dataset, "dataset")
         self.param.watch(self._on_var, "var")
         self.param.watch(self._on_region, "region")
+        self.param.watch(self._on_point, "point")
+        self.param.watch(self._on_clim, "clim")
+        self.param.watch(self._on_time_axis_only, ["anomaly", "time_mode"])
         self.param.watch(self._on_anomaly, "anomaly")
         self.param.dataset.objects = {sources.title(i): i for i in sources.ids}
         self.dataset = params.pop("dataset", None) or sources.ids[0]
@@ -132,8 +136,9 @@ class ExplorerState(param.Parameterized):
                 "level",
             )
         }
-        self.param.update(**defaults)
-        self.var = None
+        # no step, range or level to keep: _on_dataset picks the first dataset's defaults
+        self.param.update(**defaults, var=None, time=None, start=None, end=None,
+                          baseline_start=None, baseline_end=None, level=None)  # fmt: skip
         first = self.sources.ids[0]
         if self.dataset == first:
             self._on_dataset(
@@ -152,31 +157,68 @@ class ExplorerState(param.Parameterized):
 
     # --- keeping the choices consistent --------------------------------------------
     def _on_dataset(self, event: param.parameterized.Event) -> None:
+        """Offer the new dataset's choices; keep each setting that is valid there.
+
+        A setting that does not fit the new dataset (a step it does not have, a level
+        on another vertical axis, a range without a time axis) is reset quietly to the
+        new dataset's default. Everything changes in one update, so the map and series
+        are never asked for a mix of the old and new dataset's settings.
+        """
         try:
             info = self.sources.info(event.new)
         except Exception as exc:  # a broken dataset: say which and why, keep the others
             self._dataset_failed(event.new, event.old, exc)
             return
-        labels = {v.label: v.name for v in info.variables.values()}
-        self.param.var.objects = labels
+        old_variable = self._variable_info(event.old, self.var)
+        self.param.var.objects = {v.label: v.name for v in info.variables.values()}
         times = list(info.times)
         for name in ("time", "start", "end", "baseline_start", "baseline_end"):
             self.param[name].objects = times
-        keep_var = self.var if self.var in info.variables else next(iter(info.variables), None)
-        updates: dict[str, Any] = {
-            "time": times[0] if times else None,
-            "start": times[0] if times else None,
-            "end": times[-1] if times else None,
-            "baseline_start": times[0] if times else None,
-            "baseline_end": times[-1] if times else None,
-        }
-        if not times:
-            updates.update(time_mode="step", anomaly=False)
+        var = self.var if self.var in info.variables else next(iter(info.variables), None)
+        variable = info.variables.get(var)
+        updates: dict[str, Any] = {"var": var, "level": self._kept_level(variable, old_variable)}
+        updates.update(self._kept_times(times, bool(times) and bool(variable and variable.has_time)))
         self.param.update(**updates)
-        if keep_var == self.var:
-            self._on_var(None)
-        else:
-            self.var = keep_var
+        self._on_var(None)
+
+    def _variable_info(self, dataset: Any, var: Any) -> Any:
+        """The `VariableInfo` of ``var`` in ``dataset``, or None."""
+        if dataset is None or var is None:
+            return None
+        try:
+            return self.sources.info(dataset).variables.get(var)
+        except Exception:  # noqa: BLE001  (a dataset that failed to open has no variables)
+            return None
+
+    def _kept_level(self, variable: Any, previous: Any = None) -> float | None:
+        """The level to show for ``variable``; sets the level choices, with units.
+
+        The current level is kept when the variable has it on the same kind of axis
+        (same units); 1000 hPa never becomes 1000 m.
+        """
+        from app.labels import level_text
+
+        levels = list(variable.levels) if variable is not None else []
+        units = variable.level_units if variable is not None else ""
+        self.param.level.objects = {level_text(v, units): v for v in levels} if levels else [None]
+        previous_units = previous.level_units if previous is not None else units
+        if self.level in levels and previous_units == units:
+            return self.level
+        return levels[0] if levels else None
+
+    def _kept_times(self, times: list[str], has_time: bool) -> dict[str, Any]:
+        """Time settings valid for ``times``: the current ones where they fit, else defaults."""
+        if not has_time:
+            return {"time_mode": "step", "anomaly": False, "time": times[0] if times else None,
+                    "start": None, "end": None, "baseline_start": None, "baseline_end": None}  # fmt: skip
+        out: dict[str, Any] = {"time": self.time if self.time in times else times[0]}
+        for first, last in (("start", "end"), ("baseline_start", "baseline_end")):
+            a, b = getattr(self, first), getattr(self, last)
+            if a in times and b in times and times.index(a) <= times.index(b):
+                out.update({first: a, last: b})
+            else:
+                out.update({first: times[0], last: times[-1]})
+        return out
 
     def _dataset_failed(self, bad: Any, previous: Any, exc: Exception) -> None:
         from app.limits import user_message
@@ -197,16 +239,59 @@ class ExplorerState(param.Parameterized):
     def _on_var(self, event: param.parameterized.Event | None) -> None:
         info = self.sources.info(self.dataset)
         variable = info.variables.get(self.var)
-        levels = list(variable.levels) if variable else []
-        self.param.level.objects = levels or [None]
-        if self.level not in self.param.level.objects:
-            self.level = levels[0] if levels else None
+        previous = info.variables.get(event.old) if event is not None else None
+        updates: dict[str, Any] = {"level": self._kept_level(variable, previous)}
+        if variable is not None and not variable.has_time:
+            updates.update(time_mode="step", anomaly=False)
+        self.param.update(**{k: v for k, v in updates.items() if getattr(self, k) != v})
 
     def _on_region(self, event: param.parameterized.Event) -> None:
         if event.new in REGION_PRESETS:
             self.param.update(bbox=REGION_PRESETS[event.new], point=None)
 
+    def _on_point(self, event: param.parameterized.Event) -> None:
+        """A point moves to the centre of the grid cell its series is taken from.
+
+        The map's hover shows the cell under the pointer and the series the cell
+        nearest to the point (`pipelines.selection.nearest_cell`); at a cell's edge or
+        corner the two could differ. On the cell's centre they are the same cell.
+        """
+        centre = self._cell_centre(event.new)
+        if centre is not None and centre != tuple(event.new):
+            self.point = centre
+
+    def _cell_centre(self, point: Any) -> tuple[float, float] | None:
+        from pipelines.selection import nearest_cell
+
+        if point is None or self.dataset is None:
+            return None
+        try:
+            ds = self.sources.open(self.dataset)
+            lon, lat = ds["lon"], ds["lat"]
+        except Exception:  # noqa: BLE001  (nothing to snap to: keep the point as given)
+            return None
+        if lon.dims != ("lon",) or lat.dims != ("lat",):
+            return None  # not a regular lon/lat grid: the point stays as given
+        i, j = nearest_cell(ds, (float(point[0]), float(point[1])))
+        return (float(lon.values[j]), float(lat.values[i]))
+
+    def _on_clim(self, event: param.parameterized.Event) -> None:
+        """A reversed or empty fixed colour range is refused with a message."""
+        try:
+            check_colour_range(event.new)
+        except QueryError as exc:
+            self.message = f"Colour range: {exc.message}."
+            self.clim = event.old
+
+    def _on_time_axis_only(self, *events: param.parameterized.Event) -> None:
+        """Range and anomaly need a time axis: without one they are switched back off."""
+        for event in events:
+            if event.new not in (False, "step") and self.dataset is not None and not self.has_time:
+                setattr(self, event.name, event.old)
+
     def _on_anomaly(self, event: param.parameterized.Event) -> None:
+        if event.new and not (self.dataset is None or self.has_time):
+            return  # refused by _on_time_axis_only: the colour map stays
         if event.new and self.cmap not in DIVERGING_CMAPS:
             self.cmap = DIVERGING_CMAPS[0]
         elif not event.new and self.cmap in DIVERGING_CMAPS:
@@ -442,6 +527,29 @@ class ExplorerState(param.Parameterized):
                     self.time_mode = "step"
                     self.anomaly = False
                     self.time = self.param.time.objects[0] if self.param.time.objects else None
+
+
+def check_colour_range(values: Any) -> tuple[float, float]:
+    """A fixed colour range ``(low, high)`` as two finite floats with low < high.
+
+    Raises
+    ------
+    QueryError
+        With field ``clim`` and a message saying what is allowed.
+    """
+    if isinstance(values, str):
+        values = [v for v in values.replace("(", "").replace(")", "").split(",") if v.strip()]
+    try:
+        low, high = (float(v) for v in values)
+    except (TypeError, ValueError):
+        raise QueryError("clim", "expected two numbers, low and high, such as -2, 30") from None
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise QueryError("clim", "low and high must be finite numbers")
+    if not low < high:
+        raise QueryError(
+            "clim", f"low ({low:g}) must be below high ({high:g}); for example {high:g}, {low:g}"
+        )
+    return (low, high)
 
 
 def _join(values: Any) -> str:
