@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-__all__ = ["ViewLabels", "level_text", "region_text", "view_labels"]
+__all__ = ["ViewLabels", "for_state", "level_text", "region_text", "view_labels"]
 
 _SEP = " · "
 
@@ -182,3 +182,18 @@ def view_labels(query: Any, info: Any) -> ViewLabels:
         level=level,
         region=region_text(query.bbox, query.point),
     )
+
+
+def for_state(state: Any, query: Any = None) -> ViewLabels:
+    """`view_labels` of an `app.state.ExplorerState`'s map (or of ``query``).
+
+    A state caught between two consistent settings (its Query does not validate)
+    still gets the dataset and variable, never an exception.
+    """
+    info = state.sources.info(state.dataset)
+    try:
+        return view_labels(query if query is not None else state.map_query, info)
+    except ValueError:  # QueryError: an intermediate state
+        variable = info.variables.get(state.var)
+        name = variable.long_name if variable is not None else str(state.var)
+        return ViewLabels(info.title, name, variable.units if variable is not None else "")

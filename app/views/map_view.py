@@ -23,7 +23,7 @@ import numpy as np
 import panel as pn
 import param
 
-from app import compute
+from app import compute, labels
 from app.coastlines import coastline_paths
 from app.regions import CUSTOM_BOX, POINT
 from app.state import ExplorerState
@@ -135,12 +135,8 @@ class MapView(pn.viewable.Viewer):
     # --- drawing ---------------------------------------------------------------------
     def _image(self, map_version: int = 0, **_: Any) -> hv.Image:
         field = self._drawn_field()
-        info = self.state.sources.info(self.state.dataset)
-        variable = info.variables.get(self.state.var)
-        label = variable.long_name if variable else str(self.state.var)
-        units = variable.units if variable else ""
-        if self.state.anomaly:
-            label = f"{label} anomaly"
+        words = labels.for_state(self.state)  # the same words as the exports' titles
+        label, units = words.variable, words.units
         vdim = hv.Dimension("value", label=label, unit=units or None)
         title = ""
         if field is None:
@@ -158,7 +154,7 @@ class MapView(pn.viewable.Viewer):
             image = hv.Image((field["lon"].values, field["lat"].values, values),
                              kdims=["lon", "lat"], vdims=[vdim])  # fmt: skip
             clim = colour_range(values, self.state)
-            title = f"{label}: {compute.resolution_text(field)}"
+            title = words.title()  # the resolution is said in the line under the map
         clabel = f"{label} ({units})" if units else label
 
         def set_colourbar_title(plot: Any, element: Any, text: str = clabel) -> None:

@@ -8,14 +8,22 @@ and the player steps through the record by index.
 
 from __future__ import annotations
 
+import html
 import os
 from typing import Any
 
 import panel as pn
 
-from app.state import ExplorerState
+from app.state import ExplorerState, check_colour_range
+from pipelines import QueryError
 
 __all__ = ["Sidebar"]
+
+_ANOMALY = "Anomaly against a baseline"
+
+
+def _pair_text(values: Any) -> str:
+    return ", ".join(f"{float(v):g}" for v in values)
 
 
 def max_time_options() -> int:
@@ -94,15 +102,18 @@ class Sidebar(pn.viewable.Viewer):
         super().__init__(**params)
         self.state = state
         s = state.param
-        is_range = s.time_mode.rx() == "range"
-        is_step = s.time_mode.rx() == "step"
+        # time, range and anomaly controls only where the data have a time axis
+        has_time = pn.rx(lambda *_: state.has_time)(s.dataset, s.var)
+        is_range = (s.time_mode.rx() == "range") & has_time
+        is_step = (s.time_mode.rx() == "step") & has_time
         self.dataset = pn.widgets.Select.from_param(
             s.dataset, name="Dataset", css_classes=["gs-dataset"]
         )
         self.var = pn.widgets.Select.from_param(s.var, name="Variable", css_classes=["gs-var"])
         self.time_mode = pn.widgets.RadioButtonGroup.from_param(
-            s.time_mode, name="Time", options={"Single step": "step", "Range": "range"}
-        )
+            s.time_mode, name="Time", options={"Single step": "step", "Range": "range"},
+            visible=has_time, css_classes=["gs-time-mode"],
+        )  # fmt: skip
         self.time = _TimePicker(state, "time", "Time step", "gs-time", visible=is_step)
         # a Player over step indices, kept in step with state.time both ways (DiscretePlayer
         # cannot follow options that change with the dataset)
@@ -117,24 +128,65 @@ class Sidebar(pn.viewable.Viewer):
         self.start = _TimePicker(state, "start", "From", "gs-start", visible=is_range)
         self.end = _TimePicker(state, "end", "To", "gs-end", visible=is_range)
         self.agg = pn.widgets.Select.from_param(s.agg, name="Aggregation", visible=is_range)
-        self.anomaly = pn.widgets.Checkbox.from_param(s.anomaly, name="Anomaly against a baseline")
+        # a one-option CheckBoxGroup, not a Checkbox: Bokeh draws a Checkbox's text beside
+        # its box, not in a <label>, so a click on the words did not tick it
+        self.anomaly = pn.widgets.CheckBoxGroup(
+            options=[_ANOMALY], value=[_ANOMALY] if state.anomaly else [],
+            visible=has_time, css_classes=["gs-anomaly"], margin=(5, 10),
+        )  # fmt: skip
+        self.anomaly.param.watch(
+            lambda e: setattr(state, "anomaly", _ANOMALY in e.new), "value"
+        )
+        state.param.watch(
+            lambda e: setattr(self.anomaly, "value", [_ANOMALY] if e.new else []), "anomaly"
+        )
+        with_baseline = s.anomaly.rx() & has_time
         self.baseline_start = _TimePicker(
-            state, "baseline_start", "Baseline from", "gs-baseline-start", visible=s.anomaly
+            state, "baseline_start", "Baseline from", "gs-baseline-start", visible=with_baseline
         )
         self.baseline_end = _TimePicker(
-            state, "baseline_end", "Baseline to", "gs-baseline-end", visible=s.anomaly
+            state, "baseline_end", "Baseline to", "gs-baseline-end", visible=with_baseline
         )
         self.region = pn.widgets.Select.from_param(
             s.region, name="Region", css_classes=["gs-region"]
         )
+        # the choices read "500 hPa": ExplorerState names each level with its units
         self.level = pn.widgets.Select.from_param(
-            s.level, name="Level", visible=s.level.rx().rx.pipe(lambda v: v is not None)
-        )
+            s.level, name="Level", visible=s.level.rx().rx.pipe(lambda v: v is not None),
+            css_classes=["gs-level"],
+        )  # fmt: skip
         self.cmap = pn.widgets.Select.from_param(s.cmap, name="Colour map")
         self.clim_mode = pn.widgets.RadioButtonGroup.from_param(s.clim_mode, name="Colour range")
-        self.clim = pn.widgets.LiteralInput.from_param(
-            s.clim, name="Fixed range (low, high)", visible=s.clim_mode.rx() == "fixed"
-        )
+        fixed = s.clim_mode.rx() == "fixed"
+        self.clim = pn.widgets.TextInput(
+            name="Fixed range (low, high)", value=_pair_text(state.clim), visible=fixed,
+            css_classes=["gs-clim"], placeholder="e.g. -2, 30",
+        )  # fmt: skip
+        self.clim_error = pn.pane.HTML("", visible=fixed, css_classes=["gs-clim-error"],
+                                       styles={"color": "#b00020"}, margin=(0, 10))  # fmt: skip
+        self.clim.param.watch(self._on_clim_text, "value")
+        state.param.watch(self._on_clim_state, ["clim"])
+
+    def _on_clim_text(self, event: Any) -> None:
+        """A typed colour range: applied when valid, else explained under the box."""
+        try:
+            pair = check_colour_range(event.new)
+        except QueryError as exc:
+            self.clim_error.object = html.escape(exc.message)
+            return
+        self.clim_error.object = ""
+        if tuple(self.state.clim) != pair:
+            self.state.clim = pair
+
+    def _on_clim_state(self, event: Any) -> None:
+        text = _pair_text(event.new)
+        try:
+            same = check_colour_range(self.clim.value) == tuple(event.new)
+        except QueryError:
+            same = False
+        if not same:
+            self.clim_error.object = ""
+            self.clim.value = text
 
     def _on_player(self, event: Any) -> None:
         times = self.state.param.time.objects
@@ -163,6 +215,6 @@ class Sidebar(pn.viewable.Viewer):
             self.time_mode, self.time, self.player, self.start, self.end, self.agg,
             self.anomaly, self.baseline_start, self.baseline_end,
             self.region, pn.pane.Markdown(region_text, css_classes=["gs-region-text"], margin=(0, 10)),
-            self.level, self.cmap, self.clim_mode, self.clim,
+            self.level, self.cmap, self.clim_mode, self.clim, self.clim_error,
             width=300,
         )  # fmt: skip
