@@ -1,0 +1,354 @@
+"""Fields on any grid drawn as a regular lat-lon raster at screen resolution.
+
+Pure functions (no panel/holoviews/bokeh), in ``app/`` rather than ``pipelines/``
+because they draw with datashader, which the layering rule keeps out of the core
+packages (tests/test_layering.py); the dashboard, the PNG export and the CLI use them.
+
+A map on screen is a regular array of pixels in geographic coordinates; the data may
+live on a regular grid, a 2-D grid (rotated pole, projected, curvilinear: ``lon(y, x)``,
+``lat(y, x)``) or an unstructured mesh (``lon(cell)``, ``lat(cell)``, with cell polygons
+when known). `rasterize_to_screen` turns any of them into a ``(lat, lon)`` DataArray
+whose cells are the pixels of a viewport, with datashader:
+
+- 2-D grids: ``Canvas.quadmesh`` on the cell centres (datashader infers the corners);
+- unstructured cells with polygons: ``Canvas.trimesh`` over a fan triangulation of
+  each polygon, one value per cell;
+- unstructured cells without polygons (point clouds): ``Canvas.points`` on a canvas
+  coarse enough that most pixels hold a centre, so the picture has no speckle.
+
+Every aggregation is the mean of the cells that touch a pixel; a pixel that no cell
+touches is NaN.
+
+Longitudes: the viewport is given in the map's own frame, which may run past 180
+(a Pacific-centred map runs 0..360, and panning goes further). Cells are copied at
+multiples of 360 degrees to wherever the frame shows them, and a cell is never drawn
+across the antimeridian: 2-D grids are unwrapped along their rows and any cell whose
+corners still span more than 180 degrees of longitude is left out (it is drawn by its
+copy one turn away); polygons are unwrapped around their own centre.
+
+`wrap_longitudes` does the same for a regular field already on a lat-lon grid: the copies
+of a global field that cover a longitude window (a map centred on 180 shows the field
+over 0..360; a map that pans past its edge shows the next turn of the globe).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+__all__ = ["grid_kind", "rasterize_to_screen", "wrap_longitudes"]
+
+#: Corners of one cell spanning more longitude than this cross the antimeridian.
+_MAX_CELL_SPAN = 180.0
+
+
+def grid_kind(field: xr.DataArray) -> str:
+    """``"regular"``, ``"2d"`` or ``"unstructured"``: how ``field``'s cells are laid out.
+
+    Read from the coordinates themselves (the normalised contract of `data_catalog`):
+    ``lon`` a dimension coordinate is a regular grid; ``lon`` on two dimensions a 2-D
+    grid; ``lon`` on the field's single dimension an unstructured mesh.
+    """
+    if "lon" not in field.coords or "lat" not in field.coords:
+        raise ValueError("a map field needs lon and lat coordinates")
+    lon = field["lon"]
+    if lon.dims == ("lon",) and "lon" in field.dims:
+        return "regular"
+    if lon.ndim == 2:
+        return "2d"
+    if lon.ndim == 1 and lon.dims == field["lat"].dims:
+        return "unstructured"
+    raise ValueError(f"cannot tell the grid of a field with lon on {lon.dims}")
+
+
+def _frame(
+    viewport: tuple[float, float, float, float] | None, centre: float
+) -> tuple[float, float, float, float]:
+    if viewport is None:
+        return (centre - 180.0, centre + 180.0, -90.0, 90.0)
+    x0, x1, y0, y1 = (float(v) for v in viewport)
+    if not np.all(np.isfinite([x0, x1, y0, y1])) or x1 <= x0 or y1 <= y0:
+        raise ValueError(f"a viewport is (lon0, lon1, lat0, lat1) increasing, not {viewport}")
+    return (x0, x1, y0, y1)
+
+
+def _shifts(lo: float, hi: float, x0: float, x1: float) -> list[float]:
+    """Multiples of 360 that move longitudes spanning ``lo..hi`` onto ``x0..x1``."""
+    first = int(np.floor((x0 - hi) / 360.0))
+    last = int(np.ceil((x1 - lo) / 360.0))
+    return [
+        360.0 * k for k in range(first, last + 1) if lo + 360.0 * k <= x1 and hi + 360.0 * k >= x0
+    ]
+
+
+def _canvas(frame: tuple[float, float, float, float], screen: tuple[int, int]) -> object:
+    import datashader as ds
+
+    x0, x1, y0, y1 = frame
+    width, height = max(int(screen[0]), 1), max(int(screen[1]), 1)
+    return ds.Canvas(plot_width=width, plot_height=height, x_range=(x0, x1), y_range=(y0, y1))
+
+
+def _empty(frame: tuple[float, float, float, float], screen: tuple[int, int]) -> xr.DataArray:
+    x0, x1, y0, y1 = frame
+    width, height = max(int(screen[0]), 1), max(int(screen[1]), 1)
+    dx, dy = (x1 - x0) / width, (y1 - y0) / height
+    lon = x0 + dx * (np.arange(width) + 0.5)
+    lat = y0 + dy * (np.arange(height) + 0.5)
+    return xr.DataArray(
+        np.full((height, width), np.nan), dims=("lat", "lon"), coords={"lat": lat, "lon": lon}
+    )
+
+
+def _combine(passes: list[xr.DataArray]) -> np.ndarray:
+    """The mean of the passes' valid pixels (a pixel seen by none stays NaN)."""
+    stack = np.stack([np.asarray(p.values, dtype="float64") for p in passes])
+    valid = np.isfinite(stack)
+    total = np.where(valid, stack, 0.0).sum(axis=0)
+    count = valid.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def _rasterize_2d(
+    field: xr.DataArray, frame: tuple[float, float, float, float], screen: tuple[int, int]
+) -> np.ndarray:
+    import datashader as ds
+    from datashader.resampling import infer_interval_breaks_2d
+
+    values = np.asarray(field.values, dtype="float64")
+    lon = np.asarray(field["lon"].values, dtype="float64")
+    lat = np.asarray(field["lat"].values, dtype="float64")
+    dims = field["lon"].dims
+    if field.dims != dims:
+        values = np.asarray(field.transpose(*dims).values, dtype="float64")
+    # rows run along x: unwrapping them removes the one jump of a global grid's seam
+    lon = np.unwrap(lon, period=360.0, axis=1)
+    lon = np.unwrap(lon, period=360.0, axis=0) if lon.shape[0] > 1 else lon
+    values = values.copy()
+    if lon.shape[0] > 1 and lon.shape[1] > 1:
+        corners = infer_interval_breaks_2d(lon)
+        quads = np.stack([corners[:-1, :-1], corners[:-1, 1:], corners[1:, :-1], corners[1:, 1:]])
+        values[quads.max(axis=0) - quads.min(axis=0) > _MAX_CELL_SPAN] = np.nan
+    values[~(np.isfinite(lon) & np.isfinite(lat))] = np.nan
+    x0, x1 = frame[0], frame[1]
+    finite = np.isfinite(lon)
+    if not finite.any():
+        return _empty(frame, screen).values
+    lo, hi = float(lon[finite].min()) - 10.0, float(lon[finite].max()) + 10.0
+    canvas = _canvas(frame, screen)
+    passes = []
+    for shift in _shifts(lo, hi, x0, x1):
+        source = xr.Dataset(
+            {"value": (("j", "i"), values)},
+            coords={"x": (("j", "i"), lon + shift), "y": (("j", "i"), lat)},
+        )
+        passes.append(canvas.quadmesh(source, x="x", y="y", agg=ds.mean("value")))
+    if not passes:
+        return _empty(frame, screen).values
+    return _combine(passes)
+
+
+def _fan_triangles(
+    lon_bounds: np.ndarray, lat_bounds: np.ndarray, centre_lon: np.ndarray, values: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Triangles (x, y of 3 vertices each), their cells' values and cell lon extents."""
+    lonb = np.asarray(lon_bounds, dtype="float64")
+    latb = np.asarray(lat_bounds, dtype="float64")
+    # each polygon's corners unwrapped around its own centre: no cell spans the globe
+    lonb = centre_lon[:, None] + ((lonb - centre_lon[:, None] + 180.0) % 360.0) - 180.0
+    ok = (
+        np.isfinite(values)
+        & np.isfinite(lonb[:, :3]).all(axis=1)
+        & np.isfinite(latb[:, :3]).all(axis=1)
+    )
+    span = np.nanmax(lonb, axis=1) - np.nanmin(lonb, axis=1)
+    ok &= span <= _MAX_CELL_SPAN  # a polygon around a pole: no longitude range fits it
+    nv = lonb.shape[1]
+    xs, ys, vs, cells = [], [], [], []
+    for k in range(1, nv - 1):
+        # fan from corner 0; a repeated or missing (NaN) corner gives a degenerate triangle
+        tri_ok = ok & np.isfinite(lonb[:, k + 1]) & np.isfinite(latb[:, k + 1])
+        idx = np.flatnonzero(tri_ok)
+        xs.append(np.stack([lonb[idx, 0], lonb[idx, k], lonb[idx, k + 1]], axis=1))
+        ys.append(np.stack([latb[idx, 0], latb[idx, k], latb[idx, k + 1]], axis=1))
+        vs.append(values[idx])
+        cells.append(idx)
+    x = np.concatenate(xs) if xs else np.empty((0, 3))
+    y = np.concatenate(ys) if ys else np.empty((0, 3))
+    v = np.concatenate(vs) if vs else np.empty(0)
+    # one winding for all triangles (datashader reads the winding of the first one only)
+    cross = (x[:, 1] - x[:, 0]) * (y[:, 2] - y[:, 0]) - (y[:, 1] - y[:, 0]) * (x[:, 2] - x[:, 0])
+    flip = cross > 0
+    x[flip, 1], x[flip, 2] = x[flip, 2].copy(), x[flip, 1].copy()
+    y[flip, 1], y[flip, 2] = y[flip, 2].copy(), y[flip, 1].copy()
+    return x, y, v, x.min(axis=1) if len(x) else v, x.max(axis=1) if len(x) else v
+
+
+def _rasterize_polygons(
+    field: xr.DataArray,
+    lon_bounds: np.ndarray,
+    lat_bounds: np.ndarray,
+    frame: tuple[float, float, float, float],
+    screen: tuple[int, int],
+) -> np.ndarray:
+    import datashader as ds
+    import pandas as pd
+
+    values = np.asarray(field.values, dtype="float64")
+    centre = np.asarray(field["lon"].values, dtype="float64")
+    x, y, v, xmin, xmax = _fan_triangles(lon_bounds, lat_bounds, centre, values)
+    x0, x1, y0, y1 = frame
+    keep_y = (y.max(axis=1) >= y0) & (y.min(axis=1) <= y1) if len(y) else np.zeros(0, bool)
+    pieces = []
+    for shift in _shifts(float(xmin.min(initial=0.0)), float(xmax.max(initial=0.0)), x0, x1):
+        sel = keep_y & (xmax + shift >= x0) & (xmin + shift <= x1)
+        if sel.any():
+            pieces.append((x[sel] + shift, y[sel], v[sel]))
+    if not pieces:
+        return _empty(frame, screen).values
+    px = np.concatenate([p[0] for p in pieces])
+    py = np.concatenate([p[1] for p in pieces])
+    pv = np.concatenate([p[2] for p in pieces])
+    mesh = pd.DataFrame({"x": px.ravel(), "y": py.ravel(), "value": np.repeat(pv, 3)})
+    canvas = _canvas(frame, screen)
+    agg = canvas.trimesh(mesh, None, mesh=mesh, agg=ds.mean("value"), interpolate="nearest")
+    return np.asarray(agg.values, dtype="float64")
+
+
+def _rasterize_points(
+    field: xr.DataArray, frame: tuple[float, float, float, float], screen: tuple[int, int]
+) -> tuple[np.ndarray, tuple[int, int]]:
+    import datashader as ds
+    import pandas as pd
+
+    values = np.asarray(field.values, dtype="float64")
+    lon = np.asarray(field["lon"].values, dtype="float64")
+    lat = np.asarray(field["lat"].values, dtype="float64")
+    x0, x1, y0, y1 = frame
+    base = ((lon + 180.0) % 360.0) - 180.0
+    xs, ys, vs = [], [], []
+    for shift in _shifts(-180.0, 180.0, x0, x1):
+        sel = (base + shift >= x0) & (base + shift <= x1) & (lat >= y0) & (lat <= y1)
+        xs.append(base[sel] + shift)
+        ys.append(lat[sel])
+        vs.append(values[sel])
+    x = np.concatenate(xs) if xs else np.empty(0)
+    # a canvas with about two centres per pixel: a point cloud drawn without holes
+    width, height = max(int(screen[0]), 1), max(int(screen[1]), 1)
+    scale = min(1.0, np.sqrt(max(x.size, 1) / 2.0 / (width * height)))
+    coarse = (max(int(width * scale), 1), max(int(height * scale), 1))
+    if x.size == 0:
+        return _empty(frame, coarse).values, coarse
+    frame_df = pd.DataFrame({"x": x, "y": np.concatenate(ys), "value": np.concatenate(vs)})
+    agg = _canvas(frame, coarse).points(frame_df, "x", "y", agg=ds.mean("value"))
+    return np.asarray(agg.values, dtype="float64"), coarse
+
+
+def rasterize_to_screen(
+    field: xr.DataArray,
+    viewport: tuple[float, float, float, float] | None,
+    screen: tuple[int, int],
+    centre: float = 0.0,
+    *,
+    lon_bounds: np.ndarray | xr.DataArray | None = None,
+    lat_bounds: np.ndarray | xr.DataArray | None = None,
+) -> xr.DataArray:
+    """``field`` on any grid as a regular ``(lat, lon)`` raster of the viewport's pixels.
+
+    Parameters
+    ----------
+    field
+        A 2-D map on native cells: dims ``(y, x)`` with ``lon(y, x)``, ``lat(y, x)``, or
+        dims ``(cell,)`` with ``lon(cell)``, ``lat(cell)`` (geographic degrees); a
+        regular ``(lat, lon)`` field is accepted too (then quadmesh on its centres).
+    viewport
+        ``(lon0, lon1, lat0, lat1)`` in the map's frame (``lon0 < lon1``, either may be
+        outside -180..180: cells are copied at multiples of 360 to where it shows them);
+        None: the whole globe around ``centre``.
+    screen
+        ``(width, height)`` in pixels.
+    centre
+        Central longitude of the map; sets the frame when ``viewport`` is None.
+    lon_bounds, lat_bounds
+        Corners of unstructured cells, ``(cell, nv)``; read from ``field``'s coordinates
+        ``lon_bounds``/``lat_bounds`` when not given. With them cells are drawn as
+        polygons, without them as a point cloud.
+
+    Returns
+    -------
+    xarray.DataArray
+        ``(lat, lon)`` with pixel-centre coordinates in the frame (lon ascending, may
+        exceed 180), the mean of the cells touching each pixel, NaN where none does;
+        ``field``'s name and attributes, and ``attrs["gridscope_rasterized"]`` saying how
+        it was drawn (``"quadmesh"``, ``"trimesh"``, ``"points"``).
+    """
+    frame = _frame(viewport, centre)
+    screen = (max(int(screen[0]), 1), max(int(screen[1]), 1))
+    kind = grid_kind(field)
+    if kind == "regular":
+        field = field.transpose("lat", "lon")
+        lon2, lat2 = np.meshgrid(field["lon"].values, field["lat"].values)
+        field = xr.DataArray(
+            field.values,
+            dims=("y", "x"),
+            coords={"lon": (("y", "x"), lon2), "lat": (("y", "x"), lat2)},
+            name=field.name,
+            attrs=field.attrs,
+        )
+        kind = "2d"
+    if kind == "2d":
+        values, how, shape = _rasterize_2d(field, frame, screen), "quadmesh", screen
+    else:
+        if lon_bounds is None and "lon_bounds" in field.coords:
+            lon_bounds = field.coords["lon_bounds"]
+        if lat_bounds is None and "lat_bounds" in field.coords:
+            lat_bounds = field.coords["lat_bounds"]
+        if lon_bounds is not None and lat_bounds is not None:
+            values = _rasterize_polygons(
+                field, np.asarray(lon_bounds), np.asarray(lat_bounds), frame, screen
+            )
+            how, shape = "trimesh", screen
+        else:
+            values, shape = _rasterize_points(field, frame, screen)
+            how = "points"
+    out = _empty(frame, shape).copy(data=values)
+    out.name = field.name
+    out.attrs = {**field.attrs, "gridscope_rasterized": how}
+    return out
+
+
+def wrap_longitudes(field: xr.DataArray, lon0: float, lon1: float) -> xr.DataArray:
+    """A regular ``(..., lon)`` field moved (and, if global, repeated) onto ``lon0..lon1``.
+
+    A global field (its longitudes span the whole circle at an even step) is repeated at
+    multiples of 360 so that every longitude of the window, plus one cell either side,
+    has its cell; a regional field is moved by the one multiple of 360 that puts its
+    middle inside the window. Longitudes stay ascending and evenly spaced.
+    """
+    lon = np.asarray(field["lon"].values, dtype="float64")
+    if lon.size < 2 or lon1 <= lon0:
+        return field
+    step = float(np.median(np.diff(lon)))
+    span = float(lon[-1] - lon[0]) + step
+    is_global = step > 0 and abs(span - 360.0) <= 0.5 * step
+    if not is_global or not np.allclose(np.diff(lon), step, rtol=1e-3, atol=1e-9):
+        middle = 0.5 * (lon[0] + lon[-1])
+        shift = 360.0 * np.round((0.5 * (lon0 + lon1) - middle) / 360.0)
+        if not shift:
+            return field
+        return field.assign_coords(lon=("lon", lon + shift, dict(field["lon"].attrs)))
+    first = int(np.floor((lon0 - step - lon[-1]) / 360.0))
+    last = int(np.ceil((lon1 + step - lon[0]) / 360.0))
+    index, coords = [], []
+    for k in range(first, last + 1):
+        shifted = lon + 360.0 * k
+        sel = np.flatnonzero((shifted >= lon0 - step) & (shifted <= lon1 + step))
+        index.append(sel)
+        coords.append(shifted[sel])
+    if not sum(len(i) for i in index):
+        return field
+    out = field.isel(lon=np.concatenate(index))
+    out = out.assign_coords(lon=("lon", np.concatenate(coords), dict(field["lon"].attrs)))
+    out.attrs = field.attrs
+    return out
