@@ -53,6 +53,13 @@ def create_session(sources: DatasetSources, client: Any = None) -> Any:
         state.message = (
             f"Could not open this link ({type(exc).__name__}); showing the default view."
         )
+    if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
+        from app.api.previews import add_link_preview
+
+        try:  # Open Graph / Twitter card tags: a pasted link shows its map
+            add_link_preview(pn.state.curdoc, state, pn.state.curdoc.session_context.request)
+        except Exception:  # noqa: BLE001  (a page without a preview, never an error page)
+            log.warning("no link preview for this page", exc_info=True)
     try:
         return pn.Column(Dashboard(state, client=client), sizing_mode="stretch_width")
     except Exception as exc:  # words in the page, the traceback in the server log
@@ -256,8 +263,11 @@ def serve(
     origins = kwargs.pop("websocket_origin")
     if prefix:
         kwargs["prefix"] = prefix
+    from app.api import api_patterns_for
+
     pn.serve(
         {"/": lambda: create_session(sources)},  # sessions use compute.current_client()
+        extra_patterns=api_patterns_for(sources),  # /api/v1/...: the HTTP API (app.api)
         port=port,
         address=address,
         websocket_origin=origins,

@@ -1,0 +1,393 @@
+"""What each API endpoint answers, from the same functions as the dashboard and the CLI.
+
+Maps come from `app.compute.start_map_view` (the dashboard's map job: the whole map,
+or the planner's answer for a viewport and screen on a large grid) cropped and
+coarsened like the dashboard's map (`app.compute.regrid_to_screen`); series from
+`app.compute.start_series`. Both run through `app.compute.run_job`: costed against
+the per-request budget before they start, queued behind ``--max-concurrent``, cancelled
+after ``--request-timeout``, off the event loop. Files are written by `app.exports`
+(the dashboard's download buttons and ``gridscope export`` write with the same
+functions), so the three doors give the same numbers.
+
+Every answer has a strong ETag: a hash of the endpoint, the normalised request
+(`ApiParams.key`), the store version (`store_version`) and the gridscope version, so a
+conditional request is answered without computing, and a cached answer is found by
+its ETag (`app.api.cache.AnswerCache`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import hashlib
+import io
+import json
+import math
+import os
+import re
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from app import compute, exports, limits
+from app.api.cache import AnswerCache
+from app.api.errors import ApiError
+from app.api.params import ApiParams
+from app.sources import DatasetSources
+from pipelines.query import Query, QueryError
+
+__all__ = [
+    "ApiContext",
+    "MAP_FORMATS",
+    "SERIES_FORMATS",
+    "check_queue",
+    "datasets_document",
+    "etag_for",
+    "gridscope_version",
+    "map_answer",
+    "open_for",
+    "query_document",
+    "series_answer",
+    "store_version",
+]
+
+MAP_FORMATS = {"png": "image/png", "nc": "application/x-netcdf", "json": "application/json"}
+SERIES_FORMATS = {"csv": "text/csv; charset=utf-8", "json": "application/json"}
+_SLUG = re.compile(r"[a-z0-9][a-z0-9_-]*")
+
+
+def _env_int(name: str, default: int) -> int:
+    try:
+        return int(float(os.environ.get(name, default)))
+    except ValueError:
+        return default
+
+
+@dataclasses.dataclass
+class ApiContext:
+    """What the API handlers share: the datasets, the answer cache and the API's settings.
+
+    Attributes
+    ----------
+    sources
+        The served datasets (the dashboard's `DatasetSources`); nothing else is opened.
+    cache
+        Finished answers keyed by ETag (``GRIDSCOPE_API_CACHE_BYTES``, default 64 MiB).
+    max_json_cells
+        Largest map a ``map.json`` answer holds (``GRIDSCOPE_API_JSON_CELLS``, 250 000).
+    max_queued
+        Computations that may wait for a slot before more are refused with 429
+        (``GRIDSCOPE_API_MAX_QUEUED``, default 16; only with ``--max-concurrent``).
+    max_age
+        ``Cache-Control: max-age`` of catalog datasets' answers, seconds
+        (``GRIDSCOPE_API_MAX_AGE``, default 3600); extra sources get ``no-cache``.
+    catalog_ids
+        Dataset ids that are catalog entries (public, cacheable answers).
+    """
+
+    sources: DatasetSources
+    cache: AnswerCache
+    max_json_cells: int = 250_000
+    max_queued: int = 16
+    max_age: int = 3600
+    catalog_ids: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_environment(cls, sources: DatasetSources) -> ApiContext:
+        """Settings from ``GRIDSCOPE_API_*`` variables (read once, when serving starts)."""
+        catalog = frozenset(i for i in sources.ids if _SLUG.fullmatch(i) and not os.path.exists(i))
+        return cls(
+            sources=sources,
+            cache=AnswerCache(_env_int("GRIDSCOPE_API_CACHE_BYTES", 64 * 2**20)),
+            max_json_cells=_env_int("GRIDSCOPE_API_JSON_CELLS", 250_000),
+            max_queued=_env_int("GRIDSCOPE_API_MAX_QUEUED", 16),
+            max_age=_env_int("GRIDSCOPE_API_MAX_AGE", 3600),
+            catalog_ids=catalog,
+        )
+
+    def cache_control(self, dataset: str | None = None) -> str:
+        """Public and cacheable for catalog data; revalidated (ETag) for other sources."""
+        if dataset is None or dataset in self.catalog_ids:
+            return f"public, max-age={self.max_age}"
+        return "no-cache"
+
+
+@functools.cache
+def gridscope_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("gridscope")
+    except PackageNotFoundError:  # pragma: no cover  (a plain checkout)
+        return "0+unknown"
+
+
+def store_version(ds: xr.Dataset) -> str:
+    """What changes when the data behind ``ds`` changes (cheap: file metadata only).
+
+    The derived stores' version (their folder and manifest time) when there are any,
+    plus the source file's modification time and size (a zarr folder: its metadata
+    file's), or the source's name for data without a file (a ``virtual:`` source).
+    """
+    from pipelines.derived import find_derived
+
+    parts = []
+    derived = find_derived(ds)
+    if derived is not None:
+        parts.append(f"derived={derived.version}")
+    source = ds.encoding.get("source")
+    if not source:
+        source = next((v.encoding.get("source") for v in ds.data_vars.values()
+                       if v.encoding.get("source")), None)  # fmt: skip
+    source = source or str(ds.attrs.get("gridscope_source", ""))
+    stamp = "no-file"
+    for path in (source, os.path.join(source, "zarr.json"), os.path.join(source, ".zmetadata")):
+        try:
+            st = os.stat(path)
+        except (OSError, ValueError):
+            continue
+        stamp = f"{st.st_mtime_ns}:{st.st_size}"
+    parts.append(f"source={source}:{stamp}")
+    if stamp == "no-file" and not source:
+        parts.append(f"memory={id(ds)}")  # an in-memory dataset: valid for this process
+    return "|".join(parts)
+
+
+def etag_for(endpoint: str, key: str, version: str) -> str:
+    """The strong ETag of an answer (quoted, as the header carries it)."""
+    text = "\n".join((endpoint, key, version, gridscope_version()))
+    return '"' + hashlib.sha256(text.encode()).hexdigest()[:40] + '"'
+
+
+async def in_thread(function: Callable[..., Any], *args: Any) -> Any:
+    """Run blocking work (opening, planning, drawing) off the event loop."""
+    return await asyncio.get_running_loop().run_in_executor(None, function, *args)
+
+
+def open_for(ctx: ApiContext, dataset: str) -> xr.Dataset:
+    """The served dataset ``dataset``; 404 for any other name (nothing else is opened)."""
+    if dataset not in ctx.sources.ids:
+        shown = ", ".join(ctx.sources.ids[:20])
+        raise ApiError(404, "dataset", f"unknown dataset {dataset[:80]!r}; available: {shown}")
+    return ctx.sources.open(dataset)
+
+
+def check_queue(ctx: ApiContext) -> None:
+    """429 when every slot is taken and ``max_queued`` computations already wait."""
+    slots = limits.slots()
+    if slots.limit is None or slots.running < slots.limit:
+        return
+    if slots.queued >= ctx.max_queued:
+        raise ApiError(
+            429,
+            "query",
+            f"the server is busy ({slots.running} computations running, {slots.queued} "
+            "waiting); try again in a few seconds",
+            retry_after=2,
+        )
+
+
+# --- maps ---------------------------------------------------------------------------------
+async def _map_field(ctx: ApiContext, ds: xr.Dataset, params: ApiParams) -> xr.DataArray:
+    check_queue(ctx)
+    job = await in_thread(compute.start_map_view, ds, params.query, params.viewport, params.screen)
+    field = await compute.run_job(job)
+    if compute.is_small_grid(ds) or compute.view_request(params.viewport, params.screen)[0] is None:
+        field = compute.regrid_to_screen(field, params.viewport, params.screen)
+    return field
+
+
+def _colour(field: xr.DataArray, params: ApiParams) -> tuple[str, tuple[float, float]]:
+    """The dashboard's colour map and range for this view (`app.views.map_view.colour_range`)."""
+    from app.state import DIVERGING_CMAPS, SEQUENTIAL_CMAPS
+    from app.views.map_view import colour_range
+
+    anomaly = params.query.is_anomaly
+    cmap = params.cmap or (DIVERGING_CMAPS[0] if anomaly else SEQUENTIAL_CMAPS[0])
+    view = SimpleNamespace(
+        clim_mode="fixed" if params.clim is not None else "auto",
+        clim=params.clim,
+        is_diverging=anomaly or cmap in DIVERGING_CMAPS,
+    )
+    return cmap, colour_range(np.asarray(field.values), view)  # type: ignore[arg-type]
+
+
+def map_title(query: Query) -> str:
+    """The title drawn on a map PNG (the dashboard's download writes the same)."""
+    return f"{query.dataset}: {query.var}"
+
+
+def _render_map(fmt: str, field: xr.DataArray, params: ApiParams, max_cells: int) -> bytes:
+    if fmt == "png":
+        cmap, clim = _colour(field, params)
+        buffer = io.BytesIO()
+        exports.map_to_png(field, buffer, cmap=cmap, clim=clim, title=map_title(params.query))
+        return buffer.getvalue()
+    if fmt == "nc":
+        return exports.map_to_netcdf(field, query=params.query) or b""
+    _check_cells(int(field.size), max_cells)
+    values = np.asarray(field.transpose("lat", "lon").values, dtype="float64")
+    document = {
+        "dataset": params.query.dataset,
+        "var": params.query.var,
+        "long_name": str(field.attrs.get("long_name", params.query.var)),
+        "units": str(field.attrs.get("units", "")),
+        "query": params.query.to_dict(),
+        "level": int(field.attrs.get("gridscope_level", 0) or 0),
+        "lat": _floats(field["lat"].values),
+        "lon": _floats(field["lon"].values),
+        "values": [_floats(row) for row in values],
+    }
+    return json.dumps(document, allow_nan=False).encode()
+
+
+def _check_cells(cells: int, max_cells: int) -> None:
+    if cells > max_cells:
+        raise ApiError(
+            413,
+            "query",
+            f"this map has {cells} cells, more than the {max_cells} a map.json answer may hold; "
+            "ask for map.nc, or give width and height (a screen size) or x_range and y_range "
+            "(a smaller view)",
+        )
+
+
+def _floats(values: Any) -> list[float | None]:
+    return [float(v) if math.isfinite(v) else None for v in np.asarray(values, dtype="float64")]
+
+
+async def map_answer(ctx: ApiContext, fmt: str, params: ApiParams) -> bytes:
+    """The body of ``map.<fmt>`` for ``params`` (computed; the caller caches it)."""
+    ds = await in_thread(open_for, ctx, params.query.dataset)
+    if (
+        fmt == "json"
+        and params.screen is None
+        and params.viewport is None
+        and params.query.bbox is None
+    ):
+        _check_cells(int(ds.sizes.get("lat", 1)) * int(ds.sizes.get("lon", 1)), ctx.max_json_cells)
+    field = await _map_field(ctx, ds, params)
+    return await in_thread(_render_map, fmt, field, params, ctx.max_json_cells)
+
+
+# --- series ---------------------------------------------------------------------------------
+def _series_query(query: Query) -> Query:
+    """The dashboard's series query: a single ``time`` only highlights a step of the series."""
+    if query.bbox is None and query.point is None:
+        raise QueryError("bbox", "a time series needs a point (lon,lat) or a bbox (W,S,E,N)")
+    return query.replace(time=None) if query.time is not None else query
+
+
+async def series_answer(ctx: ApiContext, fmt: str, params: ApiParams) -> bytes:
+    """The body of ``series.<fmt>`` for ``params``."""
+    ds = await in_thread(open_for, ctx, params.query.dataset)
+    query = _series_query(params.query)
+    check_queue(ctx)
+    job = await in_thread(compute.start_series, ds, query)
+    series = await compute.run_job(job)
+    text = exports.series_to_csv(series, var=query.var)
+    if fmt == "csv":
+        return text.encode()
+    rows = [line.split(",", 1) for line in text.splitlines()[1:]]
+    document = {
+        "dataset": query.dataset,
+        "var": query.var,
+        "long_name": str(series.attrs.get("long_name", query.var)),
+        "units": str(series.attrs.get("units", "")),
+        "query": query.to_dict(),
+        "time": [t for t, _ in rows],
+        "values": [float(v) if v else None for _, v in rows],
+    }
+    return json.dumps(document, allow_nan=False).encode()
+
+
+# --- the catalog and query checks --------------------------------------------------------------
+def _grid(ds: xr.Dataset) -> dict[str, Any]:
+    lon, lat = ds["lon"], ds["lat"]
+    if lon.dims == ("lon",) and "lon" in ds.dims:
+        kind = "regular"
+    elif lon.ndim == 2:
+        kind = "2d"
+    else:
+        kind = "unstructured"
+    return {
+        "kind": kind,
+        "shape": {str(d): int(n) for d, n in ds.sizes.items() if d != "time"},
+        "lon": [float(lon.min()), float(lon.max())],
+        "lat": [float(lat.min()), float(lat.max())],
+    }
+
+
+def _dataset_entry(ctx: ApiContext, dataset: str) -> dict[str, Any]:
+    entry: dict[str, Any] = {"id": dataset, "title": ctx.sources.title(dataset)}
+    try:
+        info = ctx.sources.info(dataset)
+        ds = ctx.sources.open(dataset)
+        grid = _grid(ds)
+    except Exception as exc:  # noqa: BLE001  (a broken dataset is listed with the reason)
+        entry["error"] = limits.user_message(exc, dataset)
+        return entry
+    entry["attribution"] = info.attribution
+    entry["grid"] = grid
+    entry["time"] = (
+        {"steps": len(info.times), "first": info.times[0], "last": info.times[-1],
+         "climatology": info.climatology}
+        if info.times else None
+    )  # fmt: skip
+    entry["variables"] = [
+        {"name": v.name, "long_name": v.long_name, "units": v.units,
+         "levels": list(v.levels), "has_time": v.has_time}
+        for v in info.variables.values()
+    ]  # fmt: skip
+    return entry
+
+
+def datasets_document(ctx: ApiContext) -> dict[str, Any]:
+    """The served datasets: variables, units, time range, grid (opened lazily, once)."""
+    return {
+        "gridscope_version": gridscope_version(),
+        "datasets": [_dataset_entry(ctx, dataset) for dataset in ctx.sources.ids],
+    }
+
+
+def query_document(ctx: ApiContext, params: ApiParams) -> dict[str, Any]:
+    """A query checked against its data, with its cost and normalised permalink.
+
+    Raises the `QueryError` the map or series would raise (400), 404 for an unknown
+    dataset; ``fits_budget`` says whether the server's byte budget lets it run.
+    """
+    from pipelines.planner import plan_map, plan_series
+
+    ds = open_for(ctx, params.query.dataset)
+    compute.check_query(ds, params.query)
+    vp, sc, _ = compute.view_request(params.viewport, params.screen)
+    map_plan = plan_map(ds, params.query, viewport=vp, screen=sc)
+    cost: dict[str, Any] = {"map": {"bytes": int(map_plan.estimated_bytes),
+                                    "plan": limits.scrub(map_plan.description)}}  # fmt: skip
+    series: Query | None = None
+    if params.query.point is not None or params.query.bbox is not None:
+        if "time" in ds[params.query.var].dims:
+            series = _series_query(params.query)
+            plan = plan_series(ds, series)
+            cost["series"] = {
+                "bytes": int(plan.estimated_bytes),
+                "plan": limits.scrub(plan.description),
+            }
+    budget = limits.current().max_request_bytes
+    fits = all(budget is None or c["bytes"] <= budget for c in cost.values())
+    return {
+        "valid": True,
+        "query": params.query.to_dict(),
+        "permalink": "?" + params.to_query_string(),
+        "cost": cost,
+        "budget_bytes": budget,
+        "fits_budget": fits,
+        "endpoints": {
+            "map": ["map.png", "map.nc", "map.json"],
+            "series": ["series.csv", "series.json"] if series is not None else [],
+        },
+    }
