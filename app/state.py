@@ -22,6 +22,7 @@ from pipelines import AGGREGATIONS, Query, QueryError
 
 __all__ = [
     "DIVERGING_CMAPS",
+    "MAP_CENTRES",
     "check_colour_range",
     "SEQUENTIAL_CMAPS",
     "VIEW_PARAMS",
@@ -31,7 +32,11 @@ __all__ = [
 SEQUENTIAL_CMAPS = ("rainbow4", "fire", "bmy", "bgy", "kbc", "blues", "gray")
 DIVERGING_CMAPS = ("coolwarm", "bwy", "bky", "gwv")
 #: URL parameters that are not Query fields: they change the picture, not the numbers.
-VIEW_PARAMS = ("region", "cmap", "clim", "x_range", "y_range")
+VIEW_PARAMS = ("region", "cmap", "clim", "x_range", "y_range", "centre")
+#: Central longitudes the map offers, by label (a view setting, ``centre`` in the link).
+MAP_CENTRES = {
+    "0° (Atlantic)": 0.0, "180° (Pacific)": 180.0, "90°W (Americas)": -90.0, "90°E (Asia)": 90.0,
+}  # fmt: skip
 
 log = logging.getLogger("gridscope.state")
 
@@ -101,6 +106,10 @@ class ExplorerState(param.Parameterized):
     clim = param.NumericTuple(default=(0.0, 1.0), length=2, doc="Fixed colour range (low, high).")
     x_range = param.NumericTuple(default=(-180.0, 180.0), length=2, doc="Map viewport longitudes.")
     y_range = param.NumericTuple(default=(-90.0, 90.0), length=2, doc="Map viewport latitudes.")
+    centre = param.Selector(
+        default=0.0, objects=list(MAP_CENTRES.values()),
+        doc="Central longitude of the map: its x axis runs centre-180..centre+180 (180: 0..360).",
+    )  # fmt: skip
     message = param.String(default="", doc="Message for the user (bad link, failed computation).")
 
     def __init__(self, sources: DatasetSources, **params: Any):
@@ -353,7 +362,10 @@ class ExplorerState(param.Parameterized):
         params["cmap"] = self.cmap
         if self.clim_mode == "fixed":
             params["clim"] = _join(self.clim)
-        if tuple(self.x_range) != (-180.0, 180.0) or tuple(self.y_range) != (-90.0, 90.0):
+        if self.centre:
+            params["centre"] = f"{self.centre:g}"
+        home = (self.centre - 180.0, self.centre + 180.0)
+        if tuple(self.x_range) != home or tuple(self.y_range) != (-90.0, 90.0):
             params["x_range"] = _join(self.x_range)
             params["y_range"] = _join(self.y_range)
         return params
@@ -492,9 +504,20 @@ class ExplorerState(param.Parameterized):
                 self.cmap = cmap
             else:
                 messages.append(f"Unknown colour map {cmap[:40]!r}; using {self.cmap!r}.")
+        centre = params.get("centre")
+        if centre is not None:
+            try:
+                value = float(centre)
+            except ValueError:
+                value = math.nan
+            if value in self.param.centre.objects:
+                self.param.update(centre=value, x_range=(value - 180.0, value + 180.0))
+            else:
+                allowed = ", ".join(f"{c:g}" for c in self.param.centre.objects)
+                messages.append(f"Ignored centre {centre[:40]!r}: the map centres are {allowed}.")
         for name, lo, hi in (
             ("clim", -math.inf, math.inf),
-            ("x_range", -360, 360),
+            ("x_range", -540, 540),
             ("y_range", -90, 90),
         ):
             text = params.get(name)
