@@ -11,11 +11,11 @@ from collections.abc import Hashable, Iterable
 from typing import Any
 
 import cf_xarray  # noqa: F401  (registers the ``.cf`` accessor)
-import cftime
 import numpy as np
 import xarray as xr
 
 from data_catalog.errors import DatasetOpenError
+from data_catalog.time_axis import decode_time_axis
 
 __all__ = ["EARTH_RADIUS_M", "normalise_dataset"]
 
@@ -41,7 +41,6 @@ _LEVEL_STANDARD_NAMES = {
     "depth_below_geoid",
     "height_above_geoid",
 }
-_STANDARD_CALENDARS = {"standard", "gregorian", "proleptic_gregorian"}
 # Attributes that describe the raw encoding or refer to variables we drop.
 _STALE_AXIS_ATTRS = ("bounds", "edges", "modulo", "point_spacing")
 _NO_ITEMS = ()
@@ -83,7 +82,7 @@ def normalise_dataset(ds: xr.Dataset, source: str) -> xr.Dataset:
 
     climatology = False
     if "time" in axes:
-        ds, climatology = _decode_time_axis(ds, source)
+        ds, climatology = decode_time_axis(ds, source)
 
     ds, lon_order = _wrap_longitudes(ds, lon_raw)
     ds, lat_order = _ascending_latitudes(ds, lat_raw)
@@ -359,69 +358,6 @@ def _ascending_latitudes(ds: xr.Dataset, raw: np.ndarray) -> tuple[xr.Dataset, n
         return ds.isel(lat=slice(None, None, -1)), order
     order = np.argsort(raw, kind="stable")
     return _take(ds, "lat", order), order
-
-
-# --- time ------------------------------------------------------------------------------
-
-
-def _decode_time_axis(ds: xr.Dataset, source: str) -> tuple[xr.Dataset, bool]:
-    time = ds["time"]
-    attrs = dict(time.attrs)
-    units = attrs.get("units")
-    if np.issubdtype(time.dtype, np.datetime64) or time.dtype == object:
-        return ds, bool("climatology" in attrs)  # already decoded upstream
-    if not isinstance(units, str) or " since " not in f" {units} ":
-        raise DatasetOpenError(
-            f"{source}: cannot decode time axis {attrs.get('original_name', 'time')!r}: "
-            f"units {units!r} are not of the form '<unit> since <date>'"
-        )
-    calendar = str(attrs.get("calendar", "standard")).lower()
-    values = np.asarray(time.values, dtype=np.float64)
-    reference = units.split("since", 1)[1].strip()
-    year_match = re.match(r"-?\d+", reference)
-    year_zero = bool(year_match and int(year_match.group()) == 0)
-    try:
-        decoded = _decode_times(values, units, calendar, year_zero)
-    except (ValueError, TypeError, OverflowError) as exc:
-        raise DatasetOpenError(
-            f"{source}: cannot decode time axis with units {units!r} and calendar "
-            f"{calendar!r} ({exc})"
-        ) from None
-    climatology = year_zero or "climatology" in attrs
-    new_attrs = {k: v for k, v in attrs.items() if k not in ("units", "calendar", "modulo")}
-    new_attrs.setdefault("standard_name", "time")
-    new_attrs.setdefault("axis", "T")
-    new_time = xr.Variable("time", decoded, new_attrs)
-    # Re-encode as the file did (same units and float dtype) when derived stores are
-    # written, so fractional steps like "hour since ... 14:00" round-trip without warning.
-    new_time.encoding = {
-        "units": units,
-        "calendar": "proleptic_gregorian" if year_zero else calendar,
-        "dtype": np.dtype(time.dtype) if np.issubdtype(time.dtype, np.floating) else np.float64,
-    }
-    return ds.assign_coords(time=new_time), climatology
-
-
-def _decode_times(values: np.ndarray, units: str, calendar: str, year_zero: bool) -> np.ndarray:
-    if calendar in _STANDARD_CALENDARS and year_zero:
-        # A climatological year 0 only exists in the proleptic Gregorian calendar with
-        # year zero (ISO 8601); xarray's decoder rejects it, cftime does not.
-        return np.asarray(
-            cftime.num2date(values, units, calendar="proleptic_gregorian", has_year_zero=True)
-        )
-    if calendar in _STANDARD_CALENDARS:
-        try:
-            dates = cftime.num2date(
-                values,
-                units,
-                calendar=calendar,
-                only_use_cftime_datetimes=False,
-                only_use_python_datetimes=True,
-            )
-            return np.asarray(dates, dtype="datetime64[ns]")
-        except (ValueError, OverflowError):
-            pass  # outside datetime64[ns] range or before the Gregorian switch: cftime
-    return np.asarray(cftime.num2date(values, units, calendar=calendar))
 
 
 # --- variables -------------------------------------------------------------------------
