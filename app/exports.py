@@ -19,7 +19,7 @@ from typing import IO, Any
 import numpy as np
 import xarray as xr
 
-__all__ = ["code_snippet", "map_to_netcdf", "map_to_png", "series_to_csv"]
+__all__ = ["code_snippet", "export_words", "map_to_netcdf", "map_to_png", "series_to_csv"]
 
 PathOrBuffer = str | os.PathLike[str] | IO[Any]
 
@@ -37,6 +37,7 @@ def map_to_png(
     clim: tuple[float, float] | None = None,
     *,
     title: str | None = None,
+    label: str | None = None,
     coastlines: bool = True,
 ) -> None:
     """Draw the (lat, lon) map with a colourbar (and coastlines) to a PNG file.
@@ -51,6 +52,10 @@ def map_to_png(
         colorcet colour map name (falls back to matplotlib's names).
     clim
         Colour range; ``None`` uses the data's finite min/max.
+    title
+        Title above the map (`app.labels.ViewLabels.title`: what the map shows).
+    label
+        Colour bar label; by default the data's ``long_name (units)``.
     """
     import colorcet
     from matplotlib.figure import Figure
@@ -73,7 +78,7 @@ def map_to_png(
             ax.plot(line[:, 0], line[:, 1], color="black", linewidth=0.5)
         ax.set_xlim(float(lon.min()) - 0.5, float(lon.max()) + 0.5)
         ax.set_ylim(float(lat.min()) - 0.5, float(lat.max()) + 0.5)
-    fig.colorbar(mesh, ax=ax, label=_label(da), shrink=0.85)
+    fig.colorbar(mesh, ax=ax, label=label or _label(da), shrink=0.85)
     ax.set_xlabel("longitude (degrees east)")
     ax.set_ylabel("latitude (degrees north)")
     if title:
@@ -82,13 +87,21 @@ def map_to_png(
 
 
 def map_to_netcdf(
-    da: xr.DataArray, path_or_buffer: PathOrBuffer | None = None, *, query: Any = None
+    da: xr.DataArray,
+    path_or_buffer: PathOrBuffer | None = None,
+    *,
+    query: Any = None,
+    words: Any = None,
 ) -> bytes | None:
     """Write the map (or any DataArray) to netCDF; with no path, return the bytes.
 
-    ``query`` (a `pipelines.Query`) is recorded in the ``gridscope_query`` attribute.
+    ``query`` (a `pipelines.Query`) is recorded in the ``gridscope_query`` attribute;
+    ``words`` (`app.labels.ViewLabels`) become the ``title`` and ``gridscope_*`` global
+    attributes that say what the numbers are (dataset, variable, step or period, ...).
     """
     ds = da.to_dataset(name=str(da.name or "value"))
+    if words is not None:
+        ds.attrs.update(words.attrs())
     if query is not None:
         ds.attrs["gridscope_query"] = query.to_json()
     if path_or_buffer is None or hasattr(path_or_buffer, "write"):
@@ -103,6 +116,20 @@ def map_to_netcdf(
         return None
     ds.to_netcdf(path_or_buffer)
     return None
+
+
+def export_words(ds: xr.Dataset, query: Any, title: str | None = None) -> Any:
+    """`app.labels.ViewLabels` of ``query`` on the opened dataset ``ds`` (for the CLI).
+
+    ``title`` is the dataset's title (the catalog's); by default the dataset's own
+    ``title`` attribute or the query's dataset id.
+    """
+    from app.labels import view_labels
+    from app.sources import DatasetSources
+
+    name = title or str(ds.attrs.get("title", query.dataset))
+    info = DatasetSources({query.dataset: name}, lambda _: ds).info(query.dataset)
+    return view_labels(query, info)
 
 
 def _time_text(value: Any) -> str:

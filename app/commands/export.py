@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from pipelines.query import AGGREGATIONS, Query, QueryError
 
@@ -79,11 +80,27 @@ def run(args: argparse.Namespace) -> int:
 
     if args.kind == "map":
         field = compute_map(ds, query).compute()
+        entry = _catalog_entry(query.dataset, catalog)
+        words = exports.export_words(ds, query, entry.title if entry is not None else None)
         if output.suffix.lower() == ".png":
-            exports.map_to_png(field, output, cmap=args.cmap)
+            exports.map_to_png(field, output, cmap=args.cmap, title=words.title(region=True),
+                               label=words.quantity)  # fmt: skip
         else:
-            exports.map_to_netcdf(field, output, query=query)
+            exports.map_to_netcdf(field, output, query=query, words=words)
     else:
         exports.series_to_csv(compute_series(ds, query).compute(), output)
     print(f"wrote {output}")
     return 0
+
+
+def _catalog_entry(dataset: str, catalog: Any) -> Any:
+    """The catalog entry of ``dataset`` (for its title), or None for a path."""
+    from data_catalog import load_catalog
+
+    try:
+        for entry in (catalog or load_catalog()).entries:
+            if entry.id == dataset:
+                return entry
+    except Exception:  # noqa: BLE001  (no usable catalog: the title is the dataset's own)
+        return None
+    return None
