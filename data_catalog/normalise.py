@@ -15,12 +15,10 @@ import numpy as np
 import xarray as xr
 
 from data_catalog.errors import DatasetOpenError
+from data_catalog.grid import EARTH_RADIUS_M, LOOKED_FOR, NATIVE_DIMS, RawGrid, find_grid
 from data_catalog.time_axis import decode_time_axis
 
 __all__ = ["EARTH_RADIUS_M", "normalise_dataset"]
-
-#: Mean Earth radius (IUGG R1) used for ``cell_area``.
-EARTH_RADIUS_M = 6371008.8
 
 _LON_UNITS = {"degrees_east", "degree_east", "degree_e", "degrees_e", "degreee", "degreese"}
 _LAT_UNITS = {"degrees_north", "degree_north", "degree_n", "degrees_n", "degreen", "degreesn"}
@@ -62,15 +60,25 @@ def normalise_dataset(ds: xr.Dataset, source: str) -> xr.Dataset:
     Returns
     -------
     xarray.Dataset
-        Dims ``lon`` (ascending, [-180, 180)), ``lat`` (ascending), ``time`` and ``level``
-        when present; ``cell_area(lat, lon)`` coordinate in m^2; only variables on the
-        (lat, lon) grid are kept as data variables.
+        A regular grid: dims ``lon`` (ascending, [-180, 180)), ``lat`` (ascending) and a
+        ``cell_area(lat, lon)`` coordinate in m^2. Other grids (see
+        :mod:`data_catalog.grid`): spatial dims ``(y, x)`` or ``(cell,)`` with geographic
+        ``lon``/``lat`` coordinates on them, ``cell_area`` and, where known,
+        ``lon_bounds``/``lat_bounds``. ``time`` and ``level`` when present; only variables
+        on the horizontal grid are kept as data variables. ``attrs["gridscope_grid"]``
+        names the grid's kind.
 
     Raises
     ------
     DatasetOpenError
-        When no longitude or latitude axis can be found, or the time axis cannot be decoded.
+        When no horizontal grid can be found, or the time axis cannot be decoded.
     """
+    native = find_grid(ds, source)
+    if native is not None and native.kind == "regular":
+        ds, native = _geographic_axes(ds, native), None
+    if native is not None:
+        return _normalise_native(ds, native, source)
+    ds = _promote_axis_variables(ds)
     axes = _detect_axes(ds, source)
     lon_name, lat_name = axes["lon"], axes["lat"]
     lon_raw = _axis_values(ds, lon_name, source)
@@ -103,18 +111,130 @@ def normalise_dataset(ds: xr.Dataset, source: str) -> xr.Dataset:
             },
         )
     )
-    ds = _keep_gridded_float_variables(ds)
+    ds = _keep_gridded_float_variables(ds, ("lat", "lon"))
     ds.attrs["gridscope_source"] = source
     ds.attrs["gridscope_climatology"] = climatology
+    ds.attrs["gridscope_grid"] = "regular"
     return ds
+
+
+# --- grids other than regular ------------------------------------------------------------
+
+
+def _normalise_native(ds: xr.Dataset, grid: RawGrid, source: str) -> xr.Dataset:
+    """The contract for rotated, projected, curvilinear and unstructured grids.
+
+    The file's spatial dims become ``(y, x)`` or ``(cell,)``, rotated/projected grids keep
+    their native axes as the ``x``/``y`` coordinates, and the grid's geographic centres,
+    areas and polygons become coordinates.
+    """
+    new_dims = NATIVE_DIMS[grid.kind]
+    ds = ds.drop_vars([n for n in grid.drop if n in ds.variables])
+    targets = {*new_dims, "lon", "lat", "cell_area", "lon_bounds", "lat_bounds"}
+    renames = {old: new for old, new in zip(grid.dims, new_dims, strict=True) if old != new}
+    clashes = {
+        name: f"{name}_original"
+        for name in [*ds.variables, *ds.dims]
+        if name in targets and name not in renames and name not in grid.dims
+    }
+    ds = ds.rename(clashes).rename(renames)
+    axes = _detect_axes(ds, source, horizontal=False)
+    ds = _rename_axes(ds, axes)
+    climatology = False
+    if "time" in axes:
+        ds, climatology = decode_time_axis(ds, source)
+    for dim in new_dims:
+        if dim in ds.variables:
+            attrs = {k: v for k, v in ds[dim].attrs.items() if k not in _STALE_AXIS_ATTRS}
+            attrs["original_name"] = str(grid.dims[new_dims.index(dim)])
+            ds[dim].attrs = attrs
+    coords: dict[str, xr.Variable] = {
+        "lon": xr.Variable(
+            new_dims, grid.lon, {"units": "degrees_east", "standard_name": "longitude"}
+        ),
+        "lat": xr.Variable(
+            new_dims, grid.lat, {"units": "degrees_north", "standard_name": "latitude"}
+        ),
+        "cell_area": xr.Variable(
+            new_dims,
+            np.asarray(grid.area, dtype=np.float64),
+            {
+                "units": "m2",
+                "standard_name": "cell_area",
+                "long_name": "area of the grid cell on a sphere of radius 6371008.8 m",
+            },
+        ),
+    }
+    if grid.lon_bounds is not None and grid.lat_bounds is not None:
+        nv = "nv" if "nv" not in ds.dims else "gridscope_nv"
+        coords["lon_bounds"] = xr.Variable((*new_dims, nv), grid.lon_bounds)
+        coords["lat_bounds"] = xr.Variable((*new_dims, nv), grid.lat_bounds)
+        coords["lon"].attrs["bounds"] = "lon_bounds"
+        coords["lat"].attrs["bounds"] = "lat_bounds"
+    ds = ds.assign_coords(coords)
+    ds = _keep_gridded_float_variables(ds, new_dims)
+    ds.attrs["gridscope_source"] = source
+    ds.attrs["gridscope_climatology"] = climatology
+    ds.attrs["gridscope_grid"] = grid.kind
+    if grid.grid_mapping:
+        ds.attrs["gridscope_grid_mapping"] = dict(grid.grid_mapping)
+    for var in ds.data_vars.values():
+        var.attrs["gridscope_grid"] = grid.kind
+    return ds
+
+
+def _geographic_axes(ds: xr.Dataset, grid: RawGrid) -> xr.Dataset:
+    """A grid mapping whose geographic axes are separable (e.g. a rotated pole at 90N):
+    its x/y axes replaced by their geographic longitudes/latitudes, the mapping dropped."""
+    ydim, xdim = grid.dims
+    ds = ds.drop_vars([n for n in grid.drop if n in ds.variables])
+    for var in ds.data_vars.values():
+        var.attrs.pop("grid_mapping", None)
+    return ds.assign_coords(
+        {
+            xdim: xr.Variable(xdim, grid.lon, {"units": "degrees_east", "standard_name": "longitude"}),
+            ydim: xr.Variable(ydim, grid.lat, {"units": "degrees_north", "standard_name": "latitude"}),
+        }
+    )
+
+
+def _promote_axis_variables(ds: xr.Dataset) -> xr.Dataset:
+    """1-D longitude and latitude variables on two dimensions of other names without
+    coordinates of their own (``lat(latitude)``, ``lon(longitude)``) become those
+    dimensions' coordinates."""
+    found: dict[str, tuple[Hashable, Hashable]] = {}
+    for name, var in ds.variables.items():
+        if var.ndim != 1 or name in ds.dims:
+            continue
+        (dim,) = var.dims
+        if dim in ds.variables or not np.issubdtype(var.dtype, np.number):
+            continue
+        units = str(var.attrs.get("units", "")).strip().lower().replace(" ", "_")
+        std = str(var.attrs.get("standard_name", "")).lower()
+        if units in _LON_UNITS or std == "longitude":
+            found.setdefault("lon", (name, dim))
+        elif units in _LAT_UNITS or std == "latitude":
+            found.setdefault("lat", (name, dim))
+    if set(found) != {"lon", "lat"} or found["lon"][1] == found["lat"][1]:
+        return ds
+    return ds.swap_dims({dim: name for name, dim in found.values()})
 
 
 # --- axis detection -------------------------------------------------------------------
 
 
-def _detect_axes(ds: xr.Dataset, source: str) -> dict[str, Hashable]:
-    """Map the roles lon/lat/time/level to dimension-coordinate names of ``ds``."""
-    candidates = [name for name in ds.dims if name in ds.variables and ds[name].ndim == 1]
+def _detect_axes(ds: xr.Dataset, source: str, horizontal: bool = True) -> dict[str, Hashable]:
+    """Map the roles lon/lat/time/level to dimension-coordinate names of ``ds``.
+
+    With ``horizontal=False`` (a grid already found by :func:`find_grid`, whose spatial
+    dims are ``x``/``y``/``cell``) only time and level are looked for.
+    """
+    spatial = set() if horizontal else {"x", "y", "cell"}
+    candidates = [
+        name
+        for name in ds.dims
+        if name in ds.variables and ds[name].ndim == 1 and name not in spatial
+    ]
     cf_coords = _cf_lookup(ds, "coordinates")
     cf_axes = _cf_lookup(ds, "axes")
     axes: dict[str, Hashable] = {}
@@ -141,32 +261,33 @@ def _detect_axes(ds: xr.Dataset, source: str) -> dict[str, Hashable]:
             and bool(np.nanmin(values) >= low and np.nanmax(values) <= high)
         )
 
-    pick(
-        "lon",
-        [
-            lambda n: n in cf_coords.get("longitude", _NO_ITEMS),
-            lambda n: units(n) in _LON_UNITS,
-            lambda n: ds[n].attrs.get("axis") == "X" and within(n, -360, 720),
-            lambda n: bool(_LON_NAME.fullmatch(lname(n))) and within(n, -360, 720),
-        ],
-    )
-    pick(
-        "lat",
-        [
-            lambda n: n in cf_coords.get("latitude", _NO_ITEMS),
-            lambda n: units(n) in _LAT_UNITS,
-            lambda n: ds[n].attrs.get("axis") == "Y" and within(n, -90, 90),
-            lambda n: bool(_LAT_NAME.fullmatch(lname(n))) and within(n, -90, 90),
-        ],
-    )
-    if "lon" not in axes or "lat" not in axes:
+    if horizontal:
+        pick(
+            "lon",
+            [
+                lambda n: n in cf_coords.get("longitude", _NO_ITEMS),
+                lambda n: units(n) in _LON_UNITS,
+                lambda n: ds[n].attrs.get("axis") == "X" and within(n, -360, 720),
+                lambda n: bool(_LON_NAME.fullmatch(lname(n))) and within(n, -360, 720),
+            ],
+        )
+        pick(
+            "lat",
+            [
+                lambda n: n in cf_coords.get("latitude", _NO_ITEMS),
+                lambda n: units(n) in _LAT_UNITS,
+                lambda n: ds[n].attrs.get("axis") == "Y" and within(n, -90, 90),
+                lambda n: bool(_LAT_NAME.fullmatch(lname(n))) and within(n, -90, 90),
+            ],
+        )
+    if horizontal and ("lon" not in axes or "lat" not in axes):
         found = ", ".join(
             f"{name}({ds[name].attrs.get('units', 'no units')})" for name in candidates
         )
         missing = " and ".join(role for role in ("longitude", "latitude") if role[:3] not in axes)
         raise DatasetOpenError(
-            f"{source}: no {missing} axis found; gridscope needs 1-D longitude and latitude "
-            f"dimension coordinates (found: {found or 'no dimension coordinates'}; "
+            f"{source}: no {missing} found; looked for {LOOKED_FOR} "
+            f"(found dimension coordinates: {found or 'none'}; "
             f"dimensions: {', '.join(map(str, ds.dims)) or 'none'})"
         )
     pick(
@@ -363,9 +484,13 @@ def _ascending_latitudes(ds: xr.Dataset, raw: np.ndarray) -> tuple[xr.Dataset, n
 # --- variables -------------------------------------------------------------------------
 
 
-def _keep_gridded_float_variables(ds: xr.Dataset) -> xr.Dataset:
-    off_grid = [name for name, var in ds.data_vars.items() if not {"lat", "lon"} <= set(var.dims)]
+def _keep_gridded_float_variables(ds: xr.Dataset, grid_dims: tuple[str, ...]) -> xr.Dataset:
+    off_grid = [name for name, var in ds.data_vars.items() if not set(grid_dims) <= set(var.dims)]
     ds = ds.drop_vars(off_grid)
+    if grid_dims != ("lat", "lon"):
+        # spatial dims last, in the grid's order, as on a regular grid
+        for name in list(ds.data_vars):
+            ds[name] = ds[name].transpose(..., *grid_dims)
     for name, var in ds.data_vars.items():
         if not np.issubdtype(var.dtype, np.floating):
             ds[name] = var.astype(np.result_type(var.dtype, np.float32))

@@ -1,0 +1,815 @@
+"""The horizontal grid of a dataset: what its cells are, where they are, how big they are.
+
+This is the one place that says what a dataset's horizontal grid is; selection,
+reductions, drawing and exports ask it. Five kinds:
+
+``regular``
+    1-D longitude and latitude dimension coordinates (also a rotated pole at 90N and
+    ``lat(latitude)`` / ``lon(longitude)`` variables, which normalise to it).
+``rotated``
+    CF ``rotated_latitude_longitude`` grid mapping: 1-D rotated axes, geographic centres
+    from the rotation.
+``projected``
+    Any other CF grid mapping pyproj's ``CRS.from_cf`` understands (Lambert conformal,
+    polar stereographic, transverse Mercator, ...): 1-D projection x/y axes.
+``curvilinear``
+    2-D longitude and latitude variables on the data's two horizontal dimensions, found
+    through the CF ``coordinates`` attribute, ``standard_name`` or degree units.
+``unstructured``
+    Cells along one dimension with a longitude and latitude per cell (degrees or radians),
+    polygons from vertices (ICON ``clon_vertices``, SCRIP ``grid_corner_lon``, UGRID
+    ``face_node_connectivity``) or none (a point cloud such as CAM-SE ``ncol``).
+
+Cell areas are true areas on the sphere of radius :data:`EARTH_RADIUS_M`: a CF
+``cell_measures`` area variable when present, else spherical polygon areas from the
+cell bounds or vertices, else a rotated grid's regular spacing (a rotation keeps areas),
+else from neighbouring centres (corners midway between centres, or spherical Voronoi
+cells for a point cloud).
+
+:func:`find_grid` reads a raw dataset (used by :mod:`data_catalog.normalise`);
+:func:`grid_of` reads the :class:`Grid` back from a normalised dataset or data array.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Hashable
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+__all__ = [
+    "EARTH_RADIUS_M",
+    "GRID_KINDS",
+    "NATIVE_DIMS",
+    "Grid",
+    "RawGrid",
+    "find_grid",
+    "grid_of",
+    "spherical_polygon_area",
+    "unit_vectors",
+]
+
+#: Mean Earth radius (IUGG R1) used for every cell area.
+EARTH_RADIUS_M = 6371008.8
+
+#: The grid kinds, in the order they are looked for.
+GRID_KINDS = ("regular", "rotated", "projected", "curvilinear", "unstructured")
+
+#: Spatial dimension names of a normalised dataset per kind.
+NATIVE_DIMS = {
+    "regular": ("lat", "lon"),
+    "rotated": ("y", "x"),
+    "projected": ("y", "x"),
+    "curvilinear": ("y", "x"),
+    "unstructured": ("cell",),
+}
+
+_LON_UNITS = {"degrees_east", "degree_east", "degree_e", "degrees_e", "degreee", "degreese"}
+_LAT_UNITS = {"degrees_north", "degree_north", "degree_n", "degrees_n", "degreen", "degreesn"}
+_PLAIN_DEGREES = {"degrees", "degree", "deg"}
+_RADIANS = {"radian", "radians", "rad"}
+_X_STANDARD_NAMES = {"grid_longitude", "projection_x_coordinate", "projection_x_angular_coordinate"}
+_Y_STANDARD_NAMES = {"grid_latitude", "projection_y_coordinate", "projection_y_angular_coordinate"}
+_LENGTH_TO_M = {"m": 1.0, "meter": 1.0, "meters": 1.0, "metre": 1.0, "metres": 1.0, "km": 1e3}
+_LONISH = re.compile(r".*lon.*")
+_LATISH = re.compile(r".*lat.*")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Grid:
+    """The horizontal grid of a normalised dataset.
+
+    Attributes
+    ----------
+    kind
+        One of :data:`GRID_KINDS`.
+    dims
+        The spatial dims of the normalised dataset: ``("lat", "lon")``, ``("y", "x")`` or
+        ``("cell",)``.
+    lon, lat
+        Geographic centres in degrees (lon in [-180, 180)), shaped like the cells (a
+        regular grid's 1-D axes are broadcast to ``(lat, lon)``).
+    area
+        True cell areas on the sphere in m^2, shaped like the cells.
+    lon_bounds, lat_bounds
+        Cell polygons (shape ``cells + (nv,)``, degrees) when known.
+    grid_mapping
+        The CF grid-mapping attributes of a rotated or projected grid.
+    """
+
+    kind: str
+    dims: tuple[str, ...]
+    lon: np.ndarray
+    lat: np.ndarray
+    area: np.ndarray
+    lon_bounds: np.ndarray | None = None
+    lat_bounds: np.ndarray | None = None
+    grid_mapping: dict[str, Any] | None = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Number of cells along each of :attr:`dims`."""
+        return tuple(self.area.shape)
+
+    @property
+    def is_regular(self) -> bool:
+        """Whether this is a regular longitude-latitude grid."""
+        return self.kind == "regular"
+
+    def unit_vectors(self) -> np.ndarray:
+        """Cell centres as unit vectors, shape ``cells + (3,)``."""
+        return unit_vectors(self.lon, self.lat)
+
+
+def grid_of(obj: xr.Dataset | xr.DataArray) -> Grid:
+    """The horizontal grid of a normalised dataset or of one of its data variables.
+
+    Parameters
+    ----------
+    obj
+        Output of :func:`data_catalog.open_dataset` (or a selection from it that keeps
+        the spatial dims and the ``lon``, ``lat`` and ``cell_area`` coordinates).
+
+    Returns
+    -------
+    Grid
+
+    Raises
+    ------
+    ValueError
+        When ``obj`` has none of the normalised spatial layouts.
+    """
+    kind = str(obj.attrs.get("gridscope_grid", "") or "")
+    dims = set(obj.dims)
+    if kind not in GRID_KINDS:
+        if {"lat", "lon"} <= dims:
+            kind = "regular"
+        elif {"y", "x"} <= dims and "lon" in obj.coords:
+            kind = "curvilinear"
+        elif "cell" in dims:
+            kind = "unstructured"
+        else:
+            raise ValueError(
+                "not a normalised dataset: no (lat, lon), (y, x) or (cell) spatial dims"
+            )
+    grid_dims = NATIVE_DIMS[kind]
+    mapping = obj.attrs.get("gridscope_grid_mapping")
+    if kind == "regular":
+        lat1 = np.asarray(obj["lat"].values, dtype="float64")
+        lon1 = np.asarray(obj["lon"].values, dtype="float64")
+        lon, lat = np.meshgrid(_wrap(lon1), lat1)
+        area = _area_values(obj, grid_dims, lon.shape)
+        return Grid(kind, grid_dims, lon, lat, area)
+    lon = np.asarray(obj["lon"].transpose(*grid_dims).values, dtype="float64")
+    lat = np.asarray(obj["lat"].transpose(*grid_dims).values, dtype="float64")
+    area = _area_values(obj, grid_dims, lon.shape)
+    bounds = [None, None]
+    if "lon_bounds" in obj.coords and "lat_bounds" in obj.coords:
+        bounds = [
+            np.asarray(obj[name].transpose(*grid_dims, ...).values, dtype="float64")
+            for name in ("lon_bounds", "lat_bounds")
+        ]
+    return Grid(
+        kind,
+        grid_dims,
+        lon,
+        lat,
+        area,
+        bounds[0],
+        bounds[1],
+        dict(mapping) if isinstance(mapping, dict) else None,
+    )
+
+
+def _area_values(obj: Any, dims: tuple[str, ...], shape: tuple[int, ...]) -> np.ndarray:
+    if "cell_area" not in obj.coords:
+        raise ValueError("not a normalised dataset: no 'cell_area' coordinate")
+    area = obj["cell_area"]
+    return np.broadcast_to(np.asarray(area.transpose(*dims).values, dtype="float64"), shape)
+
+
+# --- geometry on the sphere ---------------------------------------------------------------
+
+
+def _wrap(lon: np.ndarray) -> np.ndarray:
+    """Longitudes in [-180, 180)."""
+    out = np.mod(np.asarray(lon, dtype="float64") + 180.0, 360.0) - 180.0
+    out[out >= 180.0] -= 360.0
+    return out
+
+
+def unit_vectors(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """Points given in degrees as unit vectors (last axis x, y, z)."""
+    lam = np.radians(np.asarray(lon, dtype="float64"))
+    phi = np.radians(np.asarray(lat, dtype="float64"))
+    cos_phi = np.cos(phi)
+    return np.stack([cos_phi * np.cos(lam), cos_phi * np.sin(lam), np.sin(phi)], axis=-1)
+
+
+def _to_lonlat(vec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    norm = np.linalg.norm(vec, axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        unit = vec / norm[..., None]
+    lat = np.degrees(np.arcsin(np.clip(unit[..., 2], -1.0, 1.0)))
+    lon = np.degrees(np.arctan2(unit[..., 1], unit[..., 0]))
+    return _wrap(lon), lat
+
+
+def spherical_polygon_area(
+    lon_bounds: np.ndarray,
+    lat_bounds: np.ndarray,
+    lon: np.ndarray | None = None,
+    lat: np.ndarray | None = None,
+    radius: float = EARTH_RADIUS_M,
+) -> np.ndarray:
+    """Areas of polygons with great-circle edges on a sphere.
+
+    Parameters
+    ----------
+    lon_bounds, lat_bounds
+        Vertices in degrees, shape ``cells + (nv,)``, in order around each polygon
+        (either direction). Repeated vertices (SCRIP / UGRID padding) add nothing.
+    lon, lat
+        A point inside each polygon (its centre) for the fan of triangles; the mean of
+        the vertices when not given. The polygon must be star-shaped about it.
+    radius
+        Sphere radius in metres.
+
+    Returns
+    -------
+    numpy.ndarray
+        Areas in m^2, shape ``cells``; NaN where a vertex is missing.
+    """
+    verts = unit_vectors(lon_bounds, lat_bounds)
+    if lon is None or lat is None:
+        centre = verts.mean(axis=-2)
+        centre /= np.linalg.norm(centre, axis=-1, keepdims=True)
+    else:
+        centre = unit_vectors(lon, lat)
+    a = centre[..., None, :]
+    b = verts
+    c = np.roll(verts, -1, axis=-2)
+    # Van Oosterom & Strackee: tan(E/2) = a.(b x c) / (1 + a.b + b.c + c.a), signed.
+    triple = np.einsum("...k,...k->...", np.broadcast_to(a, b.shape), np.cross(b, c))
+    denom = 1.0 + (a * b).sum(-1) + (b * c).sum(-1) + (c * a).sum(-1)
+    excess = 2.0 * np.arctan2(triple, denom)
+    return np.abs(excess.sum(axis=-1)) * radius**2
+
+
+# --- finding the grid of a raw dataset ------------------------------------------------------
+
+
+@dataclasses.dataclass
+class RawGrid:
+    """A non-regular horizontal grid found in a raw (not yet normalised) dataset.
+
+    Attributes
+    ----------
+    kind
+        ``"regular"`` (only for a grid mapping whose geographic axes are separable, such
+        as a rotation with its pole at 90N: ``lon``/``lat`` are then the 1-D geographic
+        axes replacing the file's x/y axes), or a non-regular kind.
+    dims
+        The file's spatial dims, in the normalised order ``(y, x)`` or ``(cell,)``.
+    lon, lat, area
+        Geographic centres (degrees, lon in [-180, 180)) and areas (m^2), shaped ``dims``.
+    lon_bounds, lat_bounds
+        Polygons ``dims + (nv,)`` in degrees, or None.
+    grid_mapping
+        CF grid-mapping attributes (rotated / projected).
+    drop
+        Variables of the file that this description replaces (lon/lat, bounds, vertices,
+        grid-mapping and area variables).
+    """
+
+    kind: str
+    dims: tuple[Hashable, ...]
+    lon: np.ndarray
+    lat: np.ndarray
+    area: np.ndarray | None = None
+    lon_bounds: np.ndarray | None = None
+    lat_bounds: np.ndarray | None = None
+    grid_mapping: dict[str, Any] | None = None
+    drop: tuple[Hashable, ...] = ()
+
+
+#: What :func:`find_grid` looks for, for the message when nothing fits.
+LOOKED_FOR = (
+    "1-D longitude/latitude dimension coordinates (units degrees_east/degrees_north, "
+    "standard_name, axis X/Y or a lon/lat-like name), a CF grid_mapping with 1-D x/y axes, "
+    "2-D longitude/latitude variables on the data's dimensions (coordinates attribute, "
+    "standard_name or degree units), or a longitude/latitude per cell along one dimension "
+    "(ICON, SCRIP, UGRID, point clouds)"
+)
+__all__ += ["LOOKED_FOR"]
+
+
+def find_grid(ds: xr.Dataset, source: str) -> RawGrid | None:
+    """Find a grid-mapped, curvilinear or unstructured horizontal grid in a raw dataset.
+
+    Parameters
+    ----------
+    ds
+        Dataset as opened (``decode_times=False``); only coordinates and small grid
+        variables are read.
+    source
+        For error messages.
+
+    Returns
+    -------
+    RawGrid or None
+        None when the dataset should be read as a regular grid of 1-D longitude and
+        latitude axes (the caller's own detection then applies).
+
+    Raises
+    ------
+    DatasetOpenError
+        When a grid is recognised but cannot be used (e.g. a grid mapping pyproj does not
+        know, with no 2-D longitude/latitude beside it).
+    """
+    mapped = _grid_mapping(ds)
+    if mapped is not None:
+        found = _mapped_grid(ds, source, *mapped)
+        if found is not None:
+            return found
+    if _regular_axes_present(ds):
+        return None
+    curvilinear = _curvilinear_grid(ds, source)
+    if curvilinear is not None:
+        return curvilinear
+    return _unstructured_grid(ds, source)
+
+
+# --- small attribute tests ---------------------------------------------------------------
+
+
+def _units(var: xr.Variable | xr.DataArray) -> str:
+    return str(var.attrs.get("units", "")).strip().lower().replace(" ", "_")
+
+
+def _role(name: Hashable, var: Any, plain_ok: bool) -> str | None:
+    """'lon', 'lat' or None for a variable, by standard_name, units, then name."""
+    std = str(var.attrs.get("standard_name", "")).lower()
+    units = _units(var)
+    if std == "longitude" or units in _LON_UNITS:
+        return "lon"
+    if std == "latitude" or units in _LAT_UNITS:
+        return "lat"
+    if plain_ok and (units in _PLAIN_DEGREES or units in _RADIANS):
+        lname = str(name).lower()
+        if _LONISH.fullmatch(lname):
+            return "lon"
+        if _LATISH.fullmatch(lname):
+            return "lat"
+    return None
+
+
+def _degrees(var: Any) -> np.ndarray:
+    values = np.asarray(var.values, dtype="float64")
+    if _units(var) in _RADIANS:
+        values = np.degrees(values)
+    return values
+
+
+def _data_dims(ds: xr.Dataset) -> list[set[Hashable]]:
+    return [set(v.dims) for v in ds.data_vars.values() if v.ndim >= 1]
+
+
+def _referenced_coordinates(ds: xr.Dataset) -> set[Hashable]:
+    names: set[Hashable] = set()
+    for var in ds.variables.values():
+        for key in ("coordinates",):
+            text = var.attrs.get(key) or var.encoding.get(key)
+            if isinstance(text, str):
+                names.update(text.split())
+    return names
+
+
+def _regular_axes_present(ds: xr.Dataset) -> bool:
+    """1-D lon and lat dimension coordinates (by units or standard_name) on two dims."""
+    roles = {
+        _role(name, ds[name], plain_ok=False)
+        for name in ds.dims
+        if name in ds.variables and ds[name].ndim == 1
+    }
+    return {"lon", "lat"} <= roles
+
+
+# --- grid mappings -----------------------------------------------------------------------
+
+
+def _grid_mapping(ds: xr.Dataset) -> tuple[Hashable, dict[str, Any], set[Hashable]] | None:
+    """(name, attrs, dims of the data using it) of the first CF grid mapping."""
+    for var in ds.data_vars.values():
+        ref = var.attrs.get("grid_mapping") or var.encoding.get("grid_mapping")
+        if isinstance(ref, str) and ref.strip():
+            name = ref.split(":")[0].split()[0]
+            if name in ds.variables and "grid_mapping_name" in ds[name].attrs:
+                return name, dict(ds[name].attrs), set(var.dims)
+    for name, var in ds.variables.items():
+        if "grid_mapping_name" in var.attrs:
+            dims = set().union(*_data_dims(ds)) if ds.data_vars else set()
+            return name, dict(var.attrs), dims
+    return None
+
+
+def _native_axis(ds: xr.Dataset, dims: set[Hashable], names: set[str], axis: str) -> Hashable:
+    candidates = [d for d in ds.dims if d in dims and d in ds.variables and ds[d].ndim == 1]
+    for test in (
+        lambda d: str(ds[d].attrs.get("standard_name", "")) in names,
+        lambda d: str(ds[d].attrs.get("axis", "")).upper() == axis,
+        lambda d: str(d).lower() in ({"rlon", "x", "xc"} if axis == "X" else {"rlat", "y", "yc"}),
+    ):
+        for d in candidates:
+            if test(d):
+                return d
+    return None
+
+
+def _mapped_grid(
+    ds: xr.Dataset, source: str, name: Hashable, attrs: dict[str, Any], dims: set[Hashable]
+) -> RawGrid | None:
+    from data_catalog.errors import DatasetOpenError
+
+    gm_name = str(attrs.get("grid_mapping_name", ""))
+    if gm_name == "latitude_longitude":
+        return None
+    xdim = _native_axis(ds, dims, _X_STANDARD_NAMES, "X")
+    ydim = _native_axis(ds, dims, _Y_STANDARD_NAMES, "Y")
+    if xdim is None or ydim is None or xdim == ydim:
+        # Without 1-D native axes the 2-D lon/lat (if any) describe the grid.
+        curvilinear = _curvilinear_grid(ds, source)
+        if curvilinear is not None:
+            curvilinear.grid_mapping = _plain_attrs(attrs)
+            curvilinear.drop = (*curvilinear.drop, name)
+        return curvilinear
+    try:
+        import pyproj
+
+        crs = pyproj.CRS.from_cf(attrs)
+        # a rotated pole is a derived geographic CRS: its base is the geographic one
+        target = crs.source_crs if crs.is_derived and not crs.is_projected else crs.geodetic_crs
+        transformer = pyproj.Transformer.from_crs(crs, target, always_xy=True)
+    except Exception as exc:  # noqa: BLE001  (pyproj's errors are many; the message is what matters)
+        raise DatasetOpenError(
+            f"{source}: grid mapping {name!s} ({gm_name or 'no grid_mapping_name'}) is not "
+            f"understood by pyproj ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+        ) from None
+    rotated = gm_name == "rotated_latitude_longitude"
+    scale_x = 1.0 if rotated else _length_scale(ds[xdim], source)
+    scale_y = 1.0 if rotated else _length_scale(ds[ydim], source)
+    x = np.asarray(ds[xdim].values, dtype="float64")
+    y = np.asarray(ds[ydim].values, dtype="float64")
+    xx, yy = np.meshgrid(x * scale_x, y * scale_y)
+    lon, lat = transformer.transform(xx, yy)
+    lon, lat = _wrap(np.asarray(lon)), np.asarray(lat, dtype="float64")
+    if not (np.all(np.isfinite(lon)) and np.all(np.isfinite(lat))):
+        raise DatasetOpenError(
+            f"{source}: grid mapping {name!s} ({gm_name}) gives no geographic position for "
+            f"some cells of {ydim!s}/{xdim!s}; check the mapping's parameters and axis units"
+        )
+    drop = (name, *_bounds_names(ds, xdim), *_bounds_names(ds, ydim))
+    if _separable(lon, lat):
+        return RawGrid("regular", (ydim, xdim), lon[0, :], lat[:, 0], drop=drop)
+    xe = _edges(ds, xdim, x) * scale_x
+    ye = _edges(ds, ydim, y) * scale_y
+    # corners counter-clockwise in native coordinates: (W,S), (E,S), (E,N), (W,N)
+    cx = np.stack([xe[:-1][None, :], xe[1:][None, :], xe[1:][None, :], xe[:-1][None, :]], -1)
+    cy = np.stack([ye[:-1][:, None], ye[:-1][:, None], ye[1:][:, None], ye[1:][:, None]], -1)
+    cx, cy = np.broadcast_arrays(cx, cy)
+    blon, blat = transformer.transform(cx, cy)
+    blon, blat = _wrap(np.asarray(blon)), np.asarray(blat, dtype="float64")
+    if rotated:
+        # A rotation keeps areas: the rotated grid's spacing gives them exactly.
+        sines = np.abs(np.diff(np.sin(np.radians(np.clip(ye, -90.0, 90.0)))))
+        area = EARTH_RADIUS_M**2 * sines[:, None] * np.abs(np.radians(np.diff(xe)))[None, :]
+    else:
+        area = spherical_polygon_area(blon, blat, lon, lat)
+    return RawGrid(
+        "rotated" if rotated else "projected",
+        (ydim, xdim),
+        lon,
+        lat,
+        area,
+        blon,
+        blat,
+        _plain_attrs(attrs),
+        drop,
+    )
+
+
+def _plain_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
+    """Attributes as plain Python values (numpy scalars and arrays made lists/floats)."""
+    out: dict[str, Any] = {}
+    for key, value in attrs.items():
+        if isinstance(value, np.ndarray):
+            out[key] = value.tolist()
+        elif isinstance(value, np.generic):
+            out[key] = value.item()
+        else:
+            out[key] = value
+    return out
+
+
+def _length_scale(var: Any, source: str) -> float:
+    from data_catalog.errors import DatasetOpenError
+
+    units = _units(var) or "m"
+    if units not in _LENGTH_TO_M:
+        raise DatasetOpenError(
+            f"{source}: projection axis {var.name!s} has units {units!r}; "
+            f"allowed: {', '.join(sorted(_LENGTH_TO_M))}"
+        )
+    return _LENGTH_TO_M[units]
+
+
+def _separable(lon: np.ndarray, lat: np.ndarray) -> bool:
+    """Whether lat depends on the row only and lon on the column only (a regular grid)."""
+    dlon = np.abs(((lon - lon[:1, :]) + 180.0) % 360.0 - 180.0)
+    return bool(np.all(np.abs(lat - lat[:, :1]) < 1e-6) and np.all(dlon < 1e-6))
+
+
+def _bounds_names(ds: xr.Dataset, name: Hashable) -> list[Hashable]:
+    names: list[Hashable] = []
+    for key in ("bounds", "edges"):
+        ref = ds[name].attrs.get(key)
+        if isinstance(ref, str) and ref in ds.variables:
+            names.append(ref)
+    for suffix in ("_bnds", "_bounds", "_edges", "_vertices"):
+        if f"{name}{suffix}" in ds.variables:
+            names.append(f"{name}{suffix}")
+    return names
+
+
+def _edges(ds: xr.Dataset, name: Hashable, values: np.ndarray) -> np.ndarray:
+    """n+1 cell edges of a 1-D axis: its bounds variable, else midpoints between centres."""
+    n = values.size
+    for ref in _bounds_names(ds, name):
+        var = ds[ref]
+        if var.ndim == 2 and var.dims[0] == name and var.shape[1] == 2:
+            b = np.asarray(var.values, dtype="float64")
+            return np.concatenate([b[:, 0], b[-1:, 1]])
+        if var.ndim == 1 and var.size == n + 1:
+            return np.asarray(var.values, dtype="float64")
+    if n == 1:
+        return np.array([values[0] - 0.5, values[0] + 0.5])
+    mid = (values[:-1] + values[1:]) / 2
+    return np.concatenate(
+        [
+            [values[0] - (values[1] - values[0]) / 2],
+            mid,
+            [values[-1] + (values[-1] - values[-2]) / 2],
+        ]
+    )
+
+
+# --- curvilinear -----------------------------------------------------------------------------
+
+
+def _pairs(ds: xr.Dataset, ndim: int) -> list[tuple[Hashable, Hashable]]:
+    """(lon, lat) variable pairs of ``ndim`` dims on the same dims, best first."""
+    referenced = _referenced_coordinates(ds)
+    roles: dict[str, list[Hashable]] = {"lon": [], "lat": []}
+    for name, var in ds.variables.items():
+        if var.ndim != ndim or (ndim == 1 and name in ds.dims):
+            continue
+        if not np.issubdtype(var.dtype, np.number):
+            continue
+        role = _role(name, var, plain_ok=ndim == 1 or name in referenced)
+        if role is not None:
+            roles[role].append(name)
+    used = _data_dims(ds)
+    scored = []
+    for lo in roles["lon"]:
+        for la in roles["lat"]:
+            dims = set(ds[lo].dims)
+            if set(ds[la].dims) != dims:
+                continue
+            users = sum(dims <= d for d in used)
+            if ds.data_vars and users == 0:
+                continue
+            score = (users, (lo in referenced) + (la in referenced))
+            scored.append((score, lo, la))
+    scored.sort(key=lambda item: item[0], reverse=True)
+    return [(lo, la) for _, lo, la in scored]
+
+
+def _curvilinear_grid(ds: xr.Dataset, source: str) -> RawGrid | None:
+    pairs = _pairs(ds, 2)
+    if not pairs:
+        return None
+    lon_name, lat_name = pairs[0]
+    dims = ds[lon_name].dims
+    lon = _wrap(_degrees(ds[lon_name]))
+    lat = _degrees(ds[lat_name].transpose(*dims))
+    _check_finite(source, lon_name, lon, lat)
+    blon, blat, bnames = _vertex_variables(ds, lon_name, lat_name, dims)
+    if blon is None:
+        blon, blat = _corners_from_centres(lon, lat)
+    area, area_names = _measured_area(ds, dims, source)
+    if area is None:
+        area = spherical_polygon_area(blon, blat, lon, lat)
+    return RawGrid(
+        "curvilinear",
+        dims,
+        lon,
+        lat,
+        area,
+        blon,
+        blat,
+        None,
+        (lon_name, lat_name, *bnames, *area_names),
+    )
+
+
+def _check_finite(source: str, name: Hashable, lon: np.ndarray, lat: np.ndarray) -> None:
+    from data_catalog.errors import DatasetOpenError
+
+    if not (np.all(np.isfinite(lon)) and np.all(np.isfinite(lat))):
+        raise DatasetOpenError(
+            f"{source}: the cell longitudes/latitudes ({name!s}) have missing values; "
+            "gridscope needs a position for every cell"
+        )
+    if np.nanmax(np.abs(lat)) > 90.0 + 1e-6:
+        raise DatasetOpenError(f"{source}: latitudes beside {name!s} are outside -90..90")
+
+
+def _vertex_variables(
+    ds: xr.Dataset, lon_name: Hashable, lat_name: Hashable, dims: tuple[Hashable, ...]
+) -> tuple[np.ndarray | None, np.ndarray | None, tuple[Hashable, ...]]:
+    """Cell polygons from bounds/vertex variables: CF bounds, ICON vertices, SCRIP corners."""
+    lon_refs = _bounds_names(ds, lon_name)
+    lat_refs = _bounds_names(ds, lat_name)
+    if "grid_corner_lon" in ds.variables and "grid_corner_lat" in ds.variables:
+        lon_refs.append("grid_corner_lon")
+        lat_refs.append("grid_corner_lat")
+    for lo, la in zip(lon_refs, lat_refs, strict=False):
+        blo, bla = ds[lo], ds[la]
+        if blo.ndim != len(dims) + 1 or blo.dims[: len(dims)] != dims or blo.shape != bla.shape:
+            continue
+        blon = _degrees(blo) if _units(blo) else _degrees_like(blo, ds[lon_name])
+        blat = _degrees(bla) if _units(bla) else _degrees_like(bla, ds[lat_name])
+        if np.all(np.isfinite(blon)) and np.all(np.isfinite(blat)):
+            return _wrap(blon), blat, (lo, la)
+    return None, None, ()
+
+
+def _degrees_like(var: Any, centre: Any) -> np.ndarray:
+    """Vertices without units are in the units of their centres."""
+    values = np.asarray(var.values, dtype="float64")
+    return np.degrees(values) if _units(centre) in _RADIANS else values
+
+
+def _corners_from_centres(lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Corners midway between neighbouring centres (outer ones extrapolated), (ny, nx, 4)."""
+    vec = unit_vectors(lon, lat)
+    ny, nx = lon.shape
+    pad = np.empty((ny + 2, nx + 2, 3))
+    pad[1:-1, 1:-1] = vec
+    if nx > 1:
+        pad[1:-1, 0] = 2 * vec[:, 0] - vec[:, 1]
+        pad[1:-1, -1] = 2 * vec[:, -1] - vec[:, -2]
+    else:
+        pad[1:-1, 0] = pad[1:-1, -1] = vec[:, 0]
+    if ny > 1:
+        pad[0] = 2 * pad[1] - pad[2]
+        pad[-1] = 2 * pad[-2] - pad[-3]
+    else:
+        pad[0] = pad[-1] = pad[1]
+    corner = (pad[:-1, :-1] + pad[1:, :-1] + pad[:-1, 1:] + pad[1:, 1:]) / 4  # (ny+1, nx+1)
+    clon, clat = _to_lonlat(corner)
+    blon = np.stack([clon[:-1, :-1], clon[:-1, 1:], clon[1:, 1:], clon[1:, :-1]], -1)
+    blat = np.stack([clat[:-1, :-1], clat[:-1, 1:], clat[1:, 1:], clat[1:, :-1]], -1)
+    return blon, blat
+
+
+def _measured_area(
+    ds: xr.Dataset, dims: tuple[Hashable, ...], source: str
+) -> tuple[np.ndarray | None, tuple[Hashable, ...]]:
+    """Areas from a CF ``cell_measures: area: NAME`` variable of the file, in m^2."""
+    for var in ds.data_vars.values():
+        text = var.attrs.get("cell_measures") or var.encoding.get("cell_measures")
+        if not isinstance(text, str):
+            continue
+        match = re.search(r"area:\s*(\S+)", text)
+        if not match or match.group(1) not in ds.variables:
+            continue
+        name = match.group(1)
+        area_var = ds[name]
+        if set(area_var.dims) != set(dims):
+            continue
+        values = np.asarray(area_var.transpose(*dims).values, dtype="float64")
+        units = _units(area_var)
+        if "rad" in units or units in ("sr", "steradian", "steradians"):
+            values = values * EARTH_RADIUS_M**2
+        elif units in ("km2", "km^2", "km**2"):
+            values = values * 1e6
+        if np.all(np.isfinite(values)) and np.all(values >= 0):
+            return values, (name,)
+    return None, ()
+
+
+# --- unstructured ------------------------------------------------------------------------------
+
+
+def _unstructured_grid(ds: xr.Dataset, source: str) -> RawGrid | None:
+    ugrid = _ugrid_faces(ds, source)
+    if ugrid is not None:
+        return ugrid
+    pairs = _pairs(ds, 1)
+    if not pairs:
+        return None
+    lon_name, lat_name = pairs[0]
+    (dim,) = ds[lon_name].dims
+    lon = _wrap(_degrees(ds[lon_name]))
+    lat = _degrees(ds[lat_name])
+    _check_finite(source, lon_name, lon, lat)
+    blon, blat, bnames = _vertex_variables(ds, lon_name, lat_name, (dim,))
+    return _cells(ds, source, dim, lon, lat, blon, blat, (lon_name, lat_name, *bnames))
+
+
+def _cells(
+    ds: xr.Dataset,
+    source: str,
+    dim: Hashable,
+    lon: np.ndarray,
+    lat: np.ndarray,
+    blon: np.ndarray | None,
+    blat: np.ndarray | None,
+    drop: tuple[Hashable, ...],
+) -> RawGrid:
+    area, area_names = _measured_area(ds, (dim,), source)
+    if area is None and blon is not None and blat is not None:
+        area = spherical_polygon_area(blon, blat, lon, lat)
+    if area is None:
+        area = _point_cloud_areas(lon, lat)
+    return RawGrid("unstructured", (dim,), lon, lat, area, blon, blat, None, (*drop, *area_names))
+
+
+def _ugrid_faces(ds: xr.Dataset, source: str) -> RawGrid | None:
+    """Faces of a UGRID mesh (``cf_role: mesh_topology`` with ``face_node_connectivity``)."""
+    for mesh_name, mesh in ds.variables.items():
+        if mesh.attrs.get("cf_role") != "mesh_topology":
+            continue
+        conn_name = mesh.attrs.get("face_node_connectivity")
+        nodes = str(mesh.attrs.get("node_coordinates", "")).split()
+        if conn_name not in ds.variables or len(nodes) != 2:
+            continue
+        conn = ds[conn_name]
+        face_dim = mesh.attrs.get("face_dimension", conn.dims[0])
+        if face_dim not in conn.dims:
+            continue
+        nx_name, ny_name = nodes
+        if _role(ny_name, ds[ny_name], plain_ok=True) == "lon":
+            nx_name, ny_name = ny_name, nx_name
+        node_lon = _degrees(ds[nx_name])
+        node_lat = _degrees(ds[ny_name])
+        index = np.asarray(conn.transpose(face_dim, ...).values)
+        fill = conn.attrs.get("_FillValue", conn.encoding.get("_FillValue"))
+        missing = ~np.isfinite(index.astype("float64"))
+        if fill is not None:
+            missing |= index == fill
+        start = int(conn.attrs.get("start_index", 0))
+        index = np.where(missing, -1, index - start).astype("int64")
+        # pad short faces by repeating their last node (adds no area)
+        for col in range(1, index.shape[1]):
+            index[:, col] = np.where(index[:, col] < 0, index[:, col - 1], index[:, col])
+        if np.any(index < 0) or np.any(index >= node_lon.size):
+            continue
+        blon, blat = _wrap(node_lon[index]), node_lat[index]
+        faces = str(mesh.attrs.get("face_coordinates", "")).split()
+        drop: tuple[Hashable, ...] = (mesh_name, conn_name, nx_name, ny_name)
+        if len(faces) == 2 and all(f in ds.variables for f in faces):
+            fx, fy = faces
+            if _role(fy, ds[fy], plain_ok=True) == "lon":
+                fx, fy = fy, fx
+            lon, lat = _wrap(_degrees(ds[fx])), _degrees(ds[fy])
+            drop = (*drop, fx, fy)
+        else:
+            lon, lat = _to_lonlat(unit_vectors(blon, blat).mean(axis=-2))
+        _check_finite(source, mesh_name, lon, lat)
+        return _cells(ds, source, face_dim, lon, lat, blon, blat, drop)
+    return None
+
+
+def _point_cloud_areas(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """Areas of the spherical Voronoi cells of the centres, each capped at the disc
+    reaching its sixth-nearest neighbour (so a regional cloud's outer cells stay local)."""
+    from scipy.spatial import SphericalVoronoi, cKDTree
+
+    points = unit_vectors(lon, lat)
+    if points.shape[0] < 4:
+        return np.full(points.shape[0], np.nan)
+    tree = cKDTree(points)
+    dist, _ = tree.query(points, k=min(7, points.shape[0]))
+    nearest = 2.0 * np.arcsin(np.clip(dist[:, -1] / 2.0, 0.0, 1.0))
+    cap = np.pi * nearest**2 * EARTH_RADIUS_M**2
+    try:
+        voronoi = SphericalVoronoi(points, radius=1.0, threshold=1e-9)
+        area = voronoi.calculate_areas() * EARTH_RADIUS_M**2
+    except ValueError:  # duplicates or all points on a great circle
+        return cap
+    return np.minimum(area, cap)

@@ -1,0 +1,341 @@
+"""Every horizontal grid kind on real files, against computations made here.
+
+The expected numbers come from the raw files read with netCDF4 (no xarray, no
+gridscope), a rotated-pole -> geographic rotation and a spherical-triangle area written
+in this file, each cross-checked once against pyproj.
+"""
+
+from __future__ import annotations
+
+import netCDF4
+import numpy as np
+import pyproj
+import pytest
+import xarray as xr
+
+from data_catalog import DatasetOpenError, normalise_dataset, open_dataset
+from data_catalog.grid import EARTH_RADIUS_M, find_grid, grid_of
+from tests.conftest import SAMPLES_DIR
+
+GRIDS = SAMPLES_DIR / "grids"
+R = EARTH_RADIUS_M
+SPHERE = 4 * np.pi * R**2
+
+
+# --- independent geometry ----------------------------------------------------------------
+
+
+def rotated_to_geographic(rlon, rlat, pole_lon: float, pole_lat: float):
+    """CF rotated pole (north_pole_grid_longitude 0): rotate about y by the pole's
+    colatitude, then about z by ``pole_lon + 180``."""
+    lam, phi = np.radians(rlon), np.radians(rlat)
+    x, y, z = np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)
+    theta = np.radians(90.0 - pole_lat)
+    x1 = np.cos(theta) * x - np.sin(theta) * z
+    z1 = np.sin(theta) * x + np.cos(theta) * z
+    lon = np.degrees(np.arctan2(y, x1)) + pole_lon + 180.0
+    lat = np.degrees(np.arcsin(np.clip(z1, -1, 1)))
+    return (lon + 180.0) % 360.0 - 180.0, lat
+
+
+def _xyz(lon, lat):
+    lam, phi = np.radians(lon), np.radians(lat)
+    return np.stack([np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)], -1)
+
+
+def polygon_area(lon_b, lat_b, radius: float = R):
+    """Spherical polygon area: a fan of triangles from vertex 0, each by L'Huilier's
+    theorem from its great-circle side lengths (convex polygons)."""
+    v = _xyz(np.asarray(lon_b, "f8"), np.asarray(lat_b, "f8"))
+    total = np.zeros(v.shape[:-2])
+    for k in range(1, v.shape[-2] - 1):
+        a, b, c = v[..., 0, :], v[..., k, :], v[..., k + 1, :]
+
+        def side(p, q):
+            return 2 * np.arcsin(np.clip(np.linalg.norm(p - q, axis=-1) / 2, 0, 1))
+
+        sa, sb, sc = side(b, c), side(a, c), side(a, b)
+        s = (sa + sb + sc) / 2
+        t = np.tan(s / 2) * np.tan((s - sa) / 2) * np.tan((s - sb) / 2) * np.tan((s - sc) / 2)
+        total += 4 * np.arctan(np.sqrt(np.clip(t, 0, None)))
+    return total * radius**2
+
+
+def test_own_geometry_agrees_with_pyproj() -> None:
+    rlon = np.array([-28.375, 0.0, 18.155, 5.0])
+    rlat = np.array([-23.375, 0.0, 21.835, -3.0])
+    lon, lat = rotated_to_geographic(rlon, rlat, -162.0, 39.25)
+    crs = pyproj.CRS.from_cf(
+        {
+            "grid_mapping_name": "rotated_latitude_longitude",
+            "grid_north_pole_latitude": 39.25,
+            "grid_north_pole_longitude": -162.0,
+        }
+    )
+    plon, plat = pyproj.Transformer.from_crs(crs, crs.source_crs, always_xy=True).transform(
+        rlon, rlat
+    )
+    np.testing.assert_allclose(lon, plon, atol=1e-9)
+    np.testing.assert_allclose(lat, plat, atol=1e-9)
+    geod = pyproj.Geod(a=R, b=R)
+    quads = [([0, 1, 1, 0], [0, 0, 1, 1]), ([170, -170, -170, 170], [60, 60, 70, 70])]
+    for lons, lats in quads:
+        expected = abs(geod.polygon_area_perimeter(lons, lats)[0])
+        assert polygon_area(np.array([lons]), np.array([lats]))[0] == pytest.approx(expected, 1e-9)
+
+
+# --- raw files ---------------------------------------------------------------------------
+
+
+def _nc(name: str):
+    return netCDF4.Dataset(GRIDS / name)
+
+
+def test_curvilinear_bipolar_ocean_grid() -> None:
+    with _nc("tos_ocean_bipolar_grid.nc") as nc:
+        lon = np.array(nc["lon"][:], "f8")
+        lat = np.array(nc["lat"][:], "f8")
+        lon_b = np.array(nc["lon_bnds"][:], "f8")
+        lat_b = np.array(nc["lat_bnds"][:], "f8")
+    ds = open_dataset(GRIDS / "tos_ocean_bipolar_grid.nc")
+    grid = grid_of(ds)
+    assert grid.kind == "curvilinear" and ds.attrs["gridscope_grid"] == "curvilinear"
+    assert ds["tos"].dims == ("time", "y", "x") and ds["tos"].attrs["gridscope_grid"]
+    np.testing.assert_allclose(grid.lon, (lon + 180) % 360 - 180, atol=1e-9)
+    np.testing.assert_allclose(grid.lat, lat)
+    assert grid.lon.min() >= -180 and grid.lon.max() < 180
+    expected = polygon_area(lon_b, lat_b)
+    np.testing.assert_allclose(grid.area, expected, rtol=1e-6)
+    # the cells cover the sphere but for the cap south of the grid's southern edge
+    cap = 2 * np.pi * R**2 * (1 - np.sin(np.radians(-lat_b.min())))
+    assert grid.area.sum() == pytest.approx(SPHERE - cap, rel=2e-3)
+    np.testing.assert_allclose(ds["lon_bounds"].values, (lon_b + 180) % 360 - 180, atol=1e-9)
+
+
+def test_rotated_pole_eur11() -> None:
+    with _nc("tas_rotated_grid_EUR11.nc") as nc:
+        rlon = np.array(nc["rlon"][:], "f8")
+        rlat = np.array(nc["rlat"][:], "f8")
+        tas = np.array(nc["tas"][0, 0], "f8")
+    ds = open_dataset(GRIDS / "tas_rotated_grid_EUR11.nc")
+    grid = grid_of(ds)
+    assert grid.kind == "rotated"
+    assert grid.grid_mapping["grid_north_pole_latitude"] == 39.25
+    np.testing.assert_array_equal(ds["x"].values, rlon)
+    np.testing.assert_array_equal(ds["y"].values, rlat)
+    rr, pp = np.meshgrid(rlon, rlat)
+    lon, lat = rotated_to_geographic(rr, pp, -162.0, 39.25)
+    np.testing.assert_allclose(grid.lon, lon, atol=1e-8)
+    np.testing.assert_allclose(grid.lat, lat, atol=1e-8)
+
+    # areas: the rotated spacing (a rotation keeps areas), and the transformed corners
+    def edges(c):  # midpoints; the outer edges half a step out
+        return np.concatenate(
+            [[1.5 * c[0] - 0.5 * c[1]], (c[1:] + c[:-1]) / 2, [1.5 * c[-1] - 0.5 * c[-2]]]
+        )
+
+    xe, ye = edges(rlon), edges(rlat)
+    sines = np.diff(np.sin(np.radians(ye)))
+    np.testing.assert_allclose(grid.area, R**2 * np.outer(sines, np.radians(np.diff(xe))), 1e-9)
+    corners_lon, corners_lat = rotated_to_geographic(
+        rr[..., None] + np.array([-1, 1, 1, -1]) * 0.055,
+        pp[..., None] + np.array([-1, -1, 1, 1]) * 0.055,
+        -162.0,
+        39.25,
+    )
+    np.testing.assert_allclose(grid.area, polygon_area(corners_lon, corners_lat), rtol=1e-4)
+    np.testing.assert_allclose(ds["tas"].isel(time=0, level=0).values, tas)
+    # the Alps are in the domain, in the right place
+    alps = (lon > 5) & (lon < 12) & (lat > 45) & (lat < 48)
+    assert 1000 < alps.sum() < 5000
+
+
+def test_unstructured_icon_triangles() -> None:
+    with _nc("triangular_grid_ICON.nc") as nc:
+        clon = np.degrees(np.array(nc["clon"][:], "f8"))
+        clat = np.degrees(np.array(nc["clat"][:], "f8"))
+        vlon = np.degrees(np.array(nc["clon_vertices"][:], "f8"))
+        vlat = np.degrees(np.array(nc["clat_vertices"][:], "f8"))
+    raw = xr.open_dataset(GRIDS / "triangular_grid_ICON.nc", decode_times=False)
+    grid = find_grid(raw, "icon")
+    assert grid.kind == "unstructured" and grid.dims == ("ncells",)
+    np.testing.assert_allclose(grid.lon, (clon + 180) % 360 - 180, atol=1e-9)
+    np.testing.assert_allclose(grid.lat, clat, atol=1e-12)
+    expected = polygon_area(vlon, vlat)
+    np.testing.assert_allclose(grid.area, expected, rtol=1e-6)
+    assert expected.sum() == pytest.approx(SPHERE, rel=1e-9)  # the mesh covers the sphere
+
+
+def test_lat_lon_variables_on_other_dims_are_a_regular_grid() -> None:
+    with _nc("sstdata_netcdf.nc") as nc:
+        lon = np.array(nc["lon"][:], "f8")
+        lat = np.array(nc["lat"][:], "f8")
+    raw = xr.open_dataset(GRIDS / "sstdata_netcdf.nc", decode_times=False)
+    ds = normalise_dataset(raw.drop_vars("time"), "sst")
+    assert ds.attrs["gridscope_grid"] == "regular" and ds["sst"].dims[-2:] == ("lat", "lon")
+    np.testing.assert_allclose(np.sort(ds["lat"].values), np.sort(lat))
+    # 0..360 inclusive: the repeated column is one column
+    np.testing.assert_allclose(ds["lon"].values, np.unique((lon + 180) % 360 - 180))
+
+
+# --- synthetic files of the other families ------------------------------------------------
+
+
+def _rotated(pole_lat: float, pole_lon: float) -> xr.Dataset:
+    rlon = np.arange(-10.0, 10.0, 1.0)
+    rlat = np.arange(-5.0, 5.0, 1.0)
+    return xr.Dataset(
+        {
+            "t": (("rlat", "rlon"), np.ones((rlat.size, rlon.size)), {"grid_mapping": "rp"}),
+            "rp": (
+                (),
+                0,
+                {
+                    "grid_mapping_name": "rotated_latitude_longitude",
+                    "grid_north_pole_latitude": pole_lat,
+                    "grid_north_pole_longitude": pole_lon,
+                },
+            ),
+        },  # fmt: skip
+        coords={
+            "rlon": ("rlon", rlon, {"standard_name": "grid_longitude", "units": "degrees"}),
+            "rlat": ("rlat", rlat, {"standard_name": "grid_latitude", "units": "degrees"}),
+        },
+    )
+
+
+def test_a_pole_at_90n_is_a_regular_grid() -> None:
+    ds = normalise_dataset(_rotated(90.0, 180.0), "rot90")
+    assert ds.attrs["gridscope_grid"] == "regular"
+    np.testing.assert_allclose(ds["lat"].values, np.arange(-5.0, 5.0, 1.0), atol=1e-9)
+    np.testing.assert_allclose(ds["lon"].values, np.arange(-10.0, 10.0, 1.0), atol=1e-9)
+    tilted = normalise_dataset(_rotated(40.0, -170.0), "rot40")
+    assert tilted.attrs["gridscope_grid"] == "rotated"
+
+
+def test_projected_lambert_conformal() -> None:
+    attrs = {
+        "grid_mapping_name": "lambert_conformal_conic",
+        "standard_parallel": [30.0, 60.0],
+        "longitude_of_central_meridian": 10.0,
+        "latitude_of_projection_origin": 50.0,
+        "earth_radius": R,
+    }
+    x = np.arange(-500.0, 500.0, 50.0)  # km
+    y = np.arange(-300.0, 300.0, 50.0)
+    raw = xr.Dataset(
+        {
+            "t": (("y", "x"), np.ones((y.size, x.size)), {"grid_mapping": "lcc"}),
+            "lcc": ((), 0, attrs),
+        },
+        coords={
+            "x": ("x", x, {"standard_name": "projection_x_coordinate", "units": "km"}),
+            "y": ("y", y, {"standard_name": "projection_y_coordinate", "units": "km"}),
+        },
+    )
+    ds = normalise_dataset(raw, "lcc")
+    grid = grid_of(ds)
+    assert grid.kind == "projected" and grid.grid_mapping["standard_parallel"] == [30.0, 60.0]
+    crs = pyproj.CRS.from_cf(attrs)
+    xx, yy = np.meshgrid(x * 1e3, y * 1e3)
+    lon, lat = pyproj.Transformer.from_crs(crs, crs.geodetic_crs, always_xy=True).transform(xx, yy)
+    np.testing.assert_allclose(grid.lon, lon, atol=1e-9)
+    np.testing.assert_allclose(grid.lat, lat, atol=1e-9)
+    # 50 km squares, slightly scaled by the conformal projection away from the parallels
+    assert np.all(np.abs(grid.area / 2.5e9 - 1) < 0.1)
+
+
+def test_pop_like_2d_lat_lon_found_by_units() -> None:
+    ny, nx = 6, 8
+    lon = np.linspace(0, 350, nx)[None, :] + np.linspace(0, 5, ny)[:, None]
+    lat = np.linspace(-60, 60, ny)[:, None] + np.zeros(nx)[None, :]
+    raw = xr.Dataset(
+        {
+            "TEMP": (("nlat", "nlon"), np.ones((ny, nx))),
+            "TLONG": (("nlat", "nlon"), lon, {"units": "degrees_east"}),
+            "TLAT": (("nlat", "nlon"), lat, {"units": "degrees_north"}),
+        }
+    )
+    ds = normalise_dataset(raw, "pop")
+    grid = grid_of(ds)
+    assert grid.kind == "curvilinear" and ds["TEMP"].dims == ("y", "x")
+    np.testing.assert_allclose(grid.lon, (lon + 180) % 360 - 180)
+    assert np.all(grid.area > 0)
+
+
+def test_scrip_hexagons_and_a_point_cloud() -> None:
+    # SCRIP: squares in radians, padded to 5 corners by repeating the last one
+    lon = np.radians(np.array([0.5, 1.5, 2.5]))
+    lat = np.radians(np.array([0.5, 0.5, 0.5]))
+    west = np.degrees(lon) - 0.5
+    corner_lon = np.radians(np.stack([west, west + 1, west + 1, west, west], -1))
+    corner_lat = np.radians(np.tile([0.0, 0.0, 1.0, 1.0, 1.0], (3, 1)))
+    raw = xr.Dataset(
+        {
+            "v": (("grid_size",), np.arange(3.0)),
+            "grid_center_lon": ("grid_size", lon, {"units": "radians"}),
+            "grid_center_lat": ("grid_size", lat, {"units": "radians"}),
+            "grid_corner_lon": (("grid_size", "grid_corners"), corner_lon, {"units": "radians"}),
+            "grid_corner_lat": (("grid_size", "grid_corners"), corner_lat, {"units": "radians"}),
+        }
+    )
+    ds = normalise_dataset(raw, "scrip")
+    grid = grid_of(ds)
+    assert grid.kind == "unstructured" and ds["v"].dims == ("cell",)
+    np.testing.assert_allclose(grid.lon, [0.5, 1.5, 2.5])
+    expected = polygon_area(np.degrees(corner_lon[:, :4]), np.degrees(corner_lat[:, :4]))
+    np.testing.assert_allclose(grid.area, expected, rtol=1e-9)
+    # a CAM-SE-like global point cloud: Voronoi areas cover the sphere
+    rng = np.random.default_rng(0)
+    xyz = rng.normal(size=(500, 3))
+    xyz /= np.linalg.norm(xyz, axis=1, keepdims=True)
+    plon, plat = np.degrees(np.arctan2(xyz[:, 1], xyz[:, 0])), np.degrees(np.arcsin(xyz[:, 2]))
+    cloud = xr.Dataset(
+        {"v": (("ncol",), np.ones(500))},
+        coords={
+            "lon": ("ncol", plon, {"units": "degrees_east"}),
+            "lat": ("ncol", plat, {"units": "degrees_north"}),
+        },
+    )
+    grid = grid_of(normalise_dataset(cloud, "camse"))
+    assert grid.kind == "unstructured"
+    assert grid.area.sum() == pytest.approx(SPHERE, rel=0.05)
+
+
+def test_ugrid_faces() -> None:
+    node_lon = np.array([0.0, 1.0, 1.0, 0.0, 2.0])
+    node_lat = np.array([0.0, 0.0, 1.0, 1.0, 0.0])
+    faces = np.array([[1, 2, 3, 4], [2, 5, 3, -1]])  # 1-based, second face a triangle
+    raw = xr.Dataset(
+        {
+            "mesh": (
+                (),
+                0,
+                {
+                    "cf_role": "mesh_topology",
+                    "topology_dimension": 2,
+                    "node_coordinates": "node_x node_y",
+                    "face_node_connectivity": "faces",
+                },
+            ),
+            "faces": (("nFaces", "nMax"), faces, {"start_index": 1, "_FillValue": -1}),
+            "node_x": ("nNodes", node_lon, {"standard_name": "longitude"}),
+            "node_y": ("nNodes", node_lat, {"standard_name": "latitude"}),
+            "depth": ("nFaces", np.array([5.0, 7.0]), {"mesh": "mesh", "location": "face"}),
+        }  # fmt: skip
+    )
+    grid = grid_of(normalise_dataset(raw, "ugrid"))
+    assert grid.kind == "unstructured" and grid.shape == (2,)
+    expected = polygon_area(
+        np.array([[0, 1, 1, 0], [1, 2, 1, 1]]), np.array([[0, 0, 1, 1], [0, 0, 1, 1]])
+    )
+    np.testing.assert_allclose(grid.area, expected, rtol=1e-9)
+
+
+def test_an_unknown_grid_gets_one_message_naming_the_file() -> None:
+    raw = xr.Dataset({"v": (("a", "b"), np.ones((2, 3)))})
+    with pytest.raises(DatasetOpenError) as exc:
+        normalise_dataset(raw, "mystery.nc")
+    text = str(exc.value)
+    assert text.startswith("mystery.nc: no longitude and latitude found")
+    assert "2-D longitude/latitude" in text and "\n" not in text
