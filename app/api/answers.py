@@ -52,6 +52,7 @@ __all__ = [
     "open_for",
     "query_document",
     "series_answer",
+    "series_query",
     "store_version",
 ]
 
@@ -275,7 +276,7 @@ async def map_answer(ctx: ApiContext, fmt: str, params: ApiParams) -> bytes:
 
 
 # --- series ---------------------------------------------------------------------------------
-def _series_query(query: Query) -> Query:
+def series_query(query: Query) -> Query:
     """The dashboard's series query: a single ``time`` only highlights a step of the series."""
     if query.bbox is None and query.point is None:
         raise QueryError("bbox", "a time series needs a point (lon,lat) or a bbox (W,S,E,N)")
@@ -285,7 +286,7 @@ def _series_query(query: Query) -> Query:
 async def series_answer(ctx: ApiContext, fmt: str, params: ApiParams) -> bytes:
     """The body of ``series.<fmt>`` for ``params``."""
     ds = await in_thread(open_for, ctx, params.query.dataset)
-    query = _series_query(params.query)
+    query = series_query(params.query)
     check_queue(ctx)
     job = await in_thread(compute.start_series, ds, query)
     series = await compute.run_job(job)
@@ -371,7 +372,7 @@ def query_document(ctx: ApiContext, params: ApiParams) -> dict[str, Any]:
     series: Query | None = None
     if params.query.point is not None or params.query.bbox is not None:
         if "time" in ds[params.query.var].dims:
-            series = _series_query(params.query)
+            series = series_query(params.query)
             plan = plan_series(ds, series)
             cost["series"] = {
                 "bytes": int(plan.estimated_bytes),

@@ -140,7 +140,8 @@ class SeriesHandler(_ApiHandler):
             params = self._params(screen=False)
             dataset = params.query.dataset
             await self._answer(
-                f"series.{fmt}", params.query.to_json(), dataset, SERIES_FORMATS[fmt],
+                f"series.{fmt}", answers.series_query(params.query).to_json(), dataset,
+                SERIES_FORMATS[fmt],
                 lambda: answers.series_answer(self.ctx, fmt, params),
             )  # fmt: skip
         except Exception as exc:  # noqa: BLE001

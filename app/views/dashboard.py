@@ -13,7 +13,8 @@ from urllib.parse import urlencode
 import panel as pn
 import param
 
-from app import exports, limits
+from app import exports, labels, limits
+from app.api.previews import embed_snippet
 from app.state import ExplorerState
 from app.views.build_view import BuildView
 from app.views.cluster_view import ClusterView
@@ -24,6 +25,8 @@ from app.views.sidebar import Sidebar
 
 __all__ = ["Dashboard"]
 
+_REGION_ONLY = "Map netCDF: region only"
+
 _CSS = """
 .gs-title h1 { font-size: 1.3em; margin: 0.2em 0; }
 """
@@ -33,6 +36,7 @@ class Dashboard(pn.viewable.Viewer):
     """Linked map and time series over an `ExplorerState`."""
 
     link = param.String(default="", doc="Permalink of the current view.")
+    embed = param.String(default="", doc="HTML embedding the view: its map image and the page.")
 
     def __init__(
         self,
@@ -78,14 +82,20 @@ class Dashboard(pn.viewable.Viewer):
         # small spinners rather than Panel's `loading` overlay on the plots: toggling the
         # overlay re-lays out the whole Bokeh plot (measured: +4 s per map update in Chromium)
         busy = self.results.param.map_busy.rx() | self.results.param.series_busy.rx()
-        self.spinner = pn.indicators.LoadingSpinner(value=busy, size=20,
+        # shown only while something runs: an idle spinner is an empty circle
+        self.spinner = pn.indicators.LoadingSpinner(value=busy, visible=busy, size=20,
                                                     css_classes=["gs-busy"])  # fmt: skip
+        self.region_only = pn.widgets.CheckBoxGroup(
+            options=[_REGION_ONLY], value=[], css_classes=["gs-region-only"], margin=(5, 10),
+        )  # fmt: skip
         state.param.watch(self._on_state, list(state.param))
         self.results.param.watch(self._on_result, ["map_version", "series_version", "queued"])
         self._update_link()
         self._on_result()
         if pn.state.location is not None:
             pn.state.location.param.watch(lambda *_: self._update_link(), ["href"])
+        if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
+            pn.state.onload(self._write_address_bar)
 
     def _forget_js_callbacks(self, session_context: Any) -> None:
         """Drop the copy button's JS callback when the session ends.
@@ -110,6 +120,9 @@ class Dashboard(pn.viewable.Viewer):
         except Exception:  # an inconsistent intermediate state: keep the last link
             return
         self.link = f"{self._page_base()}?{query_string}"
+        self.embed = embed_snippet(
+            self._page_base(), query_string, f"{self.state.dataset}: {self.state.var}"
+        )
         loc = pn.state.location
         if (
             loc is not None
@@ -117,6 +130,23 @@ class Dashboard(pn.viewable.Viewer):
             and pn.state.curdoc.session_context is not None
         ):
             loc.search = f"?{query_string}"
+
+    def _write_address_bar(self) -> None:
+        """The full state in the address bar from the first load.
+
+        The browser reports its own (bare) address once the page is up; Panel then
+        holds the location's ``search`` equal to what we set, so nothing was sent back
+        until a setting changed. Clearing it first makes the full one a change.
+        """
+        loc = pn.state.location
+        if loc is None:
+            return
+        wanted = loc.search
+        self._update_link()
+        wanted = loc.search or wanted
+        if wanted:
+            loc.search = ""
+            loc.search = wanted
 
     def _on_state(self, *events: param.parameterized.Event) -> None:
         if any(e.name != "message" for e in events):
@@ -130,9 +160,13 @@ class Dashboard(pn.viewable.Viewer):
             )
             return
         field = self.results.field
-        where = self.results.map_where or "in-process"
-        shape = "x".join(str(n) for n in field.shape) if field is not None else "-"
-        self.status.object = f"Map {shape} cells, computed {where}."
+        if field is None:
+            self.status.object = ""
+            return
+        plan = str(field.attrs.get("gridscope_plan", ""))
+        source = labels.source_text(self.results.map_where or "in-process", plan)
+        shape = " × ".join(str(n) for n in field.shape)
+        self.status.object = f"Map of {shape} cells, {source}."
 
     # --- exports ------------------------------------------------------------------------
     def _code_markdown(self) -> str:
@@ -145,13 +179,22 @@ class Dashboard(pn.viewable.Viewer):
     def _png(self) -> io.BytesIO:
         buffer = io.BytesIO()
         field = self.results.field
+        words = labels.for_state(self.state)
         exports.map_to_png(field, buffer, cmap=self.state.cmap, clim=colour_range(field.values, self.state),
-                           title=f"{self.state.dataset}: {self.state.var}")  # fmt: skip
+                           title=words.title(), label=words.quantity)  # fmt: skip
         buffer.seek(0)
         return buffer
 
+    def netcdf_query(self) -> Any:
+        """The Query of "Map netCDF": the map shown (the globe), or only the region's box
+        when "region only" is ticked (a point region has no box: the map shown)."""
+        query = self.state.map_query
+        if _REGION_ONLY in self.region_only.value and self.state.query.bbox is not None:
+            query = query.replace(bbox=self.state.query.bbox)
+        return query
+
     async def _netcdf(self) -> io.BytesIO:
-        """The whole map at full resolution, as netCDF, computed under the server's limits.
+        """The map shown at full resolution, as netCDF, computed under the server's limits.
 
         Like the views' own jobs it is costed before it starts, waits for a slot behind
         ``--max-concurrent`` (the status line says "Queued") and is cancelled after
@@ -159,7 +202,7 @@ class Dashboard(pn.viewable.Viewer):
         """
         from app import compute
 
-        query = self.state.query
+        query = self.netcdf_query()
         try:
             ds = self.state.sources.open(self.state.dataset)
             field = await compute.run_job(
@@ -169,7 +212,8 @@ class Dashboard(pn.viewable.Viewer):
         except Exception as exc:
             self.state.message = f"Map netCDF: {limits.user_message(exc, self.state.dataset)}"
             raise
-        return io.BytesIO(exports.map_to_netcdf(field, query=query))
+        words = labels.for_state(self.state, query)
+        return io.BytesIO(exports.map_to_netcdf(field, query=query, words=words))
 
     def _csv(self) -> io.BytesIO:
         series = self.results.series
@@ -183,6 +227,7 @@ class Dashboard(pn.viewable.Viewer):
             pn.widgets.FileDownload(callback=self._png, filename=f"{name}.png", label="Map PNG", button_type="light"),
             pn.widgets.FileDownload(callback=self._netcdf, filename=f"{name}.nc", label="Map netCDF", button_type="light"),
             pn.widgets.FileDownload(callback=self._csv, filename=f"{name}_series.csv", label="Series CSV", button_type="light"),
+            self.region_only,
         )  # fmt: skip
 
     # --- layout --------------------------------------------------------------------------
@@ -197,6 +242,9 @@ class Dashboard(pn.viewable.Viewer):
             pn.Row(self.link_input, self.copy_button, sizing_mode="stretch_width"),
             self._downloads(),
             pn.Card(self.code, title="Show code", collapsed=True, sizing_mode="stretch_width"),
+            pn.Card(pn.widgets.TextAreaInput.from_param(self.param.embed, name="", height=90, css_classes=["gs-embed"],
+                                                        sizing_mode="stretch_width"),
+                    title="Embed", collapsed=True, sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
         )  # fmt: skip
         return pn.Row(side, main, sizing_mode="stretch_width")
