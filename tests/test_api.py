@@ -247,7 +247,10 @@ def test_preview_tags_point_at_the_map_png_and_are_escaped() -> None:
         f'property="og:image" content="https://maps.example.org:8080/gs/api/v1/map.png?{query}"'
         in head
     )
-    assert "air temperature (degC), max 2000-01-15 to 2000-12-15" in head
+    title = head.split('property="og:title" content="', 1)[1].split('"', 1)[0]
+    assert (
+        "Synthetic monthly" in title and "air temperature (degC)" in title and "max 2000" in title
+    )
     assert "gridscope_head" in doc.template and "extends" not in doc.template  # Panel adds it
     snippet = embed_snippet("http://h:5006/", "dataset=coads&var=SST")
     assert '<img src="http://h:5006/api/v1/map.png?dataset=coads&amp;var=SST"' in snippet

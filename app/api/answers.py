@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from app import compute, exports, limits
+from app import compute, exports, labels, limits
 from app.api.cache import AnswerCache
 from app.api.errors import ApiError
 from app.api.params import ApiParams
@@ -217,16 +217,15 @@ def _colour(field: xr.DataArray, params: ApiParams) -> tuple[str, tuple[float, f
     return cmap, colour_range(np.asarray(field.values), view)  # type: ignore[arg-type]
 
 
-def map_title(query: Query) -> str:
-    """The title drawn on a map PNG (the dashboard's download writes the same)."""
-    return f"{query.dataset}: {query.var}"
-
-
-def _render_map(fmt: str, field: xr.DataArray, params: ApiParams, max_cells: int) -> bytes:
-    if fmt == "png":
+def _render_map(
+    fmt: str, field: xr.DataArray, params: ApiParams, max_cells: int, words: Any
+) -> bytes:
+    if fmt == "png":  # drawn as the dashboard's "Map PNG" download draws it
         cmap, clim = _colour(field, params)
         buffer = io.BytesIO()
-        exports.map_to_png(field, buffer, cmap=cmap, clim=clim, title=map_title(params.query))
+        exports.map_to_png(
+            field, buffer, cmap=cmap, clim=clim, title=words.title(), label=words.quantity
+        )
         return buffer.getvalue()
     if fmt == "nc":
         return exports.map_to_netcdf(field, query=params.query) or b""
@@ -272,7 +271,8 @@ async def map_answer(ctx: ApiContext, fmt: str, params: ApiParams) -> bytes:
     ):
         _check_cells(int(ds.sizes.get("lat", 1)) * int(ds.sizes.get("lon", 1)), ctx.max_json_cells)
     field = await _map_field(ctx, ds, params)
-    return await in_thread(_render_map, fmt, field, params, ctx.max_json_cells)
+    words = labels.view_labels(params.query, ctx.sources.info(params.query.dataset))
+    return await in_thread(_render_map, fmt, field, params, ctx.max_json_cells, words)
 
 
 # --- series ---------------------------------------------------------------------------------

@@ -14,28 +14,11 @@ from typing import Any
 
 from app.api.handlers import API_ROOT
 
-__all__ = ["add_link_preview", "embed_snippet", "preview_tags", "view_title"]
+__all__ = ["add_link_preview", "embed_snippet", "preview_tags"]
 
 #: A block of Panel's page template (Panel prepends ``{% extends base %}`` to a string
 #: template): the tags go at the end of <head>.
 _TEMPLATE = "{% block postamble %}{{ gridscope_head }}{% endblock %}"
-
-
-def view_title(state: Any) -> str:
-    """``"COADS monthly climatology (2°): Sea Surface Temperature (Deg C), Jan"``."""
-    info = state.sources.info(state.dataset)
-    variable = info.variables.get(state.var)
-    label = variable.label if variable is not None else str(state.var)
-    query = state.query
-    if query.time is not None:
-        when = query.time
-    elif query.start is not None or query.end is not None:
-        when = f"{query.agg} {query.start or '…'} to {query.end or '…'}"
-    else:
-        when = ""
-    if query.is_anomaly and when:
-        when += f" (anomaly vs {query.baseline_start}–{query.baseline_end})"
-    return f"{state.sources.title(state.dataset)}: {label}" + (f", {when}" if when else "")
 
 
 def preview_tags(title: str, page_url: str, image_url: str) -> str:
@@ -87,13 +70,15 @@ def add_link_preview(doc: Any, state: Any, request: Any) -> None:
     """
     from urllib.parse import urlencode
 
+    from app.labels import for_state
+
     query_string = urlencode(state.to_url_params(), safe=",:")
     origin, path = _origin_and_path(request)
     page = f"{origin}{path}"
     from markupsafe import Markup
 
     tags = preview_tags(
-        view_title(state),
+        for_state(state).title(),
         f"{page}?{query_string}",
         f"{origin}{api_base(path)}/map.png?{query_string}",
     )
