@@ -166,6 +166,9 @@ def view_labels(query: Any, info: Any) -> ViewLabels:
             when = f"{query.agg} {_period(query.start, query.end, times)}"
         else:
             when = f"{query.agg} {_period(None, None, times)}"
+        step_units = getattr(info, "time_units", "")
+        if step_units:  # a numbered step axis: "step 7 (Month)", "mean 2..5 (Month)"
+            when = f"{'step ' if query.time is not None else ''}{when} ({step_units})"
         if query.is_anomaly:
             name = f"{name} anomaly"
             baseline = (f"anomaly vs {_period(query.baseline_start, query.baseline_end, times)}"

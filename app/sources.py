@@ -50,6 +50,8 @@ class DatasetInfo:
     climatology: bool
     attribution: str = ""
     remote: bool = False
+    #: units of a numbered step axis ("Month"; "step" without units); "" for dates
+    time_units: str = ""
 
 
 def time_labels(index: Any, climatology: bool) -> tuple[str, ...]:
@@ -173,9 +175,19 @@ class DatasetSources:
             climatology=climatology,
             attribution=self._attributions.get(dataset_id, ""),
             remote=dataset_id in self.remote_ids,
+            time_units=_numbered_step_units(ds),
         )
         self._infos[dataset_id] = info
         return info
+
+
+def _numbered_step_units(ds: xr.Dataset) -> str:
+    """Units of a numbered step axis (no dates), "step" without units; "" otherwise."""
+    from pipelines.selection import time_axis_is_numeric
+
+    if not time_axis_is_numeric(ds):
+        return ""
+    return str(ds["time"].attrs.get("units", "")).strip() or "step"
 
 
 def _extra_title(source: str) -> str:

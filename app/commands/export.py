@@ -34,7 +34,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--catalog", help="catalog YAML (default: the bundled catalog)")
         p.add_argument("-o", "--output", required=True, help=f"output file ({', '.join(suffixes)})")
         p.set_defaults(run=run, suffixes=suffixes)
-    map_parser.add_argument("--time", help="a single time step (nearest), e.g. 1985-07")
+    map_parser.add_argument(
+        "--time",
+        help="a single time step: a step's date, or the first step of a period such as 1985-07 "
+        "(a number on a numbered step axis)",
+    )
     map_parser.add_argument(
         "--agg", default="mean", help=f"reduction over the range: {', '.join(AGGREGATIONS)}"
     )

@@ -30,6 +30,8 @@ def series_x(times: np.ndarray, climatology: bool) -> np.ndarray:
     """x values of a series: month numbers for a climatology, datetimes otherwise."""
     if climatology:
         return np.array([int(t.month) for t in times], dtype="int64")
+    if np.issubdtype(np.asarray(times).dtype, np.number):
+        return np.asarray(times, dtype="float64")  # a numbered step axis: its values
     if np.issubdtype(np.asarray(times).dtype, np.datetime64):
         return np.asarray(times)
     return np.array([pd.Timestamp(t.isoformat()).to_datetime64() for t in times])
@@ -81,7 +83,10 @@ class SeriesView(pn.viewable.Viewer):
     def _curve(self, **_: Any) -> hv.Overlay:
         series = self.results.series
         clim = self._climatology()
-        xdim = hv.Dimension("time", label="month" if clim else "time")
+        step_units = self.state.sources.info(self.state.dataset).time_units
+        xdim = hv.Dimension(
+            "time", label="month" if clim else (f"time ({step_units})" if step_units else "time")
+        )
         info = self.state.sources.info(self.state.dataset)
         variable = info.variables.get(self.state.var)
         units = variable.units if variable else ""
@@ -128,7 +133,7 @@ class SeriesView(pn.viewable.Viewer):
             return
         clim = self._climatology()
         xs = series_x(series["time"].values, clim)
-        if clim:
+        if clim or not np.issubdtype(xs.dtype, np.datetime64):  # month numbers, step values
             index = int(np.argmin(np.abs(xs - float(x))))
         else:
             # bokeh sends datetimes as milliseconds since the epoch

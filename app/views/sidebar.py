@@ -2,8 +2,8 @@
 
 Time pickers are drop-downs while a dataset has at most ``GRIDSCOPE_MAX_TIME_OPTIONS``
 steps (default 5000); beyond that (40 years hourly is 350k steps, megabytes of options
-per drop-down) they become text boxes taking a time label, snapped to the nearest step,
-and the player steps through the record by index.
+per drop-down) they become text boxes taking a time label, turned into a step by the one
+rule of `pipelines.selection.step_index` (a partial date: the first step in it), and the player steps through the record by index.
 """
 
 from __future__ import annotations
@@ -46,13 +46,16 @@ class _TimePicker(pn.viewable.Viewer):
         self.text.param.watch(self._from_widget, "value")
         state.param.watch(self._from_state, [name])
         state.param.watch(self._on_dataset, ["dataset"])
-        self._visible = visible
+        self._visible, self._label = visible, label
         self._on_dataset()
 
     def _on_dataset(self, *_: Any) -> None:
         times = self.state.param[self.field].objects
         few = len(times) <= max_time_options()
-        self.select.param.update(options=list(times) if few else [], visible=few)
+        units = self.state.sources.info(self.state.dataset).time_units
+        name = f"{self._label} ({units})" if units else self._label  # numbered steps' units
+        self.select.param.update(options=list(times) if few else [], visible=few, name=name)
+        self.text.name = name
         self.text.visible = not few
         self._from_state()
 
