@@ -14,7 +14,15 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-__all__ = ["ViewLabels", "for_state", "level_text", "region_text", "view_labels"]
+__all__ = [
+    "ViewLabels",
+    "for_state",
+    "level_text",
+    "plan_text",
+    "region_text",
+    "source_text",
+    "view_labels",
+]
 
 _SEP = " · "
 
@@ -200,3 +208,30 @@ def for_state(state: Any, query: Any = None) -> ViewLabels:
         variable = info.variables.get(state.var)
         name = variable.long_name if variable is not None else str(state.var)
         return ViewLabels(info.title, name, variable.units if variable is not None else "")
+
+
+def plan_text(plan: str) -> str:
+    """The planner's description of a read (``"temporal aggregates level 2 ..."``) in words."""
+    plan = plan or ""
+    if plan.startswith("brute force on the raw data"):
+        return "computed from the full data"
+    if "pyramid level" in plan and "step" in plan and not plan.startswith("brute"):
+        return "from the fast-access stores (a coarser copy of the map)"
+    if any(k in plan for k in ("temporal aggregates", "time-series copy", "pyramid level")):
+        return "from the fast-access stores"
+    return ""
+
+
+def source_text(where: str, plan: str = "") -> str:
+    """Where a result came from and how it was read, in plain words.
+
+    ``where`` is `app.compute.Job.where` (``cache``, ``in-process``, ``cluster``...),
+    ``plan`` the planner's description (see `plan_text`).
+    """
+    if where == "cache":
+        return "reused from a recent identical request"
+    place = {"in-process": "on this server", "cluster": "on the Dask cluster",
+             "in-process (cluster unavailable)": "on this server (the Dask cluster is unavailable)",
+             }.get(where, "")  # fmt: skip
+    how = plan_text(plan) or "computed"
+    return " ".join(p for p in (how, place) if p)

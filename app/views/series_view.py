@@ -18,8 +18,8 @@ import pandas as pd
 import panel as pn
 import param
 
+from app import labels
 from app.exports import series_to_csv
-from app.regions import POINT
 from app.state import ExplorerState
 from app.views.results import ViewResults
 
@@ -46,21 +46,41 @@ class SeriesView(pn.viewable.Viewer):
         super().__init__(**params)
         self.state = state
         self.results = results
-        # the curve is redrawn only for a new series; a new time step only moves the
-        # highlight (a small separate element: the curve's data is not re-sent)
-        curve = hv.DynamicMap(self._curve, streams=[hv.streams.Params(results, ["series_version"])])
-        highlight = hv.DynamicMap(
-            self._highlight,
-            streams=[hv.streams.Params(state, ["time_mode", "time", "start", "end"])],
-        )
-        self.plot = curve * highlight
-        self.tap_stream = hv.streams.Tap(source=self.plot, x=None, y=None)
-        self.tap_stream.add_subscriber(self._on_tap)
-        self.pane = pn.pane.HoloViews(self.plot, sizing_mode="stretch_width", height=self.height,
-                                      css_classes=["gs-series"])  # fmt: skip
+        self.pane = pn.pane.HoloViews(self._new_plot(), sizing_mode="stretch_width",
+                                      height=self.height, css_classes=["gs-series"])  # fmt: skip
+        self._plot_dataset = state.dataset
+        results.param.watch(self._on_new_series, ["series_version"])
         self.summary = pn.pane.HTML(
             self._summary_html, sizing_mode="stretch_width", css_classes=["gs-series-summary"]
         )
+
+    def _new_plot(self) -> hv.Overlay:
+        """Curve and highlight as DynamicMaps, with a Tap stream on the curve.
+
+        The curve is redrawn only for a new series; a new time step only moves the
+        highlight (a small separate element: the curve's data is not re-sent). The Tap
+        stream's source is the curve itself: on the overlay of two DynamicMaps it was
+        never linked to the plot, so a tap did nothing.
+        """
+        curve = hv.DynamicMap(
+            self._curve, streams=[hv.streams.Params(self.results, ["series_version"])]
+        )
+        highlight = hv.DynamicMap(
+            self._highlight,
+            streams=[hv.streams.Params(self.state, ["time_mode", "time", "start", "end"])],
+        )
+        self.tap_stream = hv.streams.Tap(source=curve, x=None, y=None)
+        self.tap_stream.add_subscriber(self._on_tap)
+        self.plot = curve * highlight
+        return self.plot
+
+    def _on_new_series(self, event: Any) -> None:
+        """A series of another dataset gets a new plot: Bokeh keeps an axis's type (month
+        numbers for a climatology, dates otherwise) for the plot's life, so a reused plot
+        lost its date labels after a dataset change."""
+        if self.state.dataset != self._plot_dataset:
+            self._plot_dataset = self.state.dataset
+            self.pane.object = self._new_plot()
 
     # --- helpers ---------------------------------------------------------------------------
     def _climatology(self) -> bool:
@@ -87,12 +107,13 @@ class SeriesView(pn.viewable.Viewer):
         xdim = hv.Dimension(
             "time", label="month" if clim else (f"time ({step_units})" if step_units else "time")
         )
-        info = self.state.sources.info(self.state.dataset)
-        variable = info.variables.get(self.state.var)
-        units = variable.units if variable else ""
-        ydim = hv.Dimension(
-            "value", label=variable.long_name if variable else "value", unit=units or None
+        words = self._labels()
+        # the y label is the quantity when it fits beside a 260-pixel plot, else the
+        # units (the title names the quantity): a long name was cut off
+        ylabel = (
+            words.quantity if len(words.quantity) <= 28 else (words.units or words.variable[:28])
         )
+        ydim = hv.Dimension("value", label=ylabel)
         if series is None or series.size == 0:
             curve = hv.Curve([], kdims=[xdim], vdims=[ydim])
             points = hv.Scatter([], kdims=[xdim], vdims=[ydim])
@@ -106,7 +127,14 @@ class SeriesView(pn.viewable.Viewer):
         if clim:
             opts["xticks"] = [(i, pd.Timestamp(2000, i, 1).strftime("%b")) for i in range(1, 13)]
         overlay = curve.opts(**opts) * points.opts(size=5, color="#1f5fa8", tools=["hover", "tap"])
-        return overlay.opts(title=self._title())
+        return overlay.opts(title=words.series_title() if series is not None else "")
+
+    def _labels(self) -> Any:
+        """Words of the series shown (or, before it arrives, of the one asked for)."""
+        query = self.results.series_query or self.state.series_query
+        if query is None or query.dataset != self.state.dataset:
+            return labels.for_state(self.state)
+        return labels.view_labels(query, self.state.sources.info(query.dataset))
 
     def _highlight(self, **_: Any) -> hv.Overlay:
         """The selected step (a line) and range (a band); empty ones keep the plot's layout."""
@@ -120,12 +148,6 @@ class SeriesView(pn.viewable.Viewer):
             if t is not None:
                 line = hv.VLine(t)
         return line.opts(color="orange", line_width=2) * band.opts(color="orange", alpha=0.2)
-
-    def _title(self) -> str:
-        if self.state.region == POINT and self.state.point is not None:
-            lon, lat = self.state.point
-            return f"{self.state.var} at {lon:g}°E, {lat:g}°N"
-        return f"{self.state.var}: area-weighted mean over {self.state.region}"
 
     def _on_tap(self, x: Any = None, y: Any = None, **_: Any) -> None:
         series = self.results.series
