@@ -412,9 +412,20 @@ def step_labels(time: xr.DataArray | pd.Index, climatology: bool = False) -> tup
         index.dtype, np.number
     ):
         return tuple(_format_value(v) for v in index)
-    months = [int(t.month) for t in index]
-    if climatology and len(set(months)) == len(months):
-        return tuple(_MONTH_NAMES[m - 1] for m in months)
+    if climatology:
+        months = [int(t.month) for t in index]
+        if len(set(months)) == len(months):
+            return tuple(_MONTH_NAMES[m - 1] for m in months)
+    if isinstance(index, pd.DatetimeIndex):  # vectorised: 350k hourly steps in ~0.1 s
+        values = index.values
+        unit = (
+            "D"
+            if np.all(values == values.astype("datetime64[D]"))
+            else "m"
+            if np.all(values == values.astype("datetime64[m]"))
+            else "s"
+        )
+        return tuple(np.datetime_as_string(values, unit=unit).tolist())
     seconds = any(getattr(t, "second", 0) for t in index)
     subdaily = seconds or any(getattr(t, "hour", 0) or getattr(t, "minute", 0) for t in index)
     out = []
