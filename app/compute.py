@@ -566,8 +566,69 @@ def small_grid_cells() -> int:
 
 
 def is_small_grid(ds: xr.Dataset) -> bool:
-    """Whether maps of ``ds`` are kept whole in memory (see `small_grid_cells`)."""
+    """Whether maps of ``ds`` are kept whole in memory (see `small_grid_cells`).
+
+    Never for a grid that is not regular: its map is drawn for each view (`start_map_view`).
+    """
+    if not is_regular_grid(ds):
+        return False
     return int(ds.sizes.get("lat", 1)) * int(ds.sizes.get("lon", 1)) <= small_grid_cells()
+
+
+def is_regular_grid(ds: xr.Dataset) -> bool:
+    """Whether ``ds`` is on a regular lat-lon grid (``attrs["gridscope_grid"]``, default yes)."""
+    return str(ds.attrs.get("gridscope_grid", "") or "regular") == "regular"
+
+
+def _native_map(ds: xr.Dataset, query: Query) -> Job:
+    """The map of a non-regular grid on its native cells (brute force: one frame's cells)."""
+    key = (id(ds), "map", query.to_json())
+    cached = _cache_get(key)
+    if cached is not None:
+        return Job(None, 0, key=key, value=cached)
+    lazy = compute_map(ds, query)
+    cells = int(np.prod([ds.sizes[d] for d in ds["lon"].dims]))  # per step, per level
+    size = estimated_input_bytes(ds, query) * cells
+    limits.check_cost(size)
+    return Job(lazy, size, _CLIENT, key=key)
+
+
+def _rasterized_view(
+    ds: xr.Dataset,
+    query: Query,
+    viewport: tuple[float, float, float, float] | None,
+    screen: tuple[int, int] | None,
+) -> Job:
+    """The map of a non-regular grid drawn for a view: its native map, rasterized.
+
+    The native map (cells on ``(y, x)`` or ``(cell,)``) is one cached job; each view
+    draws it at screen resolution in geographic coordinates (`app.rasterize`), in the
+    plot's own frame (longitudes past 180 on a Pacific-centred map).
+    """
+    from app.rasterize import rasterize_to_screen
+
+    vp = None
+    if viewport is not None and view_request(viewport, screen)[0] is not None:
+        x0, x1, y0, y1 = (float(v) for v in viewport)
+        padx, pady = 0.05 * (x1 - x0), 0.05 * (y1 - y0)
+        vp = (round(x0 - padx, 3), round(x1 + padx, 3),
+              round(max(y0 - pady, -90.0), 3), round(min(y1 + pady, 90.0), 3))  # fmt: skip
+    sc = _screen(screen) or (700, 350)
+    key = (id(ds), "raster", query.to_json(), vp, sc)
+    cached = _cache_get(key)
+    if cached is not None:
+        return Job(None, 0, key=key, value=cached)
+    native = _native_map(ds, query)
+    bounds = {name: np.asarray(ds[name].values)
+              for name in ("lon_bounds", "lat_bounds") if name in ds.variables}  # fmt: skip
+
+    def run() -> xr.DataArray:
+        field = native.result()
+        out = rasterize_to_screen(field, vp, sc, **(bounds if len(bounds) == 2 else {}))
+        out.attrs["gridscope_plan"] = f"{field.size:,} native cells drawn at screen resolution"
+        return out
+
+    return Job(run, native.input_bytes, None, key=key)  # the native job picks its own place
 
 
 def view_request(
@@ -621,6 +682,8 @@ def start_map_view(
     For a small grid (or without a viewport) this is the whole map (`start_map`), which
     the caller crops with `regrid_to_screen`; otherwise the planner's answer for the view.
     """
+    if not is_regular_grid(ds):
+        return _rasterized_view(ds, query, viewport, screen)
     planner = _planner()
     vp, sc, shift = view_request(viewport, screen)
     if planner is None or vp is None or is_small_grid(ds):
