@@ -10,9 +10,10 @@ live on a regular grid, a 2-D grid (rotated pole, projected, curvilinear: ``lon(
 when known). `rasterize_to_screen` turns any of them into a ``(lat, lon)`` DataArray
 whose cells are the pixels of a viewport, with datashader:
 
-- 2-D grids: ``Canvas.quadmesh`` on the cell centres (datashader infers the corners);
-- unstructured cells with polygons: ``Canvas.trimesh`` over a fan triangulation of
-  each polygon, one value per cell;
+- cells with polygons (2-D grids' bounds, or corners midway between their centres;
+  unstructured cells' vertices): ``Canvas.trimesh`` over a fan triangulation of each
+  polygon, one value per cell (not ``Canvas.quadmesh``, which infers corners from
+  longitudes and so smears the cells of a seam where longitude jumps by 360);
 - unstructured cells without polygons (point clouds): ``Canvas.points`` on a canvas
   coarse enough that most pixels hold a centre, so the picture has no speckle.
 
@@ -22,9 +23,8 @@ touches is NaN.
 Longitudes: the viewport is given in the map's own frame, which may run past 180
 (a Pacific-centred map runs 0..360, and panning goes further). Cells are copied at
 multiples of 360 degrees to wherever the frame shows them, and a cell is never drawn
-across the antimeridian: 2-D grids are unwrapped along their rows and any cell whose
-corners still span more than 180 degrees of longitude is left out (it is drawn by its
-copy one turn away); polygons are unwrapped around their own centre.
+across the antimeridian: each polygon's corners are unwrapped around its own centre, and a polygon that still spans
+more than 180 degrees of longitude (one around a pole) is left out.
 
 `wrap_longitudes` does the same for a regular field already on a lat-lon grid: the copies
 of a global field that cover a longitude window (a map centred on 180 shows the field
@@ -32,6 +32,8 @@ over 0..360; a map that pans past its edge shows the next turn of the globe).
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import xarray as xr
@@ -100,53 +102,56 @@ def _empty(frame: tuple[float, float, float, float], screen: tuple[int, int]) ->
     )
 
 
-def _combine(passes: list[xr.DataArray]) -> np.ndarray:
-    """The mean of the passes' valid pixels (a pixel seen by none stays NaN)."""
-    stack = np.stack([np.asarray(p.values, dtype="float64") for p in passes])
-    valid = np.isfinite(stack)
-    total = np.where(valid, stack, 0.0).sum(axis=0)
-    count = valid.sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+def _breaks(values: np.ndarray, axis: int) -> np.ndarray:
+    """Edges between centres along ``axis``: midpoints, extrapolated half a cell at the ends."""
+    a = np.moveaxis(values, axis, 0)
+    half = np.diff(a, axis=0) / 2.0
+    edges = np.concatenate([a[:1] - half[:1], a[:-1] + half, a[-1:] + half[-1:]])
+    return np.moveaxis(edges, 0, axis)
+
+
+def _corners_2d(lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Corners ``(y, x, 4)`` of a 2-D grid's cells, midway between centres on the sphere.
+
+    Interpolated on unit vectors, not on longitudes, so a seam where longitude jumps by
+    360 (the antimeridian, or a bipolar grid's fold) gives corners next to the centres.
+    """
+    lon_r, lat_r = np.deg2rad(lon), np.deg2rad(lat)
+    xyz = np.stack([np.cos(lat_r) * np.cos(lon_r), np.cos(lat_r) * np.sin(lon_r), np.sin(lat_r)])
+    edges = np.stack([_breaks(_breaks(c, 0), 1) for c in xyz])
+    edges /= np.linalg.norm(edges, axis=0, keepdims=True)
+    elon = np.rad2deg(np.arctan2(edges[1], edges[0]))
+    elat = np.rad2deg(np.arcsin(np.clip(edges[2], -1.0, 1.0)))
+
+    def quad(e: np.ndarray) -> np.ndarray:
+        return np.stack([e[:-1, :-1], e[:-1, 1:], e[1:, 1:], e[1:, :-1]], axis=-1)
+
+    return quad(elon), quad(elat)
 
 
 def _rasterize_2d(
-    field: xr.DataArray, frame: tuple[float, float, float, float], screen: tuple[int, int]
+    field: xr.DataArray,
+    frame: tuple[float, float, float, float],
+    screen: tuple[int, int],
+    lon_bounds: np.ndarray | None,
+    lat_bounds: np.ndarray | None,
 ) -> np.ndarray:
-    import datashader as ds
-    from datashader.resampling import infer_interval_breaks_2d
-
-    values = np.asarray(field.values, dtype="float64")
-    lon = np.asarray(field["lon"].values, dtype="float64")
-    lat = np.asarray(field["lat"].values, dtype="float64")
+    """A 2-D grid's cells as quadrilaterals: the file's bounds, or corners between centres."""
     dims = field["lon"].dims
-    if field.dims != dims:
-        values = np.asarray(field.transpose(*dims).values, dtype="float64")
-    # rows run along x: unwrapping them removes the one jump of a global grid's seam
-    lon = np.unwrap(lon, period=360.0, axis=1)
-    lon = np.unwrap(lon, period=360.0, axis=0) if lon.shape[0] > 1 else lon
-    values = values.copy()
-    if lon.shape[0] > 1 and lon.shape[1] > 1:
-        corners = infer_interval_breaks_2d(lon)
-        quads = np.stack([corners[:-1, :-1], corners[:-1, 1:], corners[1:, :-1], corners[1:, 1:]])
-        values[quads.max(axis=0) - quads.min(axis=0) > _MAX_CELL_SPAN] = np.nan
-    values[~(np.isfinite(lon) & np.isfinite(lat))] = np.nan
-    x0, x1 = frame[0], frame[1]
-    finite = np.isfinite(lon)
-    if not finite.any():
-        return _empty(frame, screen).values
-    lo, hi = float(lon[finite].min()) - 10.0, float(lon[finite].max()) + 10.0
-    canvas = _canvas(frame, screen)
-    passes = []
-    for shift in _shifts(lo, hi, x0, x1):
-        source = xr.Dataset(
-            {"value": (("j", "i"), values)},
-            coords={"x": (("j", "i"), lon + shift), "y": (("j", "i"), lat)},
-        )
-        passes.append(canvas.quadmesh(source, x="x", y="y", agg=ds.mean("value")))
-    if not passes:
-        return _empty(frame, screen).values
-    return _combine(passes)
+    values = np.asarray(field.transpose(*dims).values, dtype="float64")
+    lon = np.asarray(field["lon"].transpose(*dims).values, dtype="float64")
+    lat = np.asarray(field["lat"].transpose(*dims).values, dtype="float64")
+    if lon_bounds is None or lat_bounds is None:
+        if min(lon.shape) < 2:
+            return _rasterize_points(field.stack(cell=dims), frame, screen)[0]
+        lon_bounds, lat_bounds = _corners_2d(lon, lat)
+    ncell = values.size
+    return _rasterize_polygons(
+        values.ravel(), lon.ravel(),
+        np.asarray(lon_bounds, dtype="float64").reshape(ncell, -1),
+        np.asarray(lat_bounds, dtype="float64").reshape(ncell, -1),
+        frame, screen,
+    )  # fmt: skip
 
 
 def _fan_triangles(
@@ -186,19 +191,30 @@ def _fan_triangles(
 
 
 def _rasterize_polygons(
-    field: xr.DataArray,
+    values: np.ndarray,
+    centre: np.ndarray,
     lon_bounds: np.ndarray,
     lat_bounds: np.ndarray,
     frame: tuple[float, float, float, float],
     screen: tuple[int, int],
 ) -> np.ndarray:
+    """Cells as polygons ``(cell, nv)``: a fan of triangles each, one value per cell."""
     import datashader as ds
     import pandas as pd
 
-    values = np.asarray(field.values, dtype="float64")
-    centre = np.asarray(field["lon"].values, dtype="float64")
-    x, y, v, xmin, xmax = _fan_triangles(lon_bounds, lat_bounds, centre, values)
     x0, x1, y0, y1 = frame
+    # only the cells that touch the frame at some turn of the globe are triangulated
+    lonb = centre[:, None] + ((lon_bounds - centre[:, None] + 180.0) % 360.0) - 180.0
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN corners: not drawn
+        lo, hi = np.nanmin(lonb, axis=1), np.nanmax(lonb, axis=1)
+        near = (np.nanmax(lat_bounds, axis=1) >= y0) & (np.nanmin(lat_bounds, axis=1) <= y1)
+        turn = np.floor((x1 - lo) / 360.0)  # the last copy starting west of the frame's end
+        near &= hi + 360.0 * turn >= x0
+    cells = np.flatnonzero(near)
+    x, y, v, xmin, xmax = _fan_triangles(
+        lon_bounds[cells], lat_bounds[cells], centre[cells], values[cells]
+    )
     keep_y = (y.max(axis=1) >= y0) & (y.min(axis=1) <= y1) if len(y) else np.zeros(0, bool)
     pieces = []
     for shift in _shifts(float(xmin.min(initial=0.0)), float(xmax.max(initial=0.0)), x0, x1):
@@ -261,7 +277,7 @@ def rasterize_to_screen(
     field
         A 2-D map on native cells: dims ``(y, x)`` with ``lon(y, x)``, ``lat(y, x)``, or
         dims ``(cell,)`` with ``lon(cell)``, ``lat(cell)`` (geographic degrees); a
-        regular ``(lat, lon)`` field is accepted too (then quadmesh on its centres).
+        regular ``(lat, lon)`` field is accepted too (drawn as its cells).
     viewport
         ``(lon0, lon1, lat0, lat1)`` in the map's frame (``lon0 < lon1``, either may be
         outside -180..180: cells are copied at multiples of 360 to where it shows them);
@@ -272,8 +288,9 @@ def rasterize_to_screen(
         Central longitude of the map; sets the frame when ``viewport`` is None.
     lon_bounds, lat_bounds
         Corners of unstructured cells, ``(cell, nv)``; read from ``field``'s coordinates
-        ``lon_bounds``/``lat_bounds`` when not given. With them cells are drawn as
-        polygons, without them as a point cloud.
+        ``lon_bounds``/``lat_bounds`` when not given; ``(y, x, nv)`` for a 2-D grid.
+        Unstructured cells without them are drawn as a point cloud; a 2-D grid's
+        corners are then put midway between its centres.
 
     Returns
     -------
@@ -281,11 +298,19 @@ def rasterize_to_screen(
         ``(lat, lon)`` with pixel-centre coordinates in the frame (lon ascending, may
         exceed 180), the mean of the cells touching each pixel, NaN where none does;
         ``field``'s name and attributes, and ``attrs["gridscope_rasterized"]`` saying how
-        it was drawn (``"quadmesh"``, ``"trimesh"``, ``"points"``).
+        it was drawn (``"polygons"`` or ``"points"``).
     """
     frame = _frame(viewport, centre)
     screen = (max(int(screen[0]), 1), max(int(screen[1]), 1))
     kind = grid_kind(field)
+    if lon_bounds is None and "lon_bounds" in field.coords:
+        lon_bounds = field.coords["lon_bounds"]
+    if lat_bounds is None and "lat_bounds" in field.coords:
+        lat_bounds = field.coords["lat_bounds"]
+    if lon_bounds is not None:
+        lon_bounds = np.asarray(lon_bounds, dtype="float64")
+    if lat_bounds is not None:
+        lat_bounds = np.asarray(lat_bounds, dtype="float64")
     if kind == "regular":
         field = field.transpose("lat", "lon")
         lon2, lat2 = np.meshgrid(field["lon"].values, field["lat"].values)
@@ -296,22 +321,20 @@ def rasterize_to_screen(
             name=field.name,
             attrs=field.attrs,
         )
-        kind = "2d"
+        kind, lon_bounds, lat_bounds = "2d", None, None
     if kind == "2d":
-        values, how, shape = _rasterize_2d(field, frame, screen), "quadmesh", screen
+        values = _rasterize_2d(field, frame, screen, lon_bounds, lat_bounds)
+        how, shape = "polygons", screen
+    elif lon_bounds is not None and lat_bounds is not None:
+        values = _rasterize_polygons(
+            np.asarray(field.values, dtype="float64"),
+            np.asarray(field["lon"].values, dtype="float64"),
+            lon_bounds, lat_bounds, frame, screen,
+        )  # fmt: skip
+        how, shape = "polygons", screen
     else:
-        if lon_bounds is None and "lon_bounds" in field.coords:
-            lon_bounds = field.coords["lon_bounds"]
-        if lat_bounds is None and "lat_bounds" in field.coords:
-            lat_bounds = field.coords["lat_bounds"]
-        if lon_bounds is not None and lat_bounds is not None:
-            values = _rasterize_polygons(
-                field, np.asarray(lon_bounds), np.asarray(lat_bounds), frame, screen
-            )
-            how, shape = "trimesh", screen
-        else:
-            values, shape = _rasterize_points(field, frame, screen)
-            how = "points"
+        values, shape = _rasterize_points(field, frame, screen)
+        how = "points"
     out = _empty(frame, shape).copy(data=values)
     out.name = field.name
     out.attrs = {**field.attrs, "gridscope_rasterized": how}

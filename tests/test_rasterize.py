@@ -108,7 +108,7 @@ def test_rotated_grid_pixels_hold_the_geographic_latitude() -> None:
     field = _rotated_grid()
     out = rasterize_to_screen(field, (-15.0, 35.0, 30.0, 65.0), (250, 175))
     wide = rasterize_to_screen(field, (-60.0, 60.0, 15.0, 75.0), (400, 200))
-    assert out.dims == ("lat", "lon") and out.attrs["gridscope_rasterized"] == "quadmesh"
+    assert out.dims == ("lat", "lon") and out.attrs["gridscope_rasterized"] == "polygons"
     assert out.attrs["units"] == "K" and out.name == "v"
     values, lat = out.values, _pixel_lat(out)
     inside = np.isfinite(values)
@@ -155,7 +155,7 @@ def test_unstructured_polygons_and_points() -> None:
     for viewport, centre in ((None, 0.0), (None, 180.0), ((140.0, 260.0, -50.0, 50.0), 0.0)):
         out = rasterize_to_screen(field := cells, viewport, (300, 150), centre=centre,
                                   lon_bounds=vlon, lat_bounds=vlat)  # fmt: skip
-        assert out.attrs["gridscope_rasterized"] == "trimesh"
+        assert out.attrs["gridscope_rasterized"] == "polygons"
         lat = _pixel_lat(out)
         band = np.abs(lat) < 75
         assert np.isfinite(out.values[band]).all(), "triangles tile the sphere"
