@@ -173,7 +173,8 @@ def open_for(ctx: ApiContext, dataset: str) -> xr.Dataset:
     """The served dataset ``dataset``; 404 for any other name (nothing else is opened)."""
     if dataset not in ctx.sources.ids:
         shown = ", ".join(ctx.sources.ids[:20])
-        raise ApiError(404, "dataset", f"unknown dataset {dataset[:80]!r}; available: {shown}")
+        name = limits.scrub(repr(dataset[:80]))
+        raise ApiError(404, "dataset", f"unknown dataset {name}; available: {shown}")
     return ctx.sources.open(dataset)
 
 
