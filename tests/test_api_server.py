@@ -32,7 +32,8 @@ from pipelines import Query
 from tests.browser.conftest import start_server, stop_server
 from tests.conftest import REPO_ROOT, SAMPLES_DIR
 
-BUDGET = 4 * 10**6  # --max-request-bytes 4MB: steps, small ranges, point series fit; whole records do not
+#: --max-request-bytes 4MB: steps, small ranges and point series fit; whole records do not
+BUDGET = 4 * 10**6
 JSON_CELLS = 100_000  # etopo20's 1080 x 540 map is too large for map.json
 
 
