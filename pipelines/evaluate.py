@@ -3,6 +3,9 @@
 These are the reference answers: the planner may find cheaper exact plans using
 derived stores, but must return the same numbers as `compute_map` and
 `compute_series` on the raw data.
+
+They work on every grid kind of `data_catalog.grid`: a map of a non-regular grid keeps
+its native cells (``(y, x)`` masked to the box, or the cells of the box).
 """
 
 from __future__ import annotations
@@ -13,13 +16,13 @@ from pipelines.query import Query, QueryError
 from pipelines.reductions import (
     anomaly,
     area_weighted_mean,
+    cell_series,
     monthly_climatology,
-    point_series,
     time_aggregate,
 )
 from pipelines.selection import (
     check_variable,
-    nearest_cell,
+    nearest_cell_index,
     select_bbox,
     select_level,
     select_time_range,
@@ -48,7 +51,7 @@ def _with_anomaly(da: xr.DataArray, full: xr.DataArray, query: Query) -> xr.Data
 
 
 def compute_map(ds: xr.Dataset, query: Query) -> xr.DataArray:
-    """The 2-D (lat, lon) field a query describes, lazily.
+    """The 2-D (lat, lon) field a query describes, lazily (native cells on other grids).
 
     A single ``time`` gives that step; otherwise ``agg`` over ``start..end`` (the
     whole record when both are empty). With a baseline, values are anomalies
@@ -79,8 +82,7 @@ def compute_series(ds: xr.Dataset, query: Query) -> xr.DataArray:
     if "time" not in full.dims:
         raise QueryError("var", f"{query.var!r} has no time axis, so it has no time series")
     if query.point is not None:
-        lat_index, lon_index = nearest_cell(full, query.point)
-        region = point_series(full, lat_index, lon_index)
+        region = cell_series(full, nearest_cell_index(full, query.point))
     elif query.bbox is not None:
         region = area_weighted_mean(select_bbox(full, query.bbox))
     else:

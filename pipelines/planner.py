@@ -45,9 +45,11 @@ from pipelines.derived import VariableStores, find_derived
 from pipelines.evaluate import compute_map, compute_series, field_for
 from pipelines.pyramid import LevelGrid, coarsen_fields, field_kind, level_grid
 from pipelines.query import Query, QueryError
-from pipelines.reductions import anomaly, monthly_climatology
+from pipelines.reductions import anomaly, monthly_climatology, spatial_dims
 from pipelines.selection import (
+    is_regular,
     nearest_cell,
+    nearest_cell_index,
     range_indices,
     select_bbox,
     select_time_range,
@@ -335,6 +337,8 @@ def plan_map(
     has_time = "time" in da.dims
     if query.time is not None and not has_time:
         raise QueryError("time", "this dataset has no time axis; leave time empty")
+    if not is_regular(da):
+        return _plan_native_map(ds, da, query, viewport, screen, max_bytes)
     boxes = _bboxes(query, viewport)
     region0 = _region(_grid(ds, 0), boxes)
     stores, version = _derived_stores(ds, query.var)
@@ -704,6 +708,8 @@ def plan_series(ds: xr.Dataset, query: Query, *, max_bytes: int | None = None) -
         raise QueryError("time", "a time series takes start/end, not a single time")
     if query.point is None and query.bbox is None:
         raise QueryError("point", "a time series needs a point (lon,lat) or a bbox (W,S,E,N)")
+    if not is_regular(da):
+        return _plan_native_series(ds, da, query, max_bytes)
     stores, version = _derived_stores(ds, query.var)
     key = _key(ds, version, "series", query, None, None)
     t0, t1 = range_indices(da, query.start, query.end)
@@ -801,6 +807,83 @@ def plan_series(ds: xr.Dataset, query: Query, *, max_bytes: int | None = None) -
         0,
         run_region,
         key,
+        max_bytes,
+    )
+
+
+# --------------------------------------------------------------------------- other grids
+
+#: Why non-regular grids are answered by brute force (said in every such plan).
+NATIVE_NOTE = "derived stores are built for regular grids only so far"
+
+
+def _ncells(da: xr.DataArray) -> int:
+    return math.prod(int(da.sizes[d]) for d in spatial_dims(da))
+
+
+def _plan_native_map(
+    ds: xr.Dataset,
+    da: xr.DataArray,
+    query: Query,
+    viewport: Viewport | None,
+    screen: Screen | None,
+    max_bytes: int | None,
+) -> Plan:
+    """A map of a rotated, projected, curvilinear or unstructured grid: brute force on
+    its native cells, cropped to the bbox and viewport (cells outside masked)."""
+    crop = _only_step(da, query)
+    for box in _bboxes(query, viewport):
+        crop = select_bbox(crop, box)
+    ncells = _ncells(crop)
+    nsteps = 1 if query.time is not None else da.sizes.get("time", 1)
+    if query.time is None and not query.is_anomaly and "time" in da.dims:
+        t0, t1 = range_indices(da, query.start, query.end)
+        nsteps = max(t1 - t0, 1)
+    nbytes = ncells * nsteps * da.dtype.itemsize
+    cropped = xr.Dataset({query.var: crop}, attrs=dict(ds.attrs))
+    q = query.replace(bbox=None, level=None)
+    kind = ds.attrs.get("gridscope_grid", "native")
+
+    def run() -> xr.DataArray:
+        out = _compute_local(compute_map(cropped, q), nbytes)
+        out.attrs["gridscope_level"] = 0
+        return out
+
+    return Plan(
+        f"brute force on the native cells of a {kind} grid ({ncells} cells, {nsteps} steps; "
+        f"{NATIVE_NOTE})",
+        int(nbytes),
+        0,
+        run,
+        _key(ds, "raw", "map", query, viewport, screen),
+        max_bytes,
+    )
+
+
+def _plan_native_series(
+    ds: xr.Dataset, da: xr.DataArray, query: Query, max_bytes: int | None
+) -> Plan:
+    """A series on a non-regular grid: brute force on its native cells."""
+    if query.point is not None:
+        index = nearest_cell_index(da, query.point)  # a point outside the grid fails here
+        where = "cell " + ", ".join(f"{d}={i}" for d, i in index.items())
+        ncells = 1
+    else:
+        assert query.bbox is not None
+        ncells = _ncells(select_bbox(da, query.bbox))
+        where = f"{ncells} cells"
+    nbytes = ncells * da.sizes["time"] * da.dtype.itemsize
+    kind = ds.attrs.get("gridscope_grid", "native")
+
+    def run() -> xr.DataArray:
+        return _compute_local(compute_series(ds, query), nbytes)
+
+    return Plan(
+        f"brute force on the native cells of a {kind} grid ({where}; {NATIVE_NOTE})",
+        int(nbytes),
+        0,
+        run,
+        _key(ds, "raw", "series", query, None, None),
         max_bytes,
     )
 

@@ -15,9 +15,11 @@ from pipelines.query import AGGREGATIONS, QueryError
 __all__ = [
     "anomaly",
     "area_weighted_mean",
+    "cell_series",
     "monthly_climatology",
     "period_difference",
     "point_series",
+    "spatial_dims",
     "time_aggregate",
 ]
 
@@ -42,16 +44,32 @@ def time_aggregate(da: xr.DataArray, agg: str) -> xr.DataArray:
 
 
 def area_weighted_mean(da: xr.DataArray) -> xr.DataArray:
-    """Mean over ``lat``/``lon`` weighted by ``cell_area``, NaN cells excluded.
+    """Mean over the horizontal cells weighted by ``cell_area``, NaN cells excluded.
 
-    The weights of missing cells are dropped per time step, so a coastline box on
-    an SST field averages ocean cells only. All-missing steps give NaN.
+    The cells are the spatial dims of any grid kind: ``(lat, lon)``, ``(y, x)`` or
+    ``(cell,)`` (`data_catalog.grid`). The weights of missing cells are dropped per time
+    step, so a coastline box on an SST field averages ocean cells only. All-missing steps
+    give NaN.
     """
     if "cell_area" not in da.coords:
         raise ValueError("area_weighted_mean needs a 'cell_area' coordinate (normalised dataset)")
+    dims = spatial_dims(da)
     weights = da["cell_area"].fillna(0.0)
-    out = da.weighted(weights).mean(("lat", "lon"), skipna=True, keep_attrs=True)
+    out = da.weighted(weights).mean(dims, skipna=True, keep_attrs=True)
     return out.drop_vars("cell_area", errors="ignore")
+
+
+def spatial_dims(da: xr.DataArray | xr.Dataset) -> tuple[str, ...]:
+    """The horizontal dims of a normalised field: ``(lat, lon)``, ``(y, x)`` or ``(cell,)``."""
+    for dims in (("lat", "lon"), ("y", "x"), ("cell",)):
+        if set(dims) <= set(da.dims):
+            return dims
+    raise ValueError(f"no horizontal dims (lat, lon), (y, x) or (cell) in {tuple(da.dims)}")
+
+
+def cell_series(da: xr.DataArray, index: dict[str, int]) -> xr.DataArray:
+    """The values of one cell (an ``isel`` indexer over the spatial dims) along the rest."""
+    return da.isel(index)
 
 
 def point_series(da: xr.DataArray, lat_index: int, lon_index: int) -> xr.DataArray:

@@ -2,7 +2,9 @@
 
 Works on datasets that follow the `data_catalog` contract: dims ``lon`` (ascending,
 [-180, 180)), ``lat`` (ascending), optional ``time`` and ``level``, and a
-``cell_area(lat, lon)`` coordinate. Nothing here loads data variables; only the
+``cell_area(lat, lon)`` coordinate; or, on other grids, spatial dims ``(y, x)`` or
+``(cell,)`` with geographic ``lon``/``lat`` coordinates on them (`data_catalog.grid`):
+a cell is in a box when its centre is, a point means the nearest centre on the sphere. Nothing here loads data variables; only the
 small 1-D coordinates are read.
 """
 
@@ -14,12 +16,16 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from data_catalog.grid import EARTH_RADIUS_M, grid_of, unit_vectors
 from pipelines.query import QueryError, is_step_value, parse_step_value, parse_time_label
 
 __all__ = [
+    "bbox_cell_mask",
     "bbox_lon_mask",
     "check_variable",
+    "is_regular",
     "nearest_cell",
+    "nearest_cell_index",
     "range_indices",
     "select_bbox",
     "select_level",
@@ -67,7 +73,13 @@ def select_bbox(da: xr.DataArray, bbox: tuple[float, float, float, float]) -> xr
     ------
     QueryError
         When no cell centre lies in the box.
+
+    On other grids (dims ``(y, x)`` or ``(cell,)``, see `data_catalog.grid`) the result
+    keeps native cells: ``(y, x)`` is cropped to the rows and columns holding the box's
+    cells and cells outside the box are masked (NaN); ``cell`` keeps the box's cells.
     """
+    if not is_regular(da):
+        return _select_native_bbox(da, bbox)
     west, south, east, north = bbox
     lon = da["lon"].values
     lat = da["lat"].values
@@ -89,11 +101,86 @@ def select_bbox(da: xr.DataArray, bbox: tuple[float, float, float, float]) -> xr
     return out
 
 
+def is_regular(obj: xr.DataArray | xr.Dataset) -> bool:
+    """Whether ``obj`` is on a regular grid (1-D ``lat`` and ``lon`` dims)."""
+    return "lat" in obj.dims and "lon" in obj.dims
+
+
+def _no_cell_error(bbox: tuple[float, float, float, float]) -> QueryError:
+    west, south, east, north = bbox
+    return QueryError(
+        "bbox",
+        f"no grid cell centre lies in {west:g},{south:g},{east:g},{north:g}; use a larger box",
+    )
+
+
+def bbox_cell_mask(
+    lon: np.ndarray, lat: np.ndarray, bbox: tuple[float, float, float, float]
+) -> np.ndarray:
+    """Which cells have their centre (``lon``, ``lat``, any shape) in the box, edges
+    included; ``W > E`` crosses the antimeridian."""
+    west, south, east, north = bbox
+    lat = np.asarray(lat, dtype="float64")
+    return bbox_lon_mask(lon, west, east) & (lat >= south - _EPS) & (lat <= north + _EPS)
+
+
+def _select_native_bbox(da: xr.DataArray, bbox: tuple[float, float, float, float]) -> xr.DataArray:
+    grid = grid_of(da)
+    mask = bbox_cell_mask(grid.lon, grid.lat, bbox)
+    if not mask.any():
+        raise _no_cell_error(bbox)
+    if grid.dims == ("cell",):
+        return da.isel(cell=np.flatnonzero(mask))
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    rs, cs = slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
+    crop = da.isel(y=rs, x=cs)
+    inside = mask[rs, cs]
+    if inside.all():
+        return crop
+    return crop.where(xr.DataArray(inside, dims=("y", "x")))
+
+
+def nearest_cell_index(da: xr.DataArray, point: tuple[float, float]) -> dict[str, int]:
+    """The ``isel`` indexer of the cell nearest to ``point`` (lon, lat) on any grid.
+
+    On a regular grid: `nearest_cell`. On other grids the cell whose centre is nearest on
+    the sphere (great circle); a point farther than 1.5 times the local cell size from
+    every centre is outside the grid (a regional grid's domain, or a hole in a mesh).
+
+    Raises
+    ------
+    QueryError
+        When the point is outside the grid's cells.
+    """
+    if is_regular(da):
+        i, j = nearest_cell(da, point)
+        return {"lat": i, "lon": j}
+    grid = grid_of(da)
+    lon, lat = point
+    target = unit_vectors(np.array(lon), np.array(lat))
+    cos = grid.unit_vectors() @ target
+    flat = int(np.argmax(cos))
+    distance = float(np.arccos(np.clip(cos.flat[flat], -1.0, 1.0))) * EARTH_RADIUS_M
+    size = float(np.sqrt(grid.area.flat[flat]))
+    if not distance <= 1.5 * size:
+        raise QueryError(
+            "point",
+            f"{lon:g},{lat:g} is outside this grid's cells: the nearest cell centre is "
+            f"{distance / 1e3:.0f} km away and cells there are about {size / 1e3:.0f} km across",
+        )
+    index = np.unravel_index(flat, grid.shape)
+    return {dim: int(i) for dim, i in zip(grid.dims, index, strict=True)}
+
+
 def nearest_cell(da: xr.DataArray, point: tuple[float, float]) -> tuple[int, int]:
     """Indices ``(lat_index, lon_index)`` of the cell nearest to ``(lon, lat)``.
 
     Longitude distance is measured around the circle, so 359.5 is next to -180.
+    On other grids use `nearest_cell_index`.
     """
+    if not is_regular(da):
+        raise QueryError("point", "nearest_cell needs a regular grid; use nearest_cell_index")
     lon, lat = point
     lons = da["lon"].values.astype("float64")
     lats = da["lat"].values.astype("float64")

@@ -339,3 +339,170 @@ def test_an_unknown_grid_gets_one_message_naming_the_file() -> None:
     text = str(exc.value)
     assert text.startswith("mystery.nc: no longitude and latitude found")
     assert "2-D longitude/latitude" in text and "\n" not in text
+
+
+# --- box means, point series and maps on the real files, against brute force ---------------
+
+
+def _in_box(lon, lat, box):
+    w, s, e, n = box
+    width = (e - w) % 360 or (360.0 if e != w else 0.0)
+    return (((lon - w) % 360) <= width + 1e-9) & (lat >= s - 1e-9) & (lat <= n + 1e-9)
+
+
+def _brute_box_mean(values, area, mask):
+    """values[t, cells...]: area-weighted mean over the box's cells with a value."""
+    v = values.reshape(values.shape[0], -1)
+    w = np.where(mask.ravel(), area.ravel(), 0.0)
+    valid = np.isfinite(v)
+    return np.where(valid, v, 0) @ w / (valid @ w)
+
+
+def _great_circle_nearest(lon, lat, point):
+    p_lon, p_lat = np.radians(point)
+    lam, phi = np.radians(lon), np.radians(lat)
+    hav = (
+        np.sin((phi - p_lat) / 2) ** 2
+        + np.cos(phi) * np.cos(p_lat) * np.sin((lam - p_lon) / 2) ** 2
+    )
+    return np.unravel_index(np.argmin(hav), lon.shape)
+
+
+def _raw_values(name, var):
+    with _nc(name) as nc:
+        v = nc[var]
+        v.set_auto_maskandscale(False)
+        values = np.array(v[:], "f8")
+        fill = v.getncattr("_FillValue") if "_FillValue" in v.ncattrs() else None
+    if fill is not None:
+        values[values == np.float32(fill)] = np.nan
+    return values
+
+
+@pytest.fixture(scope="module")
+def tos():
+    with _nc("tos_ocean_bipolar_grid.nc") as nc:
+        lon = np.array(nc["lon"][:], "f8")
+        lat = np.array(nc["lat"][:], "f8")
+        area = polygon_area(np.array(nc["lon_bnds"][:], "f8"), np.array(nc["lat_bnds"][:], "f8"))
+    values = _raw_values("tos_ocean_bipolar_grid.nc", "tos")
+    return open_dataset(GRIDS / "tos_ocean_bipolar_grid.nc"), values, lon, lat, area
+
+
+@pytest.fixture(scope="module")
+def eur11():
+    with _nc("tas_rotated_grid_EUR11.nc") as nc:
+        rr, pp = np.meshgrid(np.array(nc["rlon"][:], "f8"), np.array(nc["rlat"][:], "f8"))
+    lon, lat = rotated_to_geographic(rr, pp, -162.0, 39.25)
+    values = _raw_values("tas_rotated_grid_EUR11.nc", "tas")[:, 0]
+    area = R**2 * np.cos(np.radians(pp)) * np.radians(0.11) ** 2  # nearly exact at 0.11 deg
+    return open_dataset(GRIDS / "tas_rotated_grid_EUR11.nc"), values, lon, lat, area
+
+
+@pytest.fixture(scope="module")
+def icon():
+    with _nc("triangular_grid_ICON.nc") as nc:
+        lon = np.degrees(np.array(nc["clon"][:], "f8"))
+        lat = np.degrees(np.array(nc["clat"][:], "f8"))
+        vlon = np.degrees(np.array(nc["clon_vertices"][:], "f8"))
+        vlat = np.degrees(np.array(nc["clat_vertices"][:], "f8"))
+    values = _raw_values("triangular_grid_ICON.nc", "S")[:, 1]  # the second depth
+    return (
+        open_dataset(GRIDS / "triangular_grid_ICON.nc"),
+        values,
+        lon,
+        lat,
+        polygon_area(vlon, vlat),
+    )
+
+
+def _series(ds, var, **kw):
+    from pipelines import Query
+    from pipelines.planner import plan_series
+
+    return plan_series(ds, Query(dataset="f", var=var, **kw)).compute()
+
+
+@pytest.mark.parametrize(
+    ("box", "ncells_min"),
+    [((170, -10, -170, 10), 50), ((-180, 60, 180, 90), 500), ((-70, 20, -10, 60), 100)],
+)
+def test_bipolar_box_means_incl_antimeridian_and_pole(tos, box, ncells_min) -> None:
+    ds, values, lon, lat, area = tos
+    mask = _in_box(lon, lat, box)
+    assert (mask & np.isfinite(values[0])).sum() >= ncells_min
+    got = _series(ds, "tos", bbox=box)
+    np.testing.assert_allclose(got.values, _brute_box_mean(values, area, mask), rtol=1e-6)
+
+
+def test_eur11_alps_box_mean_and_point_series(eur11) -> None:
+    ds, values, lon, lat, area = eur11
+    box = (5, 45, 12, 48)
+    got = _series(ds, "tas", bbox=box)
+    expected = _brute_box_mean(values, area, _in_box(lon, lat, box))
+    np.testing.assert_allclose(got.values, expected, rtol=1e-6)
+    assert 260 < expected[0] < 290  # Alpine near-surface temperature in K, not West Africa's
+    for point in [(8.0, 46.5), (-10.0, 35.0), (30.0, 60.0)]:
+        i, j = _great_circle_nearest(lon, lat, point)
+        got = _series(ds, "tas", point=point)
+        np.testing.assert_allclose(got.values, values[:, i, j], rtol=1e-6)
+
+
+@pytest.mark.parametrize("point", [(-100.0, 40.0), (8.0, 80.0), (120.0, -30.0)])
+def test_a_point_outside_the_eur11_domain_is_an_error(eur11, point) -> None:
+    from pipelines import QueryError
+
+    with pytest.raises(QueryError, match="outside this grid's cells"):
+        _series(eur11[0], "tas", point=point)
+
+
+@pytest.mark.parametrize("box", [(-40, -10, -20, 10), (160, -60, -160, -40), (-180, -90, 180, -70)])
+def test_icon_box_means_and_points(icon, box) -> None:
+    ds, values, lon, lat, area = icon
+    got = _series(ds, "S", bbox=box, level=float(ds["level"][1]))
+    np.testing.assert_allclose(
+        got.values, _brute_box_mean(values, area, _in_box(lon, lat, box)), 1e-6
+    )
+    for point in [(-30.0, 0.0), (179.9, -45.0)]:
+        (k,) = _great_circle_nearest(lon, lat, point)
+        got = _series(ds, "S", point=point, level=float(ds["level"][1]))
+        np.testing.assert_allclose(got.values, values[:, k], rtol=1e-6)
+
+
+def test_bipolar_point_series(tos) -> None:
+    ds, values, lon, lat, _ = tos
+    for point in [(-150.0, 0.0), (179.0, -60.0), (0.0, 89.0)]:
+        i, j = _great_circle_nearest(lon, lat, point)
+        np.testing.assert_allclose(_series(ds, "tos", point=point).values, values[:, i, j], 1e-6)
+
+
+def test_sstdata_box_mean(tmp_path) -> None:
+    with _nc("sstdata_netcdf.nc") as nc:
+        lon = np.array(nc["lon"][:-1], "f8")  # 360 repeats 0
+        lat = np.array(nc["lat"][:], "f8")
+        v = nc["sst"]
+        v.set_auto_maskandscale(False)
+        values = np.array(v[:], "f8")[..., :-1]
+    edges = np.clip(np.concatenate([[lat[0] - 1], lat + 1]), -90, 90)
+    area = np.outer(np.diff(np.sin(np.radians(edges))), np.full(lon.size, np.radians(2.0))) * R**2
+    box = (-30, -10, 10, 10)
+    lon2, lat2 = np.meshgrid(lon, lat)
+    ds = open_dataset(GRIDS / "sstdata_netcdf.nc")
+    got = _series(ds, "sst", bbox=box)
+    expected = _brute_box_mean(values, area, _in_box(lon2, lat2, box))
+    np.testing.assert_allclose(got.values, expected, rtol=1e-6)
+
+
+def test_native_map_is_masked_to_the_box(tos) -> None:
+    from pipelines import Query
+    from pipelines.planner import plan_map
+
+    ds, values, lon, lat, _ = tos
+    box = (170, -10, -170, 10)
+    m = plan_map(ds, Query(dataset="f", var="tos", bbox=box)).compute()
+    assert m.dims == ("y", "x") and {"lon", "lat"} <= set(m.coords)
+    inside = _in_box(m["lon"].values, m["lat"].values, box)
+    assert np.all(np.isnan(m.values[~inside]))
+    mask = _in_box(lon, lat, box)
+    np.testing.assert_allclose(np.sort(m.values[inside & np.isfinite(m.values)]),
+                               np.sort(values[0][mask & np.isfinite(values[0])]))  # fmt: skip
