@@ -153,8 +153,12 @@ class DatasetSources:
         ds = self.open(dataset_id)
         climatology = bool(ds.attrs.get("gridscope_climatology", False))
         variables: dict[str, VariableInfo] = {}
+        # the horizontal dims of any grid: (lat, lon), (y, x) or (cell,) (data_catalog.grid)
+        spatial = {"lat", "lon"}
+        if {"lon", "lat"} <= set(ds.variables):
+            spatial = {*ds["lon"].dims, *ds["lat"].dims}
         for name, da in ds.data_vars.items():
-            if "lat" not in da.dims or "lon" not in da.dims:
+            if not spatial <= set(da.dims):
                 continue
             has_levels = "level" in da.dims
             levels = tuple(float(v) for v in ds["level"].values) if has_levels else ()
