@@ -45,6 +45,8 @@ _REFERENCE = re.compile(
     r"^(?P<year>[+-]?\d{1,4})-(?P<month>\d{1,2})(?:-(?P<day>\d{1,2}))?"
     r"(?:[T\s]+(?P<hour>\d{1,2}):(?P<minute>\d{1,2})(?::(?P<second>\d{1,2}(?:\.\d*)?))?)?"
 )
+#: CDO's absolute time axis: the value is the date itself, e.g. 20981118.5 (noon).
+_DAY_AS = re.compile(r"^\s*days?\s+as\s+%Y%m%d(\.%f)?\s*$", re.IGNORECASE)
 _MONTH_UNITS = {"month", "months", "mon", "mons"}
 _YEAR_UNITS = {"year", "years", "yr", "yrs", "common_year", "common_years"}
 
@@ -79,14 +81,17 @@ def decode_time_axis(ds: xr.Dataset, source: str) -> tuple[xr.Dataset, bool]:
         ds = ds.assign_attrs({TIME_KIND_ATTR: "dates"})
         return ds, bool("climatology" in attrs)  # already decoded upstream
     match = _SINCE.match(units) if isinstance(units, str) else None
-    if match is None:
+    absolute = isinstance(units, str) and _DAY_AS.match(units) is not None
+    if match is None and not absolute:
         return _numeric_axis(ds, attrs), False
     calendar = str(attrs.get("calendar", "standard")).strip().lower() or "standard"
-    unit, reference = match.group(1).lower(), match.group(2)
+    unit, reference = (match.group(1).lower(), match.group(2)) if match else ("day", "")
     values = np.asarray(time.values, dtype=np.float64)
-    year_zero = _reference_year(reference) == 0
+    year_zero = match is not None and _reference_year(reference) == 0
     try:
-        if unit in _MONTH_UNITS or unit in _YEAR_UNITS:
+        if absolute:
+            decoded, encoding_units = _absolute_days(values, calendar)
+        elif unit in _MONTH_UNITS or unit in _YEAR_UNITS:
             decoded = _calendar_steps(values, unit in _YEAR_UNITS, reference, calendar, year_zero)
             encoding_units = f"days since {_iso(reference, calendar, year_zero)}"
         else:
@@ -196,6 +201,20 @@ def _calendar_steps(
             date = date + datetime.timedelta(seconds=round(length * (value - whole), 3))
         out.append(date)
     return _calendar_dates(out, calendar, year_zero)
+
+
+def _absolute_days(values: np.ndarray, calendar: str) -> tuple[np.ndarray, str]:
+    """Dates of a ``day as %Y%m%d.%f`` axis (fraction = part of the day), and the
+    ``days since`` units to re-encode them with."""
+    dates = []
+    for value in values:
+        whole = math.floor(value)
+        year, month, day = whole // 10000, (whole // 100) % 100, whole % 100
+        date = _date(calendar, False, year, month, day, 0, 0, 0.0)
+        dates.append(date + datetime.timedelta(seconds=round((value - whole) * 86400.0, 3)))
+    first = dates[0] if dates else _date(calendar, False, 2000, 1, 1, 0, 0, 0.0)
+    units = f"days since {first.replace(hour=0, minute=0, second=0).isoformat(sep=' ')}"
+    return _calendar_dates(dates, calendar, False), units
 
 
 def _calendar_dates(dates: list, calendar: str, year_zero: bool) -> np.ndarray:

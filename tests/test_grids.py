@@ -506,3 +506,23 @@ def test_native_map_is_masked_to_the_box(tos) -> None:
     mask = _in_box(lon, lat, box)
     np.testing.assert_allclose(np.sort(m.values[inside & np.isfinite(m.values)]),
                                np.sort(values[0][mask & np.isfinite(values[0])]))  # fmt: skip
+
+
+def test_icon_absolute_time_axis_day_as_ymd() -> None:
+    with _nc("triangular_grid_ICON.nc") as nc:
+        raw = float(nc["time"][0])
+    ds = open_dataset(GRIDS / "triangular_grid_ICON.nc")
+    whole = int(raw)
+    expected = np.datetime64(f"{whole // 10000:04d}-{whole // 100 % 100:02d}-{whole % 100:02d}")
+    expected = expected + np.timedelta64(round((raw - whole) * 86400), "s")
+    assert ds["time"].values[0] == expected
+    stamped = xr.Dataset(
+        coords={"time": ("time", [20000229.5], {"units": "day as %Y%m%d.%f"})},
+    )
+    assert normalise_time(stamped)[0] == np.datetime64("2000-02-29T12:00")
+
+
+def normalise_time(ds: xr.Dataset) -> np.ndarray:
+    from data_catalog.time_axis import decode_time_axis
+
+    return decode_time_axis(ds, "t")[0]["time"].values
