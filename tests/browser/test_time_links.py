@@ -1,10 +1,10 @@
 """A link to a day reopens on that day, however often it is reopened (issue 11, point 1).
 
-A small daily store (virtual, 20 steps at 10°, computed on read) is served; the page is
-opened with ``time=1980-01-05`` and then, five times, with the link the page itself
-offers. Each time the time picker shows 1980-01-05, the link says 1980-01-05 and the map
-shows the same picture. Before the fix the page showed 1980-01-06 and moved on a day
-with every reopening.
+Small daily and hourly stores (virtual, 10°, computed on read) are served; the page is
+opened with ``time=1980-01-05`` (hourly: ``1980-01-01T06:00``) and then, five times, with
+the link the page itself offers. Each time the time picker shows that step, the link
+names it and the map shows the same picture. Before the fix the daily page showed
+1980-01-06 and moved on a day with every reopening.
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ from tests.browser.test_dashboard import wait_for_map
 
 pytestmark = pytest.mark.browser
 
-SOURCE = "virtual:daily:20:10:0"
+DAILY, HOURLY = "virtual:daily:20:10:0", "virtual:hourly:48:10:0"
 
 
 @pytest.fixture(scope="module")
-def daily_server(artifacts: Path):
-    proc, url = start_server([SOURCE], artifacts / "serve-time-links.log")
+def server(artifacts: Path):
+    proc, url = start_server([DAILY, HOURLY], artifacts / "serve-time-links.log")
     yield url
     stop_server(proc)
 
@@ -41,20 +41,21 @@ def _link(page, timeout: float = 30.0) -> str:
     raise AssertionError(f"the link never named a time: {value!r}")
 
 
-def test_a_daily_link_reopens_on_the_same_day(page, daily_server, artifacts: Path) -> None:
-    url = f"{daily_server}/?dataset={SOURCE}&var=t2m&time=1980-01-05"
+@pytest.mark.parametrize(("source", "step"), [(DAILY, "1980-01-05"), (HOURLY, "1980-01-01T06:00")])
+def test_a_link_reopens_on_the_same_step(page, server, artifacts: Path, source, step) -> None:
+    url = f"{server}/?dataset={source}&var=t2m&time={step}"
     first = None
     for attempt in range(6):
         page.goto(url)
         page.wait_for_selector(".gs-map canvas")
         pixels = wait_for_map(page)
-        assert page.locator(".gs-time select").input_value() == "1980-01-05", attempt
+        assert page.locator(".gs-time select").input_value() == step, attempt
         link = _link(page)
-        assert "time=1980-01-05&" in link + "&", link
+        assert f"time={step}&" in link + "&", link
         if first is None:
             first = pixels
         else:  # same day, same picture
             assert np.abs(pixels.astype(int) - first.astype(int)).mean() < 1.0, attempt
-        url = link if link.startswith("http") else f"{daily_server}/{link.lstrip('/')}"
-    page.screenshot(path=str(artifacts / "time-link-reopened.png"), full_page=True)
-    assert "time=1980-01-05" in page.url
+        url = link if link.startswith("http") else f"{server}/{link.lstrip('/')}"
+    page.screenshot(path=str(artifacts / f"time-link-{source[8:14]}.png"), full_page=True)
+    assert f"time={step}" in page.url
