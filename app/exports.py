@@ -39,6 +39,7 @@ def map_to_png(
     title: str | None = None,
     label: str | None = None,
     coastlines: bool = True,
+    centre: float | None = None,
 ) -> None:
     """Draw the (lat, lon) map with a colourbar (and coastlines) to a PNG file.
 
@@ -56,9 +57,24 @@ def map_to_png(
         Title above the map (`app.labels.ViewLabels.title`: what the map shows).
     label
         Colour bar label; by default the data's ``long_name (units)``.
+    centre
+        Central longitude (180: a Pacific-centred map, x from 0 to 360); None keeps the
+        field's own longitudes. A field on native cells of a grid that is not regular
+        (``lon(y, x)`` or ``lon(cell)``) is drawn in geographic coordinates, rasterized
+        (`app.rasterize`) as in the dashboard.
     """
     import colorcet
     from matplotlib.figure import Figure
+
+    from app.rasterize import grid_kind, rasterize_to_screen, wrap_longitudes
+
+    if grid_kind(da) != "regular":
+        da = rasterize_to_screen(da, None, (1000, 500), centre or 0.0)
+    xlim = None
+    if centre is not None:
+        da = wrap_longitudes(da, centre - 180.0, centre + 180.0)
+        if float(da["lon"].max() - da["lon"].min()) >= 359.0:
+            xlim = (centre - 180.0, centre + 180.0)
 
     values = np.asarray(da.transpose("lat", "lon").values, dtype="float64")
     lon = da["lon"].values
@@ -75,8 +91,9 @@ def map_to_png(
         from app.coastlines import coastline_paths
 
         for line in coastline_paths():
-            ax.plot(line[:, 0], line[:, 1], color="black", linewidth=0.5)
-        ax.set_xlim(float(lon.min()) - 0.5, float(lon.max()) + 0.5)
+            for shift in (-360.0, 0.0, 360.0) if centre is not None else (0.0,):
+                ax.plot(line[:, 0] + shift, line[:, 1], color="black", linewidth=0.5)
+        ax.set_xlim(*(xlim or (float(lon.min()) - 0.5, float(lon.max()) + 0.5)))
         ax.set_ylim(float(lat.min()) - 0.5, float(lat.max()) + 0.5)
     fig.colorbar(mesh, ax=ax, label=label or _label(da), shrink=0.85)
     ax.set_xlabel("longitude (degrees east)")

@@ -15,7 +15,8 @@ whose cells are the pixels of a viewport, with datashader:
   polygon, one value per cell (not ``Canvas.quadmesh``, which infers corners from
   longitudes and so smears the cells of a seam where longitude jumps by 360);
 - unstructured cells without polygons (point clouds): ``Canvas.points`` on a canvas
-  coarse enough that most pixels hold a centre, so the picture has no speckle.
+  coarse enough that most pixels hold a centre, and a pixel between centres takes the
+  mean of its neighbours, so the picture has no speckle.
 
 Every aggregation is the mean of the cells that touch a pixel; a pixel that no cell
 touches is NaN.
@@ -258,7 +259,23 @@ def _rasterize_points(
         return _empty(frame, coarse).values, coarse
     frame_df = pd.DataFrame({"x": x, "y": np.concatenate(ys), "value": np.concatenate(vs)})
     agg = _canvas(frame, coarse).points(frame_df, "x", "y", agg=ds.mean("value"))
-    return np.asarray(agg.values, dtype="float64"), coarse
+    return _fill_gaps(np.asarray(agg.values, dtype="float64")), coarse
+
+
+def _fill_gaps(values: np.ndarray) -> np.ndarray:
+    """Empty pixels between points take the mean of their valid 3x3 neighbours (one pass).
+
+    Where centres are sparser than the canvas (a refined mesh's coarse part) a pixel
+    may hold none; a gap wider than one pixel stays empty (no data there).
+    """
+    valid = np.isfinite(values)
+    padded = np.pad(np.where(valid, values, 0.0), 1)
+    counts = np.pad(valid.astype("float64"), 1)
+    h, w = values.shape
+    total = sum(padded[i : i + h, j : j + w] for i in range(3) for j in range(3))
+    count = sum(counts[i : i + h, j : j + w] for i in range(3) for j in range(3))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(valid, values, np.where(count >= 3, total / count, np.nan))
 
 
 def rasterize_to_screen(

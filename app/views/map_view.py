@@ -25,25 +25,52 @@ import param
 
 from app import compute, labels
 from app.coastlines import coastline_paths
+from app.rasterize import wrap_longitudes
 from app.regions import CUSTOM_BOX, POINT
-from app.state import ExplorerState
+from app.state import MAP_CENTRES, ExplorerState
 from app.views.results import ViewResults
 
-__all__ = ["MapView", "colour_range"]
+__all__ = ["MapView", "box_from_drag", "colour_range"]
 
 
 # Canvas, not WebGL: measured in headless Chromium without a GPU, a map update with the
 # coastlines took ~1.4 s with WebGL and ~0.4 s with canvas; GRIDSCOPE_WEBGL=1 opts back in.
 hv.renderer("bokeh").webgl = os.environ.get("GRIDSCOPE_WEBGL", "") == "1"
 
+# longitudes in geographic degrees on any centred map: x = 200 on a 0..360 axis is 160°W
+_WRAP_JS = "const v = ((x + 180) % 360 + 360) % 360 - 180;"
+
+
+def _lon_formatters() -> tuple[Any, Any]:
+    """(axis tick formatter, hover formatter) that write a frame's x as 160°W / 20°E.
+
+    New models for each plot: a Bokeh model belongs to one document (one session).
+    """
+    from bokeh.models import CustomJSHover, CustomJSTickFormatter
+
+    ticks = CustomJSTickFormatter(code="const x = tick; " + _WRAP_JS + " return v < 0 ? "
+        "`${+(-v).toFixed(2)}°W` : (v > 0 && v < 180) ? `${+v.toFixed(2)}°E` : `${Math.abs(v)}°`;")  # fmt: skip
+    hover = CustomJSHover(code="const x = value; " + _WRAP_JS + " return v.toFixed(2) + '°E';")
+    return ticks, hover
+
+
+#: Longitudes the coastlines are drawn over: three turns of the globe, so that a map
+#: centred anywhere from 180W to 180E shows them however far it is panned (half a turn).
+_COAST_TURNS = (-360.0, 0.0, 360.0)
+
 
 @functools.cache
 def _coastline_xy() -> np.ndarray:
-    """All coastlines as one NaN-separated (n, 2) lon/lat array: one glyph per plot."""
+    """All coastlines as one NaN-separated (n, 2) lon/lat array: one glyph per plot.
+
+    Repeated at each of `_COAST_TURNS` (a line never crosses the antimeridian, so each
+    copy is drawn as it is): continuous across 180 on any centred map.
+    """
     pieces = []
-    for line in coastline_paths():
-        pieces.append(line)
-        pieces.append(np.full((1, 2), np.nan))
+    for shift in _COAST_TURNS:
+        for line in coastline_paths():
+            pieces.append(line + np.array([shift, 0.0]))
+            pieces.append(np.full((1, 2), np.nan))
     return np.concatenate(pieces)
 
 
@@ -76,16 +103,42 @@ def colour_range(values: np.ndarray, state: ExplorerState) -> tuple[float, float
     return (lo, hi)
 
 
+def _into_frame(lon: float, centre: float) -> float:
+    """``lon`` moved by a multiple of 360 into the map's frame [centre-180, centre+180)."""
+    west = centre - 180.0
+    return ((float(lon) - west) % 360.0) + west
+
+
 def _region_boxes(
-    bbox: tuple[float, float, float, float],
+    bbox: tuple[float, float, float, float], centre: float = 0.0
 ) -> list[tuple[float, float, float, float]]:
-    """A (W,S,E,N) box as one or two rectangles on a -180..180 map."""
-    w, s, e, n = bbox
-    w = ((w + 180.0) % 360.0) - 180.0 if w >= 180.0 else w
-    e = ((e + 180.0) % 360.0) - 180.0 if e > 180.0 else e
-    if w <= e:
-        return [(w, s, e, n)]
-    return [(w, s, 180.0, n), (-180.0, s, e, n)]
+    """A (W,S,E,N) box as rectangles on a map centred on ``centre``.
+
+    W > E crosses the antimeridian. The box is one rectangle starting inside the frame
+    (on a 0..360 map a 160E..120W box is 160..240), repeated one turn either side, so a
+    box across the frame's edge shows both its parts, and so does a map panned past it.
+    """
+    w, s, e, n = (float(v) for v in bbox)
+    width = e - w if e >= w else e + 360.0 - w
+    if width >= 360.0:
+        return [(centre - 540.0, s, centre + 540.0, n)]
+    x0 = _into_frame(w, centre)
+    return [(x0 + shift, s, x0 + shift + width, n) for shift in (-360.0, 0.0, 360.0)]
+
+
+def box_from_drag(x0: float, x1: float) -> tuple[float, float]:
+    """(W, E) in -180..180 of a box dragged from ``x0`` to ``x1`` on any centred map.
+
+    W > E when the box crosses the antimeridian (160..240 on a 0..360 map is 160, -120);
+    a box as wide as the globe is -180, 180.
+    """
+    if x1 - x0 >= 360.0:
+        return (-180.0, 180.0)
+    west = _into_frame(x0, 0.0)
+    east = _into_frame(x1, 0.0)
+    if east == -180.0 and x1 > x0:
+        east = 180.0
+    return (round(west, 2), round(east, 2))
 
 
 class MapView(pn.viewable.Viewer):
@@ -97,10 +150,11 @@ class MapView(pn.viewable.Viewer):
         super().__init__(**params)
         self.state = state
         self.results = results
+        self._formatters = _lon_formatters()
         x0, x1 = state.x_range
         y0, y1 = state.y_range
         data_stream = hv.streams.Params(results, ["map_version"])
-        view_stream = hv.streams.Params(state, ["cmap", "clim_mode", "clim", "anomaly"])
+        view_stream = hv.streams.Params(state, ["cmap", "clim_mode", "clim", "anomaly", "centre"])
         self.image = hv.DynamicMap(self._image, streams=[data_stream, view_stream])
         # linked to the plot, not driving it: a pan/zoom asks ViewResults for new data
         # (when the grid is large), and the new frame comes back through map_version
@@ -119,7 +173,8 @@ class MapView(pn.viewable.Viewer):
         self.tap_stream.add_subscriber(self._on_tap)
         self.range_stream.add_subscriber(self._on_range)
         region = hv.DynamicMap(
-            self._region, streams=[hv.streams.Params(state, ["region", "bbox", "point"])]
+            self._region,
+            streams=[hv.streams.Params(state, ["region", "bbox", "point", "centre"])],
         )
         # no .opts() on the overlay: it would clone the coastlines every frame and
         # re-send them to the browser (measured: +0.7 s per update); plot options
@@ -130,6 +185,12 @@ class MapView(pn.viewable.Viewer):
                                       height=self.height, css_classes=["gs-map"])  # fmt: skip
         self.info = pn.pane.HTML(self._info_html, css_classes=["gs-map-info"], margin=(0, 10),
                                  sizing_mode="stretch_width")  # fmt: skip
+        self.centre = pn.widgets.RadioButtonGroup.from_param(
+            state.param.centre, name="Map centre", options=MAP_CENTRES, css_classes=["gs-centre"],
+            button_type="light", margin=(0, 10),
+        )  # fmt: skip
+        self._applied_centre = state.centre  # the centre the plot's x range was last set for
+        state.param.watch(self._on_centre, ["centre"])
         results.param.watch(self._notify, ["error"])
 
     # --- drawing ---------------------------------------------------------------------
@@ -163,32 +224,59 @@ class MapView(pn.viewable.Viewer):
             if colorbar is not None and colorbar.title != text:
                 colorbar.title = text
 
-        return image.opts(title=title, hooks=[set_colourbar_title],
+        def follow_centre(plot: Any, element: Any) -> None:
+            # a new centre moves the x axis (HoloViews applies xlim only at creation)
+            x_range = plot.handles.get("x_range")
+            if x_range is not None and self._applied_centre != self.state.centre:
+                self._applied_centre = self.state.centre
+                x_range.update(start=self._xlim[0], end=self._xlim[1])
+
+        return image.opts(title=title, hooks=[set_colourbar_title, follow_centre],
             cmap=self.state.cmap, clim=clim, colorbar=True, clabel=clabel,
             tools=["hover", "box_select", "tap"], active_tools=["box_select", "wheel_zoom"],
-            xlabel="longitude (°E)", ylabel="latitude (°N)", clipping_colors={"NaN": "#d9d9d9"},
+            xlabel="longitude", ylabel="latitude (°N)", xformatter=self._formatters[0],
+            hover_tooltips=[("lon", "$x{custom}"), ("lat", "$y{0.00}°N"), (label, "@image")],
+            hover_formatters={"$x": self._formatters[1]}, clipping_colors={"NaN": "#d9d9d9"},
             responsive=True, min_height=300, height=self.height, xlim=self._xlim, ylim=self._ylim,
         )  # fmt: skip
 
-    def _region(self, region: str, bbox: Any, point: Any) -> hv.Overlay:
+    def _region(self, region: str, bbox: Any, point: Any, centre: float = 0.0) -> hv.Overlay:
         if region == POINT and point is not None:
-            return hv.Points([tuple(point)], kdims=["lon", "lat"]).opts(
+            x = _into_frame(point[0], centre)
+            marks = [(x + shift, point[1]) for shift in (-360.0, 0.0, 360.0)]
+            return hv.Points(marks, kdims=["lon", "lat"]).opts(
                 color="magenta", size=10, marker="x", line_width=3
             ) * hv.Rectangles([], kdims=["x0", "y0", "x1", "y1"])
-        boxes = _region_boxes(tuple(bbox)) if bbox is not None and region != "Global" else []
+        boxes = (
+            _region_boxes(tuple(bbox), centre) if bbox is not None and region != "Global" else []
+        )
         return hv.Points([], kdims=["lon", "lat"]) * hv.Rectangles(
             boxes, kdims=["x0", "y0", "x1", "y1"]
         ).opts(fill_alpha=0.0, line_color="magenta", line_width=2.5)
 
     def _drawn_field(self) -> Any:
-        """What the image shows: the view's field, coarsened to the plot when held whole."""
+        """What the image shows: the view's field in the map's frame.
+
+        A field held whole is coarsened to the plot and drawn over two turns of the globe
+        around the centre (centre-360..centre+360: panning half a turn past either edge
+        still shows data); a view's answer covering the whole globe is repeated likewise
+        around its viewport; a view's crop is already where the plot shows it.
+        """
         field = self.results.field
-        if field is None or not self.results.whole_map:
+        if field is None or "lon" not in field.dims:
             return field
-        key = (id(field), self.results.screen)
+        centre = float(self.state.centre)
+        key = (id(field), self.results.screen, centre, self.results.whole_map)
         if getattr(self, "_drawn_key", None) != key:
+            if self.results.whole_map:
+                drawn = compute.regrid_to_screen(field, None, self.results.screen)
+                window = (centre - 360.0, centre + 360.0)
+            else:
+                drawn = field
+                vx0, vx1 = (self.results.viewport or (centre - 180.0, centre + 180.0))[:2]
+                window = (min(vx0, centre - 180.0) - 180.0, max(vx1, centre + 180.0) + 180.0)
             self._drawn_key = key
-            self._drawn = compute.regrid_to_screen(field, None, self.results.screen)
+            self._drawn = wrap_longitudes(drawn, *window)
         return self._drawn
 
     @param.depends("results.map_version", "results.progress", "results.map_busy")
@@ -202,9 +290,12 @@ class MapView(pn.viewable.Viewer):
             return ""
         shape = "x".join(str(n) for n in field.shape)
         text = f"Showing {compute.resolution_text(field)}, {shape} cells"
-        plan = field.attrs.get("gridscope_plan")
+        if field.attrs.get("gridscope_rasterized"):  # a grid that is not regular
+            plan = str(field.attrs.get("gridscope_plan", "the native cells"))
+            return f"<span class='gs-resolution'>{html.escape(f'Showing {plan}')}.</span>"
+        plan = labels.plan_text(str(field.attrs.get("gridscope_plan", "")))  # in words
         if plan:
-            text += f"; {plan}"
+            text += f", {plan}"
         return f"<span class='gs-resolution'>{html.escape(text)}.</span>"
 
     def _notify(self, event: Any) -> None:
@@ -221,11 +312,11 @@ class MapView(pn.viewable.Viewer):
         if bounds is None:
             return
         x0, y0, x1, y1 = (round(float(v), 2) for v in bounds)
-        x0, x1 = max(x0, -180.0), min(x1, 180.0)
         y0, y1 = max(y0, -90.0), min(y1, 90.0)
         if x1 - x0 < 1e-6 or y1 - y0 < 1e-6:
             return
-        self.state.param.update(region=CUSTOM_BOX, bbox=(x0, y0, x1, y1), point=None)
+        west, east = box_from_drag(x0, x1)  # in -180..180; W > E across the antimeridian
+        self.state.param.update(region=CUSTOM_BOX, bbox=(west, y0, east, y1), point=None)
 
     def _on_tap(self, x: Any = None, y: Any = None, **_: Any) -> None:
         if x is None or y is None:
@@ -243,9 +334,19 @@ class MapView(pn.viewable.Viewer):
             self.state.param.update(x_range=xr_, y_range=yr_)
             self.results.set_view(viewport=(xr_[0], xr_[1], yr_[0], yr_[1]))
 
+    def _on_centre(self, event: Any) -> None:
+        """A new centre: the x axis goes to its home (the hook on the image moves it)."""
+        centre = float(event.new)
+        self._xlim = (centre - 180.0, centre + 180.0)
+        self.state.x_range = self._xlim
+        self.results.set_view(viewport=(*self._xlim, *self.state.y_range))
+
     def _on_size(self, width: Any = None, height: Any = None, **_: Any) -> None:
         if width and height:
             self.results.set_view(screen=(int(width), int(height)))
 
     def __panel__(self) -> pn.viewable.Viewable:
-        return pn.Column(self.pane, self.info, sizing_mode="stretch_width")
+        return pn.Column(
+            self.pane, pn.Row(self.centre, self.info, sizing_mode="stretch_width"),
+            sizing_mode="stretch_width",
+        )  # fmt: skip

@@ -15,6 +15,7 @@ from typing import Any
 import panel as pn
 
 from app.state import ExplorerState, check_colour_range
+from app.views.region_fields import RegionFields
 from pipelines import QueryError
 
 __all__ = ["Sidebar"]
@@ -153,6 +154,7 @@ class Sidebar(pn.viewable.Viewer):
         self.region = pn.widgets.Select.from_param(
             s.region, name="Region", css_classes=["gs-region"]
         )
+        self.region_fields = RegionFields(state)  # the box as W/S/E/N numbers to type
         # the choices read "500 hPa": ExplorerState names each level with its units
         self.level = pn.widgets.Select.from_param(
             s.level, name="Level", visible=s.level.rx().rx.pipe(lambda v: v is not None),
@@ -218,6 +220,7 @@ class Sidebar(pn.viewable.Viewer):
             self.time_mode, self.time, self.player, self.start, self.end, self.agg,
             self.anomaly, self.baseline_start, self.baseline_end,
             self.region, pn.pane.Markdown(region_text, css_classes=["gs-region-text"], margin=(0, 10)),
+            self.region_fields,
             self.level, self.cmap, self.clim_mode, self.clim, self.clim_error,
             width=300,
         )  # fmt: skip
