@@ -181,7 +181,7 @@ class Dashboard(pn.viewable.Viewer):
         field = self.results.field
         words = labels.for_state(self.state)
         exports.map_to_png(field, buffer, cmap=self.state.cmap, clim=colour_range(field.values, self.state),
-                           title=words.title(), label=words.quantity)  # fmt: skip
+                           title=words.title(), label=words.quantity, centre=self.state.centre)  # fmt: skip
         buffer.seek(0)
         return buffer
 
