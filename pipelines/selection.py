@@ -285,6 +285,10 @@ def _make_time(field: str, text: str, index: pd.Index, fields: tuple[int, ...]) 
         return pd.Timestamp(
             year=year, month=month, day=day, hour=hour, minute=minute, second=second
         )
+    except pd.errors.OutOfBoundsDatetime:
+        raise QueryError(
+            field, f"{text!r} is outside the years 1678..2261 this time axis can hold"
+        ) from None
     except (ValueError, OverflowError) as exc:
         raise QueryError(field, f"{text!r} is not a valid date ({exc})") from None
 
@@ -349,7 +353,9 @@ def _min_spacing(index: pd.Index) -> object | None:
 
 def _nearest(index: pd.Index, target: object) -> int:
     """xarray's ``sel(method="nearest")``: ties go to the later step of an ascending axis."""
-    return int(index.get_indexer([target], method="nearest")[0])
+    if index.is_monotonic_increasing or index.is_monotonic_decreasing:
+        return int(index.get_indexer([target], method="nearest")[0])
+    return int(np.argmin(np.abs(np.asarray(index - target))))  # an unordered axis
 
 
 def _numeric_label(da: xr.DataArray, field: str, text: str) -> float:

@@ -7,6 +7,7 @@ CSV download), so they can be read off the page.
 
 from __future__ import annotations
 
+import functools
 import html
 import numbers
 from typing import Any
@@ -49,18 +50,17 @@ class SeriesView(pn.viewable.Viewer):
         self.pane = pn.pane.HoloViews(self._new_plot(), sizing_mode="stretch_width",
                                       height=self.height, css_classes=["gs-series"])  # fmt: skip
         self._plot_dataset = state.dataset
+        self._tapped_figures: set[str] = set()
         results.param.watch(self._on_new_series, ["series_version"])
         self.summary = pn.pane.HTML(
             self._summary_html, sizing_mode="stretch_width", css_classes=["gs-series-summary"]
         )
 
     def _new_plot(self) -> hv.Overlay:
-        """Curve and highlight as DynamicMaps, with a Tap stream on the curve.
+        """Curve and highlight as DynamicMaps.
 
         The curve is redrawn only for a new series; a new time step only moves the
-        highlight (a small separate element: the curve's data is not re-sent). The Tap
-        stream's source is the curve itself: on the overlay of two DynamicMaps it was
-        never linked to the plot, so a tap did nothing.
+        highlight (a small separate element: the curve's data is not re-sent).
         """
         curve = hv.DynamicMap(
             self._curve, streams=[hv.streams.Params(self.results, ["series_version"])]
@@ -69,8 +69,6 @@ class SeriesView(pn.viewable.Viewer):
             self._highlight,
             streams=[hv.streams.Params(self.state, ["time_mode", "time", "start", "end"])],
         )
-        self.tap_stream = hv.streams.Tap(source=curve, x=None, y=None)
-        self.tap_stream.add_subscriber(self._on_tap)
         self.plot = curve * highlight
         return self.plot
 
@@ -126,8 +124,23 @@ class SeriesView(pn.viewable.Viewer):
                                     line_width=2, color="#1f5fa8")  # fmt: skip
         if clim:
             opts["xticks"] = [(i, pd.Timestamp(2000, i, 1).strftime("%b")) for i in range(1, 13)]
-        overlay = curve.opts(**opts) * points.opts(size=5, color="#1f5fa8", tools=["hover", "tap"])
-        return overlay.opts(title=words.series_title() if series is not None else "")
+        title = words.series_title() if series is not None else ""
+        opts["hooks"] = [functools.partial(self._figure_hook, title=title)]
+        return curve.opts(**opts) * points.opts(size=5, color="#1f5fa8", tools=["hover", "tap"])
+
+    def _figure_hook(self, plot: Any, element: Any, title: str = "") -> None:
+        """Title and tap handler on the Bokeh figure itself.
+
+        Neither works through HoloViews here: the figure is an overlay of two
+        DynamicMaps, whose title option is the (empty) outer one's, and a ``Tap``
+        stream on either DynamicMap was never linked to the figure (a tap did nothing).
+        """
+        figure = plot.state
+        if figure.title is not None and figure.title.text != title:
+            figure.title.text = title
+        if figure.id not in self._tapped_figures:
+            self._tapped_figures.add(figure.id)
+            figure.on_event("tap", lambda event: self._on_tap(x=event.x, y=event.y))
 
     def _labels(self) -> Any:
         """Words of the series shown (or, before it arrives, of the one asked for)."""
@@ -175,6 +188,8 @@ class SeriesView(pn.viewable.Viewer):
         series = self.results.series
         query = self.results.series_query
         if series is None or query is None:
+            if not self.state.has_time:
+                return "<p class='gs-series-empty'>This variable has no time axis, so it has no time series.</p>"
             return "<p class='gs-series-empty'>Draw a box or click a point on the map for a time series.</p>"
         values = np.asarray(series.values, dtype="float64")
         finite = values[np.isfinite(values)]
