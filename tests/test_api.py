@@ -270,3 +270,51 @@ def test_the_dashboard_offers_the_embed_snippet_of_its_view() -> None:
         Query.from_query_string(urlencode(state.query.to_url_params()))
         == parse_params(urlencode(state.to_url_params())).query
     )
+
+
+# --- the handlers over HTTP, in-process ---------------------------------------------------------
+def _fetch_all(ctx: ApiContext, paths: list[str], before=None) -> list:
+    """GET each path from a Tornado server running the API handlers (``before()`` first)."""
+    import tornado.httpclient
+    import tornado.httpserver
+    import tornado.testing
+    import tornado.web
+
+    from app.api.handlers import api_patterns
+
+    async def run() -> list:
+        sock, port = tornado.testing.bind_unused_port()
+        server = tornado.httpserver.HTTPServer(tornado.web.Application(api_patterns(ctx)))
+        server.add_sockets([sock])
+        client = tornado.httpclient.AsyncHTTPClient()
+        try:
+            if before is not None:
+                before()
+            return [await client.fetch(f"http://127.0.0.1:{port}/api/v1/{p}", raise_error=False,
+                                       request_timeout=60) for p in paths]  # fmt: skip
+        finally:
+            server.stop()
+
+    return asyncio.run(run())
+
+
+def test_handlers_answer_429_and_503_as_json_and_private_servers_allow_no_other_origin() -> None:
+    ctx = _ctx(max_queued=0)
+    path = "map.json?dataset=synth&var=tas&start=2000&end=2001&agg=max"
+    limits.configure(Limits(max_concurrent=1, request_timeout=0.3))
+    slots = limits.slots()
+    assert slots.try_acquire()
+    try:
+        (busy,) = _fetch_all(ctx, [path])
+        ctx.max_queued = 5
+        (late,) = _fetch_all(ctx, [path])
+    finally:
+        slots.release()
+    assert busy.code == 429 and busy.headers["Retry-After"] and json.loads(busy.body)["field"]
+    assert late.code == 503 and "longer than the 0.3 s" in json.loads(late.body)["message"]
+    (ok,) = _fetch_all(ctx, [path])
+    assert ok.code == 200 and "Access-Control-Allow-Origin" not in ok.headers
+    ctx.public = True
+    (ok,) = _fetch_all(ctx, [path])
+    assert ok.code == 200 and ok.headers["Access-Control-Allow-Origin"] == "*"
+    assert ok.headers["X-Gridscope-Cache"] == "hit"  # the answer of the private request, reused

@@ -222,6 +222,7 @@ def test_etag_cache_control_and_304_without_computing(api) -> None:
         headers["Etag"] == etag and headers["X-Gridscope-Cache"] == "miss"
     )  # not computed by the 304
     assert headers["Cache-Control"] == "public, max-age=3600"
+    assert headers["Access-Control-Allow-Origin"] == "*"  # public mode: any site may read it
     again, body2 = _ok(url)
     assert again["X-Gridscope-Cache"] == "hit" and body2 == body
     assert _get(url, {"If-None-Match": f'"other", {etag}'})[0] == 304

@@ -88,6 +88,10 @@ class ApiContext:
         (``GRIDSCOPE_API_MAX_AGE``, default 3600); extra sources get ``no-cache``.
     catalog_ids
         Dataset ids that are catalog entries (public, cacheable answers).
+    public
+        Public mode (``--public``): any web page may read the answers (CORS ``*``);
+        otherwise only pages of the server's own origin may (a page elsewhere must not
+        read a private server's data through the visitor's browser).
     """
 
     sources: DatasetSources
@@ -96,10 +100,14 @@ class ApiContext:
     max_queued: int = 16
     max_age: int = 3600
     catalog_ids: frozenset[str] = frozenset()
+    public: bool = False
 
     @classmethod
     def from_environment(cls, sources: DatasetSources) -> ApiContext:
-        """Settings from ``GRIDSCOPE_API_*`` variables (read once, when serving starts)."""
+        """Settings from ``GRIDSCOPE_API_*`` variables (read once, when serving starts).
+
+        ``public`` is the server's `app.limits.Limits` setting (configured before this).
+        """
         catalog = frozenset(i for i in sources.ids if _SLUG.fullmatch(i) and not os.path.exists(i))
         return cls(
             sources=sources,
@@ -108,6 +116,7 @@ class ApiContext:
             max_queued=_env_int("GRIDSCOPE_API_MAX_QUEUED", 16),
             max_age=_env_int("GRIDSCOPE_API_MAX_AGE", 3600),
             catalog_ids=catalog,
+            public=limits.current().public,
         )
 
     def cache_control(self, dataset: str | None = None) -> str:

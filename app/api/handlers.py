@@ -47,10 +47,12 @@ class _ApiHandler(tornado.web.RequestHandler):
 
     def initialize(self, ctx: ApiContext) -> None:
         self.ctx = ctx
+        self.set_default_headers()  # Tornado set them once before the context was known
 
     def set_default_headers(self) -> None:
-        # read-only public data: any site may fetch it (an <img> needs no CORS at all)
-        self.set_header("Access-Control-Allow-Origin", "*")
+        ctx = getattr(self, "ctx", None)
+        if ctx is not None and ctx.public:  # read-only public data: any site may fetch it
+            self.set_header("Access-Control-Allow-Origin", "*")
         self.set_header("X-Content-Type-Options", "nosniff")
 
     def compute_etag(self) -> None:
