@@ -407,7 +407,7 @@ def step_index(da: xr.DataArray, label: str, field: str = "time") -> int:
         spacing is not None and end is not None and end - begin < spacing  # type: ignore[operator]
     )
     if moment and spacing is not None:
-        if index[0] - spacing <= begin <= index[-1] + spacing:  # type: ignore[operator]
+        if index.min() - spacing <= begin <= index.max() + spacing:  # type: ignore[operator]
             return _nearest(index, begin)
     if end is not None and (end <= index.min() or begin > index.max()):
         raise QueryError(field, f"{label.strip()} is outside the record; {_record_text(da)}")
