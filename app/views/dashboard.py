@@ -161,12 +161,12 @@ class Dashboard(pn.viewable.Viewer):
             return
         field = self.results.field
         if field is None:
-            self.status.object = ""
+            self.status.object = "No map computed."
             return
         plan = str(field.attrs.get("gridscope_plan", ""))
         source = labels.source_text(self.results.map_where or "in-process", plan)
-        shape = " × ".join(str(n) for n in field.shape)
-        self.status.object = f"Map of {shape} cells, {source}."
+        shape = "x".join(str(n) for n in field.shape)
+        self.status.object = f"Map {shape} cells, {source}."
 
     # --- exports ------------------------------------------------------------------------
     def _code_markdown(self) -> str:
