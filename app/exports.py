@@ -109,14 +109,20 @@ def map_to_netcdf(
     *,
     query: Any = None,
     words: Any = None,
+    grid: xr.Dataset | None = None,
 ) -> bytes | None:
     """Write the map (or any DataArray) to netCDF; with no path, return the bytes.
 
     ``query`` (a `pipelines.Query`) is recorded in the ``gridscope_query`` attribute;
     ``words`` (`app.labels.ViewLabels`) become the ``title`` and ``gridscope_*`` global
     attributes that say what the numbers are (dataset, variable, step or period, ...).
+    A map on native cells keeps them (2-D ``lon``/``lat`` or a ``cell`` dim); ``grid``
+    holds the variables that describe them beyond the map's own coordinates (cell
+    bounds, the CF grid-mapping variable), written beside it.
     """
     ds = da.to_dataset(name=str(da.name or "value"))
+    if grid is not None:
+        ds = ds.assign_coords({name: grid[name] for name in grid.variables if name not in ds})
     if words is not None:
         ds.attrs.update(words.attrs())
     if query is not None:

@@ -26,6 +26,7 @@ __all__ = [
     "is_regular",
     "nearest_cell",
     "nearest_cell_index",
+    "native_bbox_indexer",
     "range_indices",
     "select_bbox",
     "select_level",
@@ -124,18 +125,35 @@ def bbox_cell_mask(
     return bbox_lon_mask(lon, west, east) & (lat >= south - _EPS) & (lat <= north + _EPS)
 
 
-def _select_native_bbox(da: xr.DataArray, bbox: tuple[float, float, float, float]) -> xr.DataArray:
-    grid = grid_of(da)
+def native_bbox_indexer(
+    obj: xr.DataArray | xr.Dataset, bbox: tuple[float, float, float, float]
+) -> tuple[dict[str, object], np.ndarray]:
+    """The ``isel`` indexer of a non-regular grid's cells in the box, and the in-box mask
+    of the selected cells: ``(y, x)`` cropped to the rows and columns holding the box's
+    cells, or the cells of the box. Also crops dataset-level variables such as the
+    ``lon_bounds`` of a map's cells.
+
+    Raises
+    ------
+    QueryError
+        When no cell centre lies in the box.
+    """
+    grid = grid_of(obj)
     mask = bbox_cell_mask(grid.lon, grid.lat, bbox)
     if not mask.any():
         raise _no_cell_error(bbox)
     if grid.dims == ("cell",):
-        return da.isel(cell=np.flatnonzero(mask))
+        index = np.flatnonzero(mask)
+        return {"cell": index}, mask[index]
     rows = np.flatnonzero(mask.any(axis=1))
     cols = np.flatnonzero(mask.any(axis=0))
     rs, cs = slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
-    crop = da.isel(y=rs, x=cs)
-    inside = mask[rs, cs]
+    return {"y": rs, "x": cs}, mask[rs, cs]
+
+
+def _select_native_bbox(da: xr.DataArray, bbox: tuple[float, float, float, float]) -> xr.DataArray:
+    indexer, inside = native_bbox_indexer(da, bbox)
+    crop = da.isel(indexer)
     if inside.all():
         return crop
     return crop.where(xr.DataArray(inside, dims=("y", "x")))
@@ -247,7 +265,7 @@ def _record_text(da: xr.DataArray) -> str:
     times = da.indexes["time"]
     if time_axis_is_numeric(da):
         return (
-            f"the steps run {_format_value(times[0])} to {_format_value(times[-1])}"
+            f"the steps run {_format_value(times.min())} to {_format_value(times.max())}"
             f"{_units_text(da)}"
         )
     if da.attrs.get("gridscope_climatology"):
@@ -348,7 +366,8 @@ def _min_spacing(index: pd.Index) -> object | None:
     if len(index) < 2:
         return None
     values = np.asarray(index)
-    return min(values[1:] - values[:-1]) if values.dtype == object else np.min(np.diff(values))
+    steps = values[1:] - values[:-1]
+    return min(abs(s) for s in steps) if values.dtype == object else np.min(np.abs(steps))
 
 
 def _nearest(index: pd.Index, target: object) -> int:

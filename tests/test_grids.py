@@ -526,3 +526,65 @@ def normalise_time(ds: xr.Dataset) -> np.ndarray:
     from data_catalog.time_axis import decode_time_axis
 
     return decode_time_axis(ds, "t")[0]["time"].values
+
+
+# --- exports keep native cells -------------------------------------------------------------
+
+
+def test_cli_exports_native_map_netcdf_and_alps_series(tmp_path, eur11, tos) -> None:
+    from app.cli import main
+
+    ds, values, lon, lat, area = eur11
+    out = tmp_path / "alps.csv"
+    path = str(GRIDS / "tas_rotated_grid_EUR11.nc")
+    assert (
+        main(["export", "series", path, "--var", "tas", "--bbox", "5,45,12,48", "-o", str(out)])
+        == 0
+    )
+    rows = out.read_text().splitlines()
+    expected = _brute_box_mean(values, area, _in_box(lon, lat, (5, 45, 12, 48)))
+    assert rows[0] == "time,tas" and float(rows[1].split(",")[1]) == pytest.approx(
+        expected[0], 1e-6
+    )
+
+    box = (5, 45, 12, 48)
+    nc_out = tmp_path / "alps.nc"
+    assert (
+        main(["export", "map", path, "--var", "tas", "--bbox", "5,45,12,48", "-o", str(nc_out)])
+        == 0
+    )
+    with netCDF4.Dataset(nc_out) as nc:
+        got = np.ma.filled(nc["tas"][:], np.nan).astype("f8")
+        glon, glat = np.array(nc["lon"][:]), np.array(nc["lat"][:])
+        assert nc["tas"].grid_mapping == "rotated_pole"
+        assert nc["rotated_pole"].grid_north_pole_latitude == 39.25
+        assert nc["lon_bounds"].shape == (*got.shape, 4)
+        x, y = np.array(nc["x"][:]), np.array(nc["y"][:])
+    with _nc("tas_rotated_grid_EUR11.nc") as raw:
+        i0 = int(np.flatnonzero(np.array(raw["rlat"][:]) == y[0])[0])
+        j0 = int(np.flatnonzero(np.array(raw["rlon"][:]) == x[0])[0])
+    window = (slice(i0, i0 + got.shape[0]), slice(j0, j0 + got.shape[1]))
+    inside = _in_box(lon[window], lat[window], box)
+    np.testing.assert_allclose(glon, lon[window], atol=1e-8)
+    np.testing.assert_array_equal(np.isnan(got), ~inside)  # outside the box: masked
+    np.testing.assert_allclose(got[inside], values[0][window][inside], rtol=1e-6)
+    assert inside.sum() == _in_box(lon, lat, box).sum()  # every cell of the box is there
+
+    ds, values, lon, lat, _ = tos
+    nc_out = tmp_path / "tos.nc"
+    path = str(GRIDS / "tos_ocean_bipolar_grid.nc")
+    assert (
+        main(
+            ["export", "map", path, "--var", "tos", "--bbox", "170,-10,-170,10", "-o", str(nc_out)]
+        )
+        == 0
+    )
+    with netCDF4.Dataset(nc_out) as nc:
+        got = np.ma.filled(nc["tos"][:], np.nan).astype("f8")
+        glon, glat = np.array(nc["lon"][:], "f8"), np.array(nc["lat"][:], "f8")
+    assert np.all(_in_box(glon, glat, (170, -10, -170, 10)) | np.isnan(got))
+    mask = _in_box(lon, lat, (170, -10, -170, 10))
+    assert np.isfinite(got).sum() == (mask & np.isfinite(values[0])).sum()
+    np.testing.assert_allclose(
+        np.sort(got[np.isfinite(got)]), np.sort(values[0][mask & np.isfinite(values[0])])
+    )

@@ -12,7 +12,7 @@ from typing import Any
 
 from pipelines.query import AGGREGATIONS, Query, QueryError
 
-__all__ = ["add_parser", "query_from_args", "run"]
+__all__ = ["add_parser", "native_grid_variables", "query_from_args", "run"]
 
 _MAP_SUFFIXES = (".nc", ".png")
 _SERIES_SUFFIXES = (".csv",)
@@ -90,11 +90,36 @@ def run(args: argparse.Namespace) -> int:
             exports.map_to_png(field, output, cmap=args.cmap, title=words.title(region=True),
                                label=words.quantity)  # fmt: skip
         else:
-            exports.map_to_netcdf(field, output, query=query, words=words)
+            grid = native_grid_variables(ds, field, query)
+            exports.map_to_netcdf(field, output, query=query, words=words, grid=grid)
     else:
         exports.series_to_csv(compute_series(ds, query).compute(), output)
     print(f"wrote {output}")
     return 0
+
+
+def native_grid_variables(ds: Any, field: Any, query: Query) -> Any:
+    """What a map on a non-regular grid needs beside its values to stay that grid:
+    the cell bounds of its cells and the CF grid-mapping variable (None when regular)."""
+    import numpy as np
+    import xarray as xr
+
+    from pipelines.selection import is_regular, native_bbox_indexer
+
+    if is_regular(ds):
+        return None
+    out = xr.Dataset()
+    if "lon_bounds" in ds.coords and "lat_bounds" in ds.coords:
+        bounds = ds[["lon_bounds", "lat_bounds"]].reset_coords()[["lon_bounds", "lat_bounds"]]
+        bounds = bounds.drop_vars([n for n in bounds.coords if n not in bounds.dims])
+        if query.bbox is not None:
+            bounds = bounds.isel(native_bbox_indexer(ds, query.bbox)[0])
+        out = out.assign(lon_bounds=bounds["lon_bounds"], lat_bounds=bounds["lat_bounds"])
+    mapping = ds.attrs.get("gridscope_grid_mapping")
+    name = field.attrs.get("grid_mapping")
+    if isinstance(mapping, dict) and isinstance(name, str):
+        out[name] = xr.DataArray(np.int32(0), attrs=dict(mapping))
+    return out
 
 
 def _catalog_entry(dataset: str, catalog: Any) -> Any:
