@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import logging
 import math
 import shutil
@@ -45,7 +46,16 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from data_catalog.grid import grid_of
 from pipelines.aggregates import STATS, BlockTable, block_stats, combine_stats
+from pipelines.cell_stores import (
+    AGG_CHUNK,
+    FANOUT,
+    TS_CHUNK,
+    block_sums,
+    cell_grid,
+    write_cell_grid,
+)
 from pipelines.cluster import ClusterSpec, connect, disconnect
 from pipelines.derived import (
     _OPEN,
@@ -56,6 +66,8 @@ from pipelines.derived import (
     write_manifest,
 )
 from pipelines.pyramid import coarsen_fields
+from pipelines.reductions import spatial_dims
+from pipelines.selection import is_regular
 
 __all__ = ["BuildConfig", "build_derived", "open_source"]
 
@@ -125,6 +137,8 @@ def _compressor() -> Any:
 
 def _layout(ds: xr.Dataset, var: str, cfg: BuildConfig) -> dict[str, dict[str, Any]]:
     """Every derived array of ``var``: store -> path -> (shape, chunks, dtype)."""
+    if not is_regular(ds):
+        return _cells_layout(ds, cfg)
     ny, nx, nt = ds.sizes["lat"], ds.sizes["lon"], ds.sizes["time"]
     table = BlockTable(nt, cfg.base_block)
     out: dict[str, dict[str, Any]] = {"pyramid": {}, "aggregates": {}, "timeseries": {}}
@@ -156,6 +170,38 @@ def _layout(ds: xr.Dataset, var: str, cfg: BuildConfig) -> dict[str, dict[str, A
                 )
     out["timeseries"]["values"] = ((nt, ny, nx), (u, min(32, ny), min(32, nx)), "float32")
     return out
+
+
+def _ncells(ds: xr.Dataset) -> int:
+    return math.prod(int(ds.sizes[d]) for d in spatial_dims(ds))
+
+
+def _cells_layout(ds: xr.Dataset, cfg: BuildConfig) -> dict[str, dict[str, Any]]:
+    """Derived arrays of a non-regular grid's cells in position order
+    (`pipelines.cell_stores`)."""
+    n, nt = _ncells(ds), ds.sizes["time"]
+    table = BlockTable(nt, cfg.base_block)
+    u = cfg.unit_steps
+    out: dict[str, dict[str, Any]] = {"pyramid": {}, "aggregates": {}, "timeseries": {}}
+    out["timeseries"]["values"] = ((nt, n), (u, min(TS_CHUNK, n)), "float32")
+    for lev in range(1, cfg.ts_max_level + 1):
+        m = math.ceil(n / FANOUT**lev)
+        for name in ("wsum", "warea"):
+            out["timeseries"][f"L{lev}/{name}"] = ((nt, m), (u, min(TS_CHUNK, m)), "float64")
+    if table.total:
+        for name, dtype in _STAT_DTYPES:
+            out["aggregates"][f"L0/{name}"] = ((table.total, n), (1, min(AGG_CHUNK, n)), dtype)
+        out["aggregates"]["L0/shift"] = ((n,), (n,), "float64")
+    return out
+
+
+_STAT_DTYPES = (
+    ("sum", "float64"),
+    ("sumsq", "float64"),
+    ("count", "int32"),
+    ("min", "float32"),
+    ("max", "float32"),
+)
 
 
 def _array_specs(layout: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -242,27 +288,19 @@ class _SlabWriter:
         shape = arr.shape
         ct = chunks[0]
         encode_key = arr.metadata.chunk_key_encoding.encode_chunk_key
+        rest = [range(-(-shape[d] // chunks[d])) for d in range(1, len(shape))]
         for c0 in range(start // ct, -(-(start + data.shape[0]) // ct)):
-            for c1 in range(-(-shape[1] // chunks[1])):
-                for c2 in range(-(-shape[2] // chunks[2])):
-                    key = encode_key((c0, c1, c2))
-                    sel = (
-                        slice(c0 * ct - start, min((c0 + 1) * ct, shape[0]) - start),
-                        slice(c1 * chunks[1], min((c1 + 1) * chunks[1], shape[1])),
-                        slice(c2 * chunks[2], min((c2 + 1) * chunks[2], shape[2])),
+            for cs in itertools.product(*rest):
+                key = encode_key((c0, *cs))
+                sel = (slice(c0 * ct - start, min((c0 + 1) * ct, shape[0]) - start),) + tuple(
+                    slice(c * chunks[d], min((c + 1) * chunks[d], shape[d]))
+                    for d, c in enumerate(cs, start=1)
+                )
+                self._futures.append(
+                    self._pool.submit(
+                        _encode_write, codec, data, sel, chunks, fill, f"{root}/{key}", self._dirs
                     )
-                    self._futures.append(
-                        self._pool.submit(
-                            _encode_write,
-                            codec,
-                            data,
-                            sel,
-                            chunks,
-                            fill,
-                            f"{root}/{key}",
-                            self._dirs,
-                        )
-                    )
+                )
 
     def wait(self) -> None:
         futures, self._futures = self._futures, []
@@ -286,7 +324,7 @@ def _fast_chunk_plan(
     if (
         getattr(meta, "zarr_format", None) != 3
         or not isinstance(arr.store, LocalStore)
-        or arr.ndim != 3
+        or arr.ndim not in (2, 3)
     ):
         return None
     codecs = tuple(meta.codecs)
@@ -359,6 +397,10 @@ def _run_unit(source: str, folder: str, var: str, unit: int, cfg: BuildConfig) -
     nt = ds.sizes["time"]
     u = cfg.unit_steps
     t0, t1 = unit * u, min((unit + 1) * u, nt)
+    if not is_regular(ds):
+        values = _read_cells(ds, var, t0, t1, cell_grid(folder_p).order)
+        _write_cell_unit(folder_p, var, values, t0, nt, cfg)
+        return _mark_unit(folder_p, var, unit, values.nbytes)
     values = _read_steps(ds, var, t0, t1)
     pyr = zarr.open_group(folder_p / "pyramid.zarr", mode="r+")
     agg = zarr.open_group(folder_p / "aggregates.zarr", mode="r+")
@@ -403,10 +445,56 @@ def _run_unit(source: str, folder: str, var: str, unit: int, cfg: BuildConfig) -
         writer.wait()
     finally:
         writer.close()
-    marker = _unit_marker(folder_p, var, unit)
+    return _mark_unit(folder_p, var, unit, values.nbytes)
+
+
+def _mark_unit(folder: Path, var: str, unit: int, nbytes: int) -> int:
+    marker = _unit_marker(folder, var, unit)
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text("done\n")
-    return int(values.nbytes)
+    return int(nbytes)
+
+
+def _read_cells(ds: xr.Dataset, var: str, t0: int, t1: int, order: np.ndarray) -> np.ndarray:
+    """Steps ``[t0, t1)`` of ``var`` on a non-regular grid as (time, position) float32."""
+    da = ds[var].isel(time=slice(t0, t1)).transpose("time", *spatial_dims(ds))
+    values = np.asarray(da.compute(scheduler="synchronous").values, dtype="float32")
+    return np.ascontiguousarray(values.reshape(values.shape[0], -1)[:, order])
+
+
+def _write_cell_unit(
+    folder: Path, var: str, values: np.ndarray, t0: int, nt: int, cfg: BuildConfig
+) -> None:
+    """Write one unit's slices of a non-regular grid's cell stores."""
+    import zarr
+
+    agg = zarr.open_group(folder / "aggregates.zarr", mode="r+")
+    ts = zarr.open_group(folder / "timeseries.zarr", mode="r+")
+    grid = cell_grid(folder)
+    writer = _SlabWriter()
+    try:
+        writer.write(ts[f"{var}/values"], t0, values)
+        sums = block_sums(values, grid.area, cfg.ts_max_level)
+        for lev, (wsum, warea) in enumerate(sums, start=1):
+            writer.write(ts[f"{var}/L{lev}/wsum"], t0, wsum)
+            writer.write(ts[f"{var}/L{lev}/warea"], t0, warea)
+        b = cfg.base_block
+        nblocks = values.shape[0] // b
+        if nblocks and f"{var}/L0/sum" in agg:
+            table = BlockTable(nt, b)
+            shift = agg[f"{var}/L0/shift"][...]
+            stats = block_stats(values[: nblocks * b], shift, b)
+            size = b
+            while size <= cfg.unit_steps and size <= nt and stats.sum.shape[0] > 0:
+                first = table.flat_index(size, t0 // size)
+                for name in STATS:
+                    writer.write(agg[f"{var}/L0/{name}"], first, getattr(stats, name))
+                size *= 2
+                if size <= cfg.unit_steps and size <= nt:
+                    stats = combine_stats(stats)
+        writer.wait()
+    finally:
+        writer.close()
 
 
 def _concat_stats(parts: list) -> Any:
@@ -453,6 +541,11 @@ def _write_shifts(ds: xr.Dataset, folder: Path, var: str, cfg: BuildConfig) -> N
     import zarr
 
     agg = zarr.open_group(folder / "aggregates.zarr", mode="r+")
+    if not is_regular(ds):
+        if f"{var}/L0/shift" in agg:
+            first = _read_cells(ds, var, 0, 1, cell_grid(folder).order)[0]
+            _dense(agg[f"{var}/L0/shift"])[...] = np.nan_to_num(first.astype("float64"), nan=0.0)
+        return
     first = np.asarray(
         ds[var].isel(time=0).transpose("lat", "lon").compute(scheduler="synchronous").values
     )
@@ -567,7 +660,8 @@ def build_derived(
     folder = derived_dir_for(source, out)
     folder.mkdir(parents=True, exist_ok=True)
     variables = list(
-        cfg.variables or [str(v) for v in ds.data_vars if set(ds[v].dims) == {"time", "lat", "lon"}]
+        cfg.variables
+        or [str(v) for v in ds.data_vars if set(ds[v].dims) == {"time", *spatial_dims(ds)}]
     )
     missing = [v for v in variables if v not in ds.data_vars]
     if missing:
@@ -586,7 +680,7 @@ def build_derived(
         ) != dataclasses.asdict(cfg) | {"variables": None}:
             manifest = {}
     if not manifest:
-        for name in ("pyramid.zarr", "aggregates.zarr", "timeseries.zarr", "progress"):
+        for name in ("pyramid.zarr", "aggregates.zarr", "timeseries.zarr", "progress", "cells"):
             shutil.rmtree(folder / name, ignore_errors=True)
         manifest = {
             "format": 1,
@@ -595,6 +689,9 @@ def build_derived(
             "config": dataclasses.asdict(cfg) | {"variables": None},
             "variables": {},
         }
+    if not is_regular(ds) and not (folder / "cells" / "order.npy").exists():
+        grid = grid_of(ds)
+        write_cell_grid(folder, grid.lon, grid.lat, grid.area)
     for var in variables:
         _forget_if_damaged(folder, manifest, var, source, nt)
         layout = _layout(ds, var, cfg)
@@ -606,6 +703,7 @@ def build_derived(
                 "base_block": cfg.base_block,
                 "unit_steps": cfg.unit_steps,
                 "complete": {},
+                "layout": "grid" if is_regular(ds) else "cells",
                 "arrays": _array_specs(layout),
             },
         )
@@ -676,6 +774,8 @@ def build_derived(
             if size <= cfg.unit_steps:
                 continue
             for lev in range(0, cfg.max_level + 1):
+                if f"L{lev}/sum" not in info.get("arrays", {}).get("aggregates", {"L0/sum": 1}):
+                    continue  # a non-regular grid's cell stores have level 0 only
                 if not _combine_marker(folder, var, lev, size).exists():
                     _run_combine(str(folder), var, lev, size, nt, cfg)
             info["complete"]["aggregate_sizes"].append(size)

@@ -92,8 +92,22 @@ def register_derived(source: str, folder: str | os.PathLike[str]) -> None:
 
 
 def fingerprint(ds: xr.Dataset) -> dict[str, Any]:
-    """What must not change between a build and its use (shape and time axis ends)."""
-    out: dict[str, Any] = {"nlat": int(ds.sizes["lat"]), "nlon": int(ds.sizes["lon"])}
+    """What must not change between a build and its use (shape and time axis ends; on
+    other grids the grid kind, its cells and a few of their centres)."""
+    if "lat" in ds.dims and "lon" in ds.dims:
+        out: dict[str, Any] = {"nlat": int(ds.sizes["lat"]), "nlon": int(ds.sizes["lon"])}
+    else:
+        from pipelines.reductions import spatial_dims
+
+        dims = spatial_dims(ds)
+        lon = np.asarray(ds["lon"].transpose(*dims).values).ravel()
+        lat = np.asarray(ds["lat"].transpose(*dims).values).ravel()
+        probe = np.linspace(0, lon.size - 1, 5).astype(int)
+        out = {
+            "grid": str(ds.attrs.get("gridscope_grid", "native")),
+            "cells": {d: int(ds.sizes[d]) for d in dims},
+            "centres": [round(float(v), 6) for v in np.concatenate([lon[probe], lat[probe]])],
+        }
     if "time" in ds.dims:
         times = ds["time"].values
         out.update(nsteps=int(times.size), time0=str(times[0]), time1=str(times[-1]))
@@ -190,11 +204,13 @@ def _consequence(component: str, path: str, level: int) -> str:
     return f"time-series levels {level} and coarser are not used (region series read finer levels)"
 
 
-def _expected_grid(component: str, spec: dict[str, Any], aggregate_rows: int) -> list[int]:
+def _expected_grid(
+    component: str, path: str, spec: dict[str, Any], aggregate_rows: int
+) -> list[int]:
     """Chunks per dimension that must exist; aggregates only up to the complete rows."""
     shape, chunks = spec["shape"], spec["chunks"]
     grid = [math.ceil(int(n) / int(c)) for n, c in zip(shape, chunks, strict=True)]
-    if component == "aggregates" and len(grid) == 3:
+    if component == "aggregates" and not path.endswith("shift"):
         grid[0] = min(grid[0], math.ceil(aggregate_rows / int(chunks[0])))
     return grid
 
@@ -234,7 +250,7 @@ def missing_chunks(
             continue
         for path, spec in sorted(specs.items()):
             array_dir = folder / f"{component}.zarr" / var / path
-            grid = _expected_grid(component, spec, rows)
+            grid = _expected_grid(component, path, spec, rows)
             expected = math.prod(grid)
             if not (array_dir / "zarr.json").is_file():
                 what = "its metadata (zarr.json) is missing"
@@ -284,6 +300,12 @@ class VariableStores:
         self.nsteps = nsteps
         self.problems = list(problems)
         self._arrays: dict[str, Any] = {}
+
+    @property
+    def layout(self) -> str:
+        """``"grid"`` (regular lat/lon arrays) or ``"cells"`` (a non-regular grid's cells in
+        position order, `pipelines.cell_stores`)."""
+        return str(self.info.get("layout", "grid"))
 
     @property
     def complete(self) -> dict[str, Any]:

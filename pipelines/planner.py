@@ -41,6 +41,7 @@ import xarray as xr
 
 from pipelines.aggregates import STATS, BlockStats, block_stats, decompose_range, finish
 from pipelines.cache import result_cache
+from pipelines.cell_stores import plan_cell_range_map, plan_cell_series
 from pipelines.derived import VariableStores, find_derived
 from pipelines.evaluate import compute_map, compute_series, field_for
 from pipelines.pyramid import LevelGrid, coarsen_fields, field_kind, level_grid
@@ -830,7 +831,21 @@ def _plan_native_map(
     max_bytes: int | None,
 ) -> Plan:
     """A map of a rotated, projected, curvilinear or unstructured grid: brute force on
-    its native cells, cropped to the bbox and viewport (cells outside masked)."""
+    its native cells, cropped to the bbox and viewport (cells outside masked); a range
+    map from the cells' temporal aggregates when built (`pipelines.cell_stores`)."""
+    stores, version = _derived_stores(ds, query.var)
+    if (
+        stores is not None
+        and stores.layout == "cells"
+        and "time" in da.dims
+        and query.time is None
+        and not query.is_anomaly
+    ):
+        t0, t1 = range_indices(da, query.start, query.end)
+        parts = plan_cell_range_map(da, query, stores, _bboxes(query, viewport), t0, t1)
+        if parts is not None:
+            key = _key(ds, version, "map", query, viewport, screen)
+            return Plan(parts[0], parts[1], 0, parts[2], key, max_bytes)
     crop = _only_step(da, query)
     for box in _bboxes(query, viewport):
         crop = select_bbox(crop, box)
@@ -863,7 +878,17 @@ def _plan_native_map(
 def _plan_native_series(
     ds: xr.Dataset, da: xr.DataArray, query: Query, max_bytes: int | None
 ) -> Plan:
-    """A series on a non-regular grid: brute force on its native cells."""
+    """A series on a non-regular grid: from the cells' time-series copy when built
+    (`pipelines.cell_stores`), else brute force on its native cells."""
+    stores, version = _derived_stores(ds, query.var)
+    if stores is not None and stores.layout == "cells" and stores.has_timeseries:
+        t0, t1 = range_indices(da, query.start, query.end)
+        r0, r1 = (0, da.sizes["time"]) if query.is_anomaly else (t0, t1)
+        desc, nbytes, run = plan_cell_series(
+            da, query, stores, r0, r1, lambda region: _finish_series(region, query, t0, t1, r0)
+        )
+        key = _key(ds, version, "series", query, None, None)
+        return Plan(desc, nbytes, 0, run, key, max_bytes)
     if query.point is not None:
         index = nearest_cell_index(da, query.point)  # a point outside the grid fails here
         where = "cell " + ", ".join(f"{d}={i}" for d, i in index.items())

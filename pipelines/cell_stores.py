@@ -1,0 +1,475 @@
+"""Derived stores on a non-regular grid's native cells, and the plans that read them.
+
+On rotated, projected, curvilinear and unstructured grids (`data_catalog.grid`) the
+derived stores hold the grid's cells flattened to one axis (``(y, x)`` row-major, or
+``(cell,)``) and then put in **Morton (Z-curve) order of their geographic centres**
+(lon, lat quantised to 16 bits each): cells close on the globe are close along the
+axis, so a point, a box or a viewport reads a few chunks. ``cells/order.npy`` maps a
+position to the native flat index; ``cells/{lon,lat,area}.npy`` are the centres and
+true areas in position order. Per variable (see `pipelines.derived` for the folders):
+
+- ``timeseries.zarr/<var>/values`` (time, position) float32, chunks (unit, 4096): a
+  point series reads ``nsteps / unit`` chunks;
+- ``timeseries.zarr/<var>/L<l>/{wsum,warea}`` (time, ceil(n / 4**l)) float64: per
+  aligned block of ``4**l`` consecutive positions and step, the sum of area * value
+  and of area over valid cells. A box series takes each selected cell from the
+  coarsest block that lies wholly inside the box (`block_cover`), so it reads
+  O(perimeter) values per step, and sums in float64;
+- ``aggregates.zarr/<var>/L0/{sum,sumsq,count,min,max}`` (block, position) and
+  ``L0/shift`` (position): the temporal aggregates of `pipelines.aggregates` per cell.
+
+Answers are the brute-force ones (`pipelines.evaluate`) on the native cells: the same
+cells (box membership by `pipelines.selection.bbox_cell_mask` on the same centres,
+nearest cell on the sphere as `pipelines.selection.nearest_cell_index`), the same
+statistics up to float rounding (sums in float64; min/max exact).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from data_catalog.grid import EARTH_RADIUS_M, unit_vectors
+from pipelines.aggregates import BlockStats, block_stats, decompose_range, finish
+from pipelines.query import Query, QueryError
+from pipelines.reductions import spatial_dims
+from pipelines.selection import bbox_cell_mask, nearest_cell_index, select_bbox
+
+__all__ = [
+    "FANOUT",
+    "CellGrid",
+    "block_cover",
+    "block_sums",
+    "cell_grid",
+    "cell_order",
+    "native_index",
+    "plan_cell_range_map",
+    "plan_cell_series",
+    "write_cell_grid",
+]
+
+#: Positions per block of the next coarser time-series level.
+FANOUT = 4
+#: Positions per chunk of the time-series copy and of the aggregates.
+TS_CHUNK = 4096
+AGG_CHUNK = 65536
+
+
+def _spread16(v: np.ndarray) -> np.ndarray:
+    """Bits of 16-bit integers moved to the even bit positions of 32-bit ones."""
+    v = v.astype("uint64") & 0xFFFF
+    v = (v | (v << 8)) & 0x00FF00FF
+    v = (v | (v << 4)) & 0x0F0F0F0F
+    v = (v | (v << 2)) & 0x33333333
+    v = (v | (v << 1)) & 0x55555555
+    return v
+
+
+def cell_order(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """Native flat indices of the cells in Morton order of their centres (a permutation).
+
+    Ties (cells in the same 16-bit quantum) keep their native order.
+    """
+    lon = np.asarray(lon, "float64").ravel()
+    lat = np.asarray(lat, "float64").ravel()
+    qx = np.clip(((lon + 180.0) % 360.0) / 360.0 * 65536.0, 0, 65535).astype("uint64")
+    qy = np.clip((lat + 90.0) / 180.0 * 65536.0, 0, 65535).astype("uint64")
+    key = _spread16(qx) | (_spread16(qy) << np.uint64(1))
+    return np.argsort(key, kind="stable").astype("int64")
+
+
+def block_sums(
+    values: np.ndarray, area: np.ndarray, levels: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(wsum, warea)`` per level ``1..levels`` of ``values`` (time, position).
+
+    Level ``l`` sums aligned blocks of ``FANOUT**l`` positions (the last block holds the
+    positions there are): ``wsum`` = sum of area * value, ``warea`` = sum of area, over
+    the valid (non-NaN) cells, float64.
+    """
+    x = np.asarray(values)
+    valid = ~np.isnan(x)
+    w = np.asarray(area, "float64")
+    wsum = np.where(valid, x, 0).astype("float64") * w
+    warea = valid * w
+    out = []
+    for _ in range(levels):
+        wsum, warea = _group(wsum), _group(warea)
+        out.append((wsum, warea))
+    return out
+
+
+def _group(a: np.ndarray) -> np.ndarray:
+    n = a.shape[-1]
+    m = -(-n // FANOUT)
+    if m * FANOUT != n:
+        a = np.concatenate([a, np.zeros(a.shape[:-1] + (m * FANOUT - n,), a.dtype)], axis=-1)
+    return a.reshape(a.shape[:-1] + (m, FANOUT)).sum(axis=-1)
+
+
+def block_cover(mask: np.ndarray, max_level: int) -> list[np.ndarray]:
+    """Which blocks of each level cover the positions where ``mask`` is true.
+
+    Returns ``used[l]`` (boolean per level-``l`` block, ``used[0]`` per position): a
+    selected position is taken from the coarsest level ``<= max_level`` whose block lies
+    wholly inside the mask; each selected position is covered exactly once.
+    """
+    full = [np.asarray(mask, bool)]
+    for _ in range(max_level):
+        prev = full[-1]
+        m = -(-prev.size // FANOUT)
+        padded = np.ones(m * FANOUT, bool)
+        padded[: prev.size] = prev
+        full.append(padded.reshape(m, FANOUT).all(axis=1))
+    used = []
+    for lev in range(max_level + 1):
+        if lev == max_level:
+            used.append(full[lev])
+        else:
+            parent = np.repeat(full[lev + 1], FANOUT)[: full[lev].size]
+            used.append(full[lev] & ~parent)
+    return used
+
+
+# ------------------------------------------------------------------------------ the grid
+
+
+def write_cell_grid(folder: Path, lon: np.ndarray, lat: np.ndarray, area: np.ndarray) -> None:
+    """Write ``cells/{order,lon,lat,area}.npy`` (position order) for a grid's cells."""
+    order = cell_order(lon, lat)
+    out = Path(folder) / "cells"
+    out.mkdir(parents=True, exist_ok=True)
+    for name, arr in (
+        ("order", order),
+        ("lon", np.asarray(lon, "float64").ravel()[order]),
+        ("lat", np.asarray(lat, "float64").ravel()[order]),
+        ("area", np.asarray(area, "float64").ravel()[order]),
+    ):
+        tmp = out / f".{name}.tmp.npy"
+        np.save(tmp, arr)
+        tmp.replace(out / f"{name}.npy")
+
+
+@dataclasses.dataclass(eq=False)
+class CellGrid:
+    """A grid's cells in position order (see module docstring), loaded once per folder."""
+
+    order: np.ndarray
+    lon: np.ndarray
+    lat: np.ndarray
+    area: np.ndarray
+
+    @functools.cached_property
+    def position(self) -> np.ndarray:
+        """Position of each native flat index (the inverse of ``order``)."""
+        pos = np.empty_like(self.order)
+        pos[self.order] = np.arange(self.order.size)
+        return pos
+
+    @functools.cached_property
+    def tree(self) -> Any:
+        from scipy.spatial import cKDTree
+
+        return cKDTree(unit_vectors(self.lon, self.lat))
+
+    def nearest(self, point: tuple[float, float]) -> int | None:
+        """Position of the cell nearest to ``point`` as `nearest_cell_index` finds it, or
+        None when that is farther than 1.5 cell sizes (outside the grid)."""
+        lon, lat = point
+        target = unit_vectors(np.array(lon), np.array(lat))
+        k = min(8, self.order.size)
+        _, cand = self.tree.query(target, k=k)
+        cand = np.atleast_1d(cand)
+        cos = unit_vectors(self.lon[cand], self.lat[cand]) @ target
+        best = cos.max()
+        # ties: the smallest native index, as argmax over the native layout
+        tied = cand[cos == best]
+        pos = int(tied[np.argmin(self.order[tied])])
+        distance = float(np.arccos(np.clip(best, -1.0, 1.0))) * EARTH_RADIUS_M
+        if not distance <= 1.5 * float(np.sqrt(self.area[pos])):
+            return None
+        return pos
+
+
+_GRIDS: dict[tuple[str, int], CellGrid] = {}
+_LOCK = threading.Lock()
+
+
+def cell_grid(folder: Path) -> CellGrid:
+    """The `CellGrid` of a derived folder (cached until ``cells/order.npy`` changes)."""
+    path = Path(folder) / "cells" / "order.npy"
+    key = (str(path), path.stat().st_mtime_ns)
+    with _LOCK:
+        grid = _GRIDS.get(key)
+        if grid is None:
+            arrays = {
+                n: np.load(path.with_name(f"{n}.npy")) for n in ("order", "lon", "lat", "area")
+            }
+            grid = _GRIDS[key] = CellGrid(**arrays)
+        return grid
+
+
+def native_index(da: xr.DataArray, boxes: list[tuple[float, float, float, float]]) -> xr.DataArray:
+    """The native flat index of each cell of ``da`` cropped like `select_bbox` does for
+    each box in turn (float64, NaN where a cropped (y, x) grid is masked)."""
+    template = da.isel(time=0, drop=True) if "time" in da.dims else da
+    dims = spatial_dims(template)
+    shape = tuple(int(template.sizes[d]) for d in dims)
+    index = np.arange(int(np.prod(shape)), dtype="float64").reshape(shape)
+    out = xr.DataArray(index, dims=dims, coords=template.coords)
+    for box in boxes:
+        out = select_bbox(out, box)
+    return out
+
+
+# ------------------------------------------------------------------------------ reading
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="gridscope-cells")
+    return _POOL
+
+
+def _chunk_runs(positions: np.ndarray, chunk: int) -> list[tuple[int, int, int, int]]:
+    """Runs of consecutive chunks touched by sorted ``positions``:
+    ``(first chunk, end chunk, first index into positions, end index)``."""
+    if positions.size == 0:
+        return []
+    cid = positions // chunk
+    breaks = np.flatnonzero(np.diff(cid) > 1) + 1
+    starts = np.concatenate([[0], breaks])
+    ends = np.concatenate([breaks, [positions.size]])
+    return [
+        (int(cid[a]), int(cid[b - 1]) + 1, int(a), int(b))
+        for a, b in zip(starts, ends, strict=True)
+    ]
+
+
+def gather(arr: Any, lead: Any, positions: np.ndarray) -> np.ndarray:
+    """``arr[lead, positions]`` for sorted ``positions``, reading only the chunks they
+    touch (one read per run of consecutive chunks, runs read on threads)."""
+    chunk = int(arr.chunks[-1])
+    n = int(arr.shape[-1])
+    runs = _chunk_runs(positions, chunk)
+
+    def read(run: tuple[int, int, int, int]) -> np.ndarray:
+        c0, c1, a, b = run
+        lo, hi = c0 * chunk, min(c1 * chunk, n)
+        part = arr.get_orthogonal_selection((lead, slice(lo, hi)))
+        return part[..., positions[a:b] - lo]
+
+    parts = list(_pool().map(read, runs)) if len(runs) > 1 else [read(r) for r in runs]
+    if not parts:
+        lead_n = (
+            len(range(*lead.indices(int(arr.shape[0])))) if isinstance(lead, slice) else len(lead)
+        )
+        return np.empty((lead_n, 0), arr.dtype)
+    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
+
+
+PlanParts = tuple[str, int, Callable[[], xr.DataArray]]
+
+
+def plan_cell_series(
+    da: xr.DataArray,
+    query: Query,
+    stores: Any,
+    r0: int,
+    r1: int,
+    finish_series: Callable[[xr.DataArray], xr.DataArray],
+) -> PlanParts:
+    """A point or box series on a non-regular grid from the time-series copy.
+
+    ``stores`` is the variable's `pipelines.derived.VariableStores`; steps
+    ``[r0, r1)`` are read and ``finish_series`` (the planner's) selects the query's
+    range and applies an anomaly. Returns (description, bytes read, run).
+    """
+    grid = cell_grid(stores.folder)
+    times = da["time"].isel(time=slice(r0, r1))
+    nsteps = r1 - r0
+    if query.point is not None:
+        pos = grid.nearest(query.point)
+        if pos is None:
+            nearest_cell_index(da, query.point)  # raises the grid's own message
+            raise QueryError("point", "this point is outside the grid's cells")
+        native = int(grid.order[pos])
+        dims = spatial_dims(da)
+        index = np.unravel_index(native, tuple(int(da.sizes[d]) for d in dims))
+
+        def run_point() -> xr.DataArray:
+            values = stores.array("timeseries", "values")[r0:r1, pos]
+            cell = da.isel({d: int(i) for d, i in zip(dims, index, strict=True)})
+            coords = {k: v for k, v in cell.coords.items() if "time" not in v.dims}
+            out = xr.DataArray(
+                values, dims="time", coords={"time": times, **coords}, attrs=dict(da.attrs)
+            )
+            return finish_series(out)
+
+        where = ", ".join(f"{d}={int(i)}" for d, i in zip(dims, index, strict=True))
+        return (
+            f"time-series copy of the native cells, cell {where}, steps {r0}..{r1 - 1}",
+            nsteps * 4,
+            run_point,
+        )
+
+    assert query.bbox is not None
+    mask = bbox_cell_mask(grid.lon, grid.lat, query.bbox)
+    if not mask.any():
+        select_bbox(da, query.bbox)  # raises the no-cell message
+    used = block_cover(mask, stores.ts_max_level)
+    picks = [np.flatnonzero(u) for u in used]
+    nread = sum(p.size * (1 if lev == 0 else 4) for lev, p in enumerate(picks))
+
+    def level_sums(lev: int) -> tuple[np.ndarray, np.ndarray]:
+        idx = picks[lev]
+        if idx.size == 0:
+            return np.zeros(nsteps), np.zeros(nsteps)
+        if lev == 0:
+            x = gather(stores.array("timeseries", "values"), slice(r0, r1), idx)
+            w = grid.area[idx]
+            missing = np.isnan(x)
+            if missing.any():
+                x = np.where(missing, np.float32(0), x)
+                return x.astype("float64") @ w, (~missing).astype("float64") @ w
+            return x.astype("float64") @ w, np.full(nsteps, w.sum())
+        ws = gather(stores.array("timeseries", f"L{lev}/wsum"), slice(r0, r1), idx)
+        wa = gather(stores.array("timeseries", f"L{lev}/warea"), slice(r0, r1), idx)
+        return ws.sum(axis=1), wa.sum(axis=1)
+
+    def run_box() -> xr.DataArray:
+        wsum = np.zeros(nsteps)
+        warea = np.zeros(nsteps)
+        for ws, wa in map(level_sums, range(len(picks))):
+            wsum += ws
+            warea += wa
+        with np.errstate(invalid="ignore", divide="ignore"):
+            values = np.where(warea > 0, wsum / np.where(warea > 0, warea, 1.0), np.nan)
+        out = xr.DataArray(values, dims="time", coords={"time": times}, attrs=dict(da.attrs))
+        return finish_series(out)
+
+    counts = ", ".join(f"L{lev}: {p.size}" for lev, p in enumerate(picks) if p.size)
+    return (
+        f"time-series copy of the native cells, {int(mask.sum())} cells as blocks [{counts}], "
+        f"steps {r0}..{r1 - 1}",
+        int(nread * nsteps * 4),
+        run_box,
+    )
+
+
+def plan_cell_range_map(
+    da: xr.DataArray,
+    query: Query,
+    stores: Any,
+    boxes: list[tuple[float, float, float, float]],
+    t0: int,
+    t1: int,
+) -> PlanParts | None:
+    """A mean/min/max/std map over steps ``[t0, t1)`` of a non-regular grid's native cells
+    (cropped to ``boxes`` like `select_bbox`) from the temporal aggregates; None when
+    no aggregate block is usable."""
+    table = stores.block_table(0)
+    if table is None:
+        return None
+    grid = cell_grid(stores.folder)
+    template = native_index(da, boxes)
+    flat_index = template.values
+    valid = np.isfinite(flat_index)
+    native = flat_index[valid].astype("int64")
+    pos = grid.position[native]
+    sort = np.argsort(pos, kind="stable")
+    pos_sorted = pos[sort]
+    blocks, steps = decompose_range(t0, t1, table)
+    flat = [table.flat_index(s, b) for s, b in blocks]
+    agg = query.agg
+    needed = {
+        "mean": ("sum", "count"),
+        "std": ("sum", "sumsq", "count"),
+        "min": ("min",),
+        "max": ("max",),
+    }[agg]
+    per_cell = {"sum": 8, "sumsq": 8, "count": 4, "min": 4, "max": 4}
+    nbytes = pos.size * (len(flat) * sum(per_cell[n] for n in needed) + len(steps) * 4)
+
+    def total(name: str) -> np.ndarray:
+        arr = stores.array("aggregates", f"L0/{name}")
+        op = {"min": np.fmin, "max": np.fmax}.get(name, np.add)
+        out: np.ndarray | None = None
+        for index in flat:
+            block = gather(arr, [index], pos_sorted)[0]
+            if out is None:
+                out = block.astype(
+                    {"count": "int64", "min": block.dtype, "max": block.dtype}.get(name, "float64")
+                )
+            else:
+                op(out, block, out=out)
+        assert out is not None
+        return out
+
+    def run() -> xr.DataArray:
+        shift = stores.array("aggregates", "L0/shift").get_orthogonal_selection((pos_sorted,))
+        totals: dict[str, np.ndarray] = {}
+        if steps:
+            raw = _raw_steps(da, native[sort], steps)
+            stats: BlockStats = block_stats(raw, shift, raw.shape[0])
+            totals = {n: getattr(stats, n)[0] for n in needed}
+        for name in needed if flat else ():
+            part = total(name)
+            if name not in totals:
+                totals[name] = part
+            elif name == "min":
+                totals[name] = np.fmin(part, totals[name])
+            elif name == "max":
+                totals[name] = np.fmax(part, totals[name])
+            else:
+                totals[name] = part + totals[name]
+        values_sorted = finish(agg, totals, shift)
+        values = np.empty(pos.size, "float32")
+        values[sort] = values_sorted
+        out = np.full(flat_index.shape, np.nan, "float32")
+        out[valid] = values
+        attrs = dict(da.attrs)
+        name = {"mean": "mean", "min": "minimum", "max": "maximum", "std": "standard_deviation"}
+        attrs["cell_methods"] = f"time: {name[agg]}"
+        attrs["gridscope_level"] = 0
+        return xr.DataArray(
+            out, dims=template.dims, coords=template.coords, name=query.var, attrs=attrs
+        )
+
+    sizes: dict[int, int] = {}
+    for s, _ in blocks:
+        sizes[s] = sizes.get(s, 0) + 1
+    text = ", ".join(f"{n}x{s}" for s, n in sorted(sizes.items(), reverse=True)) or "none"
+    return (
+        f"temporal aggregates of the native cells ({pos.size} cells): blocks [{text}] + "
+        f"{len(steps)} raw steps for steps {t0}..{t1 - 1}",
+        int(nbytes),
+        run,
+    )
+
+
+def _raw_steps(da: xr.DataArray, native: np.ndarray, steps: list[int]) -> np.ndarray:
+    """The raw values (steps, cells) of the native flat indices ``native`` (any order),
+    read from the source's smallest window holding them."""
+    dims = spatial_dims(da)
+    shape = tuple(int(da.sizes[d]) for d in dims)
+    sub = da.isel(time=steps).transpose("time", *dims)
+    if len(dims) == 2:
+        rows, cols = np.unravel_index(native, shape)
+        r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+        window = np.asarray(sub.isel({dims[0]: slice(r0, r1), dims[1]: slice(c0, c1)}).values)
+        return np.ascontiguousarray(window[:, rows - r0, cols - c0])
+    lo, hi = int(native.min()), int(native.max()) + 1
+    window = np.asarray(sub.isel({dims[0]: slice(lo, hi)}).values)
+    return np.ascontiguousarray(window[:, native - lo])
