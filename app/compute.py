@@ -473,13 +473,15 @@ async def run_job(job: Job, on_queued: Callable[[bool], None] | None = None) -> 
 def estimated_input_bytes(ds: xr.Dataset, query: Query, *, series: bool = False) -> int:
     """Bytes of raw data the brute-force plan reads for ``query``."""
     from pipelines.evaluate import field_for
+    from pipelines.reductions import spatial_dims
     from pipelines.selection import select_bbox, select_time_range
 
     da = field_for(ds, query)
-    cells = da.sizes.get("lat", 1) * da.sizes.get("lon", 1)
+    dims = spatial_dims(da)  # (lat, lon), (y, x) or (cell,): every grid kind
+    cells = int(np.prod([da.sizes[d] for d in dims]))
     if series and query.bbox is not None:
         box = select_bbox(da, query.bbox)
-        cells = box.sizes["lat"] * box.sizes["lon"]
+        cells = int(np.prod([box.sizes[d] for d in dims]))
     elif series and query.point is not None:
         cells = 1
     steps = 1

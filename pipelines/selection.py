@@ -537,7 +537,7 @@ def step_labels(time: xr.DataArray | pd.Index, climatology: bool = False) -> tup
             if np.all(values == values.astype("datetime64[m]"))
             else "s"
         )
-        return tuple(np.datetime_as_string(values, unit=unit).tolist())
+        return tuple(np.datetime_as_string(values, unit=unit).tolist())  # type: ignore[call-overload]
     seconds = any(getattr(t, "second", 0) for t in index)
     subdaily = seconds or any(getattr(t, "hour", 0) or getattr(t, "minute", 0) for t in index)
     out = []
