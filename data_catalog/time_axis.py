@@ -95,8 +95,8 @@ def decode_time_axis(ds: xr.Dataset, source: str) -> tuple[xr.Dataset, bool]:
             decoded = _calendar_steps(values, unit in _YEAR_UNITS, reference, calendar, year_zero)
             encoding_units = f"days since {_iso(reference, calendar, year_zero)}"
         else:
-            decoded = _decode_dates(values, units, calendar, year_zero)
-            encoding_units = units
+            decoded = _decode_dates(values, str(units), calendar, year_zero)
+            encoding_units = str(units)
     except (ValueError, TypeError, OverflowError) as exc:
         raise DatasetOpenError(
             f"{source}: cannot decode time axis with units {units!r} and calendar "
