@@ -21,7 +21,19 @@ Every dataset returned by :func:`open_dataset` (and by :func:`normalise_dataset`
 - ``attrs["gridscope_time_kind"]``: ``"dates"`` or ``"numeric"`` when there is a time axis;
 - ``attrs["gridscope_climatology"]``: ``True`` when the time axis is climatological
   (e.g. monthly steps in year 0), ``False`` otherwise;
-- lazy dask arrays (from :func:`open_dataset`): nothing is loaded but 1-D coordinates.
+- lazy dask arrays (from :func:`open_dataset`): nothing is loaded but 1-D coordinates;
+- ``attrs["gridscope_grid"]``: the horizontal grid's kind (:mod:`data_catalog.grid`),
+  ``"regular"`` for the layout above (also a rotated pole at 90N, and ``lat(latitude)``,
+  ``lon(longitude)`` variables).
+
+Other grids (``"rotated"``, ``"projected"``, ``"curvilinear"``, ``"unstructured"``)
+keep their native cells instead of ``lat``/``lon`` dims: spatial dims ``(y, x)`` (rotated
+and projected grids keep their native axes as the ``y``/``x`` coordinates and their CF
+grid mapping in ``attrs["gridscope_grid_mapping"]``) or ``(cell,)``; coordinates
+``lon``, ``lat`` (geographic degrees, lon in [-180, 180)) and ``cell_area`` (m^2) on
+those dims, and ``lon_bounds``/``lat_bounds`` (dims + ``nv``) where the cell polygons are
+known. Data variables carry ``attrs["gridscope_grid"]`` too.
+:func:`data_catalog.grid.grid_of` reads the grid back from any of them.
 """
 
 from data_catalog.catalog import load_catalog

@@ -472,6 +472,10 @@ def _mapped_grid(
             f"some cells of {ydim!s}/{xdim!s}; check the mapping's parameters and axis units"
         )
     drop = (name, *_bounds_names(ds, xdim), *_bounds_names(ds, ydim))
+    # 2-D lon/lat beside the native axes (as in CORDEX files) are computed here instead
+    for pair in _pairs(ds, 2):
+        if set(ds[pair[0]].dims) == {xdim, ydim}:
+            drop = (*drop, *pair, *_bounds_names(ds, pair[0]), *_bounds_names(ds, pair[1]))
     if _separable(lon, lat):
         return RawGrid("regular", (ydim, xdim), lon[0, :], lat[:, 0], drop=drop)
     xe = _edges(ds, xdim, x) * scale_x

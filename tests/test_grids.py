@@ -588,3 +588,19 @@ def test_cli_exports_native_map_netcdf_and_alps_series(tmp_path, eur11, tos) -> 
     np.testing.assert_allclose(
         np.sort(got[np.isfinite(got)]), np.sort(values[0][mask & np.isfinite(values[0])])
     )
+
+
+def test_cordex_file_with_2d_lon_lat_beside_the_rotated_axes() -> None:
+    raw = _rotated(39.25, -162.0)
+    rr, pp = np.meshgrid(raw["rlon"].values, raw["rlat"].values)
+    lon, lat = rotated_to_geographic(rr, pp, -162.0, 39.25)
+    raw = raw.assign_coords(
+        lon=(("rlat", "rlon"), lon, {"standard_name": "longitude", "units": "degrees_east"}),
+        lat=(("rlat", "rlon"), lat, {"standard_name": "latitude", "units": "degrees_north"}),
+    )
+    raw["t"].attrs["coordinates"] = "lon lat"
+    ds = normalise_dataset(raw, "cordex")
+    assert ds.attrs["gridscope_grid"] == "rotated"
+    assert not {"lon_original", "lat_original"} & set(ds.variables)
+    np.testing.assert_allclose(ds["lon"].values, lon, atol=1e-9)
+    np.testing.assert_allclose(ds["lat"].values, lat, atol=1e-9)
