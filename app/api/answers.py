@@ -26,6 +26,7 @@ import json
 import math
 import os
 import re
+import time
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
@@ -44,7 +45,9 @@ __all__ = [
     "ApiContext",
     "MAP_FORMATS",
     "SERIES_FORMATS",
+    "catalog_version",
     "check_queue",
+    "dataset_version",
     "datasets_document",
     "etag_for",
     "gridscope_version",
@@ -101,6 +104,8 @@ class ApiContext:
     max_age: int = 3600
     catalog_ids: frozenset[str] = frozenset()
     public: bool = False
+    opened: set[str] = dataclasses.field(default_factory=set)
+    failed: dict[str, tuple[float, str]] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def from_environment(cls, sources: DatasetSources) -> ApiContext:
@@ -185,6 +190,19 @@ def open_for(ctx: ApiContext, dataset: str) -> xr.Dataset:
         name = limits.scrub(repr(dataset[:80]))
         raise ApiError(404, "dataset", f"unknown dataset {name}; available: {shown}")
     return ctx.sources.open(dataset)
+
+
+async def dataset_version(ctx: ApiContext, dataset: str) -> str:
+    """The store version of ``dataset``, opening it in a thread the first time only.
+
+    Once open, finding the version costs a few file-metadata calls (microseconds), so a
+    cached answer or a 304 is found without a thread hop.
+    """
+    if dataset in ctx.opened:
+        return store_version(open_for(ctx, dataset))
+    version = await in_thread(lambda: store_version(open_for(ctx, dataset)))
+    ctx.opened.add(dataset)
+    return version
 
 
 def check_queue(ctx: ApiContext) -> None:
@@ -333,8 +351,38 @@ def _grid(ds: xr.Dataset) -> dict[str, Any]:
     }
 
 
+#: Seconds before a dataset that failed to open is tried again for the catalog listing.
+RETRY_FAILED_SECONDS = 60.0
+
+
+def catalog_version(ctx: ApiContext) -> str:
+    """The store versions of all datasets (the catalog listing's ETag input).
+
+    A dataset that cannot be opened (a remote store without network) is listed with
+    its error and tried again at most once a minute, not on every request.
+    """
+    parts = []
+    for dataset in ctx.sources.ids:
+        failed = ctx.failed.get(dataset)
+        if failed is not None and time.monotonic() - failed[0] < RETRY_FAILED_SECONDS:
+            parts.append(f"{dataset}=error")
+            continue
+        try:
+            parts.append(f"{dataset}={store_version(ctx.sources.open(dataset))}")
+        except Exception as exc:  # noqa: BLE001  (listed with its error)
+            ctx.failed[dataset] = (time.monotonic(), limits.user_message(exc, dataset))
+            parts.append(f"{dataset}=error")
+            continue
+        ctx.failed.pop(dataset, None)
+        ctx.opened.add(dataset)
+    return "\n".join(parts)
+
+
 def _dataset_entry(ctx: ApiContext, dataset: str) -> dict[str, Any]:
     entry: dict[str, Any] = {"id": dataset, "title": ctx.sources.title(dataset)}
+    if dataset in ctx.failed:
+        entry["error"] = ctx.failed[dataset][1]
+        return entry
     try:
         info = ctx.sources.info(dataset)
         ds = ctx.sources.open(dataset)

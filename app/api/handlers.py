@@ -94,8 +94,7 @@ class _ApiHandler(tornado.web.RequestHandler):
         """Send the answer named by (endpoint, key, store version): 304, cached or computed."""
         started = time.perf_counter()
         if version is None:
-            ds = await in_thread(answers.open_for, self.ctx, dataset)
-            version = await in_thread(answers.store_version, ds)
+            version = await answers.dataset_version(self.ctx, dataset)
         etag = answers.etag_for(endpoint, key, version)
         cache_control = self.ctx.cache_control(dataset)
         self.set_header("Etag", etag)
@@ -157,7 +156,7 @@ class DatasetsHandler(_ApiHandler):
         try:
             if self.request.query:
                 raise ApiError(400, "query", "datasets takes no parameters")
-            versions = await in_thread(self._versions)
+            versions = await in_thread(answers.catalog_version, self.ctx)
 
             async def make() -> bytes:
                 document = await in_thread(answers.datasets_document, self.ctx)
@@ -166,15 +165,6 @@ class DatasetsHandler(_ApiHandler):
             await self._answer("datasets", "", None, _JSON, make, version=versions)
         except Exception as exc:  # noqa: BLE001
             self._fail(exc)
-
-    def _versions(self) -> str:
-        parts = []
-        for dataset in self.ctx.sources.ids:
-            try:
-                parts.append(f"{dataset}={answers.store_version(self.ctx.sources.open(dataset))}")
-            except Exception as exc:  # noqa: BLE001  (listed with its error)
-                parts.append(f"{dataset}=error:{type(exc).__name__}")
-        return "\n".join(parts)
 
 
 class QueryHandler(_ApiHandler):
