@@ -195,7 +195,8 @@ class Query:
         exclusive with ``start``/``end``.
     start, end
         Time range, both ends included; partial labels cover their whole period
-        (``end="1985"`` includes all of 1985). Either may be omitted to mean the
+        (``end="1985"`` includes all of 1985); on a numbered step axis, numbers
+        (steps with ``start <= value <= end``). Either may be omitted to mean the
         start/end of the record. No time at all means the whole record.
     agg
         Reduction over the time range: mean, min, max or std (population, ddof=0).
