@@ -243,12 +243,36 @@ def spherical_polygon_area(
     numpy.ndarray
         Areas in m^2, shape ``cells``; NaN where a vertex is missing.
     """
+    lon_bounds = np.asarray(lon_bounds, dtype="float64")
+    lat_bounds = np.asarray(lat_bounds, dtype="float64")
+    shape, nv = lon_bounds.shape[:-1], lon_bounds.shape[-1]
+    flat_lon, flat_lat = lon_bounds.reshape(-1, nv), lat_bounds.reshape(-1, nv)
+    centres = None
+    if lon is not None and lat is not None:
+        centres = (np.asarray(lon, "float64").ravel(), np.asarray(lat, "float64").ravel())
+    out = np.empty(flat_lon.shape[0])
+    for start in range(0, out.size, _AREA_BLOCK):  # bounded temporaries on big grids
+        part = slice(start, start + _AREA_BLOCK)
+        inner = None if centres is None else (centres[0][part], centres[1][part])
+        out[part] = _fan_excess(flat_lon[part], flat_lat[part], inner)
+    return out.reshape(shape) * radius**2
+
+
+#: Cells per block of the polygon-area computation.
+_AREA_BLOCK = 262144
+
+
+def _fan_excess(
+    lon_bounds: np.ndarray, lat_bounds: np.ndarray, centre_lonlat: tuple | None
+) -> np.ndarray:
+    """Spherical excess (steradians) of polygons ``(n, nv)``: signed triangles fanned
+    from the centre (any inner point works for a simple polygon)."""
     verts = unit_vectors(lon_bounds, lat_bounds)
-    if lon is None or lat is None:
+    if centre_lonlat is None:
         centre = verts.mean(axis=-2)
         centre /= np.linalg.norm(centre, axis=-1, keepdims=True)
     else:
-        centre = unit_vectors(lon, lat)
+        centre = unit_vectors(*centre_lonlat)
     a = centre[..., None, :]
     b = verts
     c = np.roll(verts, -1, axis=-2)
@@ -256,7 +280,7 @@ def spherical_polygon_area(
     triple = np.einsum("...k,...k->...", np.broadcast_to(a, b.shape), np.cross(b, c))
     denom = 1.0 + (a * b).sum(-1) + (b * c).sum(-1) + (c * a).sum(-1)
     excess = 2.0 * np.arctan2(triple, denom)
-    return np.abs(excess.sum(axis=-1)) * radius**2
+    return np.abs(excess.sum(axis=-1))
 
 
 # --- finding the grid of a raw dataset ------------------------------------------------------
@@ -578,6 +602,7 @@ def _pairs(ds: xr.Dataset, ndim: int) -> list[tuple[Hashable, Hashable]]:
     referenced = _referenced_coordinates(ds)
     roles: dict[str, list[Hashable]] = {"lon": [], "lat": []}
     for name, var in ds.variables.items():
+        var = _static(var)
         if var.ndim != ndim or (ndim == 1 and name in ds.dims):
             continue
         if not np.issubdtype(var.dtype, np.number):
@@ -589,16 +614,40 @@ def _pairs(ds: xr.Dataset, ndim: int) -> list[tuple[Hashable, Hashable]]:
     scored = []
     for lo in roles["lon"]:
         for la in roles["lat"]:
-            dims = set(ds[lo].dims)
-            if set(ds[la].dims) != dims:
+            dims = set(_static(ds[lo]).dims)
+            if set(_static(ds[la]).dims) != dims:
                 continue
             users = sum(dims <= d for d in used)
             if ds.data_vars and users == 0:
                 continue
-            score = (users, (lo in referenced) + (la in referenced))
+            key = _name_key(lo)
+            score = (
+                users,
+                (lo in referenced) + (la in referenced),
+                key == _name_key(la),  # TLONG/TLAT, not TLONG/ULAT
+                key.strip("_") in _CENTRE_KEYS,  # cell centres (T points) before corners
+            )
             scored.append((score, lo, la))
     scored.sort(key=lambda item: item[0], reverse=True)
     return [(lo, la) for _, lo, la in scored]
+
+
+#: What is left of a centre longitude's name without "lon" (TLONG, geolon_t, nav_lon...).
+_CENTRE_KEYS = {"", "t", "geo_t", "nav", "c", "cell", "center", "centre", "grid_center"}
+
+
+def _name_key(name: Hashable) -> str:
+    key = str(name).lower()
+    for word in ("longitude", "latitude", "long", "lon", "lat"):
+        key = key.replace(word, "")
+    return key
+
+
+def _static(var: Any) -> Any:
+    """A coordinate without a leading time dim (WRF's ``XLONG(Time, y, x)``): its first step."""
+    if var.ndim == 3 and "time" in str(var.dims[0]).lower():
+        return var[0]
+    return var
 
 
 def _curvilinear_grid(ds: xr.Dataset, source: str) -> RawGrid | None:
@@ -606,9 +655,10 @@ def _curvilinear_grid(ds: xr.Dataset, source: str) -> RawGrid | None:
     if not pairs:
         return None
     lon_name, lat_name = pairs[0]
-    dims = ds[lon_name].dims
-    lon = _wrap(_degrees(ds[lon_name]))
-    lat = _degrees(ds[lat_name].transpose(*dims))
+    lon_var, lat_var = _static(ds[lon_name]), _static(ds[lat_name])
+    dims = lon_var.dims
+    lon = _wrap(_degrees(lon_var))
+    lat = _degrees(lat_var.transpose(*dims))
     _check_finite(source, lon_name, lon, lat)
     blon, blat, bnames = _vertex_variables(ds, lon_name, lat_name, dims)
     if blon is None:

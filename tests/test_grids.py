@@ -252,6 +252,9 @@ def test_pop_like_2d_lat_lon_found_by_units() -> None:
     raw = xr.Dataset(
         {
             "TEMP": (("nlat", "nlon"), np.ones((ny, nx))),
+            # the corner (U) points come first in POP files; the centres are TLONG/TLAT
+            "ULONG": (("nlat", "nlon"), lon + 1.0, {"units": "degrees_east"}),
+            "ULAT": (("nlat", "nlon"), lat + 1.0, {"units": "degrees_north"}),
             "TLONG": (("nlat", "nlon"), lon, {"units": "degrees_east"}),
             "TLAT": (("nlat", "nlon"), lat, {"units": "degrees_north"}),
         }
@@ -260,7 +263,25 @@ def test_pop_like_2d_lat_lon_found_by_units() -> None:
     grid = grid_of(ds)
     assert grid.kind == "curvilinear" and ds["TEMP"].dims == ("y", "x")
     np.testing.assert_allclose(grid.lon, (lon + 180) % 360 - 180)
+    np.testing.assert_allclose(grid.lat, lat)
     assert np.all(grid.area > 0)
+
+
+def test_wrf_like_time_dependent_2d_lon_lat() -> None:
+    ny, nx = 5, 7
+    lon = np.linspace(-10, 10, nx)[None, :] + np.linspace(0, 2, ny)[:, None]
+    lat = np.linspace(40, 50, ny)[:, None] + np.zeros(nx)[None, :]
+    dims = ("Time", "south_north", "west_east")
+    raw = xr.Dataset(
+        {
+            "T2": (dims, np.ones((2, ny, nx))),
+            "XLONG": (dims, np.stack([lon, lon]), {"units": "degree_east"}),
+            "XLAT": (dims, np.stack([lat, lat]), {"units": "degree_north"}),
+        }
+    )
+    ds = normalise_dataset(raw, "wrf")
+    assert ds.attrs["gridscope_grid"] == "curvilinear" and ds["T2"].dims == ("Time", "y", "x")
+    np.testing.assert_allclose(grid_of(ds).lon, lon)
 
 
 def test_scrip_hexagons_and_a_point_cloud() -> None:
