@@ -305,6 +305,7 @@ def test_openapi_document_is_served_valid_and_lists_every_endpoint(api) -> None:
 
 # --- link previews --------------------------------------------------------------------------------
 def test_permalink_page_has_a_link_preview_of_its_map(api) -> None:
+    _ok(f"{api}/api/v1/datasets")  # every dataset open: the page is built at once, with its head
     _, page = _ok(f"{api}/?dataset=navy-winds&var=UWND&time=1985-07")
     text = page.decode()
     tags = dict(
