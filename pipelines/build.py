@@ -54,6 +54,8 @@ from pipelines.cell_stores import (
     TS_CHUNK,
     block_sums,
     cell_grid,
+    level_fields,
+    pyramid_shapes,
     write_cell_grid,
 )
 from pipelines.cluster import ClusterSpec, connect, disconnect
@@ -192,6 +194,20 @@ def _cells_layout(ds: xr.Dataset, cfg: BuildConfig) -> dict[str, dict[str, Any]]
         for name, dtype in _STAT_DTYPES:
             out["aggregates"][f"L0/{name}"] = ((table.total, n), (1, min(AGG_CHUNK, n)), dtype)
         out["aggregates"]["L0/shift"] = ((n,), (n,), "float64")
+    for lev, nlat in enumerate(pyramid_shapes(grid_of(ds).area, cfg.max_level), start=1):
+        shape = (nlat, 2 * nlat)
+        tc = min(u, 4 ** (lev - 1))
+        for kind in ("mean", "min", "max"):
+            out["pyramid"][f"L{lev}/{kind}"] = (
+                (nt, *shape),
+                (tc, min(shape[0], 512), min(shape[1], 1024)),
+                "float32",
+            )
+        if table.total:
+            tile = (1, min(shape[0], 361), min(shape[1], 720))
+            for name, dtype in _STAT_DTYPES:
+                out["aggregates"][f"L{lev}/{name}"] = ((table.total, *shape), tile, dtype)
+            out["aggregates"][f"L{lev}/shift"] = (shape, shape, "float64")
     return out
 
 
@@ -202,6 +218,12 @@ _STAT_DTYPES = (
     ("min", "float32"),
     ("max", "float32"),
 )
+
+
+def _pyramid_levels(layout: dict[str, dict[str, Any]]) -> int:
+    """The coarsest pyramid level a layout has (a cell grid may have fewer than asked)."""
+    levels = [int(path.split("/")[0][1:]) for path in layout["pyramid"]]
+    return max(levels, default=0)
 
 
 def _array_specs(layout: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -462,6 +484,43 @@ def _read_cells(ds: xr.Dataset, var: str, t0: int, t1: int, order: np.ndarray) -
     return np.ascontiguousarray(values.reshape(values.shape[0], -1)[:, order])
 
 
+def _write_blocks(
+    writer: _SlabWriter,
+    agg: Any,
+    var: str,
+    lev: int,
+    mean: np.ndarray,
+    vmin: np.ndarray | None,
+    vmax: np.ndarray | None,
+    t0: int,
+    nt: int,
+    cfg: BuildConfig,
+) -> None:
+    """Write the aggregate blocks (sizes up to a unit) of one unit's steps at ``lev``."""
+    b = cfg.base_block
+    nblocks = mean.shape[0] // b
+    if nblocks == 0 or f"{var}/L{lev}/sum" not in agg:
+        return
+    table = BlockTable(nt, b)
+    shift = agg[f"{var}/L{lev}/shift"][...]
+    cut = nblocks * b
+    stats = block_stats(
+        mean[:cut],
+        shift,
+        b,
+        None if vmin is None else vmin[:cut],
+        None if vmax is None else vmax[:cut],
+    )
+    size = b
+    while size <= cfg.unit_steps and size <= nt and stats.sum.shape[0] > 0:
+        first = table.flat_index(size, t0 // size)
+        for name in STATS:
+            writer.write(agg[f"{var}/L{lev}/{name}"], first, getattr(stats, name))
+        size *= 2
+        if size <= cfg.unit_steps and size <= nt:
+            stats = combine_stats(stats)
+
+
 def _write_cell_unit(
     folder: Path, var: str, values: np.ndarray, t0: int, nt: int, cfg: BuildConfig
 ) -> None:
@@ -470,6 +529,7 @@ def _write_cell_unit(
 
     agg = zarr.open_group(folder / "aggregates.zarr", mode="r+")
     ts = zarr.open_group(folder / "timeseries.zarr", mode="r+")
+    pyr = zarr.open_group(folder / "pyramid.zarr", mode="r+")
     grid = cell_grid(folder)
     writer = _SlabWriter()
     try:
@@ -478,20 +538,14 @@ def _write_cell_unit(
         for lev, (wsum, warea) in enumerate(sums, start=1):
             writer.write(ts[f"{var}/L{lev}/wsum"], t0, wsum)
             writer.write(ts[f"{var}/L{lev}/warea"], t0, warea)
-        b = cfg.base_block
-        nblocks = values.shape[0] // b
-        if nblocks and f"{var}/L0/sum" in agg:
-            table = BlockTable(nt, b)
-            shift = agg[f"{var}/L0/shift"][...]
-            stats = block_stats(values[: nblocks * b], shift, b)
-            size = b
-            while size <= cfg.unit_steps and size <= nt and stats.sum.shape[0] > 0:
-                first = table.flat_index(size, t0 // size)
-                for name in STATS:
-                    writer.write(agg[f"{var}/L0/{name}"], first, getattr(stats, name))
-                size *= 2
-                if size <= cfg.unit_steps and size <= nt:
-                    stats = combine_stats(stats)
+        _write_blocks(writer, agg, var, 0, values, None, None, t0, nt, cfg)
+        for lev in range(1, len(grid.level_rows[: cfg.max_level]) + 1):
+            fields = level_fields(values, grid.level(lev))
+            for kind in ("mean", "min", "max"):
+                writer.write(pyr[f"{var}/L{lev}/{kind}"], t0, fields[kind])
+            _write_blocks(
+                writer, agg, var, lev, fields["mean"], fields["min"], fields["max"], t0, nt, cfg
+            )
         writer.wait()
     finally:
         writer.close()
@@ -542,9 +596,16 @@ def _write_shifts(ds: xr.Dataset, folder: Path, var: str, cfg: BuildConfig) -> N
 
     agg = zarr.open_group(folder / "aggregates.zarr", mode="r+")
     if not is_regular(ds):
-        if f"{var}/L0/shift" in agg:
-            first = _read_cells(ds, var, 0, 1, cell_grid(folder).order)[0]
-            _dense(agg[f"{var}/L0/shift"])[...] = np.nan_to_num(first.astype("float64"), nan=0.0)
+        grid = cell_grid(folder)
+        first = _read_cells(ds, var, 0, 1, grid.order)
+        fields = [first[0]] + [
+            level_fields(first, grid.level(k))["mean"][0]
+            for k in range(1, len(grid.level_rows[: cfg.max_level]) + 1)
+        ]
+        for lev, field in enumerate(fields):
+            if f"{var}/L{lev}/shift" in agg:
+                shift = np.nan_to_num(field.astype("float64"), nan=0.0)
+                _dense(agg[f"{var}/L{lev}/shift"])[...] = shift
         return
     first = np.asarray(
         ds[var].isel(time=0).transpose("lat", "lon").compute(scheduler="synchronous").values
@@ -691,14 +752,14 @@ def build_derived(
         }
     if not is_regular(ds) and not (folder / "cells" / "order.npy").exists():
         grid = grid_of(ds)
-        write_cell_grid(folder, grid.lon, grid.lat, grid.area)
+        write_cell_grid(folder, grid.lon, grid.lat, grid.area, cfg.max_level)
     for var in variables:
         _forget_if_damaged(folder, manifest, var, source, nt)
         layout = _layout(ds, var, cfg)
         info = manifest["variables"].setdefault(
             var,
             {
-                "max_level": cfg.max_level,
+                "max_level": _pyramid_levels(layout),
                 "ts_max_level": cfg.ts_max_level,
                 "base_block": cfg.base_block,
                 "unit_steps": cfg.unit_steps,

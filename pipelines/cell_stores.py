@@ -18,6 +18,23 @@ true areas in position order. Per variable (see `pipelines.derived` for the fold
 - ``aggregates.zarr/<var>/L0/{sum,sumsq,count,min,max}`` (block, position) and
   ``L0/shift`` (position): the temporal aggregates of `pipelines.aggregates` per cell.
 
+Map pyramid: levels ``k = 1..max_level`` are regular global lat-lon grids of
+``nlat_k x 2 nlat_k`` cells (`pyramid_shapes`: level 1 about twice the native cell
+size, each next level about twice as coarse), filled by an area-weighted sparse
+regridding matrix per level (`regrid_matrix`, ``cells/regrid_L<k>.npz``, computed once
+per grid): **each native cell's whole area goes to the target cell containing its
+centre**. We chose this over exact polygon overlaps because (a) the levels are coarser
+than the native grid, where a cell straddling a target edge moves at most half a native
+cell, (b) it needs no cell polygons (point clouds have none) and no spherical polygon
+clipping, and (c) it conserves exactly: a level's area-weighted mean over the globe or
+over whole target cells equals the native one, and each matrix row sums to the area
+its target cell covers. A level's ``mean`` is the area-weighted mean of the valid
+native cells in each target cell, ``min``/``max`` their extremes (NaN where no valid
+centre falls). As for regular grids, a level-``k`` answer is the query evaluated on the
+level-``k`` dataset; temporal aggregates are stored per level as on regular grids.
+Target cells with no native centre (only at levels finer than the native grid
+somewhere, e.g. lat-lon cells near the poles of a uniform mesh) are NaN.
+
 Answers are the brute-force ones (`pipelines.evaluate`) on the native cells: the same
 cells (box membership by `pipelines.selection.bbox_cell_mask` on the same centres,
 nearest cell on the sphere as `pipelines.selection.nearest_cell_index`), the same
@@ -46,13 +63,17 @@ from pipelines.selection import bbox_cell_mask, nearest_cell_index, select_bbox
 __all__ = [
     "FANOUT",
     "CellGrid",
+    "LevelRegrid",
     "block_cover",
     "block_sums",
     "cell_grid",
     "cell_order",
+    "level_fields",
     "native_index",
-    "plan_cell_range_map",
+    "plan_cell_map",
     "plan_cell_series",
+    "pyramid_shapes",
+    "regrid_matrix",
     "write_cell_grid",
 ]
 
@@ -142,17 +163,129 @@ def block_cover(mask: np.ndarray, max_level: int) -> list[np.ndarray]:
 # ------------------------------------------------------------------------------ the grid
 
 
-def write_cell_grid(folder: Path, lon: np.ndarray, lat: np.ndarray, area: np.ndarray) -> None:
-    """Write ``cells/{order,lon,lat,area}.npy`` (position order) for a grid's cells."""
+def pyramid_shapes(area: np.ndarray, max_level: int) -> list[int]:
+    """Latitude rows ``nlat_k`` of pyramid levels ``1..max_level`` (``2 nlat_k`` columns).
+
+    Level 1 has cells about twice the median native cell size (so most target cells hold
+    several native centres); each next level has half the rows (rounded up), and levels
+    stop before fewer than 8 rows.
+    """
+    spacing = float(np.median(np.sqrt(np.asarray(area, "float64")))) / (
+        EARTH_RADIUS_M * np.pi / 180
+    )
+    nlat = max(int(180.0 / (2.0 * spacing)), 1)
+    out = []
+    for _ in range(max_level):
+        if nlat < 8:
+            break
+        out.append(nlat)
+        nlat = -(-nlat // 2)
+    return out
+
+
+def target_index(lon: np.ndarray, lat: np.ndarray, nlat: int) -> np.ndarray:
+    """Flat index (row-major, rows from the south, columns from -180) of the level cell
+    of ``nlat`` rows containing each centre (edges: the cell to the north / east)."""
+    res = 180.0 / nlat
+    i = np.clip(np.floor((np.asarray(lat, "float64") + 90.0) / res), 0, nlat - 1).astype("int64")
+    j = np.floor(((np.asarray(lon, "float64") + 180.0) % 360.0) / res).astype("int64") % (2 * nlat)
+    return i * (2 * nlat) + j
+
+
+def regrid_matrix(lon: np.ndarray, lat: np.ndarray, area: np.ndarray, nlat: int) -> Any:
+    """The sparse (target cells x native cells) matrix of a level: entry = the native
+    cell's area where its centre lies in the target cell (CSR, float64)."""
+    from scipy import sparse
+
+    n = np.asarray(area).size
+    rows = target_index(np.ravel(lon), np.ravel(lat), nlat)
+    return sparse.csr_matrix(
+        (np.asarray(area, "float64").ravel(), (rows, np.arange(n))), shape=(2 * nlat * nlat, n)
+    )
+
+
+@dataclasses.dataclass(eq=False)
+class LevelRegrid:
+    """One pyramid level of a cell grid: its matrix and what min/max grouping needs."""
+
+    nlat: int
+    matrix: Any
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.nlat, 2 * self.nlat)
+
+    @functools.cached_property
+    def _groups(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        csc = self.matrix.tocsc()
+        rows = np.empty(self.matrix.shape[1], "int64")
+        rows[np.repeat(np.arange(csc.shape[1]), np.diff(csc.indptr))] = csc.indices
+        perm = np.argsort(rows, kind="stable")
+        sorted_rows = rows[perm]
+        starts = np.flatnonzero(np.r_[True, np.diff(sorted_rows) != 0])
+        return perm, starts, sorted_rows[starts]
+
+    @functools.cached_property
+    def covered_area(self) -> np.ndarray:
+        """Area of the native cells whose centres lie in each target cell (row sums)."""
+        return np.asarray(self.matrix.sum(axis=1)).reshape(self.shape)
+
+    @property
+    def lat(self) -> np.ndarray:
+        res = 180.0 / self.nlat
+        return -90.0 + res * (np.arange(self.nlat) + 0.5)
+
+    @property
+    def lon(self) -> np.ndarray:
+        res = 180.0 / self.nlat
+        return -180.0 + res * (np.arange(2 * self.nlat) + 0.5)
+
+
+def level_fields(values: np.ndarray, level: LevelRegrid) -> dict[str, np.ndarray]:
+    """``mean``, ``min``, ``max`` (time, nlat, nlon) float32 of ``values`` (time, position)
+    on a pyramid level: area-weighted mean / extremes of the valid native cells."""
+    x = np.asarray(values)
+    nt = x.shape[0]
+    ntarget = level.matrix.shape[0]
+    perm, starts, present = level._groups
+    out = {k: np.full((nt, ntarget), np.nan, "float32") for k in ("mean", "min", "max")}
+    for t in range(nt):
+        row = x[t]
+        valid = ~np.isnan(row)
+        wsum = level.matrix @ np.where(valid, row, 0).astype("float64")
+        warea = level.matrix @ valid.astype("float64")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out["mean"][t] = np.where(warea > 0, wsum / np.where(warea > 0, warea, 1), np.nan)
+        grouped = row[perm]
+        out["min"][t, present] = np.fmin.reduceat(grouped, starts)
+        out["max"][t, present] = np.fmax.reduceat(grouped, starts)
+    return {k: v.reshape((nt, *level.shape)) for k, v in out.items()}
+
+
+def write_cell_grid(
+    folder: Path, lon: np.ndarray, lat: np.ndarray, area: np.ndarray, max_level: int = 0
+) -> None:
+    """Write ``cells/{order,lon,lat,area}.npy`` (position order) for a grid's cells, and
+    the regridding matrix of each pyramid level (``cells/regrid_L<k>.npz``, columns in
+    position order) with ``cells/levels.json``."""
+    import json
+
+    from scipy import sparse
+
     order = cell_order(lon, lat)
     out = Path(folder) / "cells"
     out.mkdir(parents=True, exist_ok=True)
-    for name, arr in (
-        ("order", order),
-        ("lon", np.asarray(lon, "float64").ravel()[order]),
-        ("lat", np.asarray(lat, "float64").ravel()[order]),
-        ("area", np.asarray(area, "float64").ravel()[order]),
-    ):
+    arrays = {
+        "lon": np.asarray(lon, "float64").ravel()[order],
+        "lat": np.asarray(lat, "float64").ravel()[order],
+        "area": np.asarray(area, "float64").ravel()[order],
+    }
+    shapes = pyramid_shapes(arrays["area"], max_level)
+    for k, nlat in enumerate(shapes, start=1):
+        matrix = regrid_matrix(arrays["lon"], arrays["lat"], arrays["area"], nlat)
+        sparse.save_npz(out / f"regrid_L{k}.npz", matrix)
+    (out / "levels.json").write_text(json.dumps({"nlat": shapes}))
+    for name, arr in (("order", order), *arrays.items()):  # order last: it marks completion
         tmp = out / f".{name}.tmp.npy"
         np.save(tmp, arr)
         tmp.replace(out / f"{name}.npy")
@@ -166,6 +299,27 @@ class CellGrid:
     lon: np.ndarray
     lat: np.ndarray
     area: np.ndarray
+    folder: Path | None = None
+
+    @functools.cached_property
+    def level_rows(self) -> list[int]:
+        """``nlat`` of each pyramid level (level 1 first)."""
+        import json
+
+        if self.folder is None or not (self.folder / "cells" / "levels.json").exists():
+            return []
+        return list(json.loads((self.folder / "cells" / "levels.json").read_text())["nlat"])
+
+    def level(self, k: int) -> LevelRegrid:
+        """Pyramid level ``k`` (>= 1), its matrix loaded once."""
+        cache = self.__dict__.setdefault("_levels", {})
+        if k not in cache:
+            from scipy import sparse
+
+            assert self.folder is not None
+            matrix = sparse.load_npz(self.folder / "cells" / f"regrid_L{k}.npz").tocsr()
+            cache[k] = LevelRegrid(self.level_rows[k - 1], matrix)
+        return cache[k]
 
     @functools.cached_property
     def position(self) -> np.ndarray:
@@ -213,7 +367,7 @@ def cell_grid(folder: Path) -> CellGrid:
             arrays = {
                 n: np.load(path.with_name(f"{n}.npy")) for n in ("order", "lon", "lat", "area")
             }
-            grid = _GRIDS[key] = CellGrid(**arrays)
+            grid = _GRIDS[key] = CellGrid(**arrays, folder=Path(folder))
         return grid
 
 
@@ -365,6 +519,206 @@ def plan_cell_series(
         f"steps {r0}..{r1 - 1}",
         int(nread * nsteps * 4),
         run_box,
+    )
+
+
+def _view_size(boxes: list[tuple[float, float, float, float]]) -> tuple[float, float]:
+    """Degrees of longitude and latitude the boxes' intersection spans (at most)."""
+    width, height = 360.0, 180.0
+    for west, south, east, north in boxes:
+        span = (east - west) % 360.0
+        width = min(width, 360.0 if span == 0 and east != west else span)
+        height = min(height, north - south)
+    return width, height
+
+
+def choose_level(
+    grid: CellGrid,
+    boxes: list[tuple[float, float, float, float]],
+    screen: tuple[int, int] | None,
+    max_level: int,
+) -> int:
+    """The coarsest pyramid level with at least ``screen`` cells across the view, or 0
+    (the native cells) when none has (or without a screen: full resolution)."""
+    if screen is None:
+        return 0
+    width, height = _view_size(boxes)
+    w, h = (max(int(v), 1) for v in screen)
+    level = 0
+    for k, nlat in enumerate(grid.level_rows[:max_level], start=1):
+        res = 180.0 / nlat
+        if width / res >= w and height / res >= h:
+            level = k
+        else:
+            break
+    return level
+
+
+@dataclasses.dataclass
+class _LevelRegion:
+    lat_index: np.ndarray
+    lon_index: np.ndarray
+    lat: np.ndarray
+    lon: np.ndarray
+    cell_area: np.ndarray
+
+    @property
+    def lat_slice(self) -> slice:
+        return slice(int(self.lat_index[0]), int(self.lat_index[-1]) + 1)
+
+    @property
+    def runs(self) -> list[tuple[int, int]]:
+        from pipelines.timeseries_store import lon_runs
+
+        return lon_runs(self.lon_index.tolist())
+
+
+def _level_region(
+    level: LevelRegrid, boxes: list[tuple[float, float, float, float]]
+) -> _LevelRegion:
+    da = xr.DataArray(
+        np.zeros(level.shape, "int8"),
+        dims=("lat", "lon"),
+        coords={
+            "lat": level.lat,
+            "lon": level.lon,
+            "ilat": ("lat", np.arange(level.shape[0])),
+            "ilon": ("lon", np.arange(level.shape[1])),
+        },
+    )
+    for box in boxes:
+        da = select_bbox(da, box)
+    ilat, ilon = da["ilat"].values, da["ilon"].values
+    area = level.covered_area[np.ix_(ilat, ilon)]
+    return _LevelRegion(ilat, ilon, da["lat"].values, da["lon"].values, area)
+
+
+def _read_level(arr: Any, lead: Any, region: _LevelRegion) -> np.ndarray:
+    parts = [
+        arr.get_orthogonal_selection((lead, region.lat_slice, slice(a, b))) for a, b in region.runs
+    ]
+    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
+
+
+def _combine_totals(totals: dict[str, np.ndarray], name: str, part: np.ndarray) -> None:
+    if name not in totals:
+        totals[name] = part
+    elif name == "min":
+        totals[name] = np.fmin(part, totals[name])
+    elif name == "max":
+        totals[name] = np.fmax(part, totals[name])
+    else:
+        totals[name] = part + totals[name]
+
+
+_NEEDED = {
+    "mean": ("sum", "count"),
+    "std": ("sum", "sumsq", "count"),
+    "min": ("min",),
+    "max": ("max",),
+}
+_BYTES = {"sum": 8, "sumsq": 8, "count": 4, "min": 4, "max": 4}
+_METHOD = {"mean": "mean", "min": "minimum", "max": "maximum", "std": "standard_deviation"}
+
+
+def plan_cell_map(
+    da: xr.DataArray,
+    query: Query,
+    stores: Any,
+    boxes: list[tuple[float, float, float, float]],
+    screen: tuple[int, int] | None,
+) -> PlanParts | None:
+    """A map of a non-regular grid from its derived stores, or None (brute force).
+
+    With a ``screen``, the coarsest pyramid level with at least screen resolution over
+    the view (a regular lat-lon answer with ``attrs["gridscope_level"] = k``): one step
+    from the level's field, a range from its temporal aggregates. Finer than level 1
+    (or without a screen): a range map from the native cells' aggregates; a single step
+    is left to brute force on the native cells of the view.
+    """
+    if "time" not in da.dims or query.is_anomaly:
+        return None
+    from pipelines.pyramid import field_kind
+    from pipelines.selection import range_indices, step_index
+
+    grid = cell_grid(stores.folder)
+    single = query.time is not None
+    level = choose_level(grid, boxes, screen, stores.max_level)
+    if level == 0:
+        if single:
+            return None
+        t0, t1 = range_indices(da, query.start, query.end)
+        return plan_cell_range_map(da, query, stores, boxes, t0, t1)
+    lev = grid.level(level)
+    region = _level_region(lev, boxes)
+    kind = field_kind(query.agg, single, False)
+    ncells = region.lat_index.size * region.lon_index.size
+    attrs = dict(da.attrs)
+    attrs["gridscope_level"] = level
+
+    def result(values: np.ndarray) -> xr.DataArray:
+        coords = {
+            "lat": ("lat", region.lat, dict(da["lat"].attrs)),
+            "lon": ("lon", region.lon, dict(da["lon"].attrs)),
+            "cell_area": (("lat", "lon"), region.cell_area, dict(da["cell_area"].attrs)),
+        }
+        return xr.DataArray(values, dims=("lat", "lon"), coords=coords, name=query.var, attrs=attrs)
+
+    where = f"pyramid level {level} of the native cells ({region.lat_index.size}x{region.lon_index.size} cells"
+    if single:
+        step = step_index(da, query.time)
+
+        def run_step() -> xr.DataArray:
+            arr = stores.array("pyramid", f"L{level}/{kind}")
+            return result(_read_level(arr, step, region))
+
+        return f"{where}), step {step}", ncells * 4, run_step
+    table = stores.block_table(level)
+    if table is None:
+        return None
+    t0, t1 = range_indices(da, query.start, query.end)
+    blocks, steps = decompose_range(t0, t1, table)
+    flat = [table.flat_index(s, b) for s, b in blocks]
+    agg = query.agg
+    needed = _NEEDED[agg]
+    nbytes = ncells * (len(flat) * sum(_BYTES[n] for n in needed) + len(steps) * 4)
+    attrs["cell_methods"] = f"time: {_METHOD[agg]}"
+
+    def run_range() -> xr.DataArray:
+        shift_arr = stores.array("aggregates", f"L{level}/shift")
+        parts = [shift_arr[region.lat_slice, a:b] for a, b in region.runs]
+        shift = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
+        totals: dict[str, np.ndarray] = {}
+        if steps:
+            raw = _read_level(stores.array("pyramid", f"L{level}/{kind}"), steps, region)
+            stats = block_stats(raw, shift, raw.shape[0])
+            totals = {n: getattr(stats, n)[0] for n in needed}
+        if flat:
+            futures = {
+                n: _pool().submit(
+                    _read_level, stores.array("aggregates", f"L{level}/{n}"), flat, region
+                )
+                for n in needed
+            }
+            for n, fut in futures.items():
+                part = fut.result()
+                op = {"min": np.fmin, "max": np.fmax}.get(n)
+                if op is not None:
+                    part = op.reduce(part, axis=0)
+                else:
+                    part = part.sum(axis=0, dtype="int64" if n == "count" else "float64")
+                _combine_totals(totals, n, part)
+        return result(finish(agg, totals, shift))
+
+    sizes: dict[int, int] = {}
+    for s, _ in blocks:
+        sizes[s] = sizes.get(s, 0) + 1
+    text = ", ".join(f"{n}x{s}" for s, n in sorted(sizes.items(), reverse=True)) or "none"
+    return (
+        f"temporal aggregates on {where}): blocks [{text}] + {len(steps)} raw steps for steps "
+        f"{t0}..{t1 - 1}",
+        int(nbytes),
+        run_range,
     )
 
 

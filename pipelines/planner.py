@@ -41,7 +41,7 @@ import xarray as xr
 
 from pipelines.aggregates import STATS, BlockStats, block_stats, decompose_range, finish
 from pipelines.cache import result_cache
-from pipelines.cell_stores import plan_cell_range_map, plan_cell_series
+from pipelines.cell_stores import plan_cell_map, plan_cell_series
 from pipelines.derived import VariableStores, find_derived
 from pipelines.evaluate import compute_map, compute_series, field_for
 from pipelines.pyramid import LevelGrid, coarsen_fields, field_kind, level_grid
@@ -831,18 +831,12 @@ def _plan_native_map(
     max_bytes: int | None,
 ) -> Plan:
     """A map of a rotated, projected, curvilinear or unstructured grid: brute force on
-    its native cells, cropped to the bbox and viewport (cells outside masked); a range
-    map from the cells' temporal aggregates when built (`pipelines.cell_stores`)."""
+    its native cells, cropped to the bbox and viewport (cells outside masked); from the
+    cells' derived stores when built (`pipelines.cell_stores`: a regular lat-lon pyramid
+    level when the screen allows, the cells' temporal aggregates for a range)."""
     stores, version = _derived_stores(ds, query.var)
-    if (
-        stores is not None
-        and stores.layout == "cells"
-        and "time" in da.dims
-        and query.time is None
-        and not query.is_anomaly
-    ):
-        t0, t1 = range_indices(da, query.start, query.end)
-        parts = plan_cell_range_map(da, query, stores, _bboxes(query, viewport), t0, t1)
+    if stores is not None and stores.layout == "cells":
+        parts = plan_cell_map(da, query, stores, _bboxes(query, viewport), screen)
         if parts is not None:
             key = _key(ds, version, "map", query, viewport, screen)
             return Plan(parts[0], parts[1], 0, parts[2], key, max_bytes)

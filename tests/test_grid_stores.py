@@ -173,3 +173,112 @@ def test_cell_order_is_a_permutation_keeping_neighbours_close() -> None:
     # (row-major order: 256 cells span 359 degrees of longitude)
     span = lon.ravel()[order][: (lon.size // 256) * 256].reshape(-1, 256)
     assert np.median(span.max(1) - span.min(1)) < 60
+
+
+def _own_level_mean(lon, lat, area, values, nlat):
+    """Area-weighted mean of the valid native values whose centre is in each target cell
+    of a global nlat x 2 nlat grid (independent of pipelines.cell_stores)."""
+    res = 180.0 / nlat
+    row = np.minimum(((lat + 90.0) // res).astype(int), nlat - 1)
+    col = (((lon + 180.0) % 360.0) // res).astype(int) % (2 * nlat)
+    target = row * 2 * nlat + col
+    valid = ~np.isnan(values)
+    x = np.where(valid, values, 0.0).astype("float64")
+    wsum = np.bincount(target, x * area * valid, minlength=2 * nlat * nlat)
+    warea = np.bincount(target, area * valid, minlength=2 * nlat * nlat)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (wsum / warea).reshape(nlat, 2 * nlat), np.bincount(
+            target, area, minlength=2 * nlat * nlat
+        ).reshape(nlat, 2 * nlat)
+
+
+def test_regrid_matrix_conserves_area_and_global_mean() -> None:
+    from pipelines.cell_stores import LevelRegrid, level_fields, regrid_matrix
+    from pipelines.synthetic_grids import grid_field, tripolar_like_grid
+
+    lon, lat, _, _, area = tripolar_like_grid(90, 45)
+    values = grid_field(lon, lat, 3)
+    for nlat in (11, 20):
+        matrix = regrid_matrix(lon, lat, area, nlat)
+        own_mean, own_area = _own_level_mean(
+            lon.ravel(), lat.ravel(), area.ravel(), values.ravel(), nlat
+        )
+        level = LevelRegrid(nlat, matrix)
+        # every row's weights sum to the area its target cell covers
+        np.testing.assert_allclose(level.covered_area, own_area, rtol=1e-12)
+        assert np.isclose(matrix.sum(), area.sum(), rtol=1e-12)
+        fields = level_fields(values.ravel()[None], level)
+        np.testing.assert_allclose(fields["mean"][0], own_mean, rtol=1e-6)
+        # the area-weighted global mean of the level equals the native one (numpy)
+        x = values.ravel().astype("float64")
+        valid = ~np.isnan(x)
+        native_mean = np.sum(x[valid] * area.ravel()[valid]) / area.ravel()[valid].sum()
+        ok = ~np.isnan(own_mean)
+        weights = matrix @ valid.astype("float64")
+        level_mean = (
+            np.sum(fields["mean"][0].ravel()[ok.ravel()] * weights[ok.ravel()])
+            / weights[ok.ravel()].sum()
+        )
+        assert abs(level_mean - native_mean) <= 1e-6 * abs(native_mean)
+        # min / max: the extremes of the native cells in each target cell
+        res = 180.0 / nlat
+        row = np.minimum(((lat.ravel() + 90) // res).astype(int), nlat - 1)
+        col = (((lon.ravel() + 180) % 360) // res).astype(int) % (2 * nlat)
+        target = row * 2 * nlat + col
+        for t in np.unique(target)[:50]:
+            cell_values = values.ravel()[target == t]
+            if np.all(np.isnan(cell_values)):
+                assert np.isnan(fields["max"][0].ravel()[t])
+            else:
+                assert fields["max"][0].ravel()[t] == np.nanmax(cell_values)
+                assert fields["min"][0].ravel()[t] == np.nanmin(cell_values)
+
+
+def test_zoomed_out_maps_read_pyramid_levels(built) -> None:
+    """A map of the whole globe on a small screen comes from a pyramid level: one step
+    equals the own regridding of that step; min over a range equals min over the steps
+    of the level fields; zoomed in past level 1 the map keeps the native cells."""
+    from pipelines.cell_stores import cell_grid
+
+    ds, labels = built, _labels(built)
+    query = Query(dataset="g", var="tos", time=labels[7])
+    plan = plan_map(ds, query, viewport=(-180, 180, -90, 90), screen=(8, 4))
+    got = plan.compute()
+    level = got.attrs["gridscope_level"]
+    assert level >= 1 and plan.description.startswith(f"pyramid level {level}")
+    grid = cell_grid(next(iter(_derived_folders(ds))))
+    nlat = grid.level_rows[level - 1]
+    assert got.shape == (nlat, 2 * nlat)
+    from data_catalog.grid import grid_of
+
+    g = grid_of(ds)
+    step = np.asarray(ds["tos"].isel(time=7).values).ravel()
+    own, own_area = _own_level_mean(g.lon.ravel(), g.lat.ravel(), g.area.ravel(), step, nlat)
+    np.testing.assert_allclose(got.values, own, rtol=1e-6)
+    np.testing.assert_allclose(got["cell_area"].values, own_area, rtol=1e-9)
+    # a range: the min of the level's min fields over the steps, from its aggregates
+    rng_query = Query(dataset="g", var="tos", start=labels[3], end=labels[29], agg="min")
+    rng_plan = plan_map(ds, rng_query, viewport=(-180, 180, -90, 90), screen=(8, 4))
+    assert rng_plan.description.startswith("temporal aggregates on pyramid level")
+    raw = np.asarray(ds["tos"].isel(time=slice(3, 30)).values).reshape(27, -1)
+    res = 180.0 / nlat
+    row = np.minimum(((g.lat.ravel() + 90) // res).astype(int), nlat - 1)
+    col = (((g.lon.ravel() + 180) % 360) // res).astype(int) % (2 * nlat)
+    target = row * 2 * nlat + col
+    want = np.full(2 * nlat * nlat, np.nan, "float32")
+    for t in np.unique(target):
+        cells = raw[:, target == t]
+        if not np.all(np.isnan(cells)):
+            want[t] = np.nanmin(cells)
+    assert np.array_equal(rng_plan.compute().values.ravel(), want, equal_nan=True)
+    # zoomed in: no level has screen resolution, the native cells are kept
+    fine = plan_map(ds, query, viewport=(0, 40, 0, 20), screen=(800, 400))
+    assert "native cells" in fine.description and "pyramid" not in fine.description
+
+
+def _derived_folders(ds):
+    from pipelines.derived import find_derived
+
+    stores = find_derived(ds)
+    assert stores is not None
+    yield stores.folder
