@@ -30,15 +30,15 @@ def server(artifacts: Path):
     stop_server(proc)
 
 
-def _link(page, timeout: float = 30.0) -> str:
+def _link(page, wanted: str = "time=", timeout: float = 30.0) -> str:
     deadline = time.monotonic() + timeout
     value = ""
     while time.monotonic() < deadline:
         value = page.locator(".gs-link input").input_value()
-        if "time=" in value:
+        if wanted in value + "&":
             return value
         page.wait_for_timeout(50)
-    raise AssertionError(f"the link never named a time: {value!r}")
+    raise AssertionError(f"the link never held {wanted!r}: {value!r}")
 
 
 @pytest.mark.parametrize(("source", "step"), [(DAILY, "1980-01-05"), (HOURLY, "1980-01-01T06:00")])
@@ -59,3 +59,31 @@ def test_a_link_reopens_on_the_same_step(page, server, artifacts: Path, source, 
         url = link if link.startswith("http") else f"{server}/{link.lstrip('/')}"
     page.screenshot(path=str(artifacts / f"time-link-{source[8:14]}.png"), full_page=True)
     assert f"time={step}" in page.url
+
+
+SST = "data_catalog/samples/grids/sstdata_netcdf.nc"  # time units "Month", no epoch
+
+
+@pytest.fixture(scope="module")
+def sst_server(artifacts: Path):
+    proc, url = start_server([SST], artifacts / "serve-time-numeric.log")
+    yield url
+    stop_server(proc)
+
+
+def test_a_numbered_step_axis_opens_picks_and_links(page, sst_server, artifacts: Path) -> None:
+    from urllib.parse import quote
+
+    from tests.browser.test_dashboard import text_of, wait_for_change
+
+    page.goto(f"{sst_server}/?dataset={quote(SST, safe='')}&var=sst&time=7")
+    page.wait_for_selector(".gs-map canvas")
+    july = wait_for_map(page)
+    assert page.locator(".gs-time select").input_value() == "7"
+    assert "Time step (Month)" in text_of(page, ".gs-time")
+    assert "time=7&" in _link(page) + "&"
+    page.locator(".gs-time select").select_option(label="1")
+    january, _ = wait_for_change(page, july)
+    assert "time=1&" in _link(page, "time=1&") + "&"
+    page.screenshot(path=str(artifacts / "time-numeric.png"), full_page=True)
+    assert np.abs(january.astype(int) - july.astype(int)).mean() > 1.0
