@@ -625,3 +625,32 @@ def test_cordex_file_with_2d_lon_lat_beside_the_rotated_axes() -> None:
     assert not {"lon_original", "lat_original"} & set(ds.variables)
     np.testing.assert_allclose(ds["lon"].values, lon, atol=1e-9)
     np.testing.assert_allclose(ds["lat"].values, lat, atol=1e-9)
+
+
+def test_areas_from_neighbouring_centres() -> None:
+    # a curvilinear file that is a 1-degree lat-lon grid: corners midway between centres
+    lon1, lat1 = np.arange(0.5, 40, 1.0), np.arange(-59.5, 60, 1.0)
+    lon, lat = np.meshgrid(lon1, lat1)
+    raw = xr.Dataset(
+        {"v": (("j", "i"), np.ones(lon.shape), {"coordinates": "glon glat"})},
+        coords={
+            "glon": (("j", "i"), lon, {"units": "degrees_east"}),
+            "glat": (("j", "i"), lat, {"units": "degrees_north"}),
+        },
+    )
+    grid = grid_of(normalise_dataset(raw, "curv"))
+    exact = R**2 * np.radians(1.0) * np.diff(np.sin(np.radians(np.arange(-60.0, 60.5, 1.0))))
+    np.testing.assert_allclose(grid.area, np.broadcast_to(exact[:, None], lon.shape), rtol=2e-4)
+    # a regional point cloud: the outer cells' areas stay local (no half-sphere Voronoi cells)
+    rng = np.random.default_rng(1)
+    plon, plat = rng.uniform(0, 10, 300), rng.uniform(40, 50, 300)
+    cloud = xr.Dataset(
+        {"v": (("ncol",), np.ones(300))},
+        coords={
+            "lon": ("ncol", plon, {"units": "degrees_east"}),
+            "lat": ("ncol", plat, {"units": "degrees_north"}),
+        },
+    )
+    area = grid_of(normalise_dataset(cloud, "regional")).area
+    patch = R**2 * np.radians(10) * (np.sin(np.radians(50)) - np.sin(np.radians(40)))
+    assert area.max() < 0.25 * patch and 0.5 * patch < area.sum() < 3 * patch
