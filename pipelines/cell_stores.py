@@ -434,6 +434,8 @@ def gather(arr: Any, lead: Any, positions: np.ndarray) -> np.ndarray:
 
 
 PlanParts = tuple[str, int, Callable[[], xr.DataArray]]
+#: A map plan's parts and its pyramid level (0: native cells).
+MapPlanParts = tuple[str, int, Callable[[], xr.DataArray], int]
 
 
 def plan_cell_series(
@@ -627,7 +629,7 @@ def plan_cell_map(
     stores: Any,
     boxes: list[tuple[float, float, float, float]],
     screen: tuple[int, int] | None,
-) -> PlanParts | None:
+) -> MapPlanParts | None:
     """A map of a non-regular grid from its derived stores, or None (brute force).
 
     With a ``screen``, the coarsest pyramid level with at least screen resolution over
@@ -648,7 +650,8 @@ def plan_cell_map(
         if single:
             return None
         t0, t1 = range_indices(da, query.start, query.end)
-        return plan_cell_range_map(da, query, stores, boxes, t0, t1)
+        parts = plan_cell_range_map(da, query, stores, boxes, t0, t1)
+        return None if parts is None else (*parts, 0)
     lev = grid.level(level)
     region = _level_region(lev, boxes)
     kind = field_kind(query.agg, single, False)
@@ -672,7 +675,7 @@ def plan_cell_map(
             arr = stores.array("pyramid", f"L{level}/{kind}")
             return result(_read_level(arr, step, region))
 
-        return f"{where}), step {step}", ncells * 4, run_step
+        return f"{where}), step {step}", ncells * 4, run_step, level
     table = stores.block_table(level)
     if table is None:
         return None
@@ -719,6 +722,7 @@ def plan_cell_map(
         f"{t0}..{t1 - 1}",
         int(nbytes),
         run_range,
+        level,
     )
 
 

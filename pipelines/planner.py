@@ -814,8 +814,8 @@ def plan_series(ds: xr.Dataset, query: Query, *, max_bytes: int | None = None) -
 
 # --------------------------------------------------------------------------- other grids
 
-#: Why non-regular grids are answered by brute force (said in every such plan).
-NATIVE_NOTE = "derived stores are built for regular grids only so far"
+#: Why a non-regular grid is answered by brute force (said in every such plan).
+NATIVE_NOTE = "no derived stores built for it ('gridscope build'), or none usable"
 
 
 def _ncells(da: xr.DataArray) -> int:
@@ -839,7 +839,7 @@ def _plan_native_map(
         parts = plan_cell_map(da, query, stores, _bboxes(query, viewport), screen)
         if parts is not None:
             key = _key(ds, version, "map", query, viewport, screen)
-            return Plan(parts[0], parts[1], 0, parts[2], key, max_bytes)
+            return Plan(parts[0], parts[1], parts[3], parts[2], key, max_bytes)
     crop = _only_step(da, query)
     for box in _bboxes(query, viewport):
         crop = select_bbox(crop, box)
@@ -858,9 +858,10 @@ def _plan_native_map(
         out.attrs["gridscope_level"] = 0
         return out
 
+    why = NATIVE_NOTE if stores is None else "finer than the pyramid's levels, or an anomaly"
     return Plan(
         f"brute force on the native cells of a {kind} grid ({ncells} cells, {nsteps} steps; "
-        f"{NATIVE_NOTE})",
+        f"{why})",
         int(nbytes),
         0,
         run,
