@@ -16,8 +16,9 @@ with ``decode_times=False`` into one of two kinds, recorded in
     how monthly means are commonly stamped; whole values land on the reference day.
 
 ``"numeric"``
-    Units without an epoch (``"days"``, ``"Month"``) or no units at all (a "timestep"
-    axis): the coordinate keeps its numbers (and its ``units`` attribute), and every time
+    Units without an epoch (``"days"``, ``"Month"``), ``since`` units that cannot be
+    read as dates (``"days since launch"``), or no units at all (a "timestep" axis):
+    the coordinate keeps its numbers (and its ``units`` attribute), and every time
     label on it is a number (see `pipelines.selection.step_index`). Nothing is guessed:
     a date made up from a count with no epoch would be a silent wrong answer.
 """
@@ -71,8 +72,11 @@ def decode_time_axis(ds: xr.Dataset, source: str) -> tuple[xr.Dataset, bool]:
     Raises
     ------
     DatasetOpenError
-        When the units name a reference date that cannot be read, or values cannot be
-        dates in the calendar (the message names the file, units and calendar).
+        When the axis holds missing values and cannot be dates, or is not numeric (the
+        message names the file, units and calendar). An axis whose ``since`` units
+        cannot be read as dates (an unreadable reference date, a value beyond the
+        calendar) is kept as a numeric step axis, with ``attrs["gridscope_time_note"]``
+        saying why.
     """
     time = ds["time"]
     attrs = dict(time.attrs)
@@ -83,7 +87,7 @@ def decode_time_axis(ds: xr.Dataset, source: str) -> tuple[xr.Dataset, bool]:
     match = _SINCE.match(units) if isinstance(units, str) else None
     absolute = isinstance(units, str) and _DAY_AS.match(units) is not None
     if match is None and not absolute:
-        return _numeric_axis(ds, attrs), False
+        return _numeric_axis(ds, attrs, source), False
     calendar = str(attrs.get("calendar", "standard")).strip().lower() or "standard"
     unit, reference = (match.group(1).lower(), match.group(2)) if match else ("day", "")
     values = np.asarray(time.values, dtype=np.float64)
@@ -98,10 +102,15 @@ def decode_time_axis(ds: xr.Dataset, source: str) -> tuple[xr.Dataset, bool]:
             decoded = _decode_dates(values, str(units), calendar, year_zero)
             encoding_units = str(units)
     except (ValueError, TypeError, OverflowError) as exc:
-        raise DatasetOpenError(
-            f"{source}: cannot decode time axis with units {units!r} and calendar "
-            f"{calendar!r} ({exc})"
-        ) from None
+        if not np.all(np.isfinite(values)):
+            raise DatasetOpenError(
+                f"{source}: cannot decode time axis with units {units!r} and calendar "
+                f"{calendar!r} ({exc})"
+            ) from None
+        # e.g. an unreadable reference date: the numbers stay usable as steps, and the
+        # units shown beside them say what they count
+        note = f"kept as numbers: not dates in calendar {calendar!r} ({exc})"
+        return _numeric_axis(ds, {**attrs, "gridscope_time_note": note}, source), False
     climatology = year_zero or "climatology" in attrs
     new_attrs = {k: v for k, v in attrs.items() if k not in ("units", "calendar", "modulo")}
     new_attrs.setdefault("standard_name", "time")
@@ -119,11 +128,11 @@ def decode_time_axis(ds: xr.Dataset, source: str) -> tuple[xr.Dataset, bool]:
     return ds, climatology
 
 
-def _numeric_axis(ds: xr.Dataset, attrs: dict) -> xr.Dataset:
+def _numeric_axis(ds: xr.Dataset, attrs: dict, source: str) -> xr.Dataset:
     """Keep the time values as numbers; the units (if any) stay to label them."""
     if not np.issubdtype(ds["time"].dtype, np.number):
         raise DatasetOpenError(
-            f"time axis of dtype {ds['time'].dtype} is neither dates nor numbers"
+            f"{source}: time axis of dtype {ds['time'].dtype} is neither dates nor numbers"
         )
     new_attrs = dict(attrs)
     new_attrs.setdefault("axis", "T")

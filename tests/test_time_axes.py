@@ -175,3 +175,16 @@ def test_real_file_with_time_units_month_opens(tmp_path):
     got = compute_map(ds, Query("x", "sst", start="6", end="8")).sel(lat=0, lon=-140)
     keep = (months >= 6) & (months <= 8)
     assert float(got) == pytest.approx(float(sst[keep, j, i].mean()), rel=1e-6)
+
+
+def test_unreadable_since_units_keep_numbers_and_missing_times_are_refused(tmp_path):
+    from data_catalog import DatasetOpenError
+
+    raw = _write(tmp_path / "l.nc", np.arange(4.0), {"units": "days since launch"})
+    ds = open_dataset(str(tmp_path / "l.nc"))
+    assert ds.attrs[TIME_KIND_ATTR] == "numeric"
+    assert "not dates" in ds["time"].attrs["gridscope_time_note"]
+    np.testing.assert_array_equal(_map(ds, time="2"), raw[2])
+    _write(tmp_path / "n.nc", np.array([0.0, np.nan, 2.0]), {"units": "days since nowhere"})
+    with pytest.raises(DatasetOpenError, match="n.nc: cannot decode time axis"):
+        open_dataset(str(tmp_path / "n.nc"))
