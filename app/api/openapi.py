@@ -29,7 +29,9 @@ _QUERY_DOCS = {
     "dataset": ("Catalog id of the dataset (see /datasets).", True, "coads"),
     "var": ("Data variable name.", True, "SST"),
     "time": (
-        "One time step (nearest), e.g. 1985-07 or a month name for a climatology.",
+        "One time step: a step's own date selects it, a period such as 1985-07 its first "
+        "step, a moment between steps the nearest; a month name on a climatology, a number "
+        "on a numbered step axis.",
         False,
         "Jan",
     ),
