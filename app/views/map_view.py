@@ -227,9 +227,10 @@ class MapView(pn.viewable.Viewer):
         def follow_centre(plot: Any, element: Any) -> None:
             # a new centre moves the x axis (HoloViews applies xlim only at creation)
             x_range = plot.handles.get("x_range")
-            if x_range is not None and self._applied_centre != self.state.centre:
-                self._applied_centre = self.state.centre
-                x_range.update(start=self._xlim[0], end=self._xlim[1])
+            centre = float(self.state.centre)
+            if x_range is not None and self._applied_centre != centre:
+                self._applied_centre = centre
+                x_range.update(start=centre - 180.0, end=centre + 180.0)
 
         return image.opts(title=title, hooks=[set_colourbar_title, follow_centre],
             cmap=self.state.cmap, clim=clim, colorbar=True, clabel=clabel,
