@@ -150,7 +150,12 @@ def test_map_view_draws_the_field_and_tools_set_the_region(state, results) -> No
     assert (state.region, state.bbox) == ("Custom box", (-30.0, -10.0, 20.0, 15.0))
     assert results.series is not None and state.series_query.bbox == (-30.0, -10.0, 20.0, 15.0)
     view._on_tap(x=200.0, y=12.0)  # 200E is -160
-    assert state.region == "Point" and state.point == (-160.0, 12.0)
+    # the point moves to the centre of the cell its series is taken from (hover = series)
+    from pipelines.selection import nearest_cell
+
+    ds = state.sources.open(state.dataset)
+    i, j = nearest_cell(ds, (-160.0, 12.0))
+    assert state.region == "Point" and state.point == (ds["lon"].values[j], ds["lat"].values[i])
     series = SeriesView(state, results)
     x = series._plot().Curve.I.data["time"].values[7]
     series._on_tap(x=x.astype("datetime64[ms]").astype("int64"), y=0.0)
