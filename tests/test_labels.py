@@ -8,6 +8,7 @@ COADS sample file (its own longitudes 21..379, no gridscope code in between).
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import numpy as np
@@ -180,3 +181,22 @@ def test_map_netcdf_is_the_map_shown_or_only_the_region() -> None:
     assert got.shape == box.shape == (10, 20)
     np.testing.assert_allclose(got.values, box.values, rtol=1e-6, equal_nan=True)
     assert attrs["gridscope_region"] == "box 160°W..120°W, 10°S..10°N"
+
+
+# --- remote catalog entries ----------------------------------------------------------------------
+def test_remote_entries_are_listed_and_an_unreachable_one_says_so_in_words() -> None:
+    from app.limits import user_message
+    from app.sources import _check_reachable
+    from data_catalog import load_catalog
+
+    sources = DatasetSources.from_catalog()
+    remote = [e.id for e in load_catalog().entries if "://" in e.urlpath]
+    assert remote and set(remote) <= set(sources.ids) == set(sources.entries)
+    assert all(sources.title(i).endswith("(remote)") for i in remote)
+    assert sources.ids[0] == "coads"  # the local samples come first
+    started = time.monotonic()
+    with pytest.raises(ValueError) as info:  # a closed local port: refused at once, no network
+        _check_reachable("https://127.0.0.1:9/store.zarr", timeout=2.0)
+    text = user_message(info.value, "era5-arco")
+    assert "remote dataset" in text and "cannot reach 127.0.0.1" in text and "network" in text
+    assert time.monotonic() - started < 5
