@@ -250,7 +250,7 @@ def _check_reachable(urlpath: str, timeout: float = 3.0) -> None:
             reason = type(exc).__name__
         raise DatasetOpenError(
             f"it is a remote dataset ({parts.scheme}://{parts.netloc or host}) and this server "
-            f"cannot reach {host} ({reason}); it needs a network connection"
+            f"cannot reach {host} ({reason}); it needs a network connection."
         ) from None
 
 
