@@ -200,3 +200,19 @@ def test_remote_entries_are_listed_and_an_unreachable_one_says_so_in_words() -> 
     text = user_message(info.value, "era5-arco")
     assert "remote dataset" in text and "cannot reach 127.0.0.1" in text and "network" in text
     assert time.monotonic() - started < 5
+
+
+def test_the_colour_range_box_explains_a_reversed_range_and_keeps_the_map(
+    sources: DatasetSources,
+) -> None:
+    from app.views.sidebar import Sidebar
+
+    state = ExplorerState(sources)
+    sidebar = Sidebar(state)
+    state.clim_mode = "fixed"
+    sidebar.clim.value = "-6000, 3000"
+    assert tuple(state.clim) == (-6000.0, 3000.0) and sidebar.clim_error.object == ""
+    sidebar.clim.value = "3000, -6000"
+    assert tuple(state.clim) == (-6000.0, 3000.0)  # the reversed range never reaches the view
+    assert "must be below high" in sidebar.clim_error.object
+    assert "clim=-6000,3000" in "&".join(f"{k}={v}" for k, v in state.to_url_params().items())
