@@ -23,6 +23,14 @@ __all__ = ["Sidebar"]
 _ANOMALY = "Anomaly against a baseline"
 
 
+def _has_time(state: ExplorerState) -> bool:
+    """Whether the variable shown has a time axis (False while a dataset cannot be opened)."""
+    try:
+        return state.has_time
+    except Exception:  # noqa: BLE001  (the state reverts to a dataset that opens)
+        return False
+
+
 def _pair_text(values: Any) -> str:
     return ", ".join(f"{float(v):g}" for v in values)
 
@@ -107,7 +115,7 @@ class Sidebar(pn.viewable.Viewer):
         self.state = state
         s = state.param
         # time, range and anomaly controls only where the data have a time axis
-        has_time = pn.rx(lambda *_: state.has_time)(s.dataset, s.var)
+        has_time = pn.rx(lambda *_: _has_time(state))(s.dataset, s.var)
         is_range = (s.time_mode.rx() == "range") & has_time
         is_step = (s.time_mode.rx() == "step") & has_time
         self.dataset = pn.widgets.Select.from_param(
