@@ -203,7 +203,31 @@ def nearest_cell(da: xr.DataArray, point: tuple[float, float]) -> tuple[int, int
     lons = da["lon"].values.astype("float64")
     lats = da["lat"].values.astype("float64")
     dlon = np.abs(((lons - lon) + 180.0) % 360.0 - 180.0)
-    return int(np.argmin(np.abs(lats - lat))), int(np.argmin(dlon))
+    i, j = int(np.argmin(np.abs(lats - lat))), int(np.argmin(dlon))
+    _check_inside_regular(lons, lats, i, j, point, float(dlon[j]))
+    return i, j
+
+
+def _local_step(values: np.ndarray, index: int) -> float:
+    if values.size < 2:
+        return 360.0
+    steps = np.abs(np.diff(values))
+    return float(steps[min(index, steps.size - 1)])
+
+
+def _check_inside_regular(
+    lons: np.ndarray, lats: np.ndarray, i: int, j: int, point: tuple[float, float], dlon: float
+) -> None:
+    """A point more than 1.5 cells beyond a regional grid's edge is outside it."""
+    lat_step, lon_step = _local_step(lats, i), _local_step(lons, j)
+    span = float(np.sum(np.diff(np.sort(lons)))) + lon_step if lons.size > 1 else 0.0
+    regional_lon = span < 360.0 - lon_step / 2
+    if abs(lats[i] - point[1]) > 1.5 * lat_step or (regional_lon and dlon > 1.5 * lon_step):
+        raise QueryError(
+            "point",
+            f"{point[0]:g},{point[1]:g} is outside this grid's cells, which span longitudes "
+            f"{lons.min():g}..{lons.max():g} and latitudes {lats.min():g}..{lats.max():g}",
+        )
 
 
 def select_level(da: xr.DataArray, level: float | None) -> xr.DataArray:

@@ -654,3 +654,23 @@ def test_areas_from_neighbouring_centres() -> None:
     area = grid_of(normalise_dataset(cloud, "regional")).area
     patch = R**2 * np.radians(10) * (np.sin(np.radians(50)) - np.sin(np.radians(40)))
     assert area.max() < 0.25 * patch and 0.5 * patch < area.sum() < 3 * patch
+
+
+def test_a_point_outside_a_regional_regular_grid_is_an_error() -> None:
+    from pipelines import Query, QueryError, compute_series
+
+    lon, lat = np.arange(0.5, 20, 1.0), np.arange(40.5, 60, 1.0)
+    raw = xr.Dataset(
+        {"v": (("time", "lat", "lon"), np.arange(2.0 * lat.size * lon.size).reshape(2, 20, 20))},
+        coords={
+            "time": ("time", [0.0, 1.0], {"units": "days since 2000-01-01"}),
+            "lat": ("lat", lat, {"units": "degrees_north"}),
+            "lon": ("lon", lon, {"units": "degrees_east"}),
+        },
+    )
+    ds = normalise_dataset(raw, "regional")
+    inside = compute_series(ds, Query("r", "v", point=(20.9, 60.9))).values
+    np.testing.assert_array_equal(inside, raw["v"].values[:, -1, -1])
+    for point in [(-100.0, 50.0), (10.0, 10.0), (22.5, 50.0)]:
+        with pytest.raises(QueryError, match="outside this grid's cells"):
+            compute_series(ds, Query("r", "v", point=point))
