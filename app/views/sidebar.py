@@ -81,6 +81,11 @@ class _TimePicker(pn.viewable.Viewer):
         if not value or value == getattr(self.state, self.field):
             return
         times = self.state.param[self.field].objects
+        if value not in times and event.obj is self.select:
+            # a drop-down only offers steps: this is the previous dataset's step, echoed
+            # by the browser while the options change; not a request, so no message
+            self._from_state()
+            return
         if value not in times:
             value = self._nearest(value)
         if value is not None:

@@ -131,6 +131,7 @@ def test_controls_follow_the_dataset(page, served) -> None:
         ".notyf__toast"
     ).all_text_contents()
     assert not page.locator(".gs-error").first.is_visible()
+    assert not page.locator(".gs-message").first.is_visible(), text_of(page, ".gs-message")[-300:]
     # a relief without a time axis: no time, range or anomaly controls at all
     page.locator(".gs-dataset select").select_option(label="ETOPO20 global relief (20 arc-minute)")
     page.locator(".gs-time-mode").first.wait_for(state="hidden", timeout=30000)
