@@ -32,7 +32,9 @@ from app.limits import DEFAULT_WAIT_LIMIT, ClusterUnavailable, JobCancelled, Req
 from pipelines import Query, QueryError, compute_map, compute_series
 
 __all__ = [
+    "CostToConfirm",
     "Job",
+    "ask_limit",
     "check_query",
     "cluster_status",
     "estimated_input_bytes",
@@ -40,6 +42,7 @@ __all__ = [
     "map_for_view",
     "resolve_time_labels",
     "run_job",
+    "read_rate",
     "series_for",
     "start_map",
     "start_series",
@@ -340,11 +343,13 @@ class Job:
         """The answer; ``timeout`` seconds at most (`RequestTimeout`), then cancelled."""
         if self._value is not None:
             return self._value
-        deadline = None if timeout is None else time.monotonic() + timeout
+        started = time.monotonic()
+        deadline = None if timeout is None else started + timeout
         if self._future is not None:
             value = self._cluster_result(timeout, deadline)
         else:
             value = self._local_result(timeout, deadline)
+        _observe_rate(self.input_bytes, time.monotonic() - started)
         self._value = value
         if self._key is not None:
             _cache_put(self._key, value)
@@ -512,7 +517,7 @@ def _cache_put(key: Any, value: xr.DataArray) -> None:
             _cache.popitem(last=False)
 
 
-def _job(kind: str, ds: xr.Dataset, query: Query) -> Job:
+def _job(kind: str, ds: xr.Dataset, query: Query, ask_above: int | None = None) -> Job:
     key = (id(ds), kind, query.to_json())
     cached = _cache_get(key)
     if cached is not None:
@@ -521,16 +526,135 @@ def _job(kind: str, ds: xr.Dataset, query: Query) -> Job:
     if planner is not None:
         plan = planner.plan_map(ds, query) if kind == "map" else planner.plan_series(ds, query)
         size = int(getattr(plan, "estimated_bytes", 0))
+        raw = str(getattr(plan, "description", "")).startswith("brute force")
+        if raw and kind == "series":
+            size = max(size, _series_chunk_bytes(ds, query))
         limits.check_cost(size)  # costed before anything runs
+        _ask_first(kind, size, raw, ask_above)
         return Job(plan.compute, size, _CLIENT, key=key)
     if kind == "map":
         lazy = compute_map(ds, query)
         size = estimated_input_bytes(ds, query)
     else:
         lazy = compute_series(ds, query)
-        size = estimated_input_bytes(ds, query, series=True)
+        size = max(estimated_input_bytes(ds, query, series=True), _series_chunk_bytes(ds, query))
     limits.check_cost(size)
+    _ask_first(kind, size, True, ask_above)
     return Job(lazy, size, _CLIENT, key=key)
+
+
+# --- asking before a long read ------------------------------------------------------------
+class CostToConfirm(Exception):
+    """A job would read more than the dashboard starts on its own; nothing was started.
+
+    ``message`` says how much it reads and about how long that takes, in words; the
+    view offers to run it anyway (`start_series` with ``ask_above=None``).
+    """
+
+    def __init__(self, kind: str, estimated_bytes: int, raw: bool):
+        self.kind, self.estimated_bytes, self.raw = kind, int(estimated_bytes), raw
+        self.seconds = estimated_bytes / read_rate()
+        where = "the cluster" if _CLIENT is not None else "this server"
+        source = "from the unbuilt record" if raw else "from the fast-access stores"
+        self.message = (
+            f"This {kind} reads {format_bytes(estimated_bytes)} {source} "
+            f"(about {format_duration(self.seconds)} on {where})."
+        )
+        super().__init__(self.message)
+
+
+def ask_limit() -> int:
+    """Input bytes above which the dashboard asks before computing a series.
+
+    ``GRIDSCOPE_ASK_BYTES``, by default 256 MB: what the server would compute in-process
+    (`fallback_limit`); a series above it is costed and waits for the user's go-ahead.
+    """
+    try:
+        return int(float(os.environ.get("GRIDSCOPE_ASK_BYTES", 256e6)))
+    except ValueError:
+        return int(256e6)
+
+
+def _ask_first(kind: str, size: int, raw: bool, ask_above: int | None) -> None:
+    if ask_above is not None and size > ask_above:
+        raise CostToConfirm(kind, size, raw)
+
+
+_rate_lock = threading.Lock()
+_observed_rate: list[float] = []  # bytes per second of recent large jobs
+
+
+def _observe_rate(nbytes: int, seconds: float) -> None:
+    """Remember how fast a large job read its input (for the time a question quotes)."""
+    if nbytes < 16 * 2**20 or seconds <= 0:
+        return
+    with _rate_lock:
+        _observed_rate.append(nbytes / seconds)
+        del _observed_rate[:-8]
+
+
+def read_rate() -> float:
+    """Bytes per second a job reads: ``GRIDSCOPE_READ_RATE``, recent large jobs, or 100 MB/s."""
+    try:
+        return max(float(os.environ["GRIDSCOPE_READ_RATE"]), 1.0)
+    except (KeyError, ValueError):
+        pass
+    with _rate_lock:
+        if _observed_rate:
+            return float(np.median(_observed_rate))
+    return 100e6
+
+
+def format_duration(seconds: float) -> str:
+    """``"40 s"``, ``"12 min"``, ``"4 h"``, ``"3 days"``: a rough duration in words."""
+    if seconds < 90:
+        return f"{max(seconds, 1):.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:.0f} days"
+
+
+def _series_chunk_bytes(ds: xr.Dataset, query: Query) -> int:
+    """Bytes of the stored chunks a brute-force series touches (whole chunks are read).
+
+    A point series of a store chunked one step per chunk reads every step's whole field,
+    not one value per step; the planner's cell count alone would call it cheap.
+    """
+    from pipelines.evaluate import field_for
+    from pipelines.selection import nearest_cell, select_bbox, select_time_range
+
+    da = field_for(ds, query)
+    if da.chunks is None or "time" not in da.dims:
+        return 0
+    chunks = dict(zip(da.dims, da.chunks, strict=True))
+    if query.point is not None:
+        i, j = nearest_cell(da, query.point)
+        lat_index, lon_index = np.array([i]), np.array([j])
+    elif query.bbox is not None:
+        grid = xr.DataArray(
+            np.zeros((da.sizes["lat"], da.sizes["lon"]), "int8"),
+            dims=("lat", "lon"),
+            coords={"lat": da["lat"].values, "lon": da["lon"].values,
+                    "ilat": ("lat", np.arange(da.sizes["lat"])),
+                    "ilon": ("lon", np.arange(da.sizes["lon"]))},
+        )  # fmt: skip
+        box = select_bbox(grid, query.bbox)
+        lat_index, lon_index = box["ilat"].values, box["ilon"].values
+    else:
+        return 0
+
+    def touched(dim: str, index: np.ndarray) -> int:
+        sizes = np.asarray(chunks[dim])
+        which = np.unique(np.searchsorted(np.cumsum(sizes), index, side="right"))
+        return int(sizes[which].sum())
+
+    if query.is_anomaly:
+        steps = da.sizes["time"]
+    else:
+        steps = select_time_range(da["time"], query.start, query.end).sizes["time"]
+    return touched("lat", lat_index) * touched("lon", lon_index) * steps * da.dtype.itemsize
 
 
 def start_map(ds: xr.Dataset, query: Query) -> Job:
@@ -538,9 +662,13 @@ def start_map(ds: xr.Dataset, query: Query) -> Job:
     return _job("map", ds, query)
 
 
-def start_series(ds: xr.Dataset, query: Query) -> Job:
-    """Start computing the time series of ``query`` (cache, in-process or cluster)."""
-    return _job("series", ds, query)
+def start_series(ds: xr.Dataset, query: Query, *, ask_above: int | None = None) -> Job:
+    """Start computing the time series of ``query`` (cache, in-process or cluster).
+
+    With ``ask_above`` (bytes), a series that would read more raises `CostToConfirm`
+    before anything starts: the dashboard asks the user first (`ask_limit`).
+    """
+    return _job("series", ds, query, ask_above)
 
 
 def full_map(ds: xr.Dataset, query: Query) -> xr.DataArray:
@@ -819,13 +947,35 @@ def regrid_to_screen(
 
 
 def check_query(ds: xr.Dataset, query: Query) -> None:
-    """Raise the `QueryError` that computing ``query`` would raise (builds lazily only)."""
+    """Raise the `QueryError` that computing ``query`` would raise (builds lazily only).
+
+    The lazy map and series are built over `_metadata_only` (one chunk per variable):
+    the errors depend on coordinates and attributes only, and building a series graph
+    over a record of 350k one-step chunks costs seconds of CPU per call.
+    """
+    ds = _metadata_only(ds)
     compute_map(ds, query.replace(bbox=None, point=None))
     if query.bbox is not None or query.point is not None:
         if "time" in ds.dims and "time" in ds[query.var].dims:
             compute_series(ds, query.replace(time=None))
         elif query.bbox is not None:
             compute_map(ds, query)
+
+
+def _metadata_only(ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` with each time-dependent data variable as one lazy chunk of zeros.
+
+    Same dimensions, coordinates, dtypes and attributes (so the same errors),
+    but any lazy graph built on it has a handful of tasks.
+    """
+    import dask.array as dsa
+
+    replaced = {
+        name: var.copy(deep=False, data=dsa.zeros(var.shape, dtype=var.dtype, chunks=var.shape))
+        for name, var in ds.data_vars.items()
+        if "time" in var.dims
+    }
+    return ds.assign(replaced) if replaced else ds
 
 
 def resolve_time_labels(

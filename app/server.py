@@ -4,6 +4,12 @@ The Dask client comes from `pipelines.cluster` (LocalCluster, scheduler, Gateway
 operator: the same code ``gridscope build`` uses); `serve` runs the Panel server with
 a ``/liveness`` endpoint and websocket origins limited to what was asked for
 (``localhost:PORT`` by default).
+
+Nothing slow runs on the server's event loop, so ``/liveness`` and every other session
+answer while one session works: a page whose dataset is not opened yet is sent at once
+as a short "Opening ..." line and built when the dataset has been opened and the link
+restored in a thread (`create_session`); the datasets are opened in the background when
+the server starts (`warm_up`); the views compute off the loop (`app.views.results`).
 """
 
 from __future__ import annotations
@@ -15,7 +21,14 @@ from urllib.parse import unquote
 
 from app.sources import DatasetSources
 
-__all__ = ["configure_panel", "create_session", "serve", "server_options"]
+__all__ = [
+    "configure_panel",
+    "create_session",
+    "serve",
+    "server_options",
+    "warm_up",
+    "warm_up_views",
+]
 
 log = logging.getLogger("gridscope.server")
 
@@ -36,32 +49,76 @@ def _session_params() -> dict[str, str]:
 
 
 def create_session(sources: DatasetSources, client: Any = None) -> Any:
-    """Build the page of one browser session, restored from the URL query."""
+    """Build the page of one browser session, restored from the URL query.
+
+    A page on a small dataset opened already (the bundled samples, once `warm_up` has
+    run) is built at once and sent whole. Any other page must not hold up the server
+    while its dataset is opened (seconds for a remote store) and its link restored (a
+    350k-step record): the session gets an "Opening ..." line now, that work runs in a
+    thread, and the page then arrives piece by piece (`_page_when_open`). Such a page
+    has no link-preview tags: its head was sent first.
+    """
     import panel as pn
 
-    from app.state import ExplorerState
-    from app.views.dashboard import Dashboard
-
-    if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
+    params = _session_params()
+    served = pn.state.curdoc is not None and pn.state.curdoc.session_context is not None
+    if served:
         pn.state.on_session_destroyed(release_memory)
-    state = ExplorerState(sources)
-    try:
-        state.from_url(_session_params())
-    except Exception as exc:  # never an error page for a bad link
-        log.exception("could not restore a link")
-        state.reset()
-        state.message = (
-            f"Could not open this link ({type(exc).__name__}); showing the default view."
-        )
-    if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
+        wanted = params.get("dataset") or sources.ids[0]
+        if wanted in sources.ids and not _quick_to_restore(sources, wanted):
+            return _page_when_open(sources, params, client, wanted)
+    state = _restored_state(sources, params)
+    if served:
         from app.api.previews import add_link_preview
 
         try:  # Open Graph / Twitter card tags: a pasted link shows its map
             add_link_preview(pn.state.curdoc, state, pn.state.curdoc.session_context.request)
         except Exception:  # noqa: BLE001  (a page without a preview, never an error page)
             log.warning("no link preview for this page", exc_info=True)
+    return _page(state, client)
+
+
+def _quick_to_restore(sources: DatasetSources, dataset: str) -> bool:
+    """Whether a page on ``dataset`` is built in milliseconds: opened already, small grid."""
+    from app.compute import is_small_grid
+
+    return sources.is_loaded(dataset) and is_small_grid(sources.open(dataset))
+
+
+def _restored_state(sources: DatasetSources, params: dict[str, str]) -> Any:
+    """The state of a link (opens its dataset): a bad link gives the default view and words."""
+    from app.state import ExplorerState
+
+    state = ExplorerState(sources)
     try:
-        return pn.Column(Dashboard(state, client=client), sizing_mode="stretch_width")
+        state.from_url(params)
+    except Exception as exc:  # never an error page for a bad link
+        log.exception("could not restore a link")
+        state.reset()
+        state.message = (
+            f"Could not open this link ({type(exc).__name__}); showing the default view."
+        )
+    return state
+
+
+def _page(state: Any, client: Any) -> Any:
+    """The dashboard of ``state``, or the reason it cannot be built, in words."""
+    import panel as pn
+
+    layout = _dashboard_layout(state, client)
+    if isinstance(layout, pn.pane.Alert):
+        return layout
+    return pn.Column(layout, sizing_mode="stretch_width")
+
+
+def _dashboard_layout(state: Any, client: Any) -> Any:
+    """The layout of a new `Dashboard` of ``state``, or an alert saying why there is none."""
+    import panel as pn
+
+    from app.views.dashboard import Dashboard
+
+    try:
+        return Dashboard(state, client=client).__panel__()
     except Exception as exc:  # words in the page, the traceback in the server log
         from app.limits import user_message
 
@@ -69,6 +126,93 @@ def create_session(sources: DatasetSources, client: Any = None) -> Any:
         return pn.pane.Alert(
             f"gridscope could not build this page. {user_message(exc)}", alert_type="danger"
         )
+
+
+def _page_when_open(
+    sources: DatasetSources, params: dict[str, str], client: Any, dataset: str
+) -> Any:
+    """An "Opening ..." line now; the page once the dataset is open (off the event loop).
+
+    The page's parts are then added one at a time, a loop turn apart: drawing a whole
+    dashboard's Bokeh models at once holds the event loop for a large part of a second.
+    """
+    import asyncio
+
+    import panel as pn
+
+    shell = pn.Column(
+        pn.pane.Markdown(f"Opening {sources.title(dataset)} ...", css_classes=["gs-opening"]),
+        sizing_mode="stretch_width",
+    )
+
+    async def build() -> None:
+        try:
+            state = await asyncio.get_running_loop().run_in_executor(
+                None, _restored_state, sources, params
+            )
+        except Exception as exc:  # noqa: BLE001  (nothing could be shown: say so)
+            from app.limits import user_message
+
+            log.exception("could not open the page's dataset")
+            shell[:] = [pn.pane.Alert(f"gridscope could not build this page. "
+                                      f"{user_message(exc, dataset)}", alert_type="danger")]  # fmt: skip
+            return
+        layout = _dashboard_layout(state, client)
+        columns = [c for c in getattr(layout, "objects", []) if isinstance(c, pn.Column)]
+        parts = [list(column.objects) for column in columns]
+        for column in columns:
+            column.objects = []
+        shell[:] = [layout]
+        for column, children in zip(columns, parts, strict=True):
+            for child in children:
+                await asyncio.sleep(0.01)  # other sessions and /liveness in between
+                column.append(child)
+
+    pn.state.onload(build)
+    return shell
+
+
+def warm_up_views() -> None:
+    """Draw one throwaway page of a tiny synthetic dataset, before the server listens.
+
+    The first page of a process otherwise pays, on the event loop, for importing the
+    plotting stack, loading the coastlines and compiling the rasterizer (seconds, during
+    which ``/liveness`` and every other session wait).
+    """
+    import panel as pn
+
+    from app.state import ExplorerState
+    from app.views.dashboard import Dashboard
+    from pipelines.synthetic import SyntheticSpec, virtual_dataset
+
+    try:
+        ds = virtual_dataset(SyntheticSpec(nsteps=4, resolution=10.0, seed=0))
+        state = ExplorerState(DatasetSources.from_datasets({"warm-up": ds}))
+        pn.Column(Dashboard(state)).get_root()
+    except Exception:  # noqa: BLE001  (only a slower first page)
+        log.warning("could not warm up the views", exc_info=True)
+
+
+def _env_seconds(name: str, default: float) -> float:
+    import os
+
+    try:
+        return max(float(os.environ.get(name, default)), 0.0)
+    except ValueError:
+        return default
+
+
+def warm_up(sources: DatasetSources) -> None:
+    """Open and describe every dataset, one after the other (run in a background thread).
+
+    A page on a dataset opened already is built at once; one that fails here is tried
+    again (and explained) when a session asks for it.
+    """
+    for dataset in sources.ids:
+        try:
+            sources.info(dataset)
+        except Exception:  # noqa: BLE001  (a broken or unreachable dataset: its page says so)
+            log.info("dataset %r could not be opened at start-up", dataset)
 
 
 def configure_panel() -> None:
@@ -243,6 +387,7 @@ def serve(
     ``spec``: the `pipelines.cluster.ClusterSpec` to reconnect with when the cluster is lost.
     """
     import os
+    import threading
 
     import panel as pn
 
@@ -251,6 +396,13 @@ def serve(
 
     configure_panel()
     compute.use_client(client, spec)
+    warm_up_views()
+    # datasets opened before the server listens (a 350k-step record's labels take a second
+    # of the interpreter); whatever takes longer (a slow remote store) goes on meanwhile
+    opening = threading.Thread(target=warm_up, args=(sources,), name="gridscope-warm-up",
+                               daemon=True)  # fmt: skip
+    opening.start()
+    opening.join(timeout=_env_seconds("GRIDSCOPE_WARM_UP_SECONDS", 20.0))
     if limits is not None:
         app_limits.configure(limits)
         if limits.max_request_bytes is not None:  # the planner refuses too (any code path)

@@ -93,6 +93,7 @@ class DatasetSources:
         self._datasets: dict[str, xr.Dataset] = {}
         self._infos: dict[str, DatasetInfo] = {}
         self._lock = threading.Lock()
+        self._opening: dict[str, threading.Lock] = {}  # one lock per dataset being opened
         #: ids of catalog entries stored elsewhere (opening them needs the network)
         self.remote_ids: frozenset[str] = frozenset()
 
@@ -142,10 +143,19 @@ class DatasetSources:
         """The normalised dataset; raises `KeyError` with a message for unknown ids."""
         if dataset_id not in self.entries:
             raise KeyError(f"unknown dataset {dataset_id!r}; available: {', '.join(self.entries)}")
+        opened = self._datasets.get(dataset_id)
+        if opened is not None:  # no lock: a slow opening of another dataset never blocks this
+            return opened
         with self._lock:
+            lock = self._opening.setdefault(dataset_id, threading.Lock())
+        with lock:
             if dataset_id not in self._datasets:
                 self._datasets[dataset_id] = self._opener(dataset_id)
             return self._datasets[dataset_id]
+
+    def is_loaded(self, dataset_id: str) -> bool:
+        """Whether ``dataset_id`` is opened and described already (`info` then costs no IO)."""
+        return dataset_id in self._infos
 
     def info(self, dataset_id: str) -> DatasetInfo:
         if dataset_id in self._infos:

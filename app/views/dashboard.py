@@ -50,7 +50,7 @@ class Dashboard(pn.viewable.Viewer):
         self.state = state
         self.results = results or ViewResults(state)
         if self.results.field is None:
-            self.results.refresh()
+            self.results.start()  # off the event loop in a served page (cheap maps at once)
         self.sidebar = Sidebar(state)
         self.map = MapView(state, self.results)
         self.series = SeriesView(state, self.results)
@@ -176,14 +176,22 @@ class Dashboard(pn.viewable.Viewer):
             text = f"# no code for an invalid view: {limits.scrub(str(exc))}"
         return f"```python\n{text}```"
 
-    def _png(self) -> io.BytesIO:
-        buffer = io.BytesIO()
+    async def _png(self) -> io.BytesIO:
+        """The map shown, as PNG, drawn in a thread (never on the server's event loop)."""
+        import asyncio
+
         field = self.results.field
         words = labels.for_state(self.state)
-        exports.map_to_png(field, buffer, cmap=self.state.cmap, clim=colour_range(field.values, self.state),
-                           title=words.title(), label=words.quantity, centre=self.state.centre)  # fmt: skip
-        buffer.seek(0)
-        return buffer
+        clim = colour_range(field.values, self.state)
+
+        def draw() -> io.BytesIO:
+            buffer = io.BytesIO()
+            exports.map_to_png(field, buffer, cmap=self.state.cmap, clim=clim,
+                               title=words.title(), label=words.quantity, centre=self.state.centre)  # fmt: skip
+            buffer.seek(0)
+            return buffer
+
+        return await asyncio.get_running_loop().run_in_executor(None, draw)
 
     def netcdf_query(self) -> Any:
         """The Query of "Map netCDF": the map shown (the globe), or only the region's box
@@ -200,13 +208,19 @@ class Dashboard(pn.viewable.Viewer):
         ``--max-concurrent`` (the status line says "Queued") and is cancelled after
         ``--request-timeout``; a refusal is shown in words above the map.
         """
+        import asyncio
+
         from app import compute
 
         query = self.netcdf_query()
+        dataset = self.state.dataset
         try:
-            ds = self.state.sources.open(self.state.dataset)
+            # opened and planned in a thread
+            job = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: compute.start_map(self.state.sources.open(dataset), query)
+            )
             field = await compute.run_job(
-                compute.start_map(ds, query),
+                job,
                 on_queued=lambda queued: setattr(self.results, "queued", queued),
             )
         except Exception as exc:

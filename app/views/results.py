@@ -5,13 +5,20 @@ up to date through `app.compute`. ``field`` is the whole map for small grids, an
 planner's answer for the map view's ``viewport`` and ``screen`` for large ones
 (`app.compute.start_map_view`), re-planned when the view pans or zooms.
 
-In a served session cheap work (a cache hit, or an in-process job reading at most
-``GRIDSCOPE_SYNC_BYTES``, default 2 MiB: a frame of a sample file) is delivered at
-once, inside the widget's callback, so the new map is the first thing sent to the
-browser; anything else runs off the event loop, reports its progress, and is dropped
-when the user changed something in the meantime (a generation counter; cluster
-futures are cancelled). A series is recomputed only when its query changes. Outside a
-server (tests, a plain Python session) `refresh()` computes synchronously.
+In a served session cheap work on a small grid (a cache hit, or an in-process map
+reading at most ``GRIDSCOPE_SYNC_BYTES``, default 2 MiB: a frame of a sample file) is
+delivered at once, inside the widget's callback, so the new map is the first thing sent
+to the browser; anything else -- opening, planning, costing and computing -- runs off
+the event loop (a thread, then `app.compute.run_job`), reports its progress, and is
+dropped when the user changed something in the meantime (a generation counter; cluster
+futures are cancelled), so one session's work never holds up the server's other
+sessions. A series is recomputed only when its query changes.
+
+A series that would read more than `app.compute.ask_limit` (a whole unbuilt terabyte
+record) is costed and not started: ``series_question`` says what it would read and
+about how long that takes, `compute_series_anyway` starts it (with progress in
+``series_progress``) and `cancel_series` stops it. Outside a server (tests, a plain
+Python session) `refresh()` computes synchronously.
 """
 
 from __future__ import annotations
@@ -77,7 +84,15 @@ class ViewResults(param.Parameterized):
     )
     screen = param.Parameter(default=None, doc="Map plot size (width, height) in pixels, or None.")
     progress = param.String(
-        default="", doc="Progress of a long computation, in words ('' when none)."
+        default="", doc="Progress of a long map computation, in words ('' when none)."
+    )
+    series_progress = param.String(
+        default="", doc="Progress of a long series computation, in words ('' when none)."
+    )
+    series_question = param.String(
+        default="",
+        doc="What the series would read and how long it would take, when it waits for the "
+        "user's go-ahead ('' when it does not).",
     )
 
     def __init__(self, state: ExplorerState, **params: Any):
@@ -89,6 +104,7 @@ class ViewResults(param.Parameterized):
         self._scheduled_series: Any = ()  # (dataset, series query) last scheduled
         self._view_key: Any = None  # what the current/pending map was computed for
         self._prestarted: dict[str, tuple[int, Any]] = {}
+        self._confirmed: Any = None  # (dataset, series query) the user said to compute anyway
         state.param.watch(self._on_map_inputs, _MAP_FIELDS)
         state.param.watch(self._on_series_inputs, _SERIES_FIELDS)
         self.param.watch(self._on_view, ["viewport", "screen"])
@@ -113,6 +129,33 @@ class ViewResults(param.Parameterized):
         for kind in ("map", "series"):
             self._generation[kind] += 1
             self._run_sync(kind)
+
+    def start(self) -> None:
+        """The first map and series of a page: off the event loop when served, else `refresh`.
+
+        Cheap results on a small grid still arrive at once (in the page's first render);
+        anything that opens, plans or reads more runs in the background.
+        """
+        if not _served():
+            self.refresh()
+            return
+        self._scheduled_series = (self.state.dataset, self._series_query_or_error())
+        self._schedule("map")
+        self._schedule("series")
+
+    def compute_series_anyway(self) -> None:
+        """Start the series the user was asked about (`series_question`), whatever it reads."""
+        try:
+            self._confirmed = (self.state.dataset, self.state.series_query)
+        except Exception:  # noqa: BLE001  (an invalid query: the job says so)
+            self._confirmed = None
+        self.series_question = ""
+        self._schedule("series")
+
+    def cancel_series(self) -> None:
+        """Stop the running series; a costly one is asked about again."""
+        self._confirmed = None
+        self._schedule("series")
 
     @property
     def whole_map(self) -> bool:
@@ -164,6 +207,8 @@ class ViewResults(param.Parameterized):
             previous.cancel()
         self._jobs[kind] = None
         self._prestarted.pop(kind, None)
+        if kind == "series" and (self.series_busy or self.series_progress):
+            self.param.update(series_busy=False, series_progress="")
         if _served():
             generation = self._generation[kind]
             if not delay and self._try_now(kind, generation):
@@ -175,16 +220,22 @@ class ViewResults(param.Parameterized):
     def _try_now(self, kind: str, generation: int) -> bool:
         """Deliver a cheap result inside the current callback; False: run it off the loop."""
         try:
+            if not self.state.sources.is_loaded(self.state.dataset):
+                return False  # opening it may take a while
             ds = self.state.sources.open(self.state.dataset)
-            if kind == "map" and not compute.is_small_grid(ds):
-                return False  # planning a large dataset's view may take a while
+            if not compute.is_small_grid(ds):
+                return False  # planning and costing a large dataset's views may take a while
             job = self._start(kind)
+        except compute.CostToConfirm as exc:
+            self._ask(exc)
+            return True
         except Exception:  # noqa: BLE001  (the async path reports it in words)
             return False
         cheap = (
             job is None
             or job.where == "cache"
-            or (job.where == "in-process" and job.input_bytes <= _sync_bytes())
+            # the map is what the user waits for; a series is computed in a thread
+            or (kind == "map" and job.where == "in-process" and job.input_bytes <= _sync_bytes())
         )
         if not cheap:
             self._prestarted[kind] = (generation, job)  # _run_async awaits it
@@ -204,7 +255,10 @@ class ViewResults(param.Parameterized):
             return compute.start_map_view(ds, self.state.map_query, self.viewport, self.screen)
         query = self.state.series_query
         self._pending_series_query = query
-        return None if query is None else compute.start_series(ds, query)
+        if query is None:
+            return None
+        confirmed = self._confirmed == (self.state.dataset, query)
+        return compute.start_series(ds, query, ask_above=None if confirmed else compute.ask_limit())
 
     def _deliver(self, kind: str, value: xr.DataArray | None, where: str) -> None:
         if kind == "map":
@@ -213,20 +267,29 @@ class ViewResults(param.Parameterized):
             )
         else:
             self.param.update(series=value, series_query=self._pending_series_query,
-                              series_version=self.series_version + 1, series_error="")  # fmt: skip
+                              series_version=self.series_version + 1, series_error="",
+                              series_question="")  # fmt: skip
+
+    def _ask(self, question: compute.CostToConfirm) -> None:
+        """No series yet: say what it would cost, and wait for `compute_series_anyway`."""
+        self.param.update(series=None, series_query=None, series_version=self.series_version + 1,
+                          series_error="", series_question=question.message, series_busy=False,
+                          series_progress="")  # fmt: skip
 
     def _fail(self, kind: str, exc: Exception) -> None:
         text = limits.user_message(exc, self.state.dataset)  # words, no traceback, no paths
         setattr(self, f"{kind}_error", f"Could not compute the {kind}: {text}")
         if kind == "series":
-            self.param.update(
-                series=None, series_query=None, series_version=self.series_version + 1
-            )
+            self.param.update(series=None, series_query=None, series_question="",
+                              series_version=self.series_version + 1)  # fmt: skip
 
     def _run_sync(self, kind: str) -> None:
         try:
             job = self._start(kind)
             value = job.result() if job is not None else None
+        except compute.CostToConfirm as exc:
+            self._ask(exc)
+            return
         except Exception as exc:  # shown to the user as words, never as a traceback
             self._fail(kind, exc)
             return
@@ -247,7 +310,12 @@ class ViewResults(param.Parameterized):
             if prestarted is not None and prestarted[0] == generation:
                 job = prestarted[1]
             else:
-                job = self._start(kind)
+                # opening, planning and costing run in a thread: never on the event loop
+                job = await asyncio.get_running_loop().run_in_executor(None, self._start, kind)
+            if generation != self._generation[kind]:
+                if job is not None:
+                    job.cancel()
+                return  # superseded while it was being planned
             self._jobs[kind] = job
             if job is not None and job.where != "cache":
                 reporter = asyncio.ensure_future(self._report_progress(kind, job, generation))
@@ -255,10 +323,14 @@ class ViewResults(param.Parameterized):
                 value = None
             else:
                 value = await compute.run_job(job, on_queued=lambda q: setattr(self, "queued", q))
+        except compute.CostToConfirm as exc:
+            if generation == self._generation[kind]:
+                self._ask(exc)
+            return
         except Exception as exc:
             if generation == self._generation[kind]:
                 self._fail(kind, exc)
-                self.param.update(**{busy: False, "progress": ""})
+                self.param.update(**{busy: False, self._progress_name(kind): ""})
             return
         finally:
             if reporter is not None:
@@ -267,7 +339,11 @@ class ViewResults(param.Parameterized):
             return  # stale: the user changed something meanwhile
         self._jobs[kind] = None
         self._deliver(kind, value, job.where if job is not None else "")
-        self.param.update(**{busy: False, "progress": ""})
+        self.param.update(**{busy: False, self._progress_name(kind): ""})
+
+    @staticmethod
+    def _progress_name(kind: str) -> str:
+        return "progress" if kind == "map" else "series_progress"
 
     async def _report_progress(self, kind: str, job: compute.Job, generation: int) -> None:
         """Every half second of a long job: bytes to read, where, done fraction (cluster)."""
@@ -287,4 +363,5 @@ class ViewResults(param.Parameterized):
                 if counts is not None:
                     baseline = baseline or counts
                     done = compute.done_fraction(baseline, counts)
-            self.progress = compute.progress_text(kind, job, time.monotonic() - started, done)
+            text = compute.progress_text(kind, job, time.monotonic() - started, done)
+            setattr(self, self._progress_name(kind), text)

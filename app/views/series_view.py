@@ -55,6 +55,7 @@ class SeriesView(pn.viewable.Viewer):
         self.summary = pn.pane.HTML(
             self._summary_html, sizing_mode="stretch_width", css_classes=["gs-series-summary"]
         )
+        self.cost = self._cost_prompt()
 
     def _new_plot(self) -> hv.Overlay:
         """Curve and highlight as DynamicMaps.
@@ -207,5 +208,33 @@ class SeriesView(pn.viewable.Viewer):
             f"<pre class='gs-series-csv' style='max-height:10em;overflow:auto'>{html.escape(csv)}</pre></details>"
         )
 
+    def _cost_prompt(self) -> pn.Column:
+        """What a costly series would read, "Compute anyway", then progress and "Cancel".
+
+        A series over a huge unbuilt record is not started on its own
+        (`ViewResults.series_question`); the user decides, and can stop it again.
+        """
+        results = self.results
+        asked = results.param.series_question.rx().rx.pipe(bool)
+        question = pn.pane.HTML(
+            results.param.series_question.rx().rx.pipe(
+                lambda text: f"<p>{html.escape(text)} Compute it anyway, or build fast-access "
+                "stores (the build panel on the left) so that such series take well under a "
+                "second.</p>" if text else ""
+            ),
+            visible=asked, css_classes=["gs-series-question"], sizing_mode="stretch_width",
+        )  # fmt: skip
+        run = pn.widgets.Button(name="Compute anyway", button_type="warning", visible=asked,
+                                css_classes=["gs-series-run"], width=160)  # fmt: skip
+        run.on_click(lambda _: results.compute_series_anyway())
+        progress = pn.pane.HTML(
+            results.param.series_progress.rx().rx.pipe(html.escape),
+            visible=results.param.series_busy, css_classes=["gs-series-progress"],
+        )  # fmt: skip
+        cancel = pn.widgets.Button(name="Cancel", visible=results.param.series_busy,
+                                   css_classes=["gs-series-cancel"], width=100)  # fmt: skip
+        cancel.on_click(lambda _: results.cancel_series())
+        return pn.Column(question, pn.Row(run, progress, cancel), sizing_mode="stretch_width")
+
     def __panel__(self) -> pn.viewable.Viewable:
-        return pn.Column(self.pane, self.summary, sizing_mode="stretch_width")
+        return pn.Column(self.cost, self.pane, self.summary, sizing_mode="stretch_width")
