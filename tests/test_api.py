@@ -318,3 +318,26 @@ def test_handlers_answer_429_and_503_as_json_and_private_servers_allow_no_other_
     (ok,) = _fetch_all(ctx, [path])
     assert ok.code == 200 and ok.headers["Access-Control-Allow-Origin"] == "*"
     assert ok.headers["X-Gridscope-Cache"] == "hit"  # the answer of the private request, reused
+
+
+@pytest.mark.parametrize("kind,shape", [("curvilinear", (12, 24)), ("unstructured", (400,))])
+def test_map_json_and_catalog_on_non_regular_grids(tmp_path, kind, shape) -> None:
+    from data_catalog import open_dataset
+    from pipelines import compute_map
+    from pipelines.synthetic_grids import write_grid_store
+
+    path = write_grid_store(kind, tmp_path / f"{kind}.zarr", 3, shape=shape, progress=False)
+    ds = open_dataset(str(path))
+    var = next(iter(ds.data_vars))
+    ctx = ApiContext(sources=DatasetSources.from_datasets({"g": ds}), cache=AnswerCache(2**20))
+    query = Query(dataset="g", var=var, agg="max")
+    got = json.loads(
+        asyncio.run(answers.map_answer(ctx, "json", parse_params(query.to_query_string())))
+    )
+    expected = compute_map(ds, query).compute()
+    assert got["dims"] == list(expected.dims)
+    np.testing.assert_array_equal(np.array(got["values"], dtype=float), expected.values)
+    np.testing.assert_array_equal(np.array(got["lon"], dtype=float), expected["lon"].values)
+    np.testing.assert_array_equal(np.array(got["lat"], dtype=float), expected["lat"].values)
+    (entry,) = answers.datasets_document(ctx)["datasets"]
+    assert entry["grid"]["kind"] == kind and tuple(entry["grid"]["shape"].values()) == shape

@@ -222,7 +222,12 @@ def check_queue(ctx: ApiContext) -> None:
 
 # --- maps ---------------------------------------------------------------------------------
 async def _map_field(ctx: ApiContext, ds: xr.Dataset, params: ApiParams) -> xr.DataArray:
+    """The whole map on the dataset's own cells (what ``gridscope export`` writes) or,
+    with a viewport or a screen size, the dashboard's map of that view
+    (`app.compute.map_for_view`'s steps, run under the server's limits)."""
     check_queue(ctx)
+    if params.viewport is None and params.screen is None:
+        return await compute.run_job(await in_thread(compute.start_map, ds, params.query))
     job = await in_thread(compute.start_map_view, ds, params.query, params.viewport, params.screen)
     field = await compute.run_job(job)
     if compute.is_small_grid(ds) or compute.view_request(params.viewport, params.screen)[0] is None:
@@ -258,7 +263,8 @@ def _render_map(
     if fmt == "nc":
         return exports.map_to_netcdf(field, query=params.query) or b""
     _check_cells(int(field.size), max_cells)
-    values = np.asarray(field.transpose("lat", "lon").values, dtype="float64")
+    if field.dims != ("lat", "lon") and set(field.dims) == {"lat", "lon"}:
+        field = field.transpose("lat", "lon")
     document = {
         "dataset": params.query.dataset,
         "var": params.query.var,
@@ -266,9 +272,10 @@ def _render_map(
         "units": str(field.attrs.get("units", "")),
         "query": params.query.to_dict(),
         "level": int(field.attrs.get("gridscope_level", 0) or 0),
-        "lat": _floats(field["lat"].values),
-        "lon": _floats(field["lon"].values),
-        "values": [_floats(row) for row in values],
+        "dims": [str(d) for d in field.dims],
+        "lat": _nested(field["lat"].values),
+        "lon": _nested(field["lon"].values),
+        "values": _nested(field.values),
     }
     return json.dumps(document, allow_nan=False).encode()
 
@@ -284,8 +291,14 @@ def _check_cells(cells: int, max_cells: int) -> None:
         )
 
 
-def _floats(values: Any) -> list[float | None]:
-    return [float(v) if math.isfinite(v) else None for v in np.asarray(values, dtype="float64")]
+def _nested(values: Any) -> Any:
+    """Nested lists of floats, ``None`` for missing values (JSON has no NaN)."""
+    array = np.asarray(values, dtype="float64")
+    if array.ndim == 0:
+        return float(array) if math.isfinite(array) else None
+    if array.ndim == 1:
+        return [float(v) if math.isfinite(v) else None for v in array]
+    return [_nested(row) for row in array]
 
 
 async def map_answer(ctx: ApiContext, fmt: str, params: ApiParams) -> bytes:
@@ -297,7 +310,10 @@ async def map_answer(ctx: ApiContext, fmt: str, params: ApiParams) -> bytes:
         and params.viewport is None
         and params.query.bbox is None
     ):
-        _check_cells(int(ds.sizes.get("lat", 1)) * int(ds.sizes.get("lon", 1)), ctx.max_json_cells)
+        da = ds[params.query.var] if params.query.var in ds.data_vars else None
+        if da is not None:  # an unknown variable is named by the computation
+            cells = math.prod(n for d, n in da.sizes.items() if d not in ("time", "level"))
+            _check_cells(int(cells), ctx.max_json_cells)
     field = await _map_field(ctx, ds, params)
     words = labels.view_labels(params.query, ctx.sources.info(params.query.dataset))
     return await in_thread(_render_map, fmt, field, params, ctx.max_json_cells, words)
@@ -336,18 +352,15 @@ async def series_answer(ctx: ApiContext, fmt: str, params: ApiParams) -> bytes:
 
 # --- the catalog and query checks --------------------------------------------------------------
 def _grid(ds: xr.Dataset) -> dict[str, Any]:
-    lon, lat = ds["lon"], ds["lat"]
-    if lon.dims == ("lon",) and "lon" in ds.dims:
-        kind = "regular"
-    elif lon.ndim == 2:
-        kind = "2d"
-    else:
-        kind = "unstructured"
+    """The dataset's horizontal grid (`data_catalog.grid.grid_of`): kind, cells, extent."""
+    from data_catalog.grid import grid_of
+
+    grid = grid_of(ds)
     return {
-        "kind": kind,
-        "shape": {str(d): int(n) for d, n in ds.sizes.items() if d != "time"},
-        "lon": [float(lon.min()), float(lon.max())],
-        "lat": [float(lat.min()), float(lat.max())],
+        "kind": grid.kind,
+        "shape": {d: int(n) for d, n in zip(grid.dims, grid.shape, strict=True)},
+        "lon": [float(np.nanmin(grid.lon)), float(np.nanmax(grid.lon))],
+        "lat": [float(np.nanmin(grid.lat)), float(np.nanmax(grid.lat))],
     }
 
 

@@ -152,15 +152,31 @@ def openapi_document() -> dict[str, Any]:
     schemas = {
         "Error": {"type": "object", "required": ["field", "message"],
                   "properties": {"field": {"type": "string"}, "message": {"type": "string"}}},
-        "Map": {"type": "object", "required": ["dataset", "var", "lat", "lon", "values"],
-                "properties": {
-                    "dataset": {"type": "string"}, "var": {"type": "string"},
-                    "long_name": {"type": "string"}, "units": {"type": "string"},
-                    "query": {"type": "object"}, "level": {"type": "integer"},
-                    "lat": {"type": "array", "items": {"type": "number"}},
-                    "lon": {"type": "array", "items": {"type": "number"}},
-                    "values": {"type": "array", "description": "Rows by latitude; null = missing.",
-                               "items": {"type": "array", "items": number_or_null}}}},
+        "Map": {
+            "type": "object",
+            "required": ["dataset", "var", "dims", "lat", "lon", "values"],
+            "description": (
+                "A regular grid's map has dims [lat, lon] and 1-D lat / lon axes; other "
+                "grids keep their own cells (dims [y, x] or [cell]) and give each cell's "
+                "lat / lon shaped like values."
+            ),
+            "properties": {
+                "dataset": {"type": "string"},
+                "var": {"type": "string"},
+                "long_name": {"type": "string"},
+                "units": {"type": "string"},
+                "query": {"type": "object"},
+                "level": {"type": "integer"},
+                "dims": {"type": "array", "items": {"type": "string"}},
+                "lat": {"type": "array", "items": {}},
+                "lon": {"type": "array", "items": {}},
+                "values": {
+                    "type": "array",
+                    "description": "Nested by dims; null = missing.",
+                    "items": {},
+                },
+            },
+        },
         "Series": {"type": "object", "required": ["dataset", "var", "time", "values"],
                    "properties": {
                        "dataset": {"type": "string"}, "var": {"type": "string"},
