@@ -8,8 +8,10 @@ a ``/liveness`` endpoint and websocket origins limited to what was asked for
 Nothing slow runs on the server's event loop, so ``/liveness`` and every other session
 answer while one session works: a page whose dataset is not opened yet is sent at once
 as a short "Opening ..." line and built when the dataset has been opened and the link
-restored in a thread (`create_session`); the datasets are opened in the background when
-the server starts (`warm_up`); the views compute off the loop (`app.views.results`).
+restored in a thread (`create_session`); before the server listens, one throwaway page
+is drawn (`warm_up_views`: imports, coastlines, rasterizer) and the datasets are opened
+(`warm_up`, going on in the background past ``GRIDSCOPE_WARM_UP_SECONDS``); the views
+plan and compute off the loop (`app.views.results`).
 """
 
 from __future__ import annotations
