@@ -273,8 +273,8 @@ def test_the_dashboard_offers_the_embed_snippet_of_its_view() -> None:
 
 
 # --- the handlers over HTTP, in-process ---------------------------------------------------------
-def _fetch_all(ctx: ApiContext, paths: list[str], before=None) -> list:
-    """GET each path from a Tornado server running the API handlers (``before()`` first)."""
+def _fetch_all(ctx: ApiContext, paths: list[str]) -> list:
+    """GET each path (``"HEAD path"``: a HEAD request) from a Tornado server of the API."""
     import tornado.httpclient
     import tornado.httpserver
     import tornado.testing
@@ -288,10 +288,10 @@ def _fetch_all(ctx: ApiContext, paths: list[str], before=None) -> list:
         server.add_sockets([sock])
         client = tornado.httpclient.AsyncHTTPClient()
         try:
-            if before is not None:
-                before()
-            return [await client.fetch(f"http://127.0.0.1:{port}/api/v1/{p}", raise_error=False,
-                                       request_timeout=60) for p in paths]  # fmt: skip
+            return [await client.fetch(f"http://127.0.0.1:{port}/api/v1/{p.removeprefix('HEAD ')}",
+                                       method="HEAD" if p.startswith("HEAD ") else "GET",
+                                       raise_error=False, request_timeout=60)
+                    for p in paths]  # fmt: skip
         finally:
             server.stop()
 
@@ -318,6 +318,9 @@ def test_handlers_answer_429_and_503_as_json_and_private_servers_allow_no_other_
     (ok,) = _fetch_all(ctx, [path])
     assert ok.code == 200 and ok.headers["Access-Control-Allow-Origin"] == "*"
     assert ok.headers["X-Gridscope-Cache"] == "hit"  # the answer of the private request, reused
+    head, missing = _fetch_all(ctx, [f"HEAD {path}", "HEAD map.png?dataset=nope&var=x"])
+    assert head.code == 200 and head.body == b"" and head.headers["Etag"] == ok.headers["Etag"]
+    assert missing.code == 404
 
 
 @pytest.mark.parametrize("kind,shape", [("curvilinear", (12, 24)), ("unstructured", (400,))])

@@ -55,6 +55,10 @@ class _ApiHandler(tornado.web.RequestHandler):
             self.set_header("Access-Control-Allow-Origin", "*")
         self.set_header("X-Content-Type-Options", "nosniff")
 
+    async def head(self, *args: str) -> None:
+        """Headers only (link checkers and crawlers ask so): Tornado drops the body."""
+        await self.get(*args)  # type: ignore[attr-defined]
+
     def compute_etag(self) -> None:
         return None  # our own strong ETags (of the question, not of the body)
 
