@@ -717,8 +717,8 @@ def _native_map(ds: xr.Dataset, query: Query) -> Job:
     if cached is not None:
         return Job(None, 0, key=key, value=cached)
     lazy = compute_map(ds, query)
-    cells = int(np.prod([ds.sizes[d] for d in ds["lon"].dims]))  # per step, per level
-    size = estimated_input_bytes(ds, query) * cells
+    frame = int(np.prod([ds.sizes[d] for d in ds["lon"].dims])) * ds[query.var].dtype.itemsize
+    size = max(estimated_input_bytes(ds, query), frame)  # at least one frame of cells
     limits.check_cost(size)
     return Job(lazy, size, _CLIENT, key=key)
 
