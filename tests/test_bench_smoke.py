@@ -27,6 +27,14 @@ def test_benchmark_runs_end_to_end_on_tiny_data(tmp_path) -> None:
             "synchronous",
             "--screen",
             "40,20",
+            "--grid-shape",
+            "20x40",
+            "--grid-cells",
+            "3000",
+            "--grid-steps",
+            "16,16",
+            "--grid-ts-levels",
+            "3",
         ]
     )
     assert code == 0
@@ -40,3 +48,9 @@ def test_benchmark_runs_end_to_end_on_tiny_data(tmp_path) -> None:
                 "area_series",
             }
     assert results["virtual"]["gridscope"]["map_frame"]["n"] == 2
+    # the non-regular grid rows (curvilinear and unstructured) with their naive baselines
+    assert {sec["kind"] for sec in results["grids"].values()} == {"curvilinear", "unstructured"}
+    for sec in results["grids"].values():
+        for side in ("gridscope", "naive"):
+            assert set(sec[side]) == {"map_frame", "range_map", "point_series", "area_series"}
+            assert all(row["n"] == 2 for row in sec[side].values())

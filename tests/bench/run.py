@@ -7,6 +7,14 @@ over randomised queries for the planner and for what a user would write by hand
 ``.sel(method="nearest")`` + ``.weighted()``). Prints a table, writes
 ``bench-results/latest.json``. All gridscope queries run before any naive one so the
 reported peak RSS is the server's (the naive ones load far more).
+
+``--only grids`` runs only the non-regular grid rows: a synthetic tripolar-like
+0.1-degree curvilinear store and an unstructured (Fibonacci point cloud) store of
+>= 2.5 M cells (`pipelines.synthetic_grids`), their derived stores built on native
+cells (`pipelines.cell_stores`), timed against the naive approach on the raw store:
+hvplot ``quadmesh`` / ``points`` with ``rasterize=True`` rendered (map frame),
+``.isel(time=range).<agg>("time")`` (range map), ``.isel`` of the nearest centre over
+the whole record (point series) and ``.where(box).weighted(area).mean()`` (area series).
 """
 
 from __future__ import annotations
@@ -172,6 +180,219 @@ def naive_section(
     return out
 
 
+GRID_KINDS = ("curvilinear", "unstructured")
+
+
+def _grid_queries(nsteps: int, n: int, seed: int) -> list[dict[str, Any]]:
+    """Random views like `_random_queries`, with longitudes in -180..180 (boxes may cross
+    the antimeridian) and ranges of at least 8 steps."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        width = float(rng.uniform(20, 360))
+        height = float(min(rng.uniform(10, 180), 180))
+        x0 = float(rng.uniform(-180, 180 - width)) if width < 360 else -180.0
+        y0 = float(rng.uniform(-90, 90 - height))
+        length = int(rng.integers(min(8, nsteps), nsteps + 1))
+        start = int(rng.integers(0, nsteps - length + 1))
+        bw, bh = float(rng.uniform(5, 60)), float(rng.uniform(5, 60))
+        bx, by = float(rng.uniform(-180, 180)), float(rng.uniform(-70, 70 - bh))
+        out.append(
+            dict(
+                step=int(rng.integers(0, nsteps)),
+                viewport=(x0, x0 + width, y0, y0 + height),
+                agg=str(rng.choice(["mean", "min", "max", "std"])),
+                start=start,
+                end=start + length - 1,
+                point=(float(rng.uniform(-180, 180)), float(rng.uniform(-65, 65))),
+                box=(bx, by, _lon180(bx + bw), by + bh),
+            )
+        )
+    return out
+
+
+def grid_gridscope_section(
+    ds: Any, queries: list[dict], screen: tuple[int, int]
+) -> dict[str, list[float]]:
+    """The planner on a non-regular grid's derived stores, drawn as the dashboard does:
+    a pyramid level (regular) cropped to the screen, native cells rasterized."""
+    from app.compute import regrid_to_screen
+    from app.rasterize import rasterize_to_screen
+    from pipelines import Query
+    from pipelines.cache import result_cache
+    from pipelines.planner import plan_map, plan_series
+
+    times = ds["time"].values
+
+    def frame(query: Any, viewport: tuple) -> Any:
+        field = plan_map(ds, query, viewport=viewport, screen=screen).compute()
+        if "lat" in field.dims:
+            return regrid_to_screen(field, viewport, screen)
+        bounds = {
+            name: np.asarray(field[name].values)
+            for name in ("lon_bounds", "lat_bounds")
+            if name in field.coords
+        }
+        return rasterize_to_screen(field, viewport, screen, **bounds)
+
+    out: dict[str, list[float]] = {k: [] for k in QUERIES}
+    for q in queries:
+        result_cache.clear()
+        for kind in QUERIES:
+            if kind == "map_frame":
+                query = Query(dataset="g", var="tos", time=_label(times, q["step"]))
+                run = lambda: frame(query, q["viewport"])  # noqa: E731, B023
+            elif kind == "range_map":
+                query = Query(
+                    dataset="g",
+                    var="tos",
+                    start=_label(times, q["start"]),
+                    end=_label(times, q["end"]),
+                    agg=q["agg"],
+                )
+                run = lambda: plan_map(ds, query, screen=screen).compute()  # noqa: E731, B023
+            elif kind == "point_series":
+                query = Query(dataset="g", var="tos", point=q["point"])
+                run = lambda: plan_series(ds, query).compute()  # noqa: E731, B023
+            else:
+                query = Query(dataset="g", var="tos", bbox=q["box"])
+                run = lambda: plan_series(ds, query).compute()  # noqa: E731, B023
+            t = time.perf_counter()
+            run()
+            out[kind].append(time.perf_counter() - t)
+    return out
+
+
+def grid_naive_section(
+    raw: Any, kind: str, queries: list[dict], screen: tuple[int, int]
+) -> dict[str, list[float]]:
+    """What a user would write on the raw store (see module docstring)."""
+    import holoviews as hv
+    import hvplot.pandas  # noqa: F401
+    import hvplot.xarray  # noqa: F401
+
+    hv.extension("bokeh", logo=False)
+    da = raw["tos"]
+    curvilinear = kind == "curvilinear"
+    lon_name, lat_name = ("lon", "lat") if curvilinear else ("clon", "clat")
+    area_name = "areacello" if curvilinear else "cell_area"
+    lon = np.asarray(raw[lon_name].values)
+    lat = np.asarray(raw[lat_name].values)
+    area = raw[area_name]
+    space = da.dims[1:]
+    out: dict[str, list[float]] = {k: [] for k in QUERIES}
+    for q in queries:
+        for query in QUERIES:
+            t = time.perf_counter()
+            if query == "map_frame":
+                x0, x1, y0, y1 = q["viewport"]
+                step = da.isel(time=q["step"])
+                if curvilinear:
+                    plot = step.hvplot.quadmesh(
+                        x=lon_name,
+                        y=lat_name,
+                        rasterize=True,
+                        width=screen[0],
+                        height=screen[1],
+                        xlim=(x0, x1),
+                        ylim=(y0, y1),
+                    )
+                else:
+                    frame = step.to_dataframe().reset_index()
+                    plot = frame.hvplot.points(
+                        x=lon_name,
+                        y=lat_name,
+                        c="tos",
+                        rasterize=True,
+                        width=screen[0],
+                        height=screen[1],
+                        xlim=(x0, x1),
+                        ylim=(y0, y1),
+                    )
+                hv.render(plot)
+            elif query == "range_map":
+                part = da.isel(time=slice(q["start"], q["end"] + 1))
+                _ = getattr(part, q["agg"])("time").values
+            elif query == "point_series":
+                px, py = q["point"]
+                distance = (((lon - px + 180) % 360 - 180) * np.cos(np.radians(py))) ** 2 + (
+                    lat - py
+                ) ** 2
+                index = np.unravel_index(int(np.argmin(distance)), lon.shape)
+                _ = da.isel(dict(zip(space, index, strict=True))).values
+            else:
+                w, s, e, n = q["box"]
+                inside_lon = (lon >= w) & (lon <= e) if w <= e else (lon >= w) | (lon <= e)
+                inside = raw[lon_name].copy(data=inside_lon & (lat >= s) & (lat <= n))
+                _ = da.where(inside).weighted(area.fillna(0)).mean(space).values
+            out[query].append(time.perf_counter() - t)
+    return out
+
+
+def run_grids(args: argparse.Namespace, screen: tuple[int, int], results: dict[str, Any]) -> None:
+    """Write (or reuse), build and time the non-regular grid stores (`--only grids`)."""
+    import xarray as xr
+
+    from data_catalog import open_dataset
+    from pipelines.build import BuildConfig, build_derived
+    from pipelines.synthetic_grids import write_grid_store
+
+    data = Path(args.data)
+    data.mkdir(parents=True, exist_ok=True)
+    ny, nx = (int(v) for v in args.grid_shape.lower().split("x"))
+    steps = [int(v) for v in args.grid_steps.split(",")]
+    specs = {
+        "curvilinear": ((ny, nx), steps[0]),
+        "unstructured": ((int(args.grid_cells),), steps[-1]),
+    }
+    loaded = {}
+    for kind, (shape, nsteps) in specs.items():
+        name = f"{kind} {'x'.join(map(str, shape))}"
+        path = data / f"grid-{kind}-{'x'.join(map(str, shape))}-{nsteps}.zarr"
+        print(f"== {name}: {nsteps} daily steps -> {path}", flush=True)
+        t = time.perf_counter()
+        write_grid_store(kind, path, nsteps, shape=shape)
+        gen_s = time.perf_counter() - t
+        folder = build_derived(
+            str(path),
+            scheduler=args.scheduler,
+            config=BuildConfig(
+                variables=("tos",),
+                unit_steps=16,
+                base_block=4,
+                ts_max_level=int(args.grid_ts_levels),
+                max_level=4,
+            ),
+        )
+        manifest = json.loads((folder / "manifest.json").read_text())
+        ds = open_dataset(str(path))
+        cells = int(np.prod(shape))
+        loaded[name] = (kind, ds, path, nsteps)
+        results.setdefault("grids", {})[name] = {
+            "kind": kind,
+            "cells": cells,
+            "nbytes": cells * nsteps * 4,
+            "nsteps": nsteps,
+            "write_s": round(gen_s, 1),
+            "build": manifest.get("last_build", {}),
+        }
+    n = args.grid_queries or args.queries
+    for name, (_kind, ds, _path, nsteps) in loaded.items():
+        queries = _grid_queries(nsteps, n, seed=3)
+        grid_gridscope_section(ds, queries[:2], screen)  # warm-up (numba, KD-tree, metadata)
+        results["grids"][name]["gridscope"] = {
+            k: _percentiles(v) for k, v in grid_gridscope_section(ds, queries, screen).items()
+        }
+    results["server_peak_rss_mib"] = round(_rss_mib(), 1)
+    for name, (kind, _ds, path, nsteps) in loaded.items():
+        raw = xr.open_zarr(path, consolidated=False)
+        queries = _grid_queries(nsteps, n, seed=3)
+        grid_naive_section(raw, kind, queries[:1], screen)  # warm numba
+        results["grids"][name]["naive"] = {
+            k: _percentiles(v) for k, v in grid_naive_section(raw, kind, queries, screen).items()
+        }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tests.bench.run", description=__doc__.splitlines()[0]
@@ -192,6 +413,23 @@ def main(argv: list[str] | None = None) -> int:
         "--scheduler", default=None, help="dask scheduler for the build ('synchronous' in-process)"
     )
     parser.add_argument("--screen", default="800,400")
+    parser.add_argument(
+        "--only",
+        choices=("all", "regular", "grids"),
+        default="all",
+        help="which rows: regular-grid sizes and the virtual source, the non-regular grids, or all",
+    )
+    parser.add_argument(
+        "--grid-shape", default="1800x3600", help="curvilinear grid rows x columns (0.1 deg)"
+    )
+    parser.add_argument("--grid-cells", default="2621440", help="unstructured store's cells")
+    parser.add_argument(
+        "--grid-steps", default="128,256", help="steps of the curvilinear,unstructured stores"
+    )
+    parser.add_argument("--grid-ts-levels", default="7", help="time-series block levels (4**l)")
+    parser.add_argument(
+        "--grid-queries", type=int, default=0, help="queries per grid row (default --queries)"
+    )
     args = parser.parse_args(argv)
 
     import xarray as xr
@@ -204,6 +442,11 @@ def main(argv: list[str] | None = None) -> int:
     data = Path(args.data)
     data.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"machine": {"cpus": __import__("os").cpu_count()}, "sizes": {}}
+    if args.only in ("all", "grids"):
+        run_grids(args, screen, results)
+    if args.only == "grids":
+        _finish(results, args.out)
+        return 0
     datasets = {}
     for size in [s.strip() for s in args.sizes.split(",") if s.strip()]:
         spec = spec_for_size(size, resolution=args.resolution)
@@ -259,7 +502,9 @@ def main(argv: list[str] | None = None) -> int:
                 for k, v in gridscope_section(virtual, vq, ("map_frame",), screen).items()
             },
         }
-    results["server_peak_rss_mib"] = round(_rss_mib(), 1)
+    results["server_peak_rss_mib"] = max(
+        round(_rss_mib(), 1), results.get("server_peak_rss_mib", 0.0)
+    )
 
     for size, (ds, path, spec) in datasets.items():
         raw = xr.open_zarr(path)
@@ -282,17 +527,23 @@ def main(argv: list[str] | None = None) -> int:
             for k, v in naive_section(virtual, vq, ("map_frame",), screen, ("lat", "lon")).items()
         }
 
+    _finish(results, args.out)
+    return 0
+
+
+def _finish(results: dict[str, Any], path: str) -> None:
     _print_table(results)
-    out = Path(args.out)
+    out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1))
     print(f"wrote {out}")
-    return 0
 
 
 def _print_table(results: dict[str, Any]) -> None:
     rows = [("dataset", "query", "gridscope p50/p95 ms", "naive p50/p95 ms", "speed-up p95")]
     sections = [(f"{k} ({v['nsteps']} steps)", v) for k, v in results["sizes"].items()]
+    for name, sec in results.get("grids", {}).items():
+        sections.append((f"{name} ({sec['nsteps']} steps)", sec))
     if "virtual" in results:
         sections.append(
             (f"virtual {results['virtual']['nbytes'] / 1e12:.2f}TB", results["virtual"])
