@@ -426,6 +426,16 @@ def datasets_document(ctx: ApiContext) -> dict[str, Any]:
     }
 
 
+def _series_charge(ds: xr.Dataset, query: Query) -> int:
+    """The bytes `app.compute.start_series` charges the budget for ``query``, found
+    without starting it (asked to stop before anything runs: `CostToConfirm`)."""
+    try:
+        job = compute.start_series(ds, query, ask_above=0)
+    except (compute.CostToConfirm, limits.RequestTooLarge) as exc:
+        return int(exc.estimated_bytes)
+    return int(job.input_bytes)  # 0: the answer is cached
+
+
 def query_document(ctx: ApiContext, params: ApiParams) -> dict[str, Any]:
     """A query checked against its data, with its cost and normalised permalink.
 
@@ -446,7 +456,7 @@ def query_document(ctx: ApiContext, params: ApiParams) -> dict[str, Any]:
             series = series_query(params.query)
             plan = plan_series(ds, series)
             cost["series"] = {
-                "bytes": int(plan.estimated_bytes),
+                "bytes": _series_charge(ds, series),
                 "plan": limits.scrub(plan.description),
             }
     budget = limits.current().max_request_bytes
