@@ -816,6 +816,13 @@ def _ugrid_faces(ds: xr.Dataset, source: str) -> RawGrid | None:
         face_dim = mesh.attrs.get("face_dimension", conn.dims[0])
         if face_dim not in conn.dims:
             continue
+        mesh_vars = {
+            mesh_name,
+            *(w for v in mesh.attrs.values() if isinstance(v, str) for w in v.split()),
+        }
+        users = [set(v.dims) for n, v in ds.data_vars.items() if n not in mesh_vars and v.ndim]
+        if users and not any(face_dim in dims for dims in users):
+            continue  # data on nodes or edges: their own lon/lat pair describes them
         nx_name, ny_name = nodes
         if _role(ny_name, ds[ny_name], plain_ok=True) == "lon":
             nx_name, ny_name = ny_name, nx_name

@@ -131,7 +131,11 @@ def _normalise_native(ds: xr.Dataset, grid: RawGrid, source: str) -> xr.Dataset:
     new_dims = NATIVE_DIMS[grid.kind]
     ds = ds.drop_vars([n for n in grid.drop if n in ds.variables])
     targets = {*new_dims, "lon", "lat", "cell_area", "lon_bounds", "lat_bounds"}
-    renames = {old: new for old, new in zip(grid.dims, new_dims, strict=True) if old != new}
+    renames = {
+        old: new
+        for old, new in zip(grid.dims, new_dims, strict=True)
+        if old != new and (old in ds.dims or old in ds.variables)
+    }
     clashes = {
         name: f"{name}_original"
         for name in [*ds.variables, *ds.dims]

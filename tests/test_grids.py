@@ -351,6 +351,11 @@ def test_ugrid_faces() -> None:
         np.array([[0, 1, 1, 0], [1, 2, 1, 1]]), np.array([[0, 0, 1, 1], [0, 0, 1, 1]])
     )
     np.testing.assert_allclose(grid.area, expected, rtol=1e-9)
+    # data on the nodes: the nodes are the cells (a point cloud), the data is kept
+    on_nodes = raw.drop_vars("depth").assign(eta=("nNodes", np.arange(5.0), {"location": "node"}))
+    ds = normalise_dataset(on_nodes, "ugrid-nodes")
+    assert list(ds.data_vars) == ["eta"] and ds["eta"].dims == ("cell",)
+    np.testing.assert_allclose(grid_of(ds).lon, node_lon)
 
 
 def test_an_unknown_grid_gets_one_message_naming_the_file() -> None:
