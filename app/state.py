@@ -265,11 +265,15 @@ class ExplorerState(param.Parameterized):
         nearest to the point (`pipelines.selection.nearest_cell`); at a cell's edge or
         corner the two could differ. On the cell's centre they are the same cell.
         """
-        centre = self._cell_centre(event.new)
+        centre = self.cell_centre(event.new)
         if centre is not None and centre != tuple(event.new):
             self.point = centre
 
-    def _cell_centre(self, point: Any) -> tuple[float, float] | None:
+    def cell_centre(self, point: Any) -> tuple[float, float] | None:
+        """Centre ``(lon, lat)`` of the grid cell whose series a point gives; None if unknown.
+
+        The map sets a tapped point to this at once (one update, one series).
+        """
         from pipelines.selection import nearest_cell
 
         if point is None or self.dataset is None:

@@ -324,7 +324,8 @@ class MapView(pn.viewable.Viewer):
             return
         lon = ((float(x) + 180.0) % 360.0) - 180.0
         lat = min(max(float(y), -90.0), 90.0)
-        self.state.param.update(region=POINT, point=(round(lon, 2), round(lat, 2)))
+        point = self.state.cell_centre((lon, lat)) or (round(lon, 2), round(lat, 2))
+        self.state.param.update(region=POINT, point=point)  # its series cell's centre
 
     def _on_range(self, x_range: Any = None, y_range: Any = None, **_: Any) -> None:
         if x_range is None or y_range is None:
