@@ -566,12 +566,14 @@ class CostToConfirm(Exception):
 def ask_limit() -> int:
     """Input bytes above which the dashboard asks before computing a series.
 
-    ``GRIDSCOPE_ASK_BYTES``, by default 256 MB: what the server would compute in-process
-    (`fallback_limit`); a series above it is costed and waits for the user's go-ahead.
+    ``GRIDSCOPE_ASK_BYTES`` (a size: ``1e9``, ``500MB``), by default 256 MB: what the
+    server would compute in-process (`fallback_limit`); a series above it is costed and
+    waits for the user's go-ahead.
     """
     try:
-        return int(float(os.environ.get("GRIDSCOPE_ASK_BYTES", 256e6)))
+        return limits.parse_bytes(os.environ.get("GRIDSCOPE_ASK_BYTES", "256MB"))
     except ValueError:
+        log.warning("GRIDSCOPE_ASK_BYTES is not a size; asking above 256 MB")
         return int(256e6)
 
 

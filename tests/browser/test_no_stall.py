@@ -16,6 +16,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.browser.conftest import start_server, stop_server
@@ -141,3 +142,58 @@ def test_a_terabyte_page_never_stalls_the_server(browser, virtual_server, artifa
     )
     assert worst <= watch.limit(), f"/liveness took {worst:.1f} s (limit {watch.limit():.1f} s)"
     assert watch.peak_rss < RSS_LIMIT, f"server RSS reached {watch.peak_rss / 2**20:.0f} MiB"
+
+
+SMALL = "virtual:daily:400:2:0"  # 26 MB: asked about with a 10 MB threshold, then quick
+LONG = "virtual:hourly:20000:2:0"  # 1.3 GB: still running when Cancel is pressed
+
+
+@pytest.fixture(scope="module")
+def asking_server(artifacts: Path):
+    proc, url = start_server(
+        [SMALL, LONG, "--workers", "1"],
+        artifacts / "serve-ask.log",
+        env={"GRIDSCOPE_ASK_BYTES": "10MB"},
+    )
+    yield proc, url
+    stop_server(proc)
+
+
+def _visible(page, selector: str) -> bool:
+    locator = page.locator(selector)
+    return locator.count() > 0 and locator.first.is_visible()
+
+
+def test_compute_anyway_gives_the_series_and_cancel_stops_it(browser, asking_server) -> None:
+    from pipelines import Query, compute_series
+    from pipelines.build import open_source
+    from tests.browser.test_dashboard import series_csv
+
+    _, url = asking_server
+    context = browser.new_context(viewport={"width": 1400, "height": 1150})
+    try:
+        page = context.new_page()
+        page.set_default_timeout(60000)
+        page.goto(f"{url}/?dataset={SMALL}&var=t2m")
+        wait_for_text(page, ".gs-series-question", r"reads 26\.\d MB from the unbuilt", 60)
+        assert page.locator(".gs-series-stats").count() == 0
+        page.locator(".gs-series-run button").first.click()
+        wait_for_text(page, ".gs-series-stats", r"400 steps", timeout=120)
+        assert not _visible(page, ".gs-series-question")
+        shown = np.array([v for _, v in series_csv(page)])
+        query = Query(dataset=SMALL, var="t2m", bbox=(-180.0, -90.0, 180.0, 90.0))
+        expected = compute_series(open_source(SMALL), query).values
+        np.testing.assert_allclose(shown, expected, rtol=1e-5)
+
+        page.goto(f"{url}/?dataset={LONG}&var=t2m")
+        wait_for_text(page, ".gs-series-question", r"reads 1\.3 GB", 60)
+        page.locator(".gs-series-run button").first.click()
+        wait_for_text(page, ".gs-series-progress", r"Computing the series .*reading about 1\.3 GB")
+        assert _visible(page, ".gs-series-cancel")
+        page.locator(".gs-series-cancel button").first.click()
+        wait_for_text(page, ".gs-series-question", r"reads 1\.3 GB", 30)
+        page.wait_for_timeout(500)
+        assert not _visible(page, ".gs-series-progress") and not _visible(page, ".gs-series-cancel")
+        assert page.locator(".gs-series-stats").count() == 0
+    finally:
+        context.close()
