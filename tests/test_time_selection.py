@@ -306,3 +306,44 @@ def test_a_link_reopens_on_the_same_step_five_times(kind):
             params = state.to_url_params()
         # the link carries the step's own label
         assert params["time"] == step_labels(index, bool(ds.attrs["gridscope_climatology"]))[i]
+
+
+@st.composite
+def _labels(draw) -> tuple[str, tuple[int, ...]]:
+    """Random ISO labels from a year down to seconds, around every test axis's years."""
+    year = draw(st.sampled_from([0, 1978, 1979, 1980, 1981, 1999, 2000, 2001]))
+    parts = [year, draw(st.integers(1, 12)), draw(st.integers(1, 28)), draw(st.integers(0, 23)),
+             draw(st.integers(0, 59)), draw(st.integers(0, 59))]  # fmt: skip
+    n = draw(st.integers(1, 6))
+    text = f"{parts[0]:04d}" + "".join(
+        sep + f"{p:02d}" for sep, p in zip(["-", "-", "T", ":", ":"], parts[1:n], strict=False)
+    )
+    return text, tuple(parts[:n])
+
+
+@settings(max_examples=100, deadline=None)
+@given(kind=st.sampled_from(sorted(_AXES)), drawn=_labels())
+def test_any_label_gives_the_rule_or_a_query_error(kind, drawn):
+    """First step in the period; else, for a moment, xarray's nearest; else a QueryError."""
+    text, parts = drawn
+    ds = _CACHE.setdefault(kind, _dataset(kind))
+    index = ds.indexes["time"]
+    try:
+        got = step_index(_field(ds), text)
+    except QueryError:
+        assert _first_in_period(index, parts) is None  # no step in the period
+        return
+    inside = _first_in_period(index, parts)
+    if inside is not None:
+        assert got == inside
+    else:  # a moment between steps: the nearest, as xarray
+        begin = _begin(index, parts)
+        expect = ds["t"].sel(time=begin, method="nearest")["time"].values
+        assert ds["time"].values[got] == expect
+
+
+def _begin(index, parts):
+    fields = parts + (1, 1, 0, 0, 0)[len(parts) - 1 :]
+    if isinstance(index, xr.CFTimeIndex):
+        return index.date_type(*fields, has_year_zero=index[0].has_year_zero)
+    return np.datetime64("{:04d}-{:02d}-{:02d}T{:02d}:{:02d}:{:02d}".format(*fields))
