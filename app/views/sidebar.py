@@ -64,7 +64,9 @@ class _TimePicker(pn.viewable.Viewer):
         units = self.state.sources.info(self.state.dataset).time_units
         name = f"{self._label} ({units})" if units else self._label  # numbered steps' units
         self.select.param.update(options=list(times) if few else [], visible=few, name=name)
-        self.text.name = name
+        self.text.param.update(
+            name=name, placeholder="e.g. 3" if units else "e.g. 1995-07-01T12:00"
+        )
         self.text.visible = not few
         self._from_state()
 
