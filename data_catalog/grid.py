@@ -856,21 +856,54 @@ def _ugrid_faces(ds: xr.Dataset, source: str) -> RawGrid | None:
     return None
 
 
+#: Point clouds up to this many cells get exact spherical Voronoi areas; larger ones
+#: (Voronoi takes minutes there) areas from their neighbours' spacing.
+_VORONOI_MAX = 50_000
+#: A Voronoi cell is capped at this many hexagons of its neighbour spacing.
+_CAP = 3.0
+
+
 def _point_cloud_areas(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
-    """Areas of the spherical Voronoi cells of the centres, each capped at the disc
-    reaching its sixth-nearest neighbour (so a regional cloud's outer cells stay local)."""
+    """Areas of a point cloud's cells (m^2) from neighbouring centres.
+
+    Up to :data:`_VORONOI_MAX` points: the spherical Voronoi cells, each capped at
+    :data:`_CAP` hexagons of its spacing to its six nearest neighbours (so a regional
+    cloud's outer cells stay local). Larger clouds: a hexagon of the mean spacing to the six nearest neighbours
+    (what a quasi-uniform mesh such as CAM-SE's has), scaled to cover the sphere exactly
+    when the cloud covers it.
+    """
     from scipy.spatial import SphericalVoronoi, cKDTree
 
     points = unit_vectors(lon, lat)
-    if points.shape[0] < 4:
-        return np.full(points.shape[0], np.nan)
+    n = points.shape[0]
+    if n < 4:
+        return np.full(n, np.nan)
     tree = cKDTree(points)
-    dist, _ = tree.query(points, k=min(7, points.shape[0]))
-    nearest = 2.0 * np.arcsin(np.clip(dist[:, -1] / 2.0, 0.0, 1.0))
-    cap = np.pi * nearest**2 * EARTH_RADIUS_M**2
+    chord, _ = tree.query(points, k=min(7, n))
+    angle = 2.0 * np.arcsin(np.clip(chord[:, 1:] / 2.0, 0.0, 1.0))
+    spacing = angle.mean(axis=1)
+    hexagon = np.sqrt(3.0) / 2.0 * spacing**2 * EARTH_RADIUS_M**2
+    cap = _CAP * hexagon
+    if n > _VORONOI_MAX:
+        area = hexagon
+        if _covers_sphere(tree, float(np.median(spacing))):
+            area *= 4.0 * np.pi * EARTH_RADIUS_M**2 / area.sum()
+        return area
     try:
         voronoi = SphericalVoronoi(points, radius=1.0, threshold=1e-9)
         area = voronoi.calculate_areas() * EARTH_RADIUS_M**2
     except ValueError:  # duplicates or all points on a great circle
         return cap
     return np.minimum(area, cap)
+
+
+def _covers_sphere(tree: Any, spacing: float) -> bool:
+    """Whether no probe point of a Fibonacci lattice is farther than three spacings
+    from the cloud."""
+    k = np.arange(4000) + 0.5
+    z = 1.0 - 2.0 * k / k.size
+    r = np.sqrt(1.0 - z**2)
+    phi = np.pi * (3.0 - np.sqrt(5.0)) * k
+    probes = np.stack([r * np.cos(phi), r * np.sin(phi), z], axis=1)
+    chord, _ = tree.query(probes)
+    return bool(2.0 * np.arcsin(min(float(chord.max()) / 2.0, 1.0)) < 3.0 * spacing)

@@ -679,3 +679,20 @@ def test_a_point_outside_a_regional_regular_grid_is_an_error() -> None:
     for point in [(-100.0, 50.0), (10.0, 10.0), (22.5, 50.0)]:
         with pytest.raises(QueryError, match="outside this grid's cells"):
             compute_series(ds, Query("r", "v", point=point))
+
+
+def test_large_point_clouds_get_areas_from_their_spacing(monkeypatch) -> None:
+    import data_catalog.grid as grid_module
+
+    k = np.arange(3000) + 0.5  # a quasi-uniform (Fibonacci) global cloud
+    lat = np.degrees(np.arcsin(1 - 2 * k / k.size))
+    lon = (np.degrees(np.pi * (3 - np.sqrt(5)) * k) + 180) % 360 - 180
+    exact = grid_module._point_cloud_areas(lon, lat)  # Voronoi
+    assert exact.sum() == pytest.approx(SPHERE, rel=1e-6)
+    monkeypatch.setattr(grid_module, "_VORONOI_MAX", 1000)
+    estimate = grid_module._point_cloud_areas(lon, lat)
+    assert estimate.sum() == pytest.approx(SPHERE, rel=1e-9)
+    assert np.median(np.abs(estimate / exact - 1)) < 0.05
+    regional = grid_module._point_cloud_areas(lon[lat > 30], lat[lat > 30])
+    # the cap north of 30N is a quarter of the sphere: outer cells stay local
+    assert 0.25 * SPHERE < regional.sum() < 1.5 * 0.25 * SPHERE
