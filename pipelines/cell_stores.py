@@ -117,14 +117,21 @@ def block_sums(
     the valid (non-NaN) cells, float64.
     """
     x = np.asarray(values)
-    valid = ~np.isnan(x)
     w = np.asarray(area, "float64")
-    wsum = np.where(valid, x, 0).astype("float64") * w
-    warea = valid * w
-    out = []
+    n = x.shape[-1]
+    sizes = []
     for _ in range(levels):
-        wsum, warea = _group(wsum), _group(warea)
-        out.append((wsum, warea))
+        n = -(-n // FANOUT)
+        sizes.append(n)
+    out = [(np.empty((x.shape[0], m)), np.empty((x.shape[0], m))) for m in sizes]
+    for t in range(x.shape[0]):  # one step at a time: float64 temporaries of one step
+        valid = ~np.isnan(x[t])
+        wsum = np.where(valid, x[t], 0).astype("float64") * w
+        warea = valid * w
+        for lev in range(levels):
+            wsum, warea = _group(wsum), _group(warea)
+            out[lev][0][t] = wsum
+            out[lev][1][t] = warea
     return out
 
 
@@ -329,6 +336,34 @@ class CellGrid:
         return pos
 
     @functools.cached_property
+    def _lat_ranges(self) -> tuple[np.ndarray, np.ndarray]:
+        """Latitude min / max of each run of `TS_CHUNK` positions."""
+        n = self.lat.size
+        m = -(-n // TS_CHUNK)
+        pad = np.full(m * TS_CHUNK, np.nan)
+        pad[:n] = self.lat
+        pad = pad.reshape(m, TS_CHUNK)
+        return np.nanmin(pad, axis=1), np.nanmax(pad, axis=1)
+
+    def box_mask(self, bbox: tuple[float, float, float, float]) -> np.ndarray:
+        """`bbox_cell_mask` of the cells (position order), computed only on runs of
+        positions whose latitude range reaches the box (the same values, much faster
+        for boxes that span a fraction of the latitudes)."""
+        _, south, _, north = bbox
+        lo, hi = self._lat_ranges
+        # margins wider than bbox_cell_mask's tolerance: a run is skipped only when none
+        # of its cells can be inside
+        runs = np.flatnonzero((hi >= south - 1e-6) & (lo <= north + 1e-6))
+        mask = np.zeros(self.lat.size, bool)
+        if runs.size == 0:
+            return mask
+        breaks = np.flatnonzero(np.diff(runs) > 1) + 1
+        for part in np.split(runs, breaks):
+            a, b = int(part[0]) * TS_CHUNK, min((int(part[-1]) + 1) * TS_CHUNK, self.lat.size)
+            mask[a:b] = bbox_cell_mask(self.lon[a:b], self.lat[a:b], bbox)
+        return mask
+
+    @functools.cached_property
     def tree(self) -> Any:
         from scipy.spatial import cKDTree
 
@@ -481,7 +516,7 @@ def plan_cell_series(
         )
 
     assert query.bbox is not None
-    mask = bbox_cell_mask(grid.lon, grid.lat, query.bbox)
+    mask = grid.box_mask(query.bbox)
     if not mask.any():
         select_bbox(da, query.bbox)  # raises the no-cell message
     used = block_cover(mask, stores.ts_max_level)

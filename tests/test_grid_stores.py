@@ -283,3 +283,19 @@ def _derived_folders(ds):
     stores = find_derived(ds)
     assert stores is not None
     yield stores.folder
+
+
+def test_box_mask_equals_bbox_cell_mask() -> None:
+    from pipelines.cell_stores import CellGrid
+    from pipelines.selection import bbox_cell_mask
+    from pipelines.synthetic_grids import fibonacci_cells
+
+    lon, lat, area = fibonacci_cells(50_000)
+    order = cell_order(lon, lat)
+    grid = CellGrid(order, lon[order], lat[order], area[order])
+    rng = np.random.default_rng(8)
+    for _ in range(30):
+        box = _random_box(rng)
+        assert np.array_equal(grid.box_mask(box), bbox_cell_mask(grid.lon, grid.lat, box))
+    edge = (float(grid.lon[7]), float(grid.lat[7]), float(grid.lon[7]), float(grid.lat[900]))
+    assert np.array_equal(grid.box_mask(edge), bbox_cell_mask(grid.lon, grid.lat, edge))

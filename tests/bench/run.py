@@ -359,7 +359,7 @@ def run_grids(args: argparse.Namespace, screen: tuple[int, int], results: dict[s
             config=BuildConfig(
                 variables=("tos",),
                 unit_steps=16,
-                base_block=4,
+                base_block=8,
                 ts_max_level=int(args.grid_ts_levels),
                 max_level=4,
             ),
