@@ -273,7 +273,7 @@ def test_the_dashboard_offers_the_embed_snippet_of_its_view() -> None:
 
 
 # --- the handlers over HTTP, in-process ---------------------------------------------------------
-def _fetch_all(ctx: ApiContext, paths: list[str]) -> list:
+def _fetch_all(ctx: ApiContext, paths: list[str], headers: dict | None = None) -> list:
     """GET each path (``"HEAD path"``: a HEAD request) from a Tornado server of the API."""
     import tornado.httpclient
     import tornado.httpserver
@@ -290,7 +290,7 @@ def _fetch_all(ctx: ApiContext, paths: list[str]) -> list:
         try:
             return [await client.fetch(f"http://127.0.0.1:{port}/api/v1/{p.removeprefix('HEAD ')}",
                                        method="HEAD" if p.startswith("HEAD ") else "GET",
-                                       raise_error=False, request_timeout=60)
+                                       raise_error=False, request_timeout=60, headers=headers)
                     for p in paths]  # fmt: skip
         finally:
             server.stop()
@@ -321,6 +321,8 @@ def test_handlers_answer_429_and_503_as_json_and_private_servers_allow_no_other_
     head, missing = _fetch_all(ctx, [f"HEAD {path}", "HEAD map.png?dataset=nope&var=x"])
     assert head.code == 200 and head.body == b"" and head.headers["Etag"] == ok.headers["Etag"]
     assert missing.code == 404
+    (same,) = _fetch_all(ctx, [path], {"If-None-Match": ok.headers["Etag"]})
+    assert same.code == 304 and same.body == b""
 
 
 @pytest.mark.parametrize("kind,shape", [("curvilinear", (12, 24)), ("unstructured", (400,))])
