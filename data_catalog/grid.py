@@ -37,6 +37,7 @@ import re
 from collections.abc import Hashable
 from typing import Any
 
+import numba
 import numpy as np
 import xarray as xr
 
@@ -246,41 +247,54 @@ def spherical_polygon_area(
     lon_bounds = np.asarray(lon_bounds, dtype="float64")
     lat_bounds = np.asarray(lat_bounds, dtype="float64")
     shape, nv = lon_bounds.shape[:-1], lon_bounds.shape[-1]
-    flat_lon, flat_lat = lon_bounds.reshape(-1, nv), lat_bounds.reshape(-1, nv)
-    centres = None
-    if lon is not None and lat is not None:
-        centres = (np.asarray(lon, "float64").ravel(), np.asarray(lat, "float64").ravel())
-    out = np.empty(flat_lon.shape[0])
-    for start in range(0, out.size, _AREA_BLOCK):  # bounded temporaries on big grids
-        part = slice(start, start + _AREA_BLOCK)
-        inner = None if centres is None else (centres[0][part], centres[1][part])
-        out[part] = _fan_excess(flat_lon[part], flat_lat[part], inner)
-    return out.reshape(shape) * radius**2
-
-
-#: Cells per block of the polygon-area computation.
-_AREA_BLOCK = 262144
-
-
-def _fan_excess(
-    lon_bounds: np.ndarray, lat_bounds: np.ndarray, centre_lonlat: tuple | None
-) -> np.ndarray:
-    """Spherical excess (steradians) of polygons ``(n, nv)``: signed triangles fanned
-    from the centre (any inner point works for a simple polygon)."""
-    verts = unit_vectors(lon_bounds, lat_bounds)
-    if centre_lonlat is None:
-        centre = verts.mean(axis=-2)
-        centre /= np.linalg.norm(centre, axis=-1, keepdims=True)
+    flat_lon = np.ascontiguousarray(lon_bounds.reshape(-1, nv))
+    flat_lat = np.ascontiguousarray(lat_bounds.reshape(-1, nv))
+    has_centre = lon is not None and lat is not None
+    if has_centre:
+        clon = np.ascontiguousarray(np.broadcast_to(lon, shape), "float64").ravel()
+        clat = np.ascontiguousarray(np.broadcast_to(lat, shape), "float64").ravel()
     else:
-        centre = unit_vectors(*centre_lonlat)
-    a = centre[..., None, :]
-    b = verts
-    c = np.roll(verts, -1, axis=-2)
-    # Van Oosterom & Strackee: tan(E/2) = a.(b x c) / (1 + a.b + b.c + c.a), signed.
-    triple = np.einsum("...k,...k->...", np.broadcast_to(a, b.shape), np.cross(b, c))
-    denom = 1.0 + (a * b).sum(-1) + (b * c).sum(-1) + (c * a).sum(-1)
-    excess = 2.0 * np.arctan2(triple, denom)
-    return np.abs(excess.sum(axis=-1))
+        clon = clat = np.zeros(flat_lon.shape[0])
+    return _fan_excess(flat_lon, flat_lat, clon, clat, has_centre).reshape(shape) * radius**2
+
+
+@numba.njit(cache=True, nogil=True)
+def _fan_excess(
+    lon_b: np.ndarray, lat_b: np.ndarray, clon: np.ndarray, clat: np.ndarray, has_centre: bool
+) -> np.ndarray:  # pragma: no cover  (compiled)
+    """Spherical excess (steradians) of polygons ``(n, nv)``: signed triangles fanned from
+    the centre (or the vertices' mean), each by Van Oosterom & Strackee's
+    ``tan(E/2) = a.(b x c) / (1 + a.b + b.c + c.a)``; one pass, no temporaries."""
+    n, nv = lon_b.shape
+    deg = np.pi / 180.0
+    out = np.empty(n)
+    v = np.empty((nv, 3))
+    for i in range(n):
+        for k in range(nv):
+            cos_lat = np.cos(lat_b[i, k] * deg)
+            v[k, 0] = cos_lat * np.cos(lon_b[i, k] * deg)
+            v[k, 1] = cos_lat * np.sin(lon_b[i, k] * deg)
+            v[k, 2] = np.sin(lat_b[i, k] * deg)
+        if has_centre:
+            cos_lat = np.cos(clat[i] * deg)
+            ax = cos_lat * np.cos(clon[i] * deg)
+            ay = cos_lat * np.sin(clon[i] * deg)
+            az = np.sin(clat[i] * deg)
+        else:
+            ax, ay, az = v[:, 0].sum(), v[:, 1].sum(), v[:, 2].sum()
+            norm = np.sqrt(ax * ax + ay * ay + az * az)
+            ax, ay, az = ax / norm, ay / norm, az / norm
+        total = 0.0
+        for k in range(nv):
+            bx, by, bz = v[k, 0], v[k, 1], v[k, 2]
+            m = (k + 1) % nv
+            cx, cy, cz = v[m, 0], v[m, 1], v[m, 2]
+            triple = ax * (by * cz - bz * cy) + ay * (bz * cx - bx * cz) + az * (bx * cy - by * cx)
+            denom = 1.0 + ax * bx + ay * by + az * bz + bx * cx + by * cy + bz * cz
+            denom += cx * ax + cy * ay + cz * az
+            total += 2.0 * np.arctan2(triple, denom)
+        out[i] = abs(total)
+    return out
 
 
 # --- finding the grid of a raw dataset ------------------------------------------------------
