@@ -147,6 +147,11 @@ def _page_when_open(
         sizing_mode="stretch_width",
     )
 
+    doc = pn.state.curdoc
+
+    def closed() -> bool:  # the tab was closed meanwhile: build nothing more
+        return bool(getattr(doc.session_context, "destroyed", False))
+
     async def build() -> None:
         try:
             state = await asyncio.get_running_loop().run_in_executor(
@@ -159,6 +164,8 @@ def _page_when_open(
             shell[:] = [pn.pane.Alert(f"gridscope could not build this page. "
                                       f"{user_message(exc, dataset)}", alert_type="danger")]  # fmt: skip
             return
+        if closed():
+            return
         layout = _dashboard_layout(state, client)
         columns = [c for c in getattr(layout, "objects", []) if isinstance(c, pn.Column)]
         parts = [list(column.objects) for column in columns]
@@ -168,6 +175,8 @@ def _page_when_open(
         for column, children in zip(columns, parts, strict=True):
             for child in children:
                 await asyncio.sleep(0.01)  # other sessions and /liveness in between
+                if closed():
+                    return
                 column.append(child)
 
     pn.state.onload(build)
@@ -213,6 +222,10 @@ def warm_up(sources: DatasetSources) -> None:
     for dataset in sources.ids:
         try:
             sources.info(dataset)
+            if sources.open(dataset).attrs.get("gridscope_grid", "regular") != "regular":
+                from app.rasterize import warm_up as warm_up_rasterizer
+
+                warm_up_rasterizer()  # its first map would compile datashader's glyphs
         except Exception:  # noqa: BLE001  (a broken or unreachable dataset: its page says so)
             log.info("dataset %r could not be opened at start-up", dataset)
 
@@ -244,6 +257,10 @@ def release_memory(session_context: Any) -> None:
             except Exception:  # noqa: BLE001  (a half-built view: dropping it is enough)
                 log.debug("cleanup of a closed session's view failed", exc_info=True)
             pn.state._views.pop(ref, None)
+    # a page that never connected (a link-preview crawler) still holds its "build when
+    # loaded" callback, which holds the document (`_page_when_open`)
+    if doc is not None:
+        pn.state._onload.pop(doc, None)
     _schedule_trim()
 
 
