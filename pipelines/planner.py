@@ -193,6 +193,8 @@ def _bboxes(query: Query, viewport: Viewport | None) -> list[tuple[float, float,
         boxes.append(query.bbox)
     if viewport is not None:
         x0, x1, y0, y1 = (float(v) for v in viewport)
+        if abs(x1 - x0) >= 360.0:  # zoomed out past a whole turn: every longitude
+            x0, x1 = -180.0, 180.0
         boxes.append((x0, min(y0, y1), x1, max(y0, y1)))
     return boxes
 

@@ -696,3 +696,16 @@ def test_large_point_clouds_get_areas_from_their_spacing(monkeypatch) -> None:
     regional = grid_module._point_cloud_areas(lon[lat > 30], lat[lat > 30])
     # the cap north of 30N is a quarter of the sphere: outer cells stay local
     assert 0.25 * SPHERE < regional.sum() < 1.5 * 0.25 * SPHERE
+
+
+def test_a_viewport_wider_than_a_turn_shows_every_longitude(tos) -> None:
+    from pipelines import Query
+    from pipelines.planner import plan_map
+
+    coads = open_dataset(SAMPLES_DIR / "coads_climatology.cdf")
+    for ds, var, time in [(coads, "SST", "Jan"), (tos[0], "tos", None)]:
+        query = Query(dataset="d", var=var, time=time)
+        wide = plan_map(ds, query, viewport=(-270.0, 270.0, -90.0, 90.0)).compute()
+        whole = plan_map(ds, query, viewport=(-180.0, 180.0, -90.0, 90.0)).compute()
+        assert wide.sizes == whole.sizes
+        np.testing.assert_array_equal(wide.values, whole.values)
