@@ -224,8 +224,11 @@ def grid_gridscope_section(
 
     times = ds["time"].values
 
+    paths: list[str] = []
+
     def frame(query: Any, viewport: tuple) -> Any:
         field = plan_map(ds, query, viewport=viewport, screen=screen).compute()
+        paths.append("pyramid" if "lat" in field.dims else "native")
         if "lat" in field.dims:
             return regrid_to_screen(field, viewport, screen)
         bounds = {
@@ -260,6 +263,12 @@ def grid_gridscope_section(
             t = time.perf_counter()
             run()
             out[kind].append(time.perf_counter() - t)
+    # map frames split by what answered them: a pyramid level (zoomed out) or the native
+    # cells of the view drawn by app.rasterize (zoomed in past the finest level)
+    for path in ("pyramid", "native"):
+        picked = [t for t, p in zip(out["map_frame"], paths, strict=True) if p == path]
+        if picked:
+            out[f"map_frame ({path})"] = picked
     return out
 
 
