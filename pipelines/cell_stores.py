@@ -156,7 +156,7 @@ def block_cover(mask: np.ndarray, max_level: int) -> list[np.ndarray]:
         m = -(-prev.size // FANOUT)
         padded = np.ones(m * FANOUT, bool)
         padded[: prev.size] = prev
-        full.append(padded.reshape(m, FANOUT).all(axis=1))
+        full.append(np.asarray(padded.reshape(m, FANOUT).all(axis=1)))
     used = []
     for lev in range(max_level + 1):
         if lev == max_level:
@@ -342,8 +342,8 @@ class CellGrid:
         m = -(-n // TS_CHUNK)
         pad = np.full(m * TS_CHUNK, np.nan)
         pad[:n] = self.lat
-        pad = pad.reshape(m, TS_CHUNK)
-        return np.nanmin(pad, axis=1), np.nanmax(pad, axis=1)
+        runs = pad.reshape(m, TS_CHUNK)
+        return np.nanmin(runs, axis=1), np.nanmax(runs, axis=1)
 
     def box_mask(self, bbox: tuple[float, float, float, float]) -> np.ndarray:
         """`bbox_cell_mask` of the cells (position order), computed only on runs of
@@ -703,7 +703,7 @@ def plan_cell_map(
         return xr.DataArray(values, dims=("lat", "lon"), coords=coords, name=query.var, attrs=attrs)
 
     where = f"pyramid level {level} of the native cells ({region.lat_index.size}x{region.lon_index.size} cells"
-    if single:
+    if query.time is not None:
         step = step_index(da, query.time)
 
         def run_step() -> xr.DataArray:
@@ -833,8 +833,7 @@ def plan_cell_range_map(
         out = np.full(flat_index.shape, np.nan, "float32")
         out[valid] = values
         attrs = dict(da.attrs)
-        name = {"mean": "mean", "min": "minimum", "max": "maximum", "std": "standard_deviation"}
-        attrs["cell_methods"] = f"time: {name[agg]}"
+        attrs["cell_methods"] = f"time: {_METHOD[agg]}"
         attrs["gridscope_level"] = 0
         return xr.DataArray(
             out, dims=template.dims, coords=template.coords, name=query.var, attrs=attrs

@@ -275,7 +275,7 @@ def write_grid_store(
 
     encoding = {"tos": {"compressors": [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")]}}
     ds.to_zarr(path, mode="w", compute=False, zarr_format=3, encoding=encoding, consolidated=False)
-    arr = zarr.open_group(path, mode="r+")["tos"]
+    arr = zarr.open_array(path, path="tos", mode="r+")
     field = GridField(lon, lat, seed)
     started = _time.perf_counter()
     for t in range(nsteps):
