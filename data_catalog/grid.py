@@ -377,6 +377,11 @@ def find_grid(ds: xr.Dataset, source: str) -> RawGrid | None:
         return None
     curvilinear = _curvilinear_grid(ds, source)
     if curvilinear is not None:
+        if _separable(curvilinear.lon, curvilinear.lat):
+            # a lat-lon grid stored as 2-D lon/lat: the regular path (and its stores)
+            ydim, xdim = curvilinear.dims
+            lon, lat = _continuous(curvilinear.lon[0, :]), curvilinear.lat[:, 0]
+            return RawGrid("regular", (ydim, xdim), lon, lat, drop=curvilinear.drop)
         return curvilinear
     return _unstructured_grid(ds, source)
 
@@ -515,7 +520,7 @@ def _mapped_grid(
         if set(ds[pair[0]].dims) == {xdim, ydim}:
             drop = (*drop, *pair, *_bounds_names(ds, pair[0]), *_bounds_names(ds, pair[1]))
     if _separable(lon, lat):
-        return RawGrid("regular", (ydim, xdim), lon[0, :], lat[:, 0], drop=drop)
+        return RawGrid("regular", (ydim, xdim), _continuous(lon[0, :]), lat[:, 0], drop=drop)
     xe = _edges(ds, xdim, x) * scale_x
     ye = _edges(ds, ydim, y) * scale_y
     # corners counter-clockwise in native coordinates: (W,S), (E,S), (E,N), (W,N)
@@ -566,6 +571,12 @@ def _length_scale(var: Any, source: str) -> float:
             f"allowed: {', '.join(sorted(_LENGTH_TO_M))}"
         )
     return _LENGTH_TO_M[units]
+
+
+def _continuous(lon: np.ndarray) -> np.ndarray:
+    """A row of longitudes without jumps of 360 (the regular path measures cell widths
+    between neighbours, then wraps)."""
+    return np.degrees(np.unwrap(np.radians(lon)))
 
 
 def _separable(lon: np.ndarray, lat: np.ndarray) -> bool:

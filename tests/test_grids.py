@@ -209,6 +209,13 @@ def test_a_pole_at_90n_is_a_regular_grid() -> None:
     assert ds.attrs["gridscope_grid"] == "regular"
     np.testing.assert_allclose(ds["lat"].values, np.arange(-5.0, 5.0, 1.0), atol=1e-9)
     np.testing.assert_allclose(ds["lon"].values, np.arange(-10.0, 10.0, 1.0), atol=1e-9)
+    # pole longitude 0: the grid sits on the antimeridian (rotated lon 0 is 180E)
+    across = normalise_dataset(_rotated(90.0, 0.0), "rot90-180")
+    assert across.attrs["gridscope_grid"] == "regular" and across.sizes["lon"] == 20
+    sines = np.diff(np.sin(np.radians(np.arange(-5.5, 5.0, 1.0))))
+    np.testing.assert_allclose(
+        across["cell_area"].values, R**2 * np.radians(1.0) * sines[:, None] * np.ones(20)
+    )
     tilted = normalise_dataset(_rotated(40.0, -170.0), "rot40")
     assert tilted.attrs["gridscope_grid"] == "rotated"
 
@@ -636,6 +643,7 @@ def test_areas_from_neighbouring_centres() -> None:
     # a curvilinear file that is a 1-degree lat-lon grid: corners midway between centres
     lon1, lat1 = np.arange(0.5, 40, 1.0), np.arange(-59.5, 60, 1.0)
     lon, lat = np.meshgrid(lon1, lat1)
+    lon = lon + 1e-4 * np.sin(np.radians(lat))  # not quite separable: stays curvilinear
     raw = xr.Dataset(
         {"v": (("j", "i"), np.ones(lon.shape), {"coordinates": "glon glat"})},
         coords={
@@ -709,3 +717,19 @@ def test_a_viewport_wider_than_a_turn_shows_every_longitude(tos) -> None:
         whole = plan_map(ds, query, viewport=(-180.0, 180.0, -90.0, 90.0)).compute()
         assert wide.sizes == whole.sizes
         np.testing.assert_array_equal(wide.values, whole.values)
+
+
+def test_a_separable_2d_lat_lon_grid_is_regular() -> None:
+    lon1, lat1 = np.arange(0.0, 360, 10.0), np.arange(-85.0, 90, 10.0)
+    lon, lat = np.meshgrid(lon1, lat1)
+    raw = xr.Dataset(
+        {"v": (("j", "i"), np.ones(lon.shape), {"coordinates": "glon glat"})},
+        coords={
+            "glon": (("j", "i"), lon, {"units": "degrees_east"}),
+            "glat": (("j", "i"), lat, {"units": "degrees_north"}),
+        },
+    )
+    ds = normalise_dataset(raw, "separable")
+    assert ds.attrs["gridscope_grid"] == "regular" and ds["v"].dims == ("lat", "lon")
+    np.testing.assert_allclose(ds["lon"].values, np.sort((lon1 + 180) % 360 - 180))
+    assert float(ds["cell_area"].sum()) == pytest.approx(SPHERE, rel=1e-9)
