@@ -91,6 +91,7 @@ def test_series_endpoints_take_no_screen_size() -> None:
 
 # --- failures to status codes -----------------------------------------------------------------
 def test_every_failure_has_its_status_code_and_words() -> None:
+    from data_catalog.errors import DatasetOpenError
     from pipelines.planner import PlanBudgetError
 
     cases = [
@@ -104,6 +105,7 @@ def test_every_failure_has_its_status_code_and_words() -> None:
         (ApiError(404, "dataset", "unknown dataset"), 404),
         (ApiError(429, "query", "busy"), 429),
         (RuntimeError("boom in /srv/secret/data.nc"), 500),
+        (DatasetOpenError("/srv/secret/x.zarr: cannot reach storage.example.org"), 503),
     ]
     for exc, status in cases:
         got, field, message = status_for(exc)

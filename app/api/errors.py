@@ -10,8 +10,9 @@ paths). The codes:
 404    an unknown dataset or endpoint
 413    over the per-request byte budget, or a ``map.json`` larger than its cell limit
 429    the queue of computations waiting for a slot (``--max-concurrent``) is full
-503    the computation ran past ``--request-timeout``, was cancelled, or the Dask
-       cluster is unavailable
+503    the computation ran past ``--request-timeout``, was cancelled, the Dask
+       cluster is unavailable, or the dataset cannot be opened now (a remote store
+       out of reach)
 500    anything else (logged on the server; the body says only what failed, in words)
 =====  ==================================================================================
 """
@@ -63,6 +64,10 @@ def status_for(exc: BaseException, dataset: str | None = None) -> tuple[int, str
         return 503, "query", "the computation was cancelled on the server; try again"
     if isinstance(exc, QueryError):
         return (503 if exc.field == "cluster" else 400), exc.field, user_message(exc)
+    from data_catalog.errors import DatasetOpenError
+
+    if isinstance(exc, DatasetOpenError):  # e.g. a remote store out of reach: try later
+        return 503, "dataset", user_message(exc, dataset)
     return 500, "server", user_message(exc, dataset)
 
 

@@ -87,7 +87,7 @@ _ERRORS = {
     "404": _error("Unknown dataset."),
     "413": _error("Over the per-request byte budget (or, for map.json, the cell limit)."),
     "429": _error("Too many computations waiting; retry after the Retry-After seconds."),
-    "503": _error("Time limit reached, computation cancelled, or the Dask cluster unavailable."),
+    "503": _error("Time limit reached, cancelled, Dask cluster or dataset out of reach."),
 }
 _NOT_MODIFIED = {"description": "Not modified (If-None-Match matched the ETag); no body."}
 _HEADERS = {
