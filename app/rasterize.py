@@ -34,12 +34,13 @@ over 0..360; a map that pans past its edge shows the next turn of the globe).
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import numpy as np
 import xarray as xr
 
-__all__ = ["grid_kind", "rasterize_to_screen", "wrap_longitudes"]
+__all__ = ["grid_kind", "rasterize_to_screen", "warm_up", "wrap_longitudes"]
 
 #: Corners of one cell spanning more longitude than this cross the antimeridian.
 _MAX_CELL_SPAN = 180.0
@@ -392,3 +393,16 @@ def wrap_longitudes(field: xr.DataArray, lon0: float, lon1: float) -> xr.DataArr
     out = out.assign_coords(lon=("lon", np.concatenate(coords), dict(field["lon"].attrs)))
     out.attrs = field.attrs
     return out
+
+
+@functools.cache
+def warm_up() -> None:
+    """Draw a two-cell mesh as polygons and as points once (numba compiles datashader's
+    trimesh and points glyphs: seconds, better spent at start-up than on a first map)."""
+    cells = xr.DataArray(
+        np.ones(2), dims="cell", coords={"lon": ("cell", [0.0, 1.0]), "lat": ("cell", [0.0, 1.0])}
+    )
+    lon_bounds = np.array([[-0.5, 0.5, 0.5, -0.5], [0.5, 1.5, 1.5, 0.5]])
+    lat_bounds = np.array([[-0.5, -0.5, 0.5, 0.5], [0.5, 0.5, 1.5, 1.5]])
+    rasterize_to_screen(cells, None, (8, 4), lon_bounds=lon_bounds, lat_bounds=lat_bounds)
+    rasterize_to_screen(cells, None, (8, 4))
