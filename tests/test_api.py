@@ -348,3 +348,24 @@ def test_map_json_and_catalog_on_non_regular_grids(tmp_path, kind, shape) -> Non
     np.testing.assert_array_equal(np.array(got["lat"], dtype=float), expected["lat"].values)
     (entry,) = answers.datasets_document(ctx)["datasets"]
     assert entry["grid"]["kind"] == kind and tuple(entry["grid"]["shape"].values()) == shape
+
+
+def test_a_dataset_out_of_reach_is_503_and_not_retried_on_every_request() -> None:
+    from data_catalog.errors import DatasetOpenError
+
+    calls = []
+
+    def opener(key: str):
+        calls.append(key)
+        raise DatasetOpenError("gs://bucket/x.zarr: cannot reach storage.example.org")
+
+    ctx = ApiContext(sources=DatasetSources({"far": "Far away"}, opener), cache=AnswerCache(2**20))
+    first, second = _fetch_all(
+        ctx, ["map.png?dataset=far&var=t2m", "series.csv?dataset=far&var=t2m&point=0,0"]
+    )
+    assert first.code == second.code == 503 and second.headers["Retry-After"]
+    assert "cannot reach storage.example.org" in json.loads(second.body)["message"]
+    assert calls == ["far"]
+    (listing,) = _fetch_all(ctx, ["datasets"])
+    assert listing.code == 200 and calls == ["far"]
+    assert "cannot reach" in json.loads(listing.body)["datasets"][0]["error"]

@@ -200,7 +200,17 @@ async def dataset_version(ctx: ApiContext, dataset: str) -> str:
     """
     if dataset in ctx.opened:
         return store_version(open_for(ctx, dataset))
-    version = await in_thread(lambda: store_version(open_for(ctx, dataset)))
+    failed = ctx.failed.get(dataset)
+    if failed is not None and time.monotonic() - failed[0] < RETRY_FAILED_SECONDS:
+        raise ApiError(503, "dataset", failed[1], retry_after=int(RETRY_FAILED_SECONDS))
+    from data_catalog.errors import DatasetOpenError
+
+    try:
+        version = await in_thread(lambda: store_version(open_for(ctx, dataset)))
+    except DatasetOpenError as exc:  # tried again after a while, not on every request
+        ctx.failed[dataset] = (time.monotonic(), limits.user_message(exc, dataset))
+        raise
+    ctx.failed.pop(dataset, None)
     ctx.opened.add(dataset)
     return version
 
