@@ -167,7 +167,7 @@ def grid_of(obj: xr.Dataset | xr.DataArray) -> Grid:
     lon = np.asarray(obj["lon"].transpose(*grid_dims).values, dtype="float64")
     lat = np.asarray(obj["lat"].transpose(*grid_dims).values, dtype="float64")
     area = _area_values(obj, grid_dims, lon.shape)
-    bounds = [None, None]
+    bounds: list[np.ndarray | None] = [None, None]
     if "lon_bounds" in obj.coords and "lat_bounds" in obj.coords:
         bounds = [
             np.asarray(obj[name].transpose(*grid_dims, ...).values, dtype="float64")
@@ -250,7 +250,7 @@ def spherical_polygon_area(
     flat_lon = np.ascontiguousarray(lon_bounds.reshape(-1, nv))
     flat_lat = np.ascontiguousarray(lat_bounds.reshape(-1, nv))
     has_centre = lon is not None and lat is not None
-    if has_centre:
+    if lon is not None and lat is not None:
         clon = np.ascontiguousarray(np.broadcast_to(lon, shape), "float64").ravel()
         clat = np.ascontiguousarray(np.broadcast_to(lat, shape), "float64").ravel()
     else:
@@ -452,10 +452,10 @@ def _grid_mapping(ds: xr.Dataset) -> tuple[Hashable, dict[str, Any], set[Hashabl
             name = ref.split(":")[0].split()[0]
             if name in ds.variables and "grid_mapping_name" in ds[name].attrs:
                 return name, dict(ds[name].attrs), set(var.dims)
-    for name, var in ds.variables.items():
-        if "grid_mapping_name" in var.attrs:
+    for gm_name, gm_var in ds.variables.items():
+        if "grid_mapping_name" in gm_var.attrs:
             dims = set().union(*_data_dims(ds)) if ds.data_vars else set()
-            return name, dict(var.attrs), dims
+            return gm_name, dict(gm_var.attrs), dims
     return None
 
 
@@ -686,7 +686,7 @@ def _curvilinear_grid(ds: xr.Dataset, source: str) -> RawGrid | None:
     lat = _degrees(lat_var.transpose(*dims))
     _check_finite(source, lon_name, lon, lat)
     blon, blat, bnames = _vertex_variables(ds, lon_name, lat_name, dims)
-    if blon is None:
+    if blon is None or blat is None:
         blon, blat = _corners_from_centres(lon, lat)
     area, area_names = _measured_area(ds, dims, source)
     if area is None:
