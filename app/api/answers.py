@@ -62,6 +62,8 @@ __all__ = [
 MAP_FORMATS = {"png": "image/png", "nc": "application/x-netcdf", "json": "application/json"}
 SERIES_FORMATS = {"csv": "text/csv; charset=utf-8", "json": "application/json"}
 _SLUG = re.compile(r"[a-z0-9][a-z0-9_-]*")
+#: Seconds before a dataset that failed to open (a remote store out of reach) is tried again.
+RETRY_FAILED_SECONDS = 60.0
 
 
 def _env_int(name: str, default: int) -> int:
@@ -372,10 +374,6 @@ def _grid(ds: xr.Dataset) -> dict[str, Any]:
         "lon": [float(np.nanmin(grid.lon)), float(np.nanmax(grid.lon))],
         "lat": [float(np.nanmin(grid.lat)), float(np.nanmax(grid.lat))],
     }
-
-
-#: Seconds before a dataset that failed to open is tried again for the catalog listing.
-RETRY_FAILED_SECONDS = 60.0
 
 
 def catalog_version(ctx: ApiContext) -> str:
