@@ -243,7 +243,7 @@ async def _map_field(ctx: ApiContext, ds: xr.Dataset, params: ApiParams) -> xr.D
     job = await in_thread(compute.start_map_view, ds, params.query, params.viewport, params.screen)
     field = await compute.run_job(job)
     if compute.is_small_grid(ds) or compute.view_request(params.viewport, params.screen)[0] is None:
-        field = compute.regrid_to_screen(field, params.viewport, params.screen)
+        field = await in_thread(compute.regrid_to_screen, field, params.viewport, params.screen)
     return field
 
 
