@@ -63,13 +63,14 @@ class SeriesView(pn.viewable.Viewer):
         The curve is redrawn only for a new series; a new time step only moves the
         highlight (a small separate element: the curve's data is not re-sent).
         """
-        curve = hv.DynamicMap(
-            self._curve, streams=[hv.streams.Params(self.results, ["series_version"])]
-        )
-        highlight = hv.DynamicMap(
-            self._highlight,
-            streams=[hv.streams.Params(self.state, ["time_mode", "time", "start", "end"])],
-        )
+        for stream in getattr(self, "_streams", ()):
+            stream.unwatch()  # the replaced plot no longer redraws (nor is kept alive)
+        self._streams = [
+            hv.streams.Params(self.results, ["series_version"]),
+            hv.streams.Params(self.state, ["time_mode", "time", "start", "end"]),
+        ]
+        curve = hv.DynamicMap(self._curve, streams=[self._streams[0]])
+        highlight = hv.DynamicMap(self._highlight, streams=[self._streams[1]])
         self.plot = curve * highlight
         return self.plot
 
@@ -114,8 +115,11 @@ class SeriesView(pn.viewable.Viewer):
         )
         ydim = hv.Dimension("value", label=ylabel)
         if series is None or series.size == 0:
-            curve = hv.Curve([], kdims=[xdim], vdims=[ydim])
-            points = hv.Scatter([], kdims=[xdim], vdims=[ydim])
+            # typed like the series to come: the first frame fixes the axis (dates or
+            # numbers) for the plot's life, and the series often arrives after it
+            empty = (self._empty_x(clim), np.array([], dtype="float64"))
+            curve = hv.Curve(empty, kdims=[xdim], vdims=[ydim])
+            points = hv.Scatter(empty, kdims=[xdim], vdims=[ydim])
         else:
             x = series_x(series["time"].values, clim)
             y = np.asarray(series.values, dtype="float64")
@@ -142,6 +146,18 @@ class SeriesView(pn.viewable.Viewer):
         if figure.id not in self._tapped_figures:
             self._tapped_figures.add(figure.id)
             figure.on_event("tap", lambda event: self._on_tap(x=event.x, y=event.y))
+
+    def _empty_x(self, climatology: bool) -> np.ndarray:
+        """No x values, of the type the dataset's series has (see `series_x`)."""
+        if climatology:
+            return np.array([], dtype="int64")
+        try:
+            times = self.state.sources.open(self.state.dataset)["time"].values
+        except Exception:  # noqa: BLE001  (no time axis, or no dataset: a plain number axis)
+            return np.array([], dtype="float64")
+        if np.issubdtype(times.dtype, np.number):
+            return np.array([], dtype="float64")
+        return np.array([], dtype="datetime64[ns]")
 
     def _labels(self) -> Any:
         """Words of the series shown (or, before it arrives, of the one asked for)."""

@@ -87,6 +87,7 @@ class _TimePicker(pn.viewable.Viewer):
             # a drop-down only offers steps: this is the previous dataset's step, echoed
             # by the browser while the options change; not a request, so no message
             self._from_state()
+            self._resend()
             return
         if value not in times:
             value = self._nearest(value)
@@ -94,6 +95,16 @@ class _TimePicker(pn.viewable.Viewer):
             setattr(self.state, self.field, value)
         else:
             self._from_state()
+
+    def _resend(self) -> None:
+        """Send the drop-down's value to the browser again on the next tick.
+
+        Panel does not send a property back while it handles the browser's change of
+        that property, so the stale step would stay on screen.
+        """
+        doc = pn.state.curdoc
+        if doc is not None and doc.session_context is not None:
+            pn.state.execute(lambda: self.select.param.trigger("value"), schedule=True)
 
     def _nearest(self, text: str) -> str | None:
         from app.compute import resolve_time_labels

@@ -25,6 +25,12 @@ _TITLES_JS = """() => Bokeh.documents.flatMap(d => [...d.all_models])
     .map(m => m.title.text)"""
 
 
+# the last figure of that title: the one drawn (a replaced one may linger in the document)
+_SERIES_AXIS_JS = """() => Bokeh.documents.flatMap(d => [...d.all_models])
+    .filter(m => m.toolbar !== undefined && m.title != null && m.title.text.startsWith("plev.nc") && m.title.text.includes("area-weighted"))
+    .map(m => m.below[0].constructor.__name__).slice(-1)[0]"""
+
+
 @pytest.fixture(scope="module")
 def plev_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("plev") / "plev.nc"
@@ -124,6 +130,9 @@ def test_controls_follow_the_dataset(page, served) -> None:
         page.wait_for_timeout(100)
     assert page.locator(".gs-time select").input_value() == "1983-01-01"
     wait_for_title(page, re.escape("plev.nc · air temperature (K) · 1983-01-01 · 1000 hPa"))
+    # the series of the new dataset is drawn on a date axis (it kept COADS's month numbers)
+    wait_for_title(page, re.escape("plev.nc · air temperature (K) · 1000 hPa · area-weighted"))
+    assert page.evaluate(_SERIES_AXIS_JS) == "DatetimeAxis"
     level = page.locator(".gs-level select")
     assert level.locator("option:checked").text_content() == "1000 hPa"
     page.wait_for_timeout(500)
