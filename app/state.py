@@ -186,7 +186,9 @@ class ExplorerState(param.Parameterized):
         var = self.var if self.var in info.variables else next(iter(info.variables), None)
         variable = info.variables.get(var)
         updates: dict[str, Any] = {"var": var, "level": self._kept_level(variable, old_variable)}
-        updates.update(self._kept_times(times, bool(times) and bool(variable and variable.has_time)))
+        updates.update(
+            self._kept_times(times, bool(times) and bool(variable and variable.has_time))
+        )
         self.param.update(**updates)
         self._on_var(None)
 
