@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import math
 import os
 import threading
 import time
@@ -625,15 +626,25 @@ def _series_chunk_bytes(ds: xr.Dataset, query: Query) -> int:
     not one value per step; the planner's cell count alone would call it cheap.
     """
     from pipelines.evaluate import field_for
-    from pipelines.selection import nearest_cell, select_bbox, select_time_range
+    from pipelines.reductions import spatial_dims
+    from pipelines.selection import (
+        is_regular,
+        native_bbox_indexer,
+        nearest_cell_index,
+        select_bbox,
+        select_time_range,
+    )
 
     da = field_for(ds, query)
     if da.chunks is None or "time" not in da.dims:
         return 0
     chunks = dict(zip(da.dims, da.chunks, strict=True))
-    if query.point is not None:
-        i, j = nearest_cell(da, query.point)
-        lat_index, lon_index = np.array([i]), np.array([j])
+    index: dict[str, np.ndarray] = {}
+    if query.point is not None:  # any grid kind: the nearest cell's index per spatial dim
+        index = {d: np.array([i]) for d, i in nearest_cell_index(da, query.point).items()}
+    elif query.bbox is not None and not is_regular(da):
+        selection, _ = native_bbox_indexer(da, query.bbox)
+        index = {d: np.arange(da.sizes[d])[sel] for d, sel in selection.items()}
     elif query.bbox is not None:
         grid = xr.DataArray(
             np.zeros((da.sizes["lat"], da.sizes["lon"]), "int8"),
@@ -643,7 +654,7 @@ def _series_chunk_bytes(ds: xr.Dataset, query: Query) -> int:
                     "ilon": ("lon", np.arange(da.sizes["lon"]))},
         )  # fmt: skip
         box = select_bbox(grid, query.bbox)
-        lat_index, lon_index = box["ilat"].values, box["ilon"].values
+        index = {"lat": box["ilat"].values, "lon": box["ilon"].values}
     else:
         return 0
 
@@ -656,7 +667,8 @@ def _series_chunk_bytes(ds: xr.Dataset, query: Query) -> int:
         steps = da.sizes["time"]
     else:
         steps = select_time_range(da["time"], query.start, query.end).sizes["time"]
-    return touched("lat", lat_index) * touched("lon", lon_index) * steps * da.dtype.itemsize
+    cells = int(np.prod([touched(d, index[d]) for d in spatial_dims(da)]))
+    return cells * steps * da.dtype.itemsize
 
 
 def start_map(ds: xr.Dataset, query: Query) -> Job:
@@ -965,17 +977,18 @@ def check_query(ds: xr.Dataset, query: Query) -> None:
 
 
 def _metadata_only(ds: xr.Dataset) -> xr.Dataset:
-    """``ds`` with each time-dependent data variable as one lazy chunk of zeros.
+    """``ds`` with each many-chunked data variable as one lazy chunk of zeros.
 
     Same dimensions, coordinates, dtypes and attributes (so the same errors),
-    but any lazy graph built on it has a handful of tasks.
+    but any lazy graph built on it has a handful of tasks. Variables in a few chunks
+    (the bundled samples) are kept: their graphs are small already.
     """
     import dask.array as dsa
 
     replaced = {
         name: var.copy(deep=False, data=dsa.zeros(var.shape, dtype=var.dtype, chunks=var.shape))
         for name, var in ds.data_vars.items()
-        if "time" in var.dims
+        if var.chunks is not None and math.prod(len(c) for c in var.chunks) > 64
     }
     return ds.assign(replaced) if replaced else ds
 
