@@ -733,3 +733,21 @@ def test_a_separable_2d_lat_lon_grid_is_regular() -> None:
     assert ds.attrs["gridscope_grid"] == "regular" and ds["v"].dims == ("lat", "lon")
     np.testing.assert_allclose(ds["lon"].values, np.sort((lon1 + 180) % 360 - 180))
     assert float(ds["cell_area"].sum()) == pytest.approx(SPHERE, rel=1e-9)
+
+
+def test_the_app_answers_series_on_every_grid(tos, eur11, icon) -> None:
+    """The dashboard's series path (chunk-aware cost, then the planner) on native cells."""
+    from app.compute import series_for
+    from pipelines import Query
+
+    for (ds, values, lon, lat, area), var, box, level in [
+        (tos, "tos", (170, -10, -170, 10), None),
+        (eur11, "tas", (5, 45, 12, 48), None),
+        (icon, "S", (-40, -10, -20, 10), float(icon[0]["level"][1])),
+    ]:
+        got = series_for(ds, Query(dataset="f", var=var, bbox=box, level=level)).values
+        np.testing.assert_allclose(got, _brute_box_mean(values, area, _in_box(lon, lat, box)), 1e-6)
+        (i,) = np.flatnonzero(_in_box(lon, lat, box).ravel() & np.isfinite(values[0]).ravel())[:1]
+        point = (float(lon.ravel()[i]), float(lat.ravel()[i]))
+        got = series_for(ds, Query(dataset="f", var=var, point=point, level=level)).values
+        np.testing.assert_allclose(got, values.reshape(values.shape[0], -1)[:, i], rtol=1e-6)
