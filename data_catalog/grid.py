@@ -44,6 +44,7 @@ import xarray as xr
 __all__ = [
     "EARTH_RADIUS_M",
     "GRID_KINDS",
+    "LOOKED_FOR",
     "NATIVE_DIMS",
     "Grid",
     "RawGrid",
@@ -114,11 +115,6 @@ class Grid:
     def shape(self) -> tuple[int, ...]:
         """Number of cells along each of :attr:`dims`."""
         return tuple(self.area.shape)
-
-    @property
-    def is_regular(self) -> bool:
-        """Whether this is a regular longitude-latitude grid."""
-        return self.kind == "regular"
 
     def unit_vectors(self) -> np.ndarray:
         """Cell centres as unit vectors, shape ``cells + (3,)``."""
@@ -342,7 +338,6 @@ LOOKED_FOR = (
     "standard_name or degree units), or a longitude/latitude per cell along one dimension "
     "(ICON, SCRIP, UGRID, point clouds)"
 )
-__all__ += ["LOOKED_FOR"]
 
 
 def find_grid(ds: xr.Dataset, source: str) -> RawGrid | None:
