@@ -141,8 +141,6 @@ def test_panning_past_180_still_shows_data(page, server_url: str) -> None:
 def test_typed_box_across_180_gives_the_xarray_series(
     page, server_url: str, artifacts: Path
 ) -> None:
-    from data_catalog import open_dataset
-
     open_dashboard(page, f"{server_url}/?dataset=coads&var=SST&time=Jan&centre=180")
     for key, value in (("west", "160"), ("south", "-10"), ("east", "-120"), ("north", "10")):
         box = page.locator(f".gs-{key} input").first
@@ -158,14 +156,46 @@ def test_typed_box_across_180_gives_the_xarray_series(
     top = pixel_at(pixels, frame, 200.0, 10.0)
     assert top[0] > 180 and top[2] > 180 and top[1] < 120, f"no outline at 200E: {top}"
 
+    np.testing.assert_allclose(
+        [v for _, v in rows], box_series(160.0, -10.0, -120.0, 10.0), rtol=1e-5
+    )
+
+
+def box_series(west: float, south: float, east: float, north: float) -> np.ndarray:
+    """COADS SST's area-weighted mean over a box crossing 180, straight from xarray."""
+    from data_catalog import open_dataset
+
     ds = open_dataset("coads")
     sst = ds["SST"].load()
-    inside = ((sst["lon"] >= 160) | (sst["lon"] <= -120)) & (sst["lat"] >= -10) & (sst["lat"] <= 10)
+    lon, lat = sst["lon"], sst["lat"]
+    inside = ((lon >= west) | (lon <= east)) & (lat >= south) & (lat <= north)
     weights = ds["cell_area"].where(inside & sst.notnull())
-    expected = (sst * weights).sum(("lat", "lon")) / weights.sum(("lat", "lon"))
-    got = np.array([v for _, v in rows])
-    assert len(got) == 12
-    np.testing.assert_allclose(got, expected.values, rtol=1e-5)
+    return ((sst * weights).sum(("lat", "lon")) / weights.sum(("lat", "lon"))).values
+
+
+def test_box_dragged_across_180(page, server_url: str) -> None:
+    open_dashboard(page, f"{server_url}/?dataset=coads&var=SST&time=Jan&centre=180")
+    frame = wait_for_frame(page, 0.0, 360.0)
+    canvas = page.locator(".gs-map canvas").first.bounding_box()
+
+    def screen(lon: float, lat: float) -> tuple[float, float]:
+        x = frame["left"] + (lon - frame["x0"]) / (frame["x1"] - frame["x0"]) * frame["width"]
+        y = frame["top"] + (frame["y1"] - lat) / (frame["y1"] - frame["y0"]) * frame["height"]
+        return canvas["x"] + x, canvas["y"] + y
+
+    page.mouse.move(*screen(170.0, 10.0))
+    page.mouse.down()
+    page.mouse.move(*screen(200.0, 0.0), steps=5)
+    page.mouse.move(*screen(230.0, -10.0), steps=5)
+    page.mouse.up()
+    link = wait_for_link(page, "bbox=17")  # the drag's west edge, about 170
+    west, south, east, north = (float(v) for v in link.split("bbox=")[1].split("&")[0].split(","))
+    # 170..230 on the 0..360 map is 170E..130W: west > east (within a pixel of the drag)
+    assert abs(west - 170.0) < 1.0 and abs(east + 130.0) < 1.0 and west > east
+    rows = wait_for_series(page, 12)
+    np.testing.assert_allclose(
+        [v for _, v in rows], box_series(west, south, east, north), rtol=1e-5
+    )
 
 
 def test_link_keeps_the_centre_and_png_has_data_at_200e(
