@@ -143,12 +143,15 @@ def _group(a: np.ndarray) -> np.ndarray:
     return a.reshape(a.shape[:-1] + (m, FANOUT)).sum(axis=-1)
 
 
-def block_cover(mask: np.ndarray, max_level: int) -> list[np.ndarray]:
+def block_cover(mask: np.ndarray, max_level: int, min_level: int = 1) -> list[np.ndarray]:
     """Which blocks of each level cover the positions where ``mask`` is true.
 
     Returns ``used[l]`` (boolean per level-``l`` block, ``used[0]`` per position): a
-    selected position is taken from the coarsest level ``<= max_level`` whose block lies
-    wholly inside the mask; each selected position is covered exactly once.
+    selected position is taken from the coarsest level in ``min_level..max_level``
+    whose block lies wholly inside the mask, else from level 0; each selected position
+    is covered exactly once. Levels below ``min_level`` are not used: the border of a
+    box then reads its raw cells (in the chunks a thin band of blocks would touch
+    anyway) instead of thin bands of small blocks at every level.
     """
     full = [np.asarray(mask, bool)]
     for _ in range(max_level):
@@ -157,14 +160,33 @@ def block_cover(mask: np.ndarray, max_level: int) -> list[np.ndarray]:
         padded = np.ones(m * FANOUT, bool)
         padded[: prev.size] = prev
         full.append(np.asarray(padded.reshape(m, FANOUT).all(axis=1)))
-    used = []
-    for lev in range(max_level + 1):
-        if lev == max_level:
-            used.append(full[lev])
-        else:
-            parent = np.repeat(full[lev + 1], FANOUT)[: full[lev].size]
-            used.append(full[lev] & ~parent)
+    low = min(max(min_level, 1), max_level) if max_level else 0
+    used = [np.zeros(f.size, bool) for f in full]
+    covered = np.zeros(0, bool)  # covered blocks of the level above (none above the top)
+    for lev in range(max_level, low - 1, -1):
+        here = full[lev].copy()
+        if covered.size:
+            here &= ~_expand(covered, here.size)
+        used[lev] = here if lev else full[0]
+        covered = here | (_expand(covered, here.size) if covered.size else False)
+    if low > 0:
+        used[0] = full[0] & ~_expand_levels(covered, low, full[0].size)
     return used
+
+
+def _expand(parent: np.ndarray, n: int) -> np.ndarray:
+    """Each block of the level above repeated for its ``FANOUT`` children (``n`` kept)."""
+    out = np.empty((parent.size, FANOUT), bool)
+    out[:] = parent[:, None]
+    return out.reshape(-1)[:n]
+
+
+def _expand_levels(blocks: np.ndarray, levels: int, n: int) -> np.ndarray:
+    """Level-``levels`` blocks as a mask over ``n`` positions."""
+    size = FANOUT**levels
+    out = np.empty((blocks.size, size), bool)
+    out[:] = blocks[:, None]
+    return out.reshape(-1)[:n]
 
 
 # ------------------------------------------------------------------------------ the grid
@@ -431,6 +453,20 @@ def _pool() -> ThreadPoolExecutor:
     return _POOL
 
 
+_LEVEL_POOL: ThreadPoolExecutor | None = None
+#: Coarsest-first block levels used by box series start here (see `block_cover`).
+_MIN_SERIES_LEVEL = 3
+
+
+def _level_pool() -> ThreadPoolExecutor:
+    """Threads reading a box series' levels at once (each read uses `_pool` for its
+    chunk runs, so the two pools are separate: no thread waits on its own pool)."""
+    global _LEVEL_POOL
+    if _LEVEL_POOL is None:
+        _LEVEL_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="gridscope-levels")
+    return _LEVEL_POOL
+
+
 def _chunk_runs(positions: np.ndarray, chunk: int) -> list[tuple[int, int, int, int]]:
     """Runs of consecutive chunks touched by sorted ``positions``:
     ``(first chunk, end chunk, first index into positions, end index)``."""
@@ -519,7 +555,7 @@ def plan_cell_series(
     mask = grid.box_mask(query.bbox)
     if not mask.any():
         select_bbox(da, query.bbox)  # raises the no-cell message
-    used = block_cover(mask, stores.ts_max_level)
+    used = block_cover(mask, stores.ts_max_level, _MIN_SERIES_LEVEL)
     picks = [np.flatnonzero(u) for u in used]
     nread = sum(p.size * (1 if lev == 0 else 4) for lev, p in enumerate(picks))
 
@@ -542,7 +578,8 @@ def plan_cell_series(
     def run_box() -> xr.DataArray:
         wsum = np.zeros(nsteps)
         warea = np.zeros(nsteps)
-        for ws, wa in map(level_sums, range(len(picks))):
+        levels = [lev for lev, p in enumerate(picks) if p.size]
+        for ws, wa in _level_pool().map(level_sums, levels):
             wsum += ws
             warea += wa
         with np.errstate(invalid="ignore", divide="ignore"):

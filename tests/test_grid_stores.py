@@ -141,12 +141,15 @@ def test_block_cover_covers_each_selected_position_once() -> None:
     for n in (1, 7, 64, 1000, 4097):
         mask = rng.random(n) < rng.random()
         mask[rng.integers(0, n) : rng.integers(0, n + 1)] = True  # a long run, as in a box
-        used = block_cover(mask, 4)
-        hits = np.zeros(n, int)
-        for lev, blocks in enumerate(used):
-            for b in np.flatnonzero(blocks):
-                hits[b * FANOUT**lev : (b + 1) * FANOUT**lev] += 1
-        assert np.array_equal(hits, mask.astype(int))
+        for low in (1, 3, 9):
+            used = block_cover(mask, 4, low)
+            hits = np.zeros(n, int)
+            for lev, blocks in enumerate(used):
+                if 0 < lev < min(low, 4):
+                    assert not blocks.any()
+                for b in np.flatnonzero(blocks):
+                    hits[b * FANOUT**lev : (b + 1) * FANOUT**lev] += 1
+            assert np.array_equal(hits, mask.astype(int))
 
 
 def test_block_sums_are_area_weighted_sums_of_valid_cells() -> None:
