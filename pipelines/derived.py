@@ -13,6 +13,17 @@ source, or ``$GRIDSCOPE_DERIVED_DIR/<slug>/``, or a folder given to ``gridscope 
     timeseries.zarr/<var>/values                    (time, lat, lon) float32, long in time
     timeseries.zarr/<var>/L<l>/{wsum,warea}         (time, lat_l, lon_l) float64, l >= 1
 
+On rotated, projected, curvilinear and unstructured grids (manifest
+``variables.<var>.layout == "cells"``) the arrays hold the grid's cells flattened and
+put in Morton order (``cells/`` holds the order, centres, areas and the pyramid's
+regridding matrices); see `pipelines.cell_stores`::
+
+    pyramid.zarr/<var>/L<k>/{mean,min,max}                 (time, nlat_k, 2 nlat_k), k >= 1
+    aggregates.zarr/<var>/L0/{sum,sumsq,count,min,max}     (block, position)
+    aggregates.zarr/<var>/L<k>/{sum,sumsq,count,min,max}   (block, nlat_k, 2 nlat_k)
+    timeseries.zarr/<var>/values                           (time, position) float32
+    timeseries.zarr/<var>/L<l>/{wsum,warea}                (time, ceil(n / 4**l)) float64
+
 The manifest is rewritten atomically whenever a component completes; `DerivedStores`
 re-reads it when its modification time changes, so a running server starts using a
 level as soon as it is complete, without a restart.
