@@ -135,8 +135,9 @@ def _page_when_open(
 ) -> Any:
     """An "Opening ..." line now; the page once the dataset is open (off the event loop).
 
-    The page's parts are then added one at a time, a loop turn apart: drawing a whole
-    dashboard's Bokeh models at once holds the event loop for a large part of a second.
+    The page's parts are then added in a few batches, a loop turn apart (the map's
+    first): drawing a whole dashboard's Bokeh models at once holds the event loop for a
+    large part of a second, and each batch is one more update for the browser to lay out.
     """
     import asyncio
 
@@ -168,16 +169,19 @@ def _page_when_open(
             return
         layout = _dashboard_layout(state, client)
         columns = [c for c in getattr(layout, "objects", []) if isinstance(c, pn.Column)]
-        parts = [list(column.objects) for column in columns]
-        for column in columns:
+        batches = []  # (column, children): the main column's top (the map) first
+        for column in reversed(columns):
+            children = list(column.objects)
+            half = (len(children) + 1) // 2
+            batches += [(column, children[:half]), (column, children[half:])]
             column.objects = []
+        batches = batches[:1] + batches[2:] + batches[1:2]
         shell[:] = [layout]
-        for column, children in zip(columns, parts, strict=True):
-            for child in children:
-                await asyncio.sleep(0.01)  # other sessions and /liveness in between
-                if closed():
-                    return
-                column.append(child)
+        for column, children in batches:
+            await asyncio.sleep(0.01)  # other sessions and /liveness in between
+            if closed():
+                return
+            column.extend(children)
 
     pn.state.onload(build)
     return shell
