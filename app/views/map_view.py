@@ -145,6 +145,7 @@ class MapView(pn.viewable.Viewer):
     """The rasterized map with coastlines, region outline, box select and tap."""
 
     height = param.Integer(default=460, doc="Height of the map in pixels.")
+    redraws = param.Integer(default=0, doc="Incremented to redraw the image (a new window).")
 
     def __init__(self, state: ExplorerState, results: ViewResults, **params: Any):
         super().__init__(**params)
@@ -152,10 +153,12 @@ class MapView(pn.viewable.Viewer):
         self.results = results
         self._formatters = _lon_formatters()
         x0, x1 = state.x_range
+        self._whole_window = self._window_around(x0, x1)  # see _drawn_field
         y0, y1 = state.y_range
         data_stream = hv.streams.Params(results, ["map_version"])
         view_stream = hv.streams.Params(state, ["cmap", "clim_mode", "clim", "anomaly", "centre"])
-        self.image = hv.DynamicMap(self._image, streams=[data_stream, view_stream])
+        redraw_stream = hv.streams.Params(self, ["redraws"])
+        self.image = hv.DynamicMap(self._image, streams=[data_stream, view_stream, redraw_stream])
         # linked to the plot, not driving it: a pan/zoom asks ViewResults for new data
         # (when the grid is large), and the new frame comes back through map_version
         self.range_stream = hv.streams.RangeXY(
@@ -258,27 +261,36 @@ class MapView(pn.viewable.Viewer):
     def _drawn_field(self) -> Any:
         """What the image shows: the view's field in the map's frame.
 
-        A field held whole is coarsened to the plot and drawn over two turns of the globe
-        around the centre (centre-360..centre+360: panning half a turn past either edge
-        still shows data); a view's answer covering the whole globe is repeated likewise
-        around its viewport; a view's crop is already where the plot shows it.
+        A field held whole is coarsened to the plot and drawn over one and a half turns
+        of the globe around the middle of the view (`_whole_window`: panning a quarter
+        turn past either edge shows data at once, and a pan further re-draws it around
+        the new middle); a view's answer covering the whole globe is repeated over its
+        viewport and margin; a view's crop is already where the plot shows it.
         """
         field = self.results.field
         if field is None or "lon" not in field.dims:
             return field
-        centre = float(self.state.centre)
-        key = (id(field), self.results.screen, centre, self.results.whole_map)
+        whole = self.results.whole_map
+        if whole:
+            window = self._whole_window
+        else:
+            centre = float(self.state.centre)
+            vx0, vx1 = (self.results.viewport or (centre - 180.0, centre + 180.0))[:2]
+            margin = 0.1 * (vx1 - vx0)  # the planner's answer has a 5 % margin
+            window = (vx0 - margin, vx1 + margin)
+        key = (id(field), self.results.screen, whole, window)
         if getattr(self, "_drawn_key", None) != key:
-            if self.results.whole_map:
-                drawn = compute.regrid_to_screen(field, None, self.results.screen)
-                window = (centre - 360.0, centre + 360.0)
-            else:
-                drawn = field
-                vx0, vx1 = (self.results.viewport or (centre - 180.0, centre + 180.0))[:2]
-                window = (min(vx0, centre - 180.0) - 180.0, max(vx1, centre + 180.0) + 180.0)
+            drawn = compute.regrid_to_screen(field, None, self.results.screen) if whole else field
             self._drawn_key = key
             self._drawn = wrap_longitudes(drawn, *window)
         return self._drawn
+
+    @staticmethod
+    def _window_around(x0: float, x1: float) -> tuple[float, float]:
+        """Longitudes a whole field is drawn over for a view x0..x1: 270 either side of
+        its middle (snapped to 90 degrees, so small pans keep the same window)."""
+        middle = 90.0 * round(0.5 * (x0 + x1) / 90.0)
+        return (middle - 270.0, middle + 270.0)
 
     @param.depends("results.map_version", "results.progress", "results.map_busy")
     def _info_html(self) -> str:
@@ -335,11 +347,25 @@ class MapView(pn.viewable.Viewer):
         if xr_[0] < xr_[1] and yr_[0] < yr_[1]:
             self.state.param.update(x_range=xr_, y_range=yr_)
             self.results.set_view(viewport=(xr_[0], xr_[1], yr_[0], yr_[1]))
+            w0, w1 = self._whole_window
+            if self.results.whole_map and (xr_[0] < w0 or xr_[1] > w1):
+                # panned past the longitudes drawn: draw the field around the new view
+                self._whole_window = self._window_around(*xr_)
+                self._redraw_soon()
+
+    def _redraw_soon(self) -> None:
+        """Redraw the image after the current callback (a stream's own callback cannot)."""
+        doc = pn.state.curdoc
+        if doc is not None and doc.session_context is not None:
+            doc.add_next_tick_callback(lambda: setattr(self, "redraws", self.redraws + 1))
+        else:
+            self.redraws += 1
 
     def _on_centre(self, event: Any) -> None:
         """A new centre: the x axis goes to its home (the hook on the image moves it)."""
         centre = float(event.new)
         self._xlim = (centre - 180.0, centre + 180.0)
+        self._whole_window = self._window_around(*self._xlim)
         self.state.x_range = self._xlim
         self.results.set_view(viewport=(*self._xlim, *self.state.y_range))
 

@@ -136,6 +136,27 @@ def test_panning_past_180_still_shows_data(page, server_url: str) -> None:
     # coastlines continue past 180: South America's west coast (about 80W, 0) is black-ish
     assert darkest(pixels, frame, 275.0, 285.0, -5.0) < 150, "no coastline near 80W past 180"
     assert darkest(pixels, frame, 250.0, 260.0, -5.0) > 150, "a coastline in the open Pacific"
+    # pan on with the pan tool, more than a turn further east: the field is drawn again
+    # around the new view (a map held whole redraws when panned past what it drew)
+    page.locator(".gs-map .bk-tool-icon-pan").first.click()
+    canvas = page.locator(".gs-map canvas").first.bounding_box()
+    y = canvas["y"] + frame["top"] + frame["height"] / 2
+    for _ in range(2):
+        x = canvas["x"] + frame["left"] + frame["width"] * 0.9
+        page.mouse.move(x, y)
+        page.mouse.down()
+        page.mouse.move(x - frame["width"] * 0.8, y, steps=8)
+        page.mouse.up()
+        page.wait_for_timeout(300)
+    frame = map_frame(page)
+    assert frame["x0"] > 400, f"the pan did not move the map: {frame}"
+    target = frame["x0"] + (200.0 - frame["x0"]) % 360.0  # 160W, a turn or two on
+    for _ in range(100):
+        pixels = map_pixels(page)
+        if is_data_colour(pixel_at(pixels, frame, target, 0.0)):
+            break
+        page.wait_for_timeout(100)
+    assert is_data_colour(pixel_at(pixels, frame, target, 0.0)), "white past the edge"
 
 
 def test_typed_box_across_180_gives_the_xarray_series(
