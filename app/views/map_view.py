@@ -9,6 +9,14 @@ small grid (the sample files) is held whole and Bokeh zooms it without a round t
 The title and the line under the map say which resolution is shown (the hover value
 is the value of that level). Box select sets a custom box region, a tap sets a point
 region. Errors also appear as notifications when the page has them.
+
+Any centre: the x axis runs ``centre-180..centre+180`` (``ExplorerState.centre``; 180
+gives the Pacific-centred 0..360) and may be panned past either edge; longitudes are
+labelled in degrees east/west of Greenwich on the axis and in the hover. The field is
+drawn at every turn of the globe the view shows, the coastlines over three turns
+(-540..540), and box select and tap turn the frame's x back into -180..180 (a box
+across 180 is W > E). A grid that is not regular is never held whole: each view is its
+native cells rasterized at screen resolution (`app.rasterize`, via `app.compute`).
 """
 
 from __future__ import annotations
