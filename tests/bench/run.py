@@ -295,7 +295,9 @@ def grid_naive_section(
             t = time.perf_counter()
             if query == "map_frame":
                 x0, x1, y0, y1 = q["viewport"]
-                step = da.isel(time=q["step"])
+                # the raw store's 2-D lon/lat are chunked unlike the field: datashader
+                # needs them unified (what a user has to add to get a picture at all)
+                step = da.isel(time=q["step"]).unify_chunks()
                 if curvilinear:
                     plot = step.hvplot.quadmesh(
                         x=lon_name,
