@@ -887,8 +887,8 @@ def _point_cloud_areas(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
     """Areas of a point cloud's cells (m^2) from neighbouring centres.
 
     Up to :data:`_VORONOI_MAX` points: the spherical Voronoi cells, each capped at
-    :data:`_CAP` hexagons of its spacing to its six nearest neighbours (so a regional
-    cloud's outer cells stay local). Larger clouds: a hexagon of the mean spacing to the six nearest neighbours
+    :data:`_CAP` hexagons of its spacing to its six nearest neighbours when the cloud is
+    regional (so its outer cells stay local). Larger clouds: a hexagon of the mean spacing to the six nearest neighbours
     (what a quasi-uniform mesh such as CAM-SE's has), scaled to cover the sphere exactly
     when the cloud covers it.
     """
@@ -914,6 +914,10 @@ def _point_cloud_areas(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
         area = voronoi.calculate_areas() * EARTH_RADIUS_M**2
     except ValueError:  # duplicates or all points on a great circle
         return cap
+    if _covers_sphere(tree, float(np.median(spacing))):
+        # a global cloud's Voronoi cells are all bounded: exact, whatever their shape (the
+        # cap would shrink the thin cells of a latitude row near a pole)
+        return area
     return np.minimum(area, cap)
 
 

@@ -196,8 +196,12 @@ def _geographic_axes(ds: xr.Dataset, grid: RawGrid) -> xr.Dataset:
         var.attrs.pop("grid_mapping", None)
     return ds.assign_coords(
         {
-            xdim: xr.Variable(xdim, grid.lon, {"units": "degrees_east", "standard_name": "longitude"}),
-            ydim: xr.Variable(ydim, grid.lat, {"units": "degrees_north", "standard_name": "latitude"}),
+            xdim: xr.Variable(
+                xdim, grid.lon, {"units": "degrees_east", "standard_name": "longitude"}
+            ),
+            ydim: xr.Variable(
+                ydim, grid.lat, {"units": "degrees_north", "standard_name": "latitude"}
+            ),
         }
     )
 
@@ -496,7 +500,9 @@ def _keep_gridded_float_variables(ds: xr.Dataset, grid_dims: tuple[str, ...]) ->
         for name in list(ds.data_vars):
             ds[name] = ds[name].transpose(..., *grid_dims)
     for name, var in ds.data_vars.items():
-        if not np.issubdtype(var.dtype, np.floating):
+        # integers and float16 computed as at least float32: float16 sums overflow (a mean
+        # of 300 steps near 280 K is inf) and carry three significant digits
+        if not np.issubdtype(var.dtype, np.floating) or var.dtype.itemsize < 4:
             ds[name] = var.astype(np.result_type(var.dtype, np.float32))
         ds[name].attrs["cell_measures"] = "area: cell_area"
     return ds

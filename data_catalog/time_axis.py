@@ -52,6 +52,22 @@ _MONTH_UNITS = {"month", "months", "mon", "mons"}
 _YEAR_UNITS = {"year", "years", "yr", "yrs", "common_year", "common_years"}
 
 
+def _ascending(ds: xr.Dataset) -> xr.Dataset:
+    """The dataset with its steps in time order (lazily re-indexed): a file written with
+    time descending (or unsorted) would otherwise make every range, series and step rule,
+    which look steps up by position, answer other steps."""
+    values = np.asarray(ds["time"].values)
+    if values.size < 2 or values.dtype.kind not in "iufMO":
+        return ds
+    try:
+        order = np.argsort(values, kind="stable")
+    except TypeError:  # objects that do not compare: left as they are
+        return ds
+    if np.array_equal(order, np.arange(values.size)):
+        return ds
+    return ds.isel(time=order)
+
+
 def decode_time_axis(ds: xr.Dataset, source: str) -> tuple[xr.Dataset, bool]:
     """Decode ``ds["time"]`` (raw numbers) into dates, or keep it as a numeric step axis.
 
@@ -65,7 +81,7 @@ def decode_time_axis(ds: xr.Dataset, source: str) -> tuple[xr.Dataset, bool]:
     Returns
     -------
     (xarray.Dataset, bool)
-        The dataset with its decoded ``time`` and ``attrs["gridscope_time_kind"]`` set, and
+        The dataset in time order with its decoded ``time`` and ``attrs["gridscope_time_kind"]`` set, and
         whether the axis is climatological (reference year 0 or a ``climatology``
         attribute).
 
@@ -78,6 +94,7 @@ def decode_time_axis(ds: xr.Dataset, source: str) -> tuple[xr.Dataset, bool]:
         calendar) is kept as a numeric step axis, with ``attrs["gridscope_time_note"]``
         saying why.
     """
+    ds = _ascending(ds)
     time = ds["time"]
     attrs = dict(time.attrs)
     units = attrs.get("units")

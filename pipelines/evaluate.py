@@ -82,7 +82,9 @@ def compute_series(ds: xr.Dataset, query: Query) -> xr.DataArray:
     if "time" not in full.dims:
         raise QueryError("var", f"{query.var!r} has no time axis, so it has no time series")
     if query.point is not None:
-        region = cell_series(full, nearest_cell_index(full, query.point))
+        # the dataset, not the field: it carries the cells' polygons (lon_bounds), which
+        # say how far a cell reaches (a thin cell touching a pole reaches the pole)
+        region = cell_series(full, nearest_cell_index(ds, query.point))
     elif query.bbox is not None:
         region = area_weighted_mean(select_bbox(full, query.bbox))
     else:

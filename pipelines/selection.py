@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from data_catalog.grid import EARTH_RADIUS_M, grid_of, unit_vectors
+from data_catalog.grid import EARTH_RADIUS_M, Grid, grid_of, unit_vectors
 from pipelines.query import QueryError, is_step_value, parse_step_value, parse_time_label
 
 __all__ = [
@@ -159,12 +159,14 @@ def _select_native_bbox(da: xr.DataArray, bbox: tuple[float, float, float, float
     return crop.where(xr.DataArray(inside, dims=("y", "x")))
 
 
-def nearest_cell_index(da: xr.DataArray, point: tuple[float, float]) -> dict[str, int]:
+def nearest_cell_index(da: xr.DataArray | xr.Dataset, point: tuple[float, float]) -> dict[str, int]:
     """The ``isel`` indexer of the cell nearest to ``point`` (lon, lat) on any grid.
 
     On a regular grid: `nearest_cell`. On other grids the cell whose centre is nearest on
-    the sphere (great circle); a point farther than 1.5 times the local cell size from
-    every centre is outside the grid (a regional grid's domain, or a hole in a mesh).
+    the sphere (great circle); a point farther than 1.5 times the nearest cell's reach
+    (its farthest vertex when ``da`` is a dataset holding ``lon_bounds``, else the side of
+    a square of its area) is outside the grid (a regional grid's domain, or a hole in a
+    mesh), unless the cells cover the whole sphere.
 
     Raises
     ------
@@ -180,8 +182,8 @@ def nearest_cell_index(da: xr.DataArray, point: tuple[float, float]) -> dict[str
     cos = grid.unit_vectors() @ target
     flat = int(np.argmax(cos))
     distance = float(np.arccos(np.clip(cos.flat[flat], -1.0, 1.0))) * EARTH_RADIUS_M
-    size = float(np.sqrt(grid.area.flat[flat]))
-    if not distance <= 1.5 * size:
+    size = _cell_reach(grid, flat)
+    if not distance <= 1.5 * size and not _covers_sphere(grid):
         raise QueryError(
             "point",
             f"{lon:g},{lat:g} is outside this grid's cells: the nearest cell centre is "
@@ -189,6 +191,28 @@ def nearest_cell_index(da: xr.DataArray, point: tuple[float, float]) -> dict[str
         )
     index = np.unravel_index(flat, grid.shape)
     return {dim: int(i) for dim, i in zip(grid.dims, index, strict=True)}
+
+
+def _cell_reach(grid: Grid, flat: int) -> float:
+    """How far (m) a cell reaches from its centre: its farthest vertex when its polygon is
+    known (a thin cell touching a pole reaches the pole), else the side of a square of its
+    area."""
+    size = float(np.sqrt(grid.area.flat[flat]))
+    if grid.lon_bounds is not None and grid.lat_bounds is not None:
+        nv = grid.lon_bounds.shape[-1]
+        corners = unit_vectors(
+            grid.lon_bounds.reshape(-1, nv)[flat], grid.lat_bounds.reshape(-1, nv)[flat]
+        )
+        centre = unit_vectors(np.array(grid.lon.flat[flat]), np.array(grid.lat.flat[flat]))
+        cos = float(np.min(corners @ centre))
+        size = max(size, float(np.arccos(np.clip(cos, -1.0, 1.0))) * EARTH_RADIUS_M)
+    return size
+
+
+def _covers_sphere(grid: Grid) -> bool:
+    """Whether the cells' areas add up to (nearly) the whole sphere: then no point is
+    outside the grid, however thin its cells near a pole."""
+    return bool(np.nansum(grid.area) >= 0.99 * 4.0 * np.pi * EARTH_RADIUS_M**2)
 
 
 def nearest_cell(da: xr.DataArray, point: tuple[float, float]) -> tuple[int, int]:
