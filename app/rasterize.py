@@ -131,6 +131,28 @@ def _corners_2d(lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return quad(elon), quad(elat)
 
 
+def _crop_to_frame(
+    lon: np.ndarray, lat: np.ndarray, values: np.ndarray, frame: tuple[float, float, float, float]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rows and columns of a 2-D grid around the centres in the frame (plus a margin).
+
+    A zoomed view of a large grid then computes corners and triangles for the cells it
+    shows, not for the whole grid; a cell just outside is kept (it may reach in).
+    """
+    x0, x1, y0, y1 = frame
+    if x1 - x0 >= 360.0:
+        return lon, lat, values
+    margin = 0.1 * max(x1 - x0, y1 - y0) + 2.0
+    inside = (lat >= y0 - margin) & (lat <= y1 + margin)
+    inside &= ((lon - (x0 - margin)) % 360.0) <= (x1 - x0) + 2 * margin
+    rows, cols = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
+    if rows.size == 0:
+        return lon[:0, :0], lat[:0, :0], values[:0, :0]
+    r = slice(max(rows[0] - 1, 0), rows[-1] + 2)
+    c = slice(max(cols[0] - 1, 0), cols[-1] + 2)
+    return lon[r, c], lat[r, c], values[r, c]
+
+
 def _rasterize_2d(
     field: xr.DataArray,
     frame: tuple[float, float, float, float],
@@ -143,13 +165,31 @@ def _rasterize_2d(
     values = np.asarray(field.transpose(*dims).values, dtype="float64")
     lon = np.asarray(field["lon"].transpose(*dims).values, dtype="float64")
     lat = np.asarray(field["lat"].transpose(*dims).values, dtype="float64")
+    if min(lon.shape) < 2:
+        return _rasterize_points(field, frame, screen)[0]
+    if values.size >= screen[0] * screen[1] // 4:
+        # spacing of the centres (a sample of rows and columns): cells smaller than a
+        # pixel are drawn as the mean of the centres in each pixel, with no corners
+        rows, cols = (
+            slice(None, None, max(lon.shape[0] // 50, 1)),
+            slice(None, None, max(lon.shape[1] // 50, 1)),
+        )
+        dlon = np.abs(((np.diff(lon[rows], axis=1) + 180.0) % 360.0) - 180.0)
+        dlat = np.abs(np.diff(lat[:, cols], axis=0))
+        x0, x1, y0, y1 = frame
+        if (
+            np.nanmedian(dlon) < (x1 - x0) / screen[0]
+            and np.nanmedian(dlat) < (y1 - y0) / screen[1]
+        ):
+            return _rasterize_points(field, frame, screen, full_resolution=True)[0]
     if lon_bounds is None or lat_bounds is None:
+        lon, lat, values = _crop_to_frame(lon, lat, values, frame)
         if min(lon.shape) < 2:
-            return _rasterize_points(field.stack(cell=dims), frame, screen)[0]
+            return _empty(frame, screen).values
         lon_bounds, lat_bounds = _corners_2d(lon, lat)
     ncell = values.size
     return _rasterize_polygons(
-        values.ravel(), lon.ravel(),
+        values.ravel(), lon.ravel(), lat.ravel(),
         np.asarray(lon_bounds, dtype="float64").reshape(ncell, -1),
         np.asarray(lat_bounds, dtype="float64").reshape(ncell, -1),
         frame, screen,
@@ -192,9 +232,29 @@ def _fan_triangles(
     return x, y, v, x.min(axis=1) if len(x) else v, x.max(axis=1) if len(x) else v
 
 
+def _smaller_than_pixels(
+    lon_span: np.ndarray,
+    lat_bounds: np.ndarray,
+    cells: np.ndarray,
+    frame: tuple[float, float, float, float],
+    screen: tuple[int, int],
+) -> bool:
+    """Whether the typical cell in view is smaller than a pixel both ways."""
+    if cells.size < screen[0] * screen[1] // 4:
+        return False  # few cells: triangles are cheap
+    sample = cells[:: max(cells.size // 5000, 1)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        dlon = np.nanmedian(lon_span[sample])
+        dlat = np.nanmedian(np.nanmax(lat_bounds[sample], 1) - np.nanmin(lat_bounds[sample], 1))
+    x0, x1, y0, y1 = frame
+    return bool(dlon < (x1 - x0) / screen[0] and dlat < (y1 - y0) / screen[1])
+
+
 def _rasterize_polygons(
     values: np.ndarray,
     centre: np.ndarray,
+    centre_lat: np.ndarray,
     lon_bounds: np.ndarray,
     lat_bounds: np.ndarray,
     frame: tuple[float, float, float, float],
@@ -214,6 +274,12 @@ def _rasterize_polygons(
         turn = np.floor((x1 - lo) / 360.0)  # the last copy starting west of the frame's end
         near &= hi + 360.0 * turn >= x0
     cells = np.flatnonzero(near)
+    if _smaller_than_pixels(hi - lo, lat_bounds, cells, frame, screen):
+        # many cells to a pixel: the mean of the centres in each pixel is the picture,
+        # at a fraction of the cost of triangles
+        field = xr.DataArray(values[cells], dims="cell", coords={
+            "lon": ("cell", centre[cells]), "lat": ("cell", centre_lat[cells])})  # fmt: skip
+        return _rasterize_points(field, frame, screen, full_resolution=True)[0]
     x, y, v, xmin, xmax = _fan_triangles(
         lon_bounds[cells], lat_bounds[cells], centre[cells], values[cells]
     )
@@ -235,14 +301,23 @@ def _rasterize_polygons(
 
 
 def _rasterize_points(
-    field: xr.DataArray, frame: tuple[float, float, float, float], screen: tuple[int, int]
+    field: xr.DataArray,
+    frame: tuple[float, float, float, float],
+    screen: tuple[int, int],
+    *,
+    full_resolution: bool = False,
 ) -> tuple[np.ndarray, tuple[int, int]]:
+    """Cell centres as points: the mean of the centres in each pixel.
+
+    A point cloud is drawn on a canvas coarse enough to hold about two centres per
+    pixel; cells smaller than a pixel (``full_resolution``) on the screen's own.
+    """
     import datashader as ds
     import pandas as pd
 
-    values = np.asarray(field.values, dtype="float64")
-    lon = np.asarray(field["lon"].values, dtype="float64")
-    lat = np.asarray(field["lat"].values, dtype="float64")
+    values = np.asarray(field.values, dtype="float64").ravel()
+    lon = np.asarray(field["lon"].values, dtype="float64").ravel()
+    lat = np.asarray(field["lat"].values, dtype="float64").ravel()
     x0, x1, y0, y1 = frame
     base = ((lon + 180.0) % 360.0) - 180.0
     xs, ys, vs = [], [], []
@@ -254,7 +329,7 @@ def _rasterize_points(
     x = np.concatenate(xs) if xs else np.empty(0)
     # a canvas with about two centres per pixel: a point cloud drawn without holes
     width, height = max(int(screen[0]), 1), max(int(screen[1]), 1)
-    scale = min(1.0, np.sqrt(max(x.size, 1) / 2.0 / (width * height)))
+    scale = 1.0 if full_resolution else min(1.0, np.sqrt(max(x.size, 1) / 2.0 / (width * height)))
     coarse = (max(int(width * scale), 1), max(int(height * scale), 1))
     if x.size == 0:
         return _empty(frame, coarse).values, coarse
@@ -347,6 +422,7 @@ def rasterize_to_screen(
         values = _rasterize_polygons(
             np.asarray(field.values, dtype="float64"),
             np.asarray(field["lon"].values, dtype="float64"),
+            np.asarray(field["lat"].values, dtype="float64"),
             lon_bounds, lat_bounds, frame, screen,
         )  # fmt: skip
         how, shape = "polygons", screen

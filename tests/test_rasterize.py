@@ -193,3 +193,18 @@ def test_wrap_longitudes_repeats_a_global_field() -> None:
     regional = field.isel(lon=slice(0, 10))  # 179W..161W
     moved = wrap_longitudes(regional, 0.0, 360.0)
     assert np.allclose(moved["lon"].values, regional["lon"].values + 360.0)
+
+
+def test_cells_smaller_than_pixels_are_averaged_per_pixel() -> None:
+    """A fine grid seen whole: each pixel is the mean of the centres in it (no triangles)."""
+    field = _tripolar_like(nx=720, ny=320)  # 0.5-degree cells
+    out = rasterize_to_screen(field, None, (180, 90))  # 2-degree pixels
+    expected = np.broadcast_to(np.cos(np.deg2rad(out["lon"].values))[None, :], out.shape)
+    band = np.abs(_pixel_lat(out)) < 70
+    assert np.isfinite(out.values[band]).all()
+    assert np.abs(out.values - expected)[band].max() <= np.deg2rad(2.0)
+    # zoomed in, the same grid is drawn as cells again, across the seam at 180
+    zoom = rasterize_to_screen(field, (175.0, 185.0, -5.0, 5.0), (200, 100))
+    expected = np.broadcast_to(np.cos(np.deg2rad(zoom["lon"].values))[None, :], zoom.shape)
+    assert np.isfinite(zoom.values).all()
+    assert np.abs(zoom.values - expected).max() <= np.deg2rad(0.5)
