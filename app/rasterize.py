@@ -132,25 +132,23 @@ def _corners_2d(lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 
 def _crop_to_frame(
-    lon: np.ndarray, lat: np.ndarray, values: np.ndarray, frame: tuple[float, float, float, float]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The rows and columns of a 2-D grid around the centres in the frame (plus a margin).
+    lon: np.ndarray, lat: np.ndarray, frame: tuple[float, float, float, float]
+) -> tuple[slice, slice]:
+    """Slices of the rows and columns of a 2-D grid around the centres in the frame.
 
     A zoomed view of a large grid then computes corners and triangles for the cells it
     shows, not for the whole grid; a cell just outside is kept (it may reach in).
     """
     x0, x1, y0, y1 = frame
     if x1 - x0 >= 360.0:
-        return lon, lat, values
+        return slice(None), slice(None)
     margin = 0.1 * max(x1 - x0, y1 - y0) + 2.0
     inside = (lat >= y0 - margin) & (lat <= y1 + margin)
     inside &= ((lon - (x0 - margin)) % 360.0) <= (x1 - x0) + 2 * margin
     rows, cols = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
     if rows.size == 0:
-        return lon[:0, :0], lat[:0, :0], values[:0, :0]
-    r = slice(max(rows[0] - 1, 0), rows[-1] + 2)
-    c = slice(max(cols[0] - 1, 0), cols[-1] + 2)
-    return lon[r, c], lat[r, c], values[r, c]
+        return slice(0, 0), slice(0, 0)
+    return slice(max(rows[0] - 1, 0), rows[-1] + 2), slice(max(cols[0] - 1, 0), cols[-1] + 2)
 
 
 def _rasterize_2d(
@@ -182,11 +180,14 @@ def _rasterize_2d(
             and np.nanmedian(dlat) < (y1 - y0) / screen[1]
         ):
             return _rasterize_points(field, frame, screen, full_resolution=True)[0]
+    r, c = _crop_to_frame(lon, lat, frame)
+    lon, lat, values = lon[r, c], lat[r, c], values[r, c]
+    if min(lon.shape) < 2:
+        return _empty(frame, screen).values
     if lon_bounds is None or lat_bounds is None:
-        lon, lat, values = _crop_to_frame(lon, lat, values, frame)
-        if min(lon.shape) < 2:
-            return _empty(frame, screen).values
         lon_bounds, lat_bounds = _corners_2d(lon, lat)
+    else:
+        lon_bounds, lat_bounds = lon_bounds[r, c], lat_bounds[r, c]
     ncell = values.size
     return _rasterize_polygons(
         values.ravel(), lon.ravel(), lat.ravel(),
