@@ -192,7 +192,11 @@ def code_snippet(query: Any, *, series: Any = None) -> str:
         f"ds = open_dataset({query.dataset!r})",
         f"query = Query.from_query_string({query.to_query_string()!r})",
         "field = compute_map(ds, query.replace(bbox=None, point=None)).compute()",
-        "field.plot(cmap='RdBu_r' if query.is_anomaly else 'viridis')",
+        "cmap = 'RdBu_r' if query.is_anomaly else 'viridis'",
+        "if 'cell' in field.dims:  # an unstructured grid: one dot per cell at its lon/lat",
+        "    field.to_dataset().plot.scatter(x='lon', y='lat', hue=query.var, s=4, cmap=cmap)",
+        "else:  # geographic lon/lat (2-D on rotated, projected and curvilinear grids)",
+        "    field.plot(x='lon', y='lat', cmap=cmap)",
     ]
     if series is not None:
         lines += [

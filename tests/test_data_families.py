@@ -140,3 +140,36 @@ def test_mesh_point_near_pole_is_inside_the_cell_touching_it(tmp_path):
     np.testing.assert_allclose(got, values[:, k])
     with pytest.raises(Exception, match="outside"):
         compute_series(ds, Query(dataset="x", var="v", point=(10.0, 20.0)))
+
+
+def _snippet_field(tmp_path, query) -> np.ndarray:
+    """Run the dashboard's "show code" snippet in a fresh Python and return its field."""
+    import subprocess
+    import sys
+
+    from app.exports import code_snippet
+
+    out = tmp_path / "field.npy"
+    code = "import matplotlib\nmatplotlib.use('Agg')\n" + code_snippet(query)
+    code += f"import numpy\nnumpy.save({str(out)!r}, field.values)\n"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return np.load(out)
+
+
+def test_show_code_snippet_runs_on_an_unstructured_grid(tmp_path):
+    # the snippet called field.plot(cmap=...) which fails on a (cell,) field (a line plot)
+    ds, values, lon, lat = _point_cloud(tmp_path, radians=False)
+    del ds
+    query = Query(dataset=str(tmp_path / "cloud.nc"), var="TS", agg="max")
+    got = _snippet_field(tmp_path, query)
+    np.testing.assert_allclose(np.sort(got), np.sort(values.max(axis=0)))
+
+
+def test_show_code_snippet_on_a_numbered_step_axis(tmp_path):
+    # a 'timestep' axis without units: the snippet's --time 3 is the step valued 3
+    rng = np.random.default_rng(3)
+    values = rng.normal(280, 10, (6, LAT.size, LON.size)).astype("f4")
+    _regular(tmp_path / "steps.zarr", values, np.arange(1.0, 7.0), {"long_name": "timestep"})
+    got = _snippet_field(tmp_path, Query(dataset=str(tmp_path / "steps.zarr"), var="t", time="3"))
+    np.testing.assert_allclose(got, values[2])
