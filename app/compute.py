@@ -737,6 +737,37 @@ def _native_map(ds: xr.Dataset, query: Query) -> Job:
     return Job(lazy, size, _CLIENT, key=key)
 
 
+def _stored_view(
+    plan: Any,
+    frame: tuple[float, float, float, float] | None,
+    screen: tuple[int, int],
+    shift: float,
+    key: Any,
+) -> Job:
+    """A non-regular grid's view from its derived stores: a regular pyramid level (moved
+    under the plot by ``shift``) or the view's native cells, rasterized."""
+    from app.rasterize import rasterize_to_screen
+
+    size = int(getattr(plan, "estimated_bytes", 0))
+    limits.check_cost(size)
+
+    def run() -> xr.DataArray:
+        field = plan.compute()
+        if "lat" in field.dims and "lon" in field.dims:
+            if shift:
+                lon = ("lon", field["lon"].values + shift, dict(field["lon"].attrs))
+                field = field.assign_coords(lon=lon)
+            field.attrs["gridscope_plan"] = plan.description
+            return field
+        bounds = {name: np.asarray(field[name].values)
+                  for name in ("lon_bounds", "lat_bounds") if name in field.coords}  # fmt: skip
+        out = rasterize_to_screen(field, frame, screen, **(bounds if len(bounds) == 2 else {}))
+        out.attrs["gridscope_plan"] = f"{field.size:,} native cells drawn at screen resolution"
+        return out
+
+    return Job(run, size, _CLIENT, key=key)
+
+
 def _rasterized_view(
     ds: xr.Dataset,
     query: Query,
@@ -762,6 +793,12 @@ def _rasterized_view(
     cached = _cache_get(key)
     if cached is not None:
         return Job(None, 0, key=key, value=cached)
+    planner = _planner()
+    wrapped, _sc, shift = view_request(viewport, sc)
+    if planner is not None and wrapped is not None:
+        plan = planner.plan_map(ds, query, viewport=wrapped, screen=sc)
+        if not str(getattr(plan, "description", "")).startswith("brute force"):
+            return _stored_view(plan, vp, sc, shift, key)  # built stores answer this view
     native = _native_map(ds, query)
     bounds = {name: np.asarray(ds[name].values)
               for name in ("lon_bounds", "lat_bounds") if name in ds.variables}  # fmt: skip
