@@ -173,3 +173,84 @@ def test_show_code_snippet_on_a_numbered_step_axis(tmp_path):
     _regular(tmp_path / "steps.zarr", values, np.arange(1.0, 7.0), {"long_name": "timestep"})
     got = _snippet_field(tmp_path, Query(dataset=str(tmp_path / "steps.zarr"), var="t", time="3"))
     np.testing.assert_allclose(got, values[2])
+
+
+def _rotated_file(path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A CF rotated-pole file (pole at 32.7N 151.3W); returns values, lon, lat, area."""
+    plat, plon = 32.7, -151.3
+    rlon, rlat = np.arange(-20.0, 20.1, 2.0), np.arange(-15.0, 15.1, 2.0)
+    rng = np.random.default_rng(4)
+    values = rng.normal(280, 10, (3, rlat.size, rlon.size)).astype("f4")
+    xr.Dataset(
+        {
+            "tas": (("time", "rlat", "rlon"), values, {"units": "K", "grid_mapping": "rp"}),
+            "rp": ((), np.int32(0), {
+                "grid_mapping_name": "rotated_latitude_longitude",
+                "grid_north_pole_latitude": plat, "grid_north_pole_longitude": plon,
+            }),
+        },
+        coords={
+            "time": ("time", np.arange(3.0), {"units": "days since 2000-01-01"}),
+            "rlat": ("rlat", rlat, {"standard_name": "grid_latitude", "units": "degrees"}),
+            "rlon": ("rlon", rlon, {"standard_name": "grid_longitude", "units": "degrees"}),
+        },
+    ).to_netcdf(path)  # fmt: skip
+    x, y = np.meshgrid(np.radians(rlon), np.radians(rlat))
+    pl, po = np.radians(plat), np.radians(plon)
+    lat = np.degrees(np.arcsin(np.sin(y) * np.sin(pl) + np.cos(y) * np.cos(x) * np.cos(pl)))
+    lon = (
+        np.degrees(
+            np.arctan2(
+                np.cos(y) * np.sin(x), np.sin(pl) * np.cos(y) * np.cos(x) - np.cos(pl) * np.sin(y)
+            )
+            + po
+        )
+        - 180.0
+    )
+    lon = (lon + 180.0) % 360.0 - 180.0
+    s, n = np.radians(rlat - 1.0), np.radians(rlat + 1.0)
+    area = np.broadcast_to((R**2 * np.radians(2.0) * (np.sin(n) - np.sin(s)))[:, None], lon.shape)
+    return values, lon, lat, area
+
+
+def test_api_map_nc_on_a_rotated_grid_keeps_its_grid_mapping_and_bounds(tmp_path):
+    # map.nc wrote grid_mapping="rp" with no "rp" variable and no cell bounds (the CLI's
+    # export has both): a CF reader could not place the cells
+    import asyncio
+
+    from app.api import answers
+    from app.api.cache import AnswerCache
+    from app.api.params import parse_params
+    from app.sources import DatasetSources
+
+    values, lon, lat, area = _rotated_file(tmp_path / "rot.nc")
+    ds = open_dataset(str(tmp_path / "rot.nc"))
+    box = (0.0, 45.0, 30.0, 60.0)
+    inside = (lon >= 0) & (lon <= 30) & (lat >= 45) & (lat <= 60)
+    got = compute_series(ds, Query(dataset="x", var="tas", bbox=box)).values
+    want = (values[:, inside] * area[inside]).sum(1) / area[inside].sum()
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+
+    ctx = answers.ApiContext(
+        sources=DatasetSources.from_datasets({"g": ds}), cache=AnswerCache(2**22)
+    )
+    query = Query(dataset="g", var="tas", agg="max", bbox=box)
+    body = asyncio.run(answers.map_answer(ctx, "nc", parse_params(query.to_query_string())))
+    (tmp_path / "map.nc").write_bytes(body)
+    with xr.open_dataset(tmp_path / "map.nc") as out:
+        assert out["tas"].attrs["grid_mapping"] in out.variables
+        mapping = out[out["tas"].attrs["grid_mapping"]].attrs
+        assert mapping["grid_mapping_name"] == "rotated_latitude_longitude"
+        assert {"lon_bounds", "lat_bounds"} <= set(out.variables)
+        got_lon, got_lat, got = (out[n].values.ravel() for n in ("lon", "lat", "tas"))
+    # every cell of the box, once, with numpy's maximum; cells outside it masked
+    key = {
+        (round(a, 6), round(b, 6)): k
+        for k, (a, b) in enumerate(zip(lon.ravel(), lat.ravel(), strict=True))
+    }
+    index = np.array(
+        [key[(round(a, 6), round(b, 6))] for a, b in zip(got_lon, got_lat, strict=True)]
+    )
+    want = np.where(inside.ravel()[index], values.max(0).ravel()[index], np.nan)
+    np.testing.assert_allclose(got, want)
+    assert set(index[inside.ravel()[index]]) == set(np.flatnonzero(inside))

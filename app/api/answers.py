@@ -38,6 +38,7 @@ from app import compute, exports, labels, limits
 from app.api.cache import AnswerCache
 from app.api.errors import ApiError
 from app.api.params import ApiParams
+from app.commands.export import native_grid_variables
 from app.sources import DatasetSources
 from pipelines.query import Query, QueryError
 
@@ -263,7 +264,12 @@ def _colour(field: xr.DataArray, params: ApiParams) -> tuple[str, tuple[float, f
 
 
 def _render_map(
-    fmt: str, field: xr.DataArray, params: ApiParams, max_cells: int, words: Any
+    fmt: str,
+    field: xr.DataArray,
+    params: ApiParams,
+    max_cells: int,
+    words: Any,
+    grid: xr.Dataset | None = None,
 ) -> bytes:
     if fmt == "png":  # drawn as the dashboard's "Map PNG" download draws it
         cmap, clim = _colour(field, params)
@@ -273,7 +279,7 @@ def _render_map(
         )
         return buffer.getvalue()
     if fmt == "nc":
-        return exports.map_to_netcdf(field, query=params.query) or b""
+        return exports.map_to_netcdf(field, query=params.query, words=words, grid=grid) or b""
     _check_cells(int(field.size), max_cells)
     if field.dims != ("lat", "lon") and set(field.dims) == {"lat", "lon"}:
         field = field.transpose("lat", "lon")
@@ -328,7 +334,12 @@ async def map_answer(ctx: ApiContext, fmt: str, params: ApiParams) -> bytes:
             _check_cells(int(cells), ctx.max_json_cells)
     field = await _map_field(ctx, ds, params)
     words = labels.view_labels(params.query, ctx.sources.info(params.query.dataset))
-    return await in_thread(_render_map, fmt, field, params, ctx.max_json_cells, words)
+    grid = None
+    if fmt == "nc" and params.viewport is None and params.screen is None:
+        # native cells, as ``gridscope export`` writes them: with their bounds and the
+        # grid-mapping variable their ``grid_mapping`` attribute names
+        grid = await in_thread(native_grid_variables, ds, field, params.query)
+    return await in_thread(_render_map, fmt, field, params, ctx.max_json_cells, words, grid)
 
 
 # --- series ---------------------------------------------------------------------------------
