@@ -504,5 +504,42 @@ def _keep_gridded_float_variables(ds: xr.Dataset, grid_dims: tuple[str, ...]) ->
         # of 300 steps near 280 K is inf) and carry three significant digits
         if not np.issubdtype(var.dtype, np.floating) or var.dtype.itemsize < 4:
             ds[name] = var.astype(np.result_type(var.dtype, np.float32))
+        ds[name] = _mask_outside_valid_range(ds[name])
         ds[name].attrs["cell_measures"] = "area: cell_area"
     return ds
+
+
+def _mask_outside_valid_range(da: xr.DataArray) -> xr.DataArray:
+    """CF ``valid_range`` / ``valid_min`` / ``valid_max``: values outside are missing
+    (xarray masks only ``_FillValue`` and ``missing_value``; a -9999 outside a declared
+    valid range would otherwise enter every mean). On packed data the limits are in
+    packed units, so they are unpacked like the values."""
+    attrs = da.attrs
+    low = high = None
+    if "valid_range" in attrs:
+        bounds = np.asarray(attrs["valid_range"], dtype="float64").ravel()
+        if bounds.size == 2:
+            low, high = float(bounds[0]), float(bounds[1])
+    if "valid_min" in attrs:
+        low = float(np.asarray(attrs["valid_min"], dtype="float64").ravel()[0])
+    if "valid_max" in attrs:
+        high = float(np.asarray(attrs["valid_max"], dtype="float64").ravel()[0])
+    if low is None and high is None:
+        return da
+    scale = float(da.encoding.get("scale_factor", 1.0))
+    offset = float(da.encoding.get("add_offset", 0.0))
+    packed = "scale_factor" in da.encoding or "add_offset" in da.encoding
+    # packed values are whole steps of ``scale`` apart: half a step of slack keeps the
+    # limits themselves valid after rounding; unpacked, a float32 rounding's worth
+    limits = [None if v is None else v * scale + offset for v in (low, high)]
+    if scale < 0:
+        limits.reverse()
+    low, high = limits
+    inside = xr.ones_like(da, dtype=bool)
+    if low is not None:
+        slack = abs(scale) / 2 if packed else abs(low) * 1e-6
+        inside = inside & (da >= low - slack)
+    if high is not None:
+        slack = abs(scale) / 2 if packed else abs(high) * 1e-6
+        inside = inside & (da <= high + slack)
+    return da.where(inside)

@@ -254,3 +254,40 @@ def test_api_map_nc_on_a_rotated_grid_keeps_its_grid_mapping_and_bounds(tmp_path
     want = np.where(inside.ravel()[index], values.max(0).ravel()[index], np.nan)
     np.testing.assert_allclose(got, want)
     assert set(index[inside.ravel()[index]]) == set(np.flatnonzero(inside))
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_values_outside_the_cf_valid_range_are_missing(tmp_path, packed):
+    # a -9999 (or a packed 30000) outside the declared valid range entered every mean
+    rng = np.random.default_rng(6)
+    raw = rng.integers(-10000, 10000, (4, LAT.size, LON.size)).astype("i2")
+    raw[:, 5:9, 10:30] = 30000  # beyond valid_max
+    raw[1, 20:22, :] = -20000  # below valid_min
+    if packed:
+        var = xr.Variable(("time", "lat", "lon"), raw, {"scale_factor": 0.01, "add_offset": 280.0,
+                          "valid_range": np.array([-10000, 10000], "i2")})  # fmt: skip
+        values = raw * 0.01 + 280.0
+        bad = (raw < -10000) | (raw > 10000)
+    else:
+        values = np.where(raw == 30000, -9999.0, raw * 0.01 + 280.0).astype("f4")
+        var = xr.Variable(("time", "lat", "lon"), values, {"valid_min": np.float32(100.0),
+                          "valid_max": np.float32(400.0)})  # fmt: skip
+        bad = (values < 100) | (values > 400)
+    xr.Dataset(
+        {"t": var},
+        coords={
+            "time": ("time", np.arange(4.0), {"units": "days since 2000-01-01"}),
+            "lat": ("lat", LAT, {"units": "degrees_north"}),
+            "lon": ("lon", LON, {"units": "degrees_east"}),
+        },
+    ).to_netcdf(tmp_path / "vr.nc")
+    ds = open_dataset(str(tmp_path / "vr.nc"))
+    got = compute_map(ds, Query(dataset="x", var="t", agg="mean")).values
+    want = np.nanmean(np.where(bad, np.nan, values), axis=0)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    box = (-180.0, -90.0, 180.0, 90.0)
+    series = compute_series(ds, Query(dataset="x", var="t", bbox=box)).values
+    area = np.broadcast_to(_band_area(LAT)[:, None], values.shape[1:])
+    ok = ~bad
+    want = (np.where(ok, values, 0) * area).sum((1, 2)) / (ok * area).sum((1, 2))
+    np.testing.assert_allclose(series, want, rtol=1e-5)
