@@ -99,14 +99,16 @@ def wait_for_link(page, part: str, timeout: float = 20.0) -> str:
     raise AssertionError(f"the link never contained {part!r}: {link}")
 
 
-def wait_for_series(page, steps: int, timeout: float = 30.0) -> list[tuple[str, float]]:
-    rows: list[tuple[str, float]] = []
+def assert_series_becomes(page, expected: np.ndarray, timeout: float = 30.0) -> None:
+    """The page's series (its CSV) equals ``expected`` within ``timeout`` seconds (the
+    series of the previous region may still be shown while the new one is computed)."""
+    got: list[float] = []
     for _ in range(int(timeout * 10)):
-        rows = series_csv(page)
-        if len(rows) == steps:
-            return rows
+        got = [v for _, v in series_csv(page)]
+        if len(got) == len(expected) and np.allclose(got, expected, rtol=1e-5):
+            return
         page.wait_for_timeout(100)
-    raise AssertionError(f"the series has {len(rows)} rows, not {steps}")
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
 
 
 def test_pacific_centre_shows_data_east_of_180(page, server_url: str, artifacts: Path) -> None:
@@ -171,15 +173,11 @@ def test_typed_box_across_180_gives_the_xarray_series(
     wait_for_text(page, ".gs-region-text", r"W 160, S -10, E -120, N 10")
     # the outline is one rectangle 160..240 on the 0..360 map: its top edge is magenta at 200
     frame = wait_for_frame(page, 0.0, 360.0)
-    rows = wait_for_series(page, 12)
+    assert_series_becomes(page, box_series(160.0, -10.0, -120.0, 10.0))
     page.screenshot(path=str(artifacts / "dateline-box.png"), full_page=True)
     pixels = map_pixels(page)
     top = pixel_at(pixels, frame, 200.0, 10.0)
     assert top[0] > 180 and top[2] > 180 and top[1] < 120, f"no outline at 200E: {top}"
-
-    np.testing.assert_allclose(
-        [v for _, v in rows], box_series(160.0, -10.0, -120.0, 10.0), rtol=1e-5
-    )
 
 
 def box_series(west: float, south: float, east: float, north: float) -> np.ndarray:
@@ -213,10 +211,7 @@ def test_box_dragged_across_180(page, server_url: str) -> None:
     west, south, east, north = (float(v) for v in link.split("bbox=")[1].split("&")[0].split(","))
     # 170..230 on the 0..360 map is 170E..130W: west > east (within a pixel of the drag)
     assert abs(west - 170.0) < 1.0 and abs(east + 130.0) < 1.0 and west > east
-    rows = wait_for_series(page, 12)
-    np.testing.assert_allclose(
-        [v for _, v in rows], box_series(west, south, east, north), rtol=1e-5
-    )
+    assert_series_becomes(page, box_series(west, south, east, north))
 
 
 def test_link_keeps_the_centre_and_png_has_data_at_200e(
