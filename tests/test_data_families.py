@@ -291,3 +291,55 @@ def test_values_outside_the_cf_valid_range_are_missing(tmp_path, packed):
     ok = ~bad
     want = (np.where(ok, values, 0) * area).sum((1, 2)) / (ok * area).sum((1, 2))
     np.testing.assert_allclose(series, want, rtol=1e-5)
+
+
+def test_ugrid_mixed_triangles_and_quads_without_face_coordinates(tmp_path):
+    # triangles padded with _FillValue in face_node_connectivity, no face_coordinates:
+    # the padded node was counted twice in the face centre (1.7 degrees off), so box
+    # membership and nearest cells answered other faces
+    lone, late = np.arange(-180.0, 180.1, 10.0), np.arange(-80.0, 80.1, 10.0)
+    rng = np.random.default_rng(8)
+    nodes: dict[tuple[float, float], int] = {}
+    faces = []
+    for j in range(late.size - 1):
+        for i in range(lone.size - 1):
+            west, east = lone[i], (lone[i + 1] if lone[i + 1] < 180 else -180.0)
+            ids = [nodes.setdefault(p, len(nodes)) for p in
+                   ((west, late[j]), (east, late[j]), (east, late[j + 1]), (west, late[j + 1]))]  # fmt: skip
+            if rng.random() < 0.5:
+                faces.append(ids)
+            else:
+                faces += [[ids[0], ids[1], ids[2], -1], [ids[0], ids[2], ids[3], -1]]
+    conn, xy = np.array(faces), np.array(list(nodes))
+    values = rng.normal(280, 10, (2, len(faces))).astype("f4")
+    xr.Dataset(
+        {
+            "v": (("time", "nFaces"), values, {"mesh": "mesh", "location": "face"}),
+            "mesh": ((), np.int32(0), {"cf_role": "mesh_topology", "topology_dimension": 2,
+                     "node_coordinates": "nx ny", "face_node_connectivity": "fnc"}),
+            "fnc": (("nFaces", "nMax"), np.where(conn < 0, -999, conn + 1).astype("i4"),
+                    {"cf_role": "face_node_connectivity", "start_index": 1, "_FillValue": np.int32(-999)}),
+        },
+        coords={
+            "time": ("time", [0.0, 1.0], {"units": "days since 2000-01-01"}),
+            "nx": ("nNodes", xy[:, 0], {"standard_name": "longitude", "units": "degrees_east"}),
+            "ny": ("nNodes", xy[:, 1], {"standard_name": "latitude", "units": "degrees_north"}),
+        },
+    ).to_netcdf(tmp_path / "mixed.nc")  # fmt: skip
+    ds = open_dataset(str(tmp_path / "mixed.nc"))
+    # each face's centre: the normalised mean of its own nodes' unit vectors
+    centre = np.zeros((len(faces), 3))
+    for k, face in enumerate(faces):
+        lo, la = np.radians(xy[[n for n in face if n >= 0]].T)
+        centre[k] = np.stack(
+            [np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)], -1
+        ).mean(0)
+    lat = np.degrees(np.arcsin(centre[:, 2] / np.linalg.norm(centre, axis=1)))
+    lon = np.degrees(np.arctan2(centre[:, 1], centre[:, 0]))
+    grid = grid_of(ds)
+    np.testing.assert_allclose(grid.lat, lat, atol=1e-9)
+    np.testing.assert_allclose(np.cos(np.radians(grid.lon - lon)), 1.0, atol=1e-12)
+    # a point near a triangle's centre answers that triangle
+    k = len(faces) // 2 + 1
+    got = compute_series(ds, Query(dataset="x", var="v", point=(lon[k], lat[k]))).values
+    np.testing.assert_allclose(got, values[:, k])
