@@ -79,6 +79,7 @@ def normalise_dataset(ds: xr.Dataset, source: str) -> xr.Dataset:
     if native is not None:
         return _normalise_native(ds, native, source)
     ds = _promote_axis_variables(ds)
+    ds = _bare_time_dimension(ds)
     axes = _detect_axes(ds, source)
     lon_name, lat_name = axes["lon"], axes["lat"]
     lon_raw = _axis_values(ds, lon_name, source)
@@ -142,6 +143,7 @@ def _normalise_native(ds: xr.Dataset, grid: RawGrid, source: str) -> xr.Dataset:
         if name in targets and name not in renames and name not in grid.dims
     }
     ds = ds.rename(clashes).rename(renames)
+    ds = _bare_time_dimension(ds)
     axes = _detect_axes(ds, source, horizontal=False)
     ds = _rename_axes(ds, axes)
     climatology = False
@@ -226,6 +228,33 @@ def _promote_axis_variables(ds: xr.Dataset) -> xr.Dataset:
     if set(found) != {"lon", "lat"} or found["lon"][1] == found["lat"][1]:
         return ds
     return ds.swap_dims({dim: name for name, dim in found.values()})
+
+
+def _bare_time_dimension(ds: xr.Dataset) -> xr.Dataset:
+    """A time dimension of the data without a coordinate variable (MPAS and WRF files:
+    ``Time`` with the dates as characters) gets one: a 1-D variable on it with
+    ``<unit> since <date>`` units (WRF's ``XTIME``), else its step numbers 0, 1, ...
+    Left bare, its steps were not a time axis at all: no series, and maps that kept
+    every step."""
+
+    def since(var: Any) -> bool:
+        units = str(var.attrs.get("units", "")).strip().lower().replace("_", " ")
+        return " since " in f" {units} " and np.issubdtype(var.dtype, np.number)
+
+    if any(name in ds.dims and since(var) for name, var in ds.variables.items()):
+        return ds
+    data_dims = {d for var in ds.data_vars.values() for d in var.dims}
+    for dim in ds.dims:
+        if dim in ds.variables or dim not in data_dims:
+            continue
+        if not _TIME_NAME.fullmatch(str(dim).lower()):
+            continue
+        for name, var in ds.variables.items():
+            if var.dims == (dim,) and since(var):
+                return ds.swap_dims({dim: name})
+        steps = np.arange(ds.sizes[dim], dtype="float64")
+        return ds.assign_coords({dim: xr.Variable(dim, steps, {"long_name": f"{dim} step"})})
+    return ds
 
 
 # --- axis detection -------------------------------------------------------------------

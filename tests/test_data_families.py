@@ -343,3 +343,43 @@ def test_ugrid_mixed_triangles_and_quads_without_face_coordinates(tmp_path):
     k = len(faces) // 2 + 1
     got = compute_series(ds, Query(dataset="x", var="v", point=(lon[k], lat[k]))).values
     np.testing.assert_allclose(got, values[:, k])
+
+
+def test_time_dimension_without_a_coordinate_mpas_and_wrf(tmp_path):
+    # MPAS: Time has no coordinate (dates in xtime characters); WRF: the dates are XTIME
+    # on Time. Both were "no time axis": no series, and a map kept every step
+    rng = np.random.default_rng(10)
+    lon, lat = np.meshgrid(LON % 360, LAT)
+    values = rng.normal(280, 10, (3, lon.size)).astype("f4")
+    xr.Dataset(
+        {
+            "temperature": (("Time", "nCells"), values, {"units": "K"}),
+            "lonCell": ("nCells", np.radians(lon.ravel()), {"units": "radians"}),
+            "latCell": ("nCells", np.radians(lat.ravel()), {"units": "radians"}),
+            "xtime": (("Time", "StrLen"), np.array([list(f"2000-01-0{d}_00:00:00") for d in (1, 2, 3)], "S1")),
+        }
+    ).to_netcdf(tmp_path / "mpas.nc")  # fmt: skip
+    ds = open_dataset(str(tmp_path / "mpas.nc"))
+    k = np.flatnonzero((lon.ravel() == 12.5) & (lat.ravel() == 12.5))[0]
+    got = compute_series(ds, Query(dataset="x", var="temperature", point=(12.5, 12.5))).values
+    np.testing.assert_allclose(got, values[:, k])
+    field = compute_map(ds, Query(dataset="x", var="temperature", time="1"))
+    assert field.dims == ("cell",)
+    np.testing.assert_allclose(np.sort(field.values), np.sort(values[1]))
+
+    x, y = np.meshgrid(np.arange(12.0), np.arange(10.0))
+    wlon, wlat = -100.0 + x * 0.5 + y * 0.1, 40.0 + y * 0.5 - x * 0.05  # a skewed 2-D grid
+    t2 = rng.normal(280, 10, (3, *x.shape)).astype("f4")
+    xr.Dataset(
+        {
+            "T2": (("Time", "south_north", "west_east"), t2, {"units": "K", "coordinates": "XLONG XLAT"}),
+            "XLAT": (("Time", "south_north", "west_east"), np.broadcast_to(wlat, t2.shape), {"units": "degree_north"}),
+            "XLONG": (("Time", "south_north", "west_east"), np.broadcast_to(wlon, t2.shape), {"units": "degree_east"}),
+            "XTIME": ("Time", [0.0, 60.0, 120.0], {"units": "minutes since 2000-01-01 00:00:00"}),
+        }
+    ).to_netcdf(tmp_path / "wrf.nc")  # fmt: skip
+    ds = open_dataset(str(tmp_path / "wrf.nc"))
+    field = compute_map(ds, Query(dataset="x", var="T2", time="2000-01-01T01"))
+    np.testing.assert_allclose(field.values, t2[1])
+    got = compute_series(ds, Query(dataset="x", var="T2", point=(wlon[4, 5], wlat[4, 5]))).values
+    np.testing.assert_allclose(got, t2[:, 4, 5])
