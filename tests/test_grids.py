@@ -287,7 +287,8 @@ def test_wrf_like_time_dependent_2d_lon_lat() -> None:
         }
     )
     ds = normalise_dataset(raw, "wrf")
-    assert ds.attrs["gridscope_grid"] == "curvilinear" and ds["T2"].dims == ("Time", "y", "x")
+    # the bare Time dimension is the time axis (step numbers: no XTIME here)
+    assert ds.attrs["gridscope_grid"] == "curvilinear" and ds["T2"].dims == ("time", "y", "x")
     np.testing.assert_allclose(grid_of(ds).lon, lon)
 
 
