@@ -28,11 +28,17 @@ def time_aggregate(da: xr.DataArray, agg: str) -> xr.DataArray:
     """Reduce over ``time`` with mean, min, max or std (population, ddof=0).
 
     Missing values are skipped; a cell with no value in the range stays NaN.
-    Without a time axis the field is returned unchanged.
+    Without a time axis mean, min and max are the field itself and std is refused.
     """
     if agg not in AGGREGATIONS:
         raise QueryError("agg", f"{agg!r} is not one of {', '.join(AGGREGATIONS)}")
     if "time" not in da.dims:
+        if agg == "std":  # the field itself would be a wrong answer labelled std
+            raise QueryError(
+                "agg",
+                "this variable has no time axis, so no standard deviation over time; "
+                "use mean, min or max (the field itself)",
+            )
         return da
     reduce = getattr(da, agg)
     out = reduce("time", skipna=True, keep_attrs=True)

@@ -383,3 +383,21 @@ def test_time_dimension_without_a_coordinate_mpas_and_wrf(tmp_path):
     np.testing.assert_allclose(field.values, t2[1])
     got = compute_series(ds, Query(dataset="x", var="T2", point=(wlon[4, 5], wlat[4, 5]))).values
     np.testing.assert_allclose(got, t2[:, 4, 5])
+
+
+def test_std_of_a_field_without_time_is_refused_not_the_field(tmp_path):
+    # ETOPO-like relief (no time axis): agg=std returned the relief itself, labelled std
+    from pipelines.query import QueryError
+
+    relief = np.random.default_rng(11).normal(-2000, 3000, (LAT.size, LON.size)).astype("f4")
+    xr.Dataset(
+        {"z": (("lat", "lon"), relief, {"units": "m"})},
+        coords={"lat": ("lat", LAT, {"units": "degrees_north"}), "lon": ("lon", LON, {"units": "degrees_east"})},
+    ).to_netcdf(tmp_path / "relief.nc")  # fmt: skip
+    ds = open_dataset(str(tmp_path / "relief.nc"))
+    with pytest.raises(QueryError, match="no time axis"):
+        compute_map(ds, Query(dataset="x", var="z", agg="std"))
+    for agg in ("mean", "min", "max"):
+        np.testing.assert_array_equal(
+            compute_map(ds, Query(dataset="x", var="z", agg=agg)).values, relief
+        )
