@@ -727,8 +727,16 @@ def _vertex_variables(
         blon = _degrees(blo) if _units(blo) else _degrees_like(blo, ds[lon_name])
         blat = _degrees(bla) if _units(bla) else _degrees_like(bla, ds[lat_name])
         if np.all(np.isfinite(blon)) and np.all(np.isfinite(blat)):
-            return _wrap(blon), blat, (lo, la)
+            extra: tuple[Hashable, ...] = ()
+            if lo == "grid_corner_lon":  # SCRIP's other grid descriptors are not data
+                extra = tuple(n for n in _SCRIP_DESCRIPTORS if n in ds.variables)
+            return _wrap(blon), blat, (lo, la, *extra)
     return None, None, ()
+
+
+#: SCRIP grid-file variables beside the centres and corners (a mask, the logical shape,
+#: areas in steradians); they describe the grid, they are not variables to show.
+_SCRIP_DESCRIPTORS = ("grid_imask", "grid_dims", "grid_area")
 
 
 def _degrees_like(var: Any, centre: Any) -> np.ndarray:

@@ -131,10 +131,12 @@ def test_mesh_point_near_pole_is_inside_the_cell_touching_it(tmp_path):
             "grid_center_lat": ("grid_size", np.array(cy), {"units": "degrees"}),
             "grid_corner_lon": (("grid_size", "grid_corners"), np.array(cl), {"units": "degrees"}),
             "grid_corner_lat": (("grid_size", "grid_corners"), np.array(ca), {"units": "degrees"}),
+            "grid_imask": ("grid_size", np.ones(n, "i4")),
         },
         coords={"time": ("time", np.arange(2.0), {"units": "days since 2000-01-01"})},
     ).to_netcdf(tmp_path / "cap.nc")
     ds = open_dataset(str(tmp_path / "cap.nc"))
+    assert list(ds.data_vars) == ["v"]  # SCRIP's grid_imask describes the grid
     got = compute_series(ds, Query(dataset="x", var="v", point=(11.0, 89.9))).values
     k = int(np.argmin(np.abs(np.array(cx) - 12.5) + np.abs(np.array(cy) - 87.5)))
     np.testing.assert_allclose(got, values[:, k])
