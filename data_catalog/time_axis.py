@@ -59,6 +59,8 @@ def _ascending(ds: xr.Dataset) -> xr.Dataset:
     values = np.asarray(ds["time"].values)
     if values.size < 2 or values.dtype.kind not in "iufMO":
         return ds
+    if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
+        return ds  # refused by the caller, which names the file's own steps
     try:
         order = np.argsort(values, kind="stable")
     except TypeError:  # objects that do not compare: left as they are
@@ -108,6 +110,14 @@ def decode_time_axis(ds: xr.Dataset, source: str) -> tuple[xr.Dataset, bool]:
     calendar = str(attrs.get("calendar", "standard")).strip().lower() or "standard"
     unit, reference = (match.group(1).lower(), match.group(2)) if match else ("day", "")
     values = np.asarray(time.values, dtype=np.float64)
+    if not np.all(np.isfinite(values)):
+        # decoded, a missing step came back as the reference date (a second 2000-01-01)
+        missing = np.flatnonzero(~np.isfinite(values))
+        raise DatasetOpenError(
+            f"{source}: cannot decode time axis with units {units!r}: no value at step(s) "
+            f"{', '.join(map(str, missing[:5].tolist()))}{' ...' if missing.size > 5 else ''} "
+            f"of {values.size}; gridscope needs a date for every step"
+        )
     year_zero = match is not None and _reference_year(reference) == 0
     try:
         if absolute:

@@ -403,3 +403,15 @@ def test_std_of_a_field_without_time_is_refused_not_the_field(tmp_path):
         np.testing.assert_array_equal(
             compute_map(ds, Query(dataset="x", var="z", agg=agg)).values, relief
         )
+
+
+def test_a_time_axis_with_a_missing_value_is_refused_by_name(tmp_path):
+    # the missing step decoded as the reference date: two steps called 2000-01-01
+    from data_catalog.errors import DatasetOpenError
+
+    values = np.zeros((3, LAT.size, LON.size), "f4")
+    _regular(tmp_path / "gap.zarr", values, [0.0, np.nan, 2.0], {"units": "days since 2000-01-01"})
+    with pytest.raises(
+        DatasetOpenError, match=r"gap.zarr: cannot decode time axis.*no value at step\(s\) 1 of 3"
+    ):
+        open_dataset(str(tmp_path / "gap.zarr"))
