@@ -677,7 +677,7 @@ def _curvilinear_grid(ds: xr.Dataset, source: str) -> RawGrid | None:
     lon_name, lat_name = pairs[0]
     lon_var, lat_var = _static(ds[lon_name]), _static(ds[lat_name])
     dims = lon_var.dims
-    lon = _wrap(_degrees(lon_var))
+    lon = _wrap(_plausible_lon(source, lon_name, _degrees(lon_var)))
     lat = _degrees(lat_var.transpose(*dims))
     _check_finite(source, lon_name, lon, lat)
     blon, blat, bnames = _vertex_variables(ds, lon_name, lat_name, dims)
@@ -709,6 +709,24 @@ def _check_finite(source: str, name: Hashable, lon: np.ndarray, lat: np.ndarray)
         )
     if np.nanmax(np.abs(lat)) > 90.0 + 1e-6:
         raise DatasetOpenError(f"{source}: latitudes beside {name!s} are outside -90..90")
+
+
+def _plausible_lon(source: str, name: Hashable, lon: np.ndarray) -> np.ndarray:
+    """``lon`` unchanged, or a refusal when it holds values no longitude has (an
+    undeclared fill value such as 9.97e36 at land cells wraps to a made-up position)."""
+    from data_catalog.errors import DatasetOpenError
+
+    finite = lon[np.isfinite(lon)]
+    if finite.size and np.max(np.abs(finite)) > _MAX_ABS_LON:
+        raise DatasetOpenError(
+            f"{source}: longitudes {name!s} hold values such as {finite[np.argmax(np.abs(finite))]:g} "
+            f"(a fill value without _FillValue?); gridscope needs a position for every cell"
+        )
+    return lon
+
+
+#: No longitude in degrees is this far from 0 (grids run over at most -540..720).
+_MAX_ABS_LON = 1080.0
 
 
 def _vertex_variables(
@@ -806,7 +824,7 @@ def _unstructured_grid(ds: xr.Dataset, source: str) -> RawGrid | None:
         return None
     lon_name, lat_name = pairs[0]
     (dim,) = ds[lon_name].dims
-    lon = _wrap(_degrees(ds[lon_name]))
+    lon = _wrap(_plausible_lon(source, lon_name, _degrees(ds[lon_name])))
     lat = _degrees(ds[lat_name])
     _check_finite(source, lon_name, lon, lat)
     blon, blat, bnames = _vertex_variables(ds, lon_name, lat_name, (dim,))

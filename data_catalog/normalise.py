@@ -84,6 +84,7 @@ def normalise_dataset(ds: xr.Dataset, source: str) -> xr.Dataset:
     lon_name, lat_name = axes["lon"], axes["lat"]
     lon_raw = _axis_values(ds, lon_name, source)
     lat_raw = _axis_values(ds, lat_name, source)
+    _check_axis_ranges(lon_raw, lat_raw, lon_name, lat_name, source)
     lon_width_deg = _lon_widths(ds, lon_name, lon_raw)
     lat_sin_extent = _lat_sin_extents(ds, lat_name, lat_raw)
     ds = ds.drop_vars(_bounds_variable_names(ds, (lon_name, lat_name)), errors="ignore")
@@ -363,6 +364,27 @@ def _axis_values(ds: xr.Dataset, name: Hashable, source: str) -> np.ndarray:
     if values.size == 0 or not np.all(np.isfinite(values)):
         raise DatasetOpenError(f"{source}: axis {name!r} is empty or has missing values")
     return values
+
+
+def _check_axis_ranges(
+    lon: np.ndarray, lat: np.ndarray, lon_name: Hashable, lat_name: Hashable, source: str
+) -> None:
+    """Latitudes within -90..90 and longitudes within one turn (a repeated wrap column
+    allowed): beyond that, columns were silently merged as "duplicates" of others and
+    cells were placed past the pole."""
+    if np.max(np.abs(lat)) > 90.0 + 1e-4:
+        raise DatasetOpenError(
+            f"{source}: latitudes {lat_name!s} run from {lat.min():g} to {lat.max():g}, "
+            "outside -90..90"
+        )
+    if lon.size > 1:
+        step = float(np.median(np.abs(np.diff(lon))))
+        span = float(lon.max() - lon.min())
+        if span > 360.0 + step / 2:
+            raise DatasetOpenError(
+                f"{source}: longitudes {lon_name!s} run from {lon.min():g} to {lon.max():g}, "
+                "more than one turn (at most 360 degrees, one repeated wrap column allowed)"
+            )
 
 
 # --- renaming --------------------------------------------------------------------------

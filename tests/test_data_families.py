@@ -415,3 +415,39 @@ def test_a_time_axis_with_a_missing_value_is_refused_by_name(tmp_path):
         DatasetOpenError, match=r"gap.zarr: cannot decode time axis.*no value at step\(s\) 1 of 3"
     ):
         open_dataset(str(tmp_path / "gap.zarr"))
+
+
+@pytest.mark.parametrize(
+    "lon,lat,message",
+    [
+        (np.linspace(0.0, 500.0, 10), np.linspace(-80.0, 80.0, 8), "more than one turn"),
+        (np.linspace(0.0, 90.0, 10), np.linspace(-95.0, 95.0, 8), "outside -90..90"),
+    ],
+)
+def test_regular_axes_beyond_the_sphere_are_refused(tmp_path, lon, lat, message):
+    # 0..500 lost 4 distinct columns as "duplicates" of others; -95..95 opened as it was
+    from data_catalog.errors import DatasetOpenError
+
+    xr.Dataset(
+        {"v": (("lat", "lon"), np.zeros((lat.size, lon.size), "f4"))},
+        coords={"lon": ("lon", lon, {"units": "degrees_east"}), "lat": ("lat", lat, {"units": "degrees_north"})},
+    ).to_netcdf(tmp_path / "odd.nc")  # fmt: skip
+    with pytest.raises(DatasetOpenError, match=f"odd.nc: .*{message}"):
+        open_dataset(str(tmp_path / "odd.nc"))
+
+
+def test_curvilinear_longitudes_with_an_undeclared_fill_value_are_refused(tmp_path):
+    # 9.97e36 at land cells (no _FillValue attribute) wrapped to a made-up longitude
+    from data_catalog.errors import DatasetOpenError
+
+    lon = np.tile(np.linspace(0.0, 50.0, 10), (8, 1))
+    lat = np.linspace(0.0, 30.0, 8)[:, None] + lon * 0.1
+    lon[2:4, 3:5] = 9.96921e36
+    xr.Dataset(
+        {"v": (("j", "i"), np.zeros(lon.shape, "f4"), {"coordinates": "lon lat"})},
+        coords={"lon": (("j", "i"), lon, {"units": "degrees_east"}), "lat": (("j", "i"), lat, {"units": "degrees_north"})},
+    ).to_netcdf(tmp_path / "fill.nc")  # fmt: skip
+    with pytest.raises(
+        DatasetOpenError, match="fill.nc: longitudes lon hold values such as 9.96921e"
+    ):
+        open_dataset(str(tmp_path / "fill.nc"))
