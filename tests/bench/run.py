@@ -562,7 +562,8 @@ def _print_table(results: dict[str, Any]) -> None:
     for name, sec in sections:
         for q, g in sec.get("gridscope", {}).items():
             n = sec.get("naive", {}).get(q)
-            ratio = f"{n['p95_ms'] / max(g['p95_ms'], 1e-3):.0f}x" if n else "-"
+            speed = n["p95_ms"] / max(g["p95_ms"], 1e-3) if n else 0.0
+            ratio = (f"{speed:.0f}x" if speed >= 10 else f"{speed:.1f}x") if n else "-"
             rows.append(
                 (
                     name,
