@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import os
+import weakref
 from typing import Any
 
 import holoviews as hv
@@ -235,12 +236,19 @@ class MapView(pn.viewable.Viewer):
             if colorbar is not None and colorbar.title != text:
                 colorbar.title = text
 
+        # the hook holds this view weakly: HoloViews keeps an element's options (hooks
+        # included) in a process-wide tree for as long as the element lives, and the
+        # last image lives in this view's plot, so `self` here kept every closed page
+        view = weakref.ref(self)
+
         def follow_centre(plot: Any, element: Any) -> None:
             # a new centre moves the x axis (HoloViews applies xlim only at creation)
-            x_range = plot.handles.get("x_range")
-            centre = float(self.state.centre)
-            if x_range is not None and self._applied_centre != centre:
-                self._applied_centre = centre
+            map_view, x_range = view(), plot.handles.get("x_range")
+            if map_view is None or x_range is None:
+                return
+            centre = float(map_view.state.centre)
+            if map_view._applied_centre != centre:
+                map_view._applied_centre = centre
                 x_range.update(start=centre - 180.0, end=centre + 180.0)
 
         return image.opts(title=title, hooks=[set_colourbar_title, follow_centre],
