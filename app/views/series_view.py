@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import html
 import numbers
+import weakref
 from typing import Any
 
 import holoviews as hv
@@ -36,6 +37,19 @@ def series_x(times: np.ndarray, climatology: bool) -> np.ndarray:
     if np.issubdtype(np.asarray(times).dtype, np.datetime64):
         return np.asarray(times)
     return np.array([pd.Timestamp(t.isoformat()).to_datetime64() for t in times])
+
+
+def _series_figure_hook(view: weakref.ref, title: str, plot: Any, element: Any) -> None:
+    """HoloViews hook: `SeriesView._figure_hook` of a view that is still alive."""
+    series_view = view()
+    if series_view is not None:
+        series_view._figure_hook(plot, element, title=title)
+
+
+def _tap(view: weakref.ref, event: Any) -> None:
+    series_view = view()
+    if series_view is not None:
+        series_view._on_tap(x=event.x, y=event.y)
 
 
 class SeriesView(pn.viewable.Viewer):
@@ -130,7 +144,9 @@ class SeriesView(pn.viewable.Viewer):
         if clim:
             opts["xticks"] = [(i, pd.Timestamp(2000, i, 1).strftime("%b")) for i in range(1, 13)]
         title = words.series_title() if series is not None else ""
-        opts["hooks"] = [functools.partial(self._figure_hook, title=title)]
+        # the hook holds the view weakly: HoloViews keeps an element's options (hooks
+        # included) in a process-wide tree, which would keep every closed page alive
+        opts["hooks"] = [functools.partial(_series_figure_hook, weakref.ref(self), title)]
         return curve.opts(**opts) * points.opts(size=5, color="#1f5fa8", tools=["hover", "tap"])
 
     def _figure_hook(self, plot: Any, element: Any, title: str = "") -> None:
@@ -145,7 +161,8 @@ class SeriesView(pn.viewable.Viewer):
             figure.title.text = title
         if figure.id not in self._tapped_figures:
             self._tapped_figures.add(figure.id)
-            figure.on_event("tap", lambda event: self._on_tap(x=event.x, y=event.y))
+            view = weakref.ref(self)
+            figure.on_event("tap", lambda event: _tap(view, event))
 
     def _empty_x(self, climatology: bool) -> np.ndarray:
         """No x values, of the type the dataset's series has (see `series_x`)."""
