@@ -18,7 +18,12 @@ from data_catalog.errors import DatasetOpenError
 from data_catalog.grid import EARTH_RADIUS_M, LOOKED_FOR, NATIVE_DIMS, RawGrid, find_grid
 from data_catalog.time_axis import decode_time_axis
 
-__all__ = ["EARTH_RADIUS_M", "normalise_dataset"]
+__all__ = ["EARTH_RADIUS_M", "NORMALISATION_VERSION", "normalise_dataset"]
+
+#: Changes whenever normalisation changes the values a dataset opens with (masking, areas,
+#: time decoding). Derived stores record it, so a store built by an older gridscope is
+#: not used for numbers the raw data now give differently (rebuild with `gridscope build`).
+NORMALISATION_VERSION = 2
 
 _LON_UNITS = {"degrees_east", "degree_east", "degree_e", "degrees_e", "degreee", "degreese"}
 _LAT_UNITS = {"degrees_north", "degree_north", "degree_n", "degrees_n", "degreen", "degreesn"}

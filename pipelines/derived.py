@@ -56,6 +56,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from data_catalog.normalise import NORMALISATION_VERSION
 from pipelines.aggregates import BlockTable
 
 __all__ = [
@@ -103,8 +104,10 @@ def register_derived(source: str, folder: str | os.PathLike[str]) -> None:
 
 
 def fingerprint(ds: xr.Dataset) -> dict[str, Any]:
-    """What must not change between a build and its use (shape and time axis ends; on
-    other grids the grid kind, its cells and a few of their centres)."""
+    """What must not change between a build and its use: shape and time axis ends; on
+    other grids the grid kind, its cells and a few of their centres; the total cell area
+    and the normalisation version (a store built before a fix to masking or areas would
+    otherwise keep serving the old numbers)."""
     if "lat" in ds.dims and "lon" in ds.dims:
         out: dict[str, Any] = {"nlat": int(ds.sizes["lat"]), "nlon": int(ds.sizes["lon"])}
     else:
@@ -122,6 +125,10 @@ def fingerprint(ds: xr.Dataset) -> dict[str, Any]:
     if "time" in ds.dims:
         times = ds["time"].values
         out.update(nsteps=int(times.size), time0=str(times[0]), time1=str(times[-1]))
+    out["normalisation"] = NORMALISATION_VERSION
+    if "cell_area" in ds.coords:
+        # areas weight every box mean: a store built with other areas is stale
+        out["area_sum"] = float(f"{float(np.nansum(ds['cell_area'].values)):.9e}")
     return out
 
 

@@ -128,3 +128,25 @@ def test_killed_build_resumes_to_identical_bytes(source: Path, tmp_path: Path) -
     )
     assert _checksums(resumed) == _checksums(clean)
     assert len(_checksums(clean)) > 50
+
+
+def test_a_store_from_another_normalisation_or_other_areas_is_not_used(
+    source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store built before a fix to masking or areas must not keep serving old numbers."""
+    import pipelines.derived as derived
+    from data_catalog import open_dataset
+
+    monkeypatch.setenv("GRIDSCOPE_DERIVED_DIR", str(tmp_path))
+    ds = open_dataset(str(source))
+    build_derived(str(source), scheduler="synchronous", config=CONFIG, progress=False)
+    assert derived.find_derived(ds) is not None
+    monkeypatch.setattr(derived, "NORMALISATION_VERSION", derived.NORMALISATION_VERSION + 1)
+    assert derived.find_derived(ds) is None
+    monkeypatch.undo()
+    monkeypatch.setenv("GRIDSCOPE_DERIVED_DIR", str(tmp_path))
+    assert derived.find_derived(ds) is not None
+    other_areas = ds.assign_coords(cell_area=ds["cell_area"] * 1.001)
+    assert derived.find_derived(other_areas) is None
+    query = Query(dataset="x", var="t2m", start="1980-01-05", end="1980-03-20", agg="mean")
+    assert plan_map(other_areas, query).description.startswith("brute force")
