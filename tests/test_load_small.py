@@ -35,7 +35,7 @@ def small_run():
 
     ARTIFACTS.mkdir(exist_ok=True)
     cfg = LoadConfig(
-        sessions=4, minutes=40 / 60, session_s=10.0, seed=11, ramp_s=2.0,
+        sessions=4, minutes=40 / 60, session_s=10.0, min_actions=2, seed=11, ramp_s=2.0,
         release_wait_s=20.0, release_min_s=0.0, hard_cap_s=150.0,
         out=ARTIFACTS / "loadtest-small.json", log=ARTIFACTS / "loadtest-small-serve.log",
     )  # fmt: skip

@@ -13,7 +13,10 @@
 3. opens the load sessions (one Chromium, one browser context each, starts spread over a
    short ramp); each changes time step, region preset, variable and zoom (mouse wheel on
    the map) at human pace (1-4 s think time, seeded) and times each action to the map
-   canvas visibly changing (`tests.load.probe`); no change in 30 s, a failed load, a
+   canvas visibly changing (`tests.load.probe`); a session's acting time counts from its
+   page being ready (``--session-seconds``, or at least one think time past the end),
+   so a page that loaded slowly on a busy machine (40 s and more) still acts; new
+   sessions start only before the end; no change in 30 s, a failed load, a
    visible error/warning/'Traceback', a page error, a dropped websocket or a server exit
    are errors;
 4. closes the load sessions and samples memory while the server discards them (Bokeh
@@ -86,6 +89,8 @@ class LoadConfig:
     #: each simulated user closes its session after this long and opens a new one
     #: (None: one session per user for the whole run); churn makes a per-session leak add up
     session_s: float | None = None
+    #: each session acts at least this many times, past its end if need be
+    min_actions: int = 0
     warmup: bool = True
     server_args: list[str] = field(default_factory=list)
     hard_cap_s: float | None = None  #: whole run, default minutes*60 + 300
@@ -324,12 +329,15 @@ async def _drive(cfg: LoadConfig, url: str, sampler: MemorySampler | None, resul
                     )
                     sessions.append(s)
                     if await s.open():
+                        # acting time counts from the page being ready: a page that
+                        # loaded slowly (a busy machine) still acts
+                        ready = time.monotonic()
                         end = (
-                            deadline
+                            max(deadline, ready + room)
                             if cfg.session_s is None
-                            else min(deadline, time.monotonic() + cfg.session_s)
+                            else ready + cfg.session_s
                         )
-                        await s.run(end)
+                        await s.run(end, cfg.min_actions)
                     if cfg.session_s is None:
                         break
                     await s.close()

@@ -207,14 +207,15 @@ class Session:
         self.stats.latencies.append((kind, latency))
         return latency
 
-    async def run(self, deadline: float) -> SessionStats:
-        """Act at human pace (random think time) until `deadline` (monotonic seconds)."""
+    async def run(self, deadline: float, min_actions: int = 0) -> SessionStats:
+        """Act at human pace (random think time) until `deadline` (monotonic seconds),
+        and at least `min_actions` times (a busy machine's slow answers)."""
         order = list(ACTIONS)
         self.rng.shuffle(order)
         n = 0
         while True:
             pause = self.rng.uniform(*self.think)
-            if time.monotonic() + pause >= deadline:
+            if n >= min_actions and time.monotonic() + pause >= deadline:
                 break
             await asyncio.sleep(pause)
             # every kind in turn, a fresh random order each round
