@@ -6,7 +6,9 @@ and closes them. A reference kept anywhere would keep every closed session's who
 alive, 5-10 MB each. Leaks found by the load test and checked here: Panel's JS-callback
 registry held the copy-link button's page; Panel's view registry (``pn.state._views``)
 held every session's notification area and document; and a coastline element shared by
-all sessions grew by a HoloViews operation each time a session displayed it. Anything
+all sessions grew by a HoloViews operation each time a session displayed it; a plot hook
+(the map's centre-follower, the series' title) held its view strongly, and HoloViews
+keeps hooks in a process-wide options tree while the last drawn element lives. Anything
 created once per process is made by a warm-up session before the baseline is counted.
 """
 
