@@ -666,7 +666,8 @@ def _series_chunk_bytes(ds: xr.Dataset, query: Query) -> int:
     if query.is_anomaly:
         steps = da.sizes["time"]
     else:
-        steps = select_time_range(da["time"], query.start, query.end).sizes["time"]
+        # the variable, not its bare time coordinate: its attrs say e.g. "climatology"
+        steps = select_time_range(da, query.start, query.end).sizes["time"]
     cells = int(np.prod([touched(d, index[d]) for d in spatial_dims(da)]))
     return cells * steps * da.dtype.itemsize
 

@@ -225,3 +225,18 @@ def test_import_app_is_light() -> None:
     code = "import sys, app, app.cli; print(any(m in sys.modules for m in ('panel', 'holoviews', 'bokeh')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_climatology_series_over_month_names_is_costed_and_computed() -> None:
+    """The series cost reads the variable's time axis with its attrs: on a climatology a
+    range 'Mar'..'Sep' is months, not an error (it said 'month names are for climatologies')."""
+    from app import compute
+    from data_catalog import open_dataset
+    from pipelines import Query, compute_series
+
+    ds = open_dataset("coads")
+    query = Query(dataset="coads", var="SST", start="Mar", end="Sep", agg="std",
+                  bbox=(120.0, 20.0, -100.0, 60.0))  # fmt: skip
+    got = compute.start_series(ds, query).result()
+    want = compute_series(ds, query).compute(scheduler="sync")
+    np.testing.assert_allclose(got.values, want.values, rtol=1e-12)
