@@ -862,8 +862,7 @@ def _plan_native_map(
 
     why = NATIVE_NOTE if stores is None else "finer than the pyramid's levels, or an anomaly"
     return Plan(
-        f"brute force on the native cells of a {kind} grid ({ncells} cells, {nsteps} steps; "
-        f"{why})",
+        f"brute force on the native cells of a {kind} grid ({ncells} cells, {nsteps} steps; {why})",
         int(nbytes),
         0,
         run,
