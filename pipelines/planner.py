@@ -880,11 +880,11 @@ def _plan_native_series(
     if stores is not None and stores.layout == "cells" and stores.has_timeseries:
         t0, t1 = range_indices(da, query.start, query.end)
         r0, r1 = (0, da.sizes["time"]) if query.is_anomaly else (t0, t1)
-        desc, nbytes, run = plan_cell_series(
+        desc, nbytes, run_cells = plan_cell_series(
             da, query, stores, r0, r1, lambda region: _finish_series(region, query, t0, t1, r0)
         )
         key = _key(ds, version, "series", query, None, None)
-        return Plan(desc, nbytes, 0, run, key, max_bytes)
+        return Plan(desc, nbytes, 0, run_cells, key, max_bytes)
     if query.point is not None:
         index = nearest_cell_index(da, query.point)  # a point outside the grid fails here
         where = "cell " + ", ".join(f"{d}={i}" for d, i in index.items())

@@ -215,7 +215,7 @@ def _covers_sphere(grid: Grid) -> bool:
     return bool(np.nansum(grid.area) >= 0.99 * 4.0 * np.pi * EARTH_RADIUS_M**2)
 
 
-def nearest_cell(da: xr.DataArray, point: tuple[float, float]) -> tuple[int, int]:
+def nearest_cell(da: xr.DataArray | xr.Dataset, point: tuple[float, float]) -> tuple[int, int]:
     """Indices ``(lat_index, lon_index)`` of the cell nearest to ``(lon, lat)``.
 
     Longitude distance is measured around the circle, so 359.5 is next to -180.

@@ -164,9 +164,7 @@ class Sidebar(pn.viewable.Viewer):
             options=[_ANOMALY], value=[_ANOMALY] if state.anomaly else [],
             visible=has_time, css_classes=["gs-anomaly"], margin=(5, 10),
         )  # fmt: skip
-        self.anomaly.param.watch(
-            lambda e: setattr(state, "anomaly", _ANOMALY in e.new), "value"
-        )
+        self.anomaly.param.watch(lambda e: setattr(state, "anomaly", _ANOMALY in e.new), "value")
         state.param.watch(
             lambda e: setattr(self.anomaly, "value", [_ANOMALY] if e.new else []), "anomaly"
         )
