@@ -183,13 +183,28 @@ def series_to_csv(
     return text
 
 
+def _source_for_code(dataset: str) -> str:
+    """Where the snippet opens ``dataset``: a local file given relative to the server's
+    folder becomes absolute (a notebook runs elsewhere); catalog ids and URLs stay."""
+    if "://" in dataset or ":" in dataset.split("/")[0] or os.path.isabs(dataset):
+        return dataset
+    if os.sep in dataset or "/" in dataset or os.path.splitext(dataset)[1]:
+        if os.path.exists(dataset):
+            return os.path.abspath(dataset)
+    return dataset
+
+
 def code_snippet(query: Any, *, series: Any = None) -> str:
-    """Python that reproduces the view in a notebook with the project's API."""
+    """Python that reproduces the view in a notebook with the project's API.
+
+    The query keeps the dataset id of the view (the derived stores are found by it);
+    a local file named relative to the server's folder is opened by its absolute path.
+    """
     lines = [
         "from data_catalog import open_dataset",
         "from pipelines import Query, compute_map, compute_series",
         "",
-        f"ds = open_dataset({query.dataset!r})",
+        f"ds = open_dataset({_source_for_code(query.dataset)!r})",
         f"query = Query.from_query_string({query.to_query_string()!r})",
         "field = compute_map(ds, query.replace(bbox=None, point=None)).compute()",
         "cmap = 'RdBu_r' if query.is_anomaly else 'viridis'",
