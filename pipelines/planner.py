@@ -75,12 +75,20 @@ class PlanBudgetError(QueryError):
     def __init__(self, estimated: int, budget: int, description: str):
         super().__init__(
             "query",
-            f"this view would read {estimated / 1e9:.2f} GB of data, more than the limit of "
-            f"{budget / 1e9:.2f} GB; choose a shorter time range or a smaller region, or "
+            f"this view would read {_size_text(estimated)} of data, more than the limit of "
+            f"{_size_text(budget)}; choose a shorter time range or a smaller region, or "
             f"build derived stores with 'gridscope build' ({description})",
         )
         self.estimated_bytes = estimated
         self.budget = budget
+
+
+def _size_text(nbytes: float) -> str:
+    """``nbytes`` in words with two decimals of its unit (``0.04 MB``, not ``0.00 GB``)."""
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if nbytes >= size:
+            return f"{nbytes / size:.2f} {unit}"
+    return f"{int(nbytes)} bytes"
 
 
 @dataclasses.dataclass

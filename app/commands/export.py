@@ -1,15 +1,23 @@
 """``gridscope export map|series``: write the numbers behind a view to a file.
 
-The flags are the `Query` fields (``--baseline-start`` is ``baseline_start``), so an
-export and the dashboard showing the same query compute the same numbers.
+The flags are the `Query` fields (``--baseline-start`` is ``baseline_start``), and the
+answer comes from the dashboard's planner (`pipelines.planner.plan_map` / `plan_series`:
+the derived stores of ``gridscope build`` when they exist, brute force on the raw data
+otherwise), so an export and the dashboard showing the same query compute the same
+numbers from the same stores. On stderr: the plan's cost estimate first (bytes to read
+and what it reads), then progress. ``--max-bytes`` refuses a plan above it before
+anything is read; a plan above the in-process limit runs its Dask graphs on the
+cluster named by the flags of ``gridscope serve`` and ``gridscope build``.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
+from app.commands.cluster_flags import add_cluster_flags
 from pipelines.query import AGGREGATIONS, Query, QueryError
 
 __all__ = ["add_parser", "native_grid_variables", "query_from_args", "run"]
@@ -33,6 +41,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--level", help="vertical level (nearest)")
         p.add_argument("--catalog", help="catalog YAML (default: the bundled catalog)")
         p.add_argument("-o", "--output", required=True, help=f"output file ({', '.join(suffixes)})")
+        p.add_argument("--max-bytes", type=_max_bytes, metavar="SIZE",
+                       help="refuse (before reading anything) when the plan would read more "
+                            "than SIZE, e.g. 2GB (env GRIDSCOPE_MAX_BYTES)")  # fmt: skip
+        add_cluster_flags(p, in_process=True)
         p.set_defaults(run=run, suffixes=suffixes)
     map_parser.add_argument(
         "--time",
@@ -69,7 +81,7 @@ def query_from_args(args: argparse.Namespace) -> Query:
 
 def run(args: argparse.Namespace) -> int:
     from data_catalog import load_catalog, open_dataset
-    from pipelines import compute_map, compute_series
+    from pipelines.planner import PlanBudgetError, plan_map, plan_series
 
     output = Path(args.output)
     if output.suffix.lower() not in args.suffixes:
@@ -80,10 +92,22 @@ def run(args: argparse.Namespace) -> int:
     catalog = load_catalog(args.catalog) if args.catalog else None
     ds = open_dataset(query.dataset, catalog)
 
+    # the dashboard's planner: derived stores when built, brute force otherwise
+    budget = args.max_bytes if args.max_bytes is not None else _env_budget()
+    if args.kind == "map":
+        plan = plan_map(ds, query, max_bytes=budget)
+    else:
+        plan = plan_series(ds, query, max_bytes=budget)
+    _say(f"gridscope export: reads about {_size_text(plan.estimated_bytes)}: {plan.description}")
+    if budget is not None and plan.estimated_bytes > budget:
+        raise PlanBudgetError(plan.estimated_bytes, budget, plan.description)
+    result = _compute(plan, args)
+
     from app import exports
 
     if args.kind == "map":
-        field = compute_map(ds, query).compute()
+        field = result.copy()
+        field.attrs.pop("gridscope_level", None)  # the planner's, not the data's
         entry = _catalog_entry(query.dataset, catalog)
         words = exports.export_words(ds, query, entry.title if entry is not None else None)
         if output.suffix.lower() == ".png":
@@ -93,9 +117,116 @@ def run(args: argparse.Namespace) -> int:
             grid = native_grid_variables(ds, field, query)
             exports.map_to_netcdf(field, output, query=query, words=words, grid=grid)
     else:
-        exports.series_to_csv(compute_series(ds, query).compute(), output)
+        exports.series_to_csv(result, output)
     print(f"wrote {output}")
     return 0
+
+
+def _compute(plan: Any, args: argparse.Namespace) -> Any:
+    """Run ``plan``, with progress on stderr.
+
+    A plan reading less than the in-process limit (`app.compute.inprocess_limit`, as in
+    the dashboard) runs in this process, as does any plan with ``--scheduler
+    synchronous``; a larger one sends its Dask graphs to the cluster the flags name
+    (a LocalCluster by default), started for this export and closed after it.
+    """
+    import time
+
+    from app.commands.cluster_flags import cluster_spec
+    from app.compute import inprocess_limit
+    from pipelines.cluster import ClusterError, connect, disconnect
+
+    started = time.monotonic()
+    spec = None
+    if plan.estimated_bytes > inprocess_limit() and args.scheduler != "synchronous":
+        try:
+            spec = cluster_spec(args)
+        except ClusterError as exc:
+            raise QueryError("scheduler", str(exc)) from None
+    if spec is None:
+        from dask.diagnostics import ProgressBar
+
+        _say("gridscope export: computing in this process")
+        with ProgressBar(minimum=1.0, out=sys.stderr):
+            result = plan.compute()
+    else:
+        where = spec.scheduler or spec.gateway or spec.kubernetes or "a local cluster"
+        _say(f"gridscope export: computing on {where}")
+        try:
+            client = connect(spec)
+        except ClusterError as exc:
+            raise QueryError("scheduler", str(exc)) from None
+        try:
+            result = _compute_on(client, plan)
+        finally:
+            disconnect(client)
+    seconds = time.monotonic() - started
+    rate = plan.estimated_bytes / 1e6 / max(seconds, 1e-9)
+    _say(f"gridscope export: done in {seconds:.1f} s ({rate:.1f} MB/s of input)")
+    return result
+
+
+def _compute_on(client: Any, plan: Any) -> Any:
+    """``plan.compute()`` with its Dask graphs run by ``client``, saying every few
+    seconds how long it has run and how many tasks the cluster is working on."""
+    import threading
+    import time
+
+    import dask
+
+    done = threading.Event()
+    started = time.monotonic()
+
+    def heartbeat() -> None:
+        while not done.wait(2.0):
+            try:
+                busy = sum(len(keys) for keys in client.processing().values())
+            except Exception:  # noqa: BLE001  (progress only: a slow scheduler is no error)
+                busy = "?"
+            _say(f"gridscope export: {time.monotonic() - started:.0f} s, {busy} tasks running")
+
+    thread = threading.Thread(target=heartbeat, name="gridscope-export-progress", daemon=True)
+    thread.start()
+    try:
+        with dask.config.set(scheduler=client):
+            return plan.compute()
+    finally:
+        done.set()
+        thread.join()
+
+
+def _env_budget() -> int | None:
+    """``GRIDSCOPE_MAX_BYTES`` (the planner's budget when no flag is given), or None."""
+    import os
+
+    from app.limits import parse_bytes
+
+    text = os.environ.get("GRIDSCOPE_MAX_BYTES")
+    if not text:
+        return None
+    try:
+        return parse_bytes(text)
+    except ValueError as exc:
+        raise QueryError("max_bytes", f"GRIDSCOPE_MAX_BYTES={exc}") from None
+
+
+def _size_text(nbytes: int) -> str:
+    from app.limits import format_bytes
+
+    return format_bytes(nbytes)
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _max_bytes(text: str) -> int:
+    from app.limits import parse_bytes
+
+    try:
+        return parse_bytes(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def native_grid_variables(ds: Any, field: Any, query: Query) -> Any:
