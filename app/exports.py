@@ -19,7 +19,14 @@ from typing import IO, Any
 import numpy as np
 import xarray as xr
 
-__all__ = ["code_snippet", "export_words", "map_to_netcdf", "map_to_png", "series_to_csv"]
+__all__ = [
+    "code_snippet",
+    "export_words",
+    "map_to_netcdf",
+    "map_to_png",
+    "native_grid_variables",
+    "series_to_csv",
+]
 
 PathOrBuffer = str | os.PathLike[str] | IO[Any]
 
@@ -110,6 +117,7 @@ def map_to_netcdf(
     query: Any = None,
     words: Any = None,
     grid: xr.Dataset | None = None,
+    ds: xr.Dataset | None = None,
 ) -> bytes | None:
     """Write the map (or any DataArray) to netCDF; with no path, return the bytes.
 
@@ -118,27 +126,55 @@ def map_to_netcdf(
     attributes that say what the numbers are (dataset, variable, step or period, ...).
     A map on native cells keeps them (2-D ``lon``/``lat`` or a ``cell`` dim); ``grid``
     holds the variables that describe them beyond the map's own coordinates (cell
-    bounds, the CF grid-mapping variable), written beside it.
+    bounds, the CF grid-mapping variable), written beside it; given the opened dataset
+    ``ds`` instead, they are taken from it (`native_grid_variables`).
     """
-    ds = da.to_dataset(name=str(da.name or "value"))
+    if grid is None and ds is not None and query is not None:
+        grid = native_grid_variables(ds, da, query)
+    out = da.to_dataset(name=str(da.name or "value"))
     if grid is not None:
-        ds = ds.assign_coords({name: grid[name] for name in grid.variables if name not in ds})
+        out = out.assign_coords({name: grid[name] for name in grid.variables if name not in out})
     if words is not None:
-        ds.attrs.update(words.attrs())
+        out.attrs.update(words.attrs())
     if query is not None:
-        ds.attrs["gridscope_query"] = query.to_json()
+        out.attrs["gridscope_query"] = query.to_json()
     if path_or_buffer is None or hasattr(path_or_buffer, "write"):
         with tempfile.TemporaryDirectory() as folder:
             path = os.path.join(folder, "map.nc")
-            ds.to_netcdf(path)
+            out.to_netcdf(path)
             with open(path, "rb") as handle:
                 data = handle.read()
         if path_or_buffer is None:
             return data
         path_or_buffer.write(data)  # type: ignore[union-attr]
         return None
-    ds.to_netcdf(path_or_buffer)
+    out.to_netcdf(path_or_buffer)
     return None
+
+
+def native_grid_variables(ds: xr.Dataset, field: xr.DataArray, query: Any) -> xr.Dataset | None:
+    """What a map on a non-regular grid needs beside its values to stay that grid.
+
+    The cell bounds of the map's cells (those of ``query``'s box when it has one, as
+    the map was cropped) and the CF grid-mapping variable that the map's
+    ``grid_mapping`` attribute names; None for a regular grid (its 1-D axes say it all).
+    """
+    from pipelines.selection import is_regular, native_bbox_indexer
+
+    if is_regular(ds):
+        return None
+    out = xr.Dataset()
+    if "lon_bounds" in ds.coords and "lat_bounds" in ds.coords:
+        bounds = ds[["lon_bounds", "lat_bounds"]].reset_coords()[["lon_bounds", "lat_bounds"]]
+        bounds = bounds.drop_vars([n for n in bounds.coords if n not in bounds.dims])
+        if query.bbox is not None:
+            bounds = bounds.isel(native_bbox_indexer(ds, query.bbox)[0])
+        out = out.assign(lon_bounds=bounds["lon_bounds"], lat_bounds=bounds["lat_bounds"])
+    mapping = ds.attrs.get("gridscope_grid_mapping")
+    name = field.attrs.get("grid_mapping")
+    if isinstance(mapping, dict) and isinstance(name, str):
+        out[name] = xr.DataArray(np.int32(0), attrs=dict(mapping))
+    return out
 
 
 def export_words(ds: xr.Dataset, query: Any, title: str | None = None) -> Any:
