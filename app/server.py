@@ -17,7 +17,7 @@ plan and compute off the loop (`app.views.results`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import unquote
 
@@ -402,30 +402,29 @@ def serve(
     limits: Any = None,
     spec: Any = None,
     options: dict[str, Any] | None = None,
+    num_procs: int = 1,
+    connect_process: Callable[[], tuple[Any, Any]] | None = None,
 ) -> None:
     """Run the Panel server until interrupted.
 
     ``limits``: an `app.limits.Limits` (per-request bytes, concurrency, time limit);
     ``options``: from `server_options` (origins, signed sessions, XSRF, session expiry);
     ``spec``: the `pipelines.cluster.ClusterSpec` to reconnect with when the cluster is lost.
+    ``num_procs`` > 1: that many server processes forked on one listening socket
+    (Bokeh's ``num_procs``: the kernel hands each connection to one of them); nothing
+    that starts a thread may run before the fork, so each process then calls
+    ``connect_process`` for its own ``(client, spec)`` on the shared cluster, and draws
+    its warm-up page and opens the datasets itself (`_prepare_process`).
     """
     import os
-    import threading
 
     import panel as pn
 
-    from app import compute
     from app import limits as app_limits
 
     configure_panel()
-    compute.use_client(client, spec)
-    warm_up_views()
-    # datasets opened before the server listens (a 350k-step record's labels take a second
-    # of the interpreter); whatever takes longer (a slow remote store) goes on meanwhile
-    opening = threading.Thread(target=warm_up, args=(sources,), name="gridscope-warm-up",
-                               daemon=True)  # fmt: skip
-    opening.start()
-    opening.join(timeout=_env_seconds("GRIDSCOPE_WARM_UP_SECONDS", 20.0))
+    if num_procs == 1:
+        _prepare_process(sources, client, spec)
     if limits is not None:
         app_limits.configure(limits)
         if limits.max_request_bytes is not None:  # the planner refuses too (any code path)
@@ -440,15 +439,43 @@ def serve(
         kwargs["prefix"] = prefix
     from app.api import api_patterns_for
 
-    pn.serve(
+    if num_procs > 1:
+        kwargs["num_procs"] = num_procs
+    server = pn.serve(
         {"/": lambda: create_session(sources)},  # sessions use compute.current_client()
         extra_patterns=api_patterns_for(sources),  # /api/v1/...: the HTTP API (app.api)
         port=port,
         address=address,
         websocket_origin=origins,
-        show=show,
+        show=show and num_procs == 1,
         title="gridscope",
         liveness=True,
         threaded=False,
+        start=num_procs == 1,
         **kwargs,
     )
+    if num_procs > 1:  # from here on in each forked server process (the parent waits on them)
+        from tornado.process import task_id
+
+        client, spec = connect_process() if connect_process is not None else (None, None)
+        _prepare_process(sources, client, spec)
+        if show and task_id() == 0:
+            server.io_loop.add_callback(server.show, "/")
+        server.start()
+        server.io_loop.start()
+
+
+def _prepare_process(sources: DatasetSources, client: Any, spec: Any) -> None:
+    """Ready one server process: its Dask client, its warm-up page, the datasets opened."""
+    import threading
+
+    from app import compute
+
+    compute.use_client(client, spec)
+    warm_up_views()
+    # datasets opened before the server listens (a 350k-step record's labels take a second
+    # of the interpreter); whatever takes longer (a slow remote store) goes on meanwhile
+    opening = threading.Thread(target=warm_up, args=(sources,), name="gridscope-warm-up",
+                               daemon=True)  # fmt: skip
+    opening.start()
+    opening.join(timeout=_env_seconds("GRIDSCOPE_WARM_UP_SECONDS", 20.0))

@@ -22,6 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import tornado.process
 import tornado.web
 
 from app.api import answers
@@ -54,6 +55,8 @@ class _ApiHandler(tornado.web.RequestHandler):
         if ctx is not None and ctx.public:  # read-only public data: any site may fetch it
             self.set_header("Access-Control-Allow-Origin", "*")
         self.set_header("X-Content-Type-Options", "nosniff")
+        # which server process answered (`gridscope serve --num-procs`: 0..N-1; else 0)
+        self.set_header("X-Gridscope-Process", str(tornado.process.task_id() or 0))
 
     async def head(self, *args: str) -> None:
         """Headers only (link checkers and crawlers ask so): Tornado drops the body."""
