@@ -31,6 +31,7 @@ __all__ = [
     "combine_stats",
     "decompose_range",
     "finish",
+    "layout_steps_for",
 ]
 
 STATS = ("sum", "sumsq", "count", "min", "max")
@@ -38,11 +39,19 @@ STATS = ("sum", "sumsq", "count", "min", "max")
 
 @dataclasses.dataclass(frozen=True)
 class BlockTable:
-    """Block sizes stored for a record of ``nsteps`` steps, and their flat offsets."""
+    """Block sizes stored for a record of ``nsteps`` steps, and their flat offsets.
+
+    ``layout_steps`` (default ``nsteps``) is the record length the flat index is laid
+    out for: each size ``s`` gets ``layout_steps // s`` rows (of which the first
+    ``nsteps // s`` hold blocks), sizes up to ``layout_steps``. The builder lays stores
+    out for `layout_steps_for` ``(nsteps)`` so that a record that grows (an append) keeps
+    its rows where they are until it passes that length.
+    """
 
     nsteps: int
     base: int
     max_size: int | None = None  # largest size usable now (a build in progress)
+    layout_steps: int | None = None
 
     @property
     def sizes(self) -> tuple[int, ...]:
@@ -62,19 +71,31 @@ class BlockTable:
         return self.nsteps // size
 
     def offset(self, size: int) -> int:
+        rows = self.layout_steps or self.nsteps
         total = 0
         for s in self.sizes:
             if s == size:
                 return total
-            total += self.count(s)
+            total += rows // s
         raise KeyError(size)
 
     @property
     def total(self) -> int:
-        return sum(self.count(s) for s in self.sizes)
+        """Rows of the flat index (those of sizes longer than the record stay empty)."""
+        rows = self.layout_steps or self.nsteps
+        return sum(rows // s for s in BlockTable(rows, self.base).sizes)
 
     def flat_index(self, size: int, block: int) -> int:
         return self.offset(size) + block
+
+
+def layout_steps_for(nsteps: int, base: int) -> int:
+    """The record length a store of ``nsteps`` steps lays its blocks out for: the
+    smallest ``base * 2**k`` of at least ``nsteps`` (appends within it move no row)."""
+    rows = base
+    while rows < nsteps:
+        rows *= 2
+    return rows
 
 
 def decompose_range(t0: int, t1: int, table: BlockTable) -> tuple[list[tuple[int, int]], list[int]]:

@@ -47,7 +47,7 @@ import numpy as np
 import xarray as xr
 
 from data_catalog.grid import grid_of
-from pipelines.aggregates import STATS, BlockTable, block_stats, combine_stats
+from pipelines.aggregates import STATS, BlockTable, block_stats, combine_stats, layout_steps_for
 from pipelines.cell_stores import (
     AGG_CHUNK,
     FANOUT,
@@ -113,11 +113,19 @@ class BuildConfig:
 
 
 _SOURCES: dict[str, xr.Dataset] = {}
+#: Manifest format: 2 lays aggregate rows out for appends (``layout_steps``).
+_FORMAT = 2
 
 
-def open_source(source: str) -> xr.Dataset:
-    """Open a source by path/catalog id, or a ``virtual:freq:nsteps:res:seed`` source."""
+def open_source(source: str, nsteps: int | None = None) -> xr.Dataset:
+    """Open a source by path/catalog id, or a ``virtual:freq:nsteps:res:seed`` source.
+
+    Opened sources are kept per process; ``nsteps`` (the record length the build saw)
+    re-opens one kept with another length (the source gained steps since: an append).
+    """
     ds = _SOURCES.get(source)
+    if ds is not None and nsteps is not None and ds.sizes.get("time") != nsteps:
+        ds = None
     if ds is None:
         if source.startswith("virtual:"):
             from pipelines.synthetic import SyntheticSpec, virtual_dataset
@@ -131,6 +139,12 @@ def open_source(source: str) -> xr.Dataset:
     return ds
 
 
+def _table(nt: int, cfg: BuildConfig) -> BlockTable:
+    """The aggregate blocks of a record of ``nt`` steps, laid out as the stores are
+    (`pipelines.aggregates.layout_steps_for`: room to append up to the next power of two)."""
+    return BlockTable(nt, cfg.base_block, layout_steps=layout_steps_for(nt, cfg.base_block))
+
+
 def _compressor() -> Any:
     from zarr.codecs import BloscCodec
 
@@ -142,7 +156,7 @@ def _layout(ds: xr.Dataset, var: str, cfg: BuildConfig) -> dict[str, dict[str, A
     if not is_regular(ds):
         return _cells_layout(ds, cfg)
     ny, nx, nt = ds.sizes["lat"], ds.sizes["lon"], ds.sizes["time"]
-    table = BlockTable(nt, cfg.base_block)
+    table = _table(nt, cfg)
     out: dict[str, dict[str, Any]] = {"pyramid": {}, "aggregates": {}, "timeseries": {}}
     u = cfg.unit_steps
     for lev in range(0, max(cfg.max_level, cfg.ts_max_level) + 1):
@@ -182,7 +196,7 @@ def _cells_layout(ds: xr.Dataset, cfg: BuildConfig) -> dict[str, dict[str, Any]]
     """Derived arrays of a non-regular grid's cells in position order
     (`pipelines.cell_stores`)."""
     n, nt = _ncells(ds), ds.sizes["time"]
-    table = BlockTable(nt, cfg.base_block)
+    table = _table(nt, cfg)
     u = cfg.unit_steps
     out: dict[str, dict[str, Any]] = {"pyramid": {}, "aggregates": {}, "timeseries": {}}
     out["timeseries"]["values"] = ((nt, n), (u, min(TS_CHUNK, n)), "float32")
@@ -277,8 +291,8 @@ def _unit_marker(folder: Path, var: str, unit: int) -> Path:
     return folder / "progress" / var / f"unit-{unit:07d}.done"
 
 
-def _combine_marker(folder: Path, var: str, level: int, size: int) -> Path:
-    return folder / "progress" / var / f"combine-L{level}-s{size}.done"
+def _combine_marker(folder: Path, var: str, level: int, size: int, nt: int) -> Path:
+    return folder / "progress" / var / f"combine-L{level}-s{size}-n{nt}.done"
 
 
 class _SlabWriter:
@@ -405,7 +419,9 @@ def _read_steps(ds: xr.Dataset, var: str, t0: int, t1: int) -> np.ndarray:
     return np.ascontiguousarray(values, dtype="float32")
 
 
-def _run_unit(source: str, folder: str, var: str, unit: int, cfg: BuildConfig) -> int:
+def _run_unit(
+    source: str, folder: str, var: str, unit: int, cfg: BuildConfig, nsteps: int | None = None
+) -> int:
     """Read one unit of steps and write all its derived slices; returns bytes read.
 
     The source is read once; chunk encoding and writing run on threads while the
@@ -414,7 +430,7 @@ def _run_unit(source: str, folder: str, var: str, unit: int, cfg: BuildConfig) -
     """
     import zarr
 
-    ds = open_source(source)
+    ds = open_source(source, nsteps)
     folder_p = Path(folder)
     nt = ds.sizes["time"]
     u = cfg.unit_steps
@@ -438,7 +454,7 @@ def _run_unit(source: str, folder: str, var: str, unit: int, cfg: BuildConfig) -
         for lev in range(1, cfg.ts_max_level + 1):
             writer.write(ts[f"{var}/L{lev}/wsum"], t0, levels[lev - 1]["wsum"])
             writer.write(ts[f"{var}/L{lev}/warea"], t0, levels[lev - 1]["warea"])
-        table = BlockTable(nt, cfg.base_block)
+        table = _table(nt, cfg)
         b = cfg.base_block
         nblocks = (t1 - t0) // b
         for lev in range(0, cfg.max_level + 1):
@@ -501,7 +517,7 @@ def _write_blocks(
     nblocks = mean.shape[0] // b
     if nblocks == 0 or f"{var}/L{lev}/sum" not in agg:
         return
-    table = BlockTable(nt, b)
+    table = _table(nt, cfg)
     shift = agg[f"{var}/L{lev}/shift"][...]
     cut = nblocks * b
     stats = block_stats(
@@ -562,20 +578,23 @@ def _concat_stats(parts: list) -> Any:
     )
 
 
-def _run_combine(folder: str, var: str, level: int, size: int, nt: int, cfg: BuildConfig) -> None:
-    """Blocks of ``size`` steps from pairs of stored blocks of ``size // 2``."""
+def _run_combine(
+    folder: str, var: str, level: int, size: int, nt: int, cfg: BuildConfig, first: int = 0
+) -> int:
+    """Blocks ``first..`` of ``size`` steps from pairs of stored blocks of ``size // 2``
+    (an append combines only the blocks its new steps complete); returns their number."""
     import zarr
 
     from pipelines.aggregates import BlockStats
 
     agg = zarr.open_group(Path(folder) / "aggregates.zarr", mode="r+")
     outputs = {name: _dense(agg[f"{var}/L{level}/{name}"]) for name in STATS}
-    table = BlockTable(nt, cfg.base_block)
+    table = _table(nt, cfg)
     half = size // 2
     n = table.count(size)
     src0 = table.offset(half)
     dst0 = table.offset(size)
-    for k in range(n):  # one output block at a time keeps memory at one frame
+    for k in range(first, n):  # one output block at a time keeps memory at one frame
         rows = slice(src0 + 2 * k, src0 + 2 * k + 2)
         parts = BlockStats(
             **{
@@ -586,9 +605,10 @@ def _run_combine(folder: str, var: str, level: int, size: int, nt: int, cfg: Bui
         out = combine_stats(parts)
         for name in STATS:
             outputs[name][dst0 + k : dst0 + k + 1] = getattr(out, name)
-    marker = _combine_marker(Path(folder), var, level, size)
+    marker = _combine_marker(Path(folder), var, level, size, nt)
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text("done\n")
+    return max(n - first, 0)
 
 
 def _write_shifts(ds: xr.Dataset, folder: Path, var: str, cfg: BuildConfig) -> None:
@@ -635,6 +655,109 @@ def _forget_if_damaged(
     shutil.rmtree(folder / "progress" / var, ignore_errors=True)
 
 
+def _read_manifest(folder: Path) -> dict[str, Any]:
+    import json
+
+    path = folder / "manifest.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _appended_from(manifest: dict[str, Any], ds: xr.Dataset) -> int | None:
+    """The record length the stores were built for when ``ds`` is that record plus new
+    steps (same grid, areas, normalisation, first steps; stores laid out for appends),
+    else None (a build from scratch)."""
+    old = dict(manifest.get("fingerprint", {}))
+    new = fingerprint(ds)
+    variables = manifest.get("variables", {})
+    if not old or "nsteps" not in old or not variables:
+        return None
+    if any(v.get("layout") != "grid" or "layout_steps" not in v for v in variables.values()):
+        return None  # cell stores (pipelines.cell_stores) and older layouts: rebuilt whole
+    n = int(old["nsteps"])
+    same = {k: v for k, v in old.items() if k not in ("nsteps", "time1")} == {
+        k: v for k, v in new.items() if k not in ("nsteps", "time1")
+    }
+    if not same or int(new["nsteps"]) <= n or str(ds["time"].values[n - 1]) != old["time1"]:
+        return None
+    return n
+
+
+def _start_append(
+    folder: Path, manifest: dict[str, Any], ds: xr.Dataset, old_nt: int, cfg: BuildConfig
+) -> None:
+    """Record in the manifest that the stores of ``old_nt`` steps grow to ``ds``'s record:
+    nothing is usable until the append completes (readers answer from the raw data
+    meanwhile, exactly), the unit holding the old record's last, partial chunk is redone,
+    and blocks complete at the old length are kept (``blocks_from``)."""
+    manifest["fingerprint"] = fingerprint(ds)
+    for var, info in manifest["variables"].items():
+        info["complete"] = {}
+        info["blocks_from"] = min(int(info.get("blocks_from", old_nt)), old_nt)
+        for unit in range(old_nt // cfg.unit_steps, math.ceil(old_nt / cfg.unit_steps) + 1):
+            _unit_marker(folder, var, unit).unlink(missing_ok=True)
+    write_manifest(folder, manifest)
+
+
+def _grow_arrays(folder: Path, var: str, layout: dict[str, dict[str, Any]], base: int) -> None:
+    """Grow ``var``'s arrays to ``layout`` along time (metadata only) and move aggregate
+    rows to a longer flat layout (renames); each step can be repeated after a kill."""
+    import zarr
+
+    for store, arrays in layout.items():
+        for path, (shape, _chunks, _dtype) in arrays.items():
+            array_dir = folder / f"{store}.zarr" / var / path
+            moving = array_dir.with_name(array_dir.name + ".relayout")
+            if store == "aggregates" and not path.endswith("shift"):
+                if moving.exists() or _rows_of(array_dir) != shape[0]:
+                    _move_rows(array_dir, moving, shape, base)
+                continue
+            arr = zarr.open_array(array_dir, mode="r+")
+            if tuple(arr.shape) != tuple(shape):
+                arr.resize(shape)
+
+
+def _rows_of(array_dir: Path) -> int:
+    import zarr
+
+    return int(zarr.open_array(array_dir, mode="r").shape[0])
+
+
+def _move_rows(array_dir: Path, moving: Path, shape: tuple[int, ...], base: int) -> None:
+    """An aggregates array laid out for a longer record: every stored row (one block, a
+    ``c/<row>`` folder: the arrays have one block per chunk) renamed to its new flat
+    index in ``moving``, metadata resized there, then ``moving`` put in place."""
+    import os
+
+    import zarr
+
+    record = array_dir.with_name(array_dir.name + ".relayout-rows")  # the old row count
+    if array_dir.exists():
+        if not record.exists():
+            record.write_text(str(_rows_of(array_dir)))
+        rows_before = int(record.read_text())
+        old = BlockTable(_layout_length(rows_before, base), base)
+        new = BlockTable(_layout_length(shape[0], base), base)
+        (moving / "c").mkdir(parents=True, exist_ok=True)
+        starts = [(old.offset(s), s) for s in old.sizes]
+        for name in os.listdir(array_dir / "c") if (array_dir / "c").exists() else []:
+            row = int(name)
+            start, size = max((a, s) for a, s in starts if a <= row)
+            os.replace(array_dir / "c" / name, moving / "c" / str(new.offset(size) + row - start))
+        if (array_dir / "zarr.json").exists():
+            os.replace(array_dir / "zarr.json", moving / "zarr.json")
+        arr = zarr.open_array(moving, mode="r+")
+        if tuple(arr.shape) != tuple(shape):
+            arr.resize(shape)
+        shutil.rmtree(array_dir)
+    os.replace(moving, array_dir)
+    record.unlink(missing_ok=True)
+
+
+def _layout_length(rows: int, base: int) -> int:
+    """The record length a flat index of ``rows`` rows is laid out for (rows = 2 L / B - 1)."""
+    return (rows + 1) * base // 2
+
+
 @contextlib.contextmanager
 def _units_client(scheduler: str | ClusterSpec | None, client: Any) -> Iterator[Any]:
     """The `distributed.Client` the units run on, or None to run them in this process.
@@ -657,18 +780,25 @@ def _units_client(scheduler: str | ClusterSpec | None, client: Any) -> Iterator[
 
 
 def _run_units(
-    client: Any, source: str, folder: Path, todo: list[tuple[str, int]], cfg: BuildConfig
+    client: Any,
+    source: str,
+    folder: Path,
+    todo: list[tuple[str, int]],
+    cfg: BuildConfig,
+    nsteps: int,
 ) -> Iterator[int]:
     """Run the units ``todo`` on ``client``'s cluster (in this process when None),
-    yielding the raw bytes each read as it finishes."""
+    yielding the raw bytes each read as it finishes. ``nsteps``: the record length
+    planned for (a worker that opened the source before it grew re-opens it)."""
     if client is None:
         for var, u in todo:
-            yield _run_unit(source, str(folder), var, u, cfg)
+            yield _run_unit(source, str(folder), var, u, cfg, nsteps)
         return
     from distributed import as_completed
 
     futures = [
-        client.submit(_run_unit, source, str(folder), var, u, cfg, pure=False) for var, u in todo
+        client.submit(_run_unit, source, str(folder), var, u, cfg, nsteps, pure=False)
+        for var, u in todo
     ]
     # the client's own loop: as_completed otherwise looks for a default client, and
     # neither `connect`'s clients nor the dashboard's are made the default
@@ -715,6 +845,7 @@ def build_derived(
     if client is not None and scheduler is not None:
         raise ValueError("give build_derived a client or a scheduler, not both")
     cfg = config or BuildConfig()
+    _SOURCES.pop(source, None)  # the source may have gained steps since it was opened
     ds = open_source(source)
     if "time" not in ds.dims:
         raise ValueError(f"{source}: no time axis, nothing to build")
@@ -730,21 +861,27 @@ def build_derived(
             f"{source}: no variable {missing[0]!r}; available: {', '.join(map(str, ds.data_vars))}"
         )
     nt = ds.sizes["time"]
-    manifest_path = folder / "manifest.json"
-    manifest: dict[str, Any] = {}
-    if manifest_path.exists():
-        import json
-
-        manifest = json.loads(manifest_path.read_text())
-        if manifest.get("fingerprint") != fingerprint(ds) or manifest.get(
-            "config"
-        ) != dataclasses.asdict(cfg) | {"variables": None}:
+    manifest = _read_manifest(folder)
+    if manifest.get("config") != dataclasses.asdict(cfg) | {"variables": None} or (
+        manifest.get("format") != _FORMAT
+    ):
+        manifest = {}  # another configuration, or stores laid out before appends: rebuilt
+    appended_from = None
+    if manifest and manifest.get("fingerprint") != fingerprint(ds):
+        old_nt = int(manifest["fingerprint"].get("nsteps", 0))
+        for var in list(manifest.get("variables", {})):
+            _forget_if_damaged(folder, manifest, var, source, old_nt)
+        appended_from = _appended_from(manifest, ds)
+        if appended_from is None:
             manifest = {}
+        else:  # the source gained steps: grow the stores (every variable they hold)
+            _start_append(folder, manifest, ds, appended_from, cfg)
+            variables += [v for v in manifest["variables"] if v not in variables]
     if not manifest:
         for name in ("pyramid.zarr", "aggregates.zarr", "timeseries.zarr", "progress", "cells"):
             shutil.rmtree(folder / name, ignore_errors=True)
         manifest = {
-            "format": 1,
+            "format": _FORMAT,
             "source": source,
             "fingerprint": fingerprint(ds),
             "config": dataclasses.asdict(cfg) | {"variables": None},
@@ -768,6 +905,10 @@ def build_derived(
                 "arrays": _array_specs(layout),
             },
         )
+        if "blocks_from" in info:  # an append (maybe resumed): grow, then fill in
+            _grow_arrays(folder, var, layout, cfg.base_block)
+            info["arrays"] = _array_specs(layout)
+        info["layout_steps"] = layout_steps_for(nt, cfg.base_block)
         if not info["complete"]:
             _create_arrays(folder, var, layout)
             _write_shifts(ds, folder, var, cfg)
@@ -817,7 +958,7 @@ def build_derived(
 
     if todo:
         with _units_client(scheduler, client) as units_client:
-            for unit_bytes in _run_units(units_client, source, folder, todo, cfg):
+            for unit_bytes in _run_units(units_client, source, folder, todo, cfg, nt):
                 nbytes += unit_bytes
                 done_units += 1
                 report("units", done_units, total_units)
@@ -825,25 +966,33 @@ def build_derived(
     if stop_after_units is not None:
         return folder
 
-    table = BlockTable(nt, cfg.base_block)
+    table = _table(nt, cfg)
+    combined = 0
     for var in variables:
         info = manifest["variables"][var]
         info["complete"].update(pyramid=True, timeseries=True)
         info["complete"]["aggregate_sizes"] = [s for s in table.sizes if s <= cfg.unit_steps]
         write_manifest(folder, manifest)
+        blocks_from = int(info.get("blocks_from", 0))
         for size in table.sizes:
             if size <= cfg.unit_steps:
                 continue
             for lev in range(0, cfg.max_level + 1):
                 if f"L{lev}/sum" not in info.get("arrays", {}).get("aggregates", {"L0/sum": 1}):
                     continue  # a non-regular grid's cell stores have level 0 only
-                if not _combine_marker(folder, var, lev, size).exists():
-                    _run_combine(str(folder), var, lev, size, nt, cfg)
+                if not _combine_marker(folder, var, lev, size, nt).exists():
+                    first = blocks_from // size  # blocks complete before an append: kept
+                    combined += _run_combine(str(folder), var, lev, size, nt, cfg, first)
             info["complete"]["aggregate_sizes"].append(size)
             write_manifest(folder, manifest)
+        info.pop("blocks_from", None)
     if nbytes:  # a re-run with nothing left to do keeps the last real build's figures
         total_seconds = _time.perf_counter() - started
         manifest["last_build"] = {
+            # units of work, for appends: units read and written, blocks combined
+            "units": len(todo),
+            "blocks_combined": combined,
+            "appended_from": appended_from,
             "seconds": round(total_seconds, 2),
             "unit_seconds": round(build_seconds, 2),
             "bytes_read": nbytes,

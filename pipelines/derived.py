@@ -177,19 +177,22 @@ class ArrayProblem:
     text: str
 
 
-def count_chunk_files(array_dir: str | os.PathLike[str], grid: Sequence[int]) -> int:
+def count_chunk_files(
+    array_dir: str | os.PathLike[str], grid: Sequence[int | frozenset[int]]
+) -> int:
     """How many chunk files of a zarr v3 array exist, of those with indices inside ``grid``.
 
     The default chunk key encoding ("/" separator) stores chunk ``(i, j, k)`` at
-    ``c/i/j/k``; ``grid[d]`` chunk indices are expected along dimension ``d``. Names
-    outside the grid (temporary files, stale chunks) are not counted. Each directory
-    listing is intersected with the expected names as sets, so the cost is about one
-    system call per directory plus C-speed set work per file.
+    ``c/i/j/k``; ``grid[d]`` is the number of chunk indices expected along dimension
+    ``d`` (``0 .. grid[d] - 1``), or the set of them. Names outside the grid (temporary
+    files, stale chunks) are not counted. Each directory listing is intersected with the
+    expected names as sets, so the cost is about one system call per directory plus
+    C-speed set work per file.
     """
     root = os.path.join(os.fspath(array_dir), "c")
     if not grid:
         return int(os.path.isfile(root))
-    names = [frozenset(str(i) for i in range(int(n))) for n in grid]
+    names = [frozenset(str(i) for i in (range(int(n)) if isinstance(n, int) else n)) for n in grid]
     return _count_under(root, names)
 
 
@@ -222,15 +225,30 @@ def _consequence(component: str, path: str, level: int) -> str:
     return f"time-series levels {level} and coarser are not used (region series read finer levels)"
 
 
-def _expected_grid(
-    component: str, path: str, spec: dict[str, Any], aggregate_rows: int
-) -> list[int]:
-    """Chunks per dimension that must exist; aggregates only up to the complete rows."""
+def _expected_chunks(
+    component: str, path: str, spec: dict[str, Any], aggregate_rows: Sequence[range]
+) -> list[frozenset[int]]:
+    """Chunk indices per dimension that must exist; aggregates only at the rows of the
+    complete block sizes (``aggregate_rows``, one range per size)."""
     shape, chunks = spec["shape"], spec["chunks"]
-    grid = [math.ceil(int(n) / int(c)) for n, c in zip(shape, chunks, strict=True)]
+    grid = [
+        frozenset(range(math.ceil(int(n) / int(c)))) for n, c in zip(shape, chunks, strict=True)
+    ]
     if component == "aggregates" and not path.endswith("shift"):
-        grid[0] = min(grid[0], math.ceil(aggregate_rows / int(chunks[0])))
+        c0 = int(chunks[0])
+        grid[0] = frozenset(i // c0 for rows in aggregate_rows for i in rows) & grid[0]
     return grid
+
+
+def _aggregate_rows(info: dict[str, Any], nsteps: int) -> list[range]:
+    """Flat rows of the variable's complete aggregate blocks, one range per size."""
+    done = info.get("complete", {}).get("aggregate_sizes") or []
+    if not done:
+        return []
+    table = BlockTable(
+        nsteps, int(info["base_block"]), max(done), layout_steps=info.get("layout_steps")
+    )
+    return [range(table.offset(s), table.offset(s) + table.count(s)) for s in table.usable_sizes]
 
 
 def missing_chunks(
@@ -253,10 +271,7 @@ def missing_chunks(
         return []
     complete = info.get("complete", {})
     done = complete.get("aggregate_sizes") or []
-    rows = 0
-    if done:
-        table = BlockTable(nsteps, int(info["base_block"]))
-        rows = table.offset(max(done)) + table.count(max(done))
+    rows = _aggregate_rows(info, nsteps)
     usable = {
         "pyramid": bool(complete.get("pyramid")),
         "aggregates": bool(done),
@@ -268,8 +283,8 @@ def missing_chunks(
             continue
         for path, spec in sorted(specs.items()):
             array_dir = folder / f"{component}.zarr" / var / path
-            grid = _expected_grid(component, path, spec, rows)
-            expected = math.prod(grid)
+            grid = _expected_chunks(component, path, spec, rows)
+            expected = math.prod(len(g) for g in grid)
             if not (array_dir / "zarr.json").is_file():
                 what = "its metadata (zarr.json) is missing"
             else:
@@ -359,7 +374,12 @@ class VariableStores:
         done = self.complete.get("aggregate_sizes") or []
         if not done or level in self._broken_levels("aggregates"):
             return None
-        return BlockTable(self.nsteps, int(self.info["base_block"]), max(done))
+        return BlockTable(
+            self.nsteps,
+            int(self.info["base_block"]),
+            max(done),
+            layout_steps=self.info.get("layout_steps"),
+        )
 
     def array(self, store: str, path: str) -> Any:
         key = f"{store}/{path}"
