@@ -208,3 +208,219 @@ def test_cells_smaller_than_pixels_are_averaged_per_pixel() -> None:
     expected = np.broadcast_to(np.cos(np.deg2rad(zoom["lon"].values))[None, :], zoom.shape)
     assert np.isfinite(zoom.values).all()
     assert np.abs(zoom.values - expected).max() <= np.deg2rad(0.5)
+
+
+# ---------------------------------------------------------------------------------------
+# the fast path against brute force: every pixel, on grids large enough for the bin index
+
+
+def _xyz(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    lo, la = np.deg2rad(lon), np.deg2rad(lat)
+    return np.stack([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)], axis=-1)
+
+
+def _pixel_centres(out: xr.DataArray) -> tuple[np.ndarray, np.ndarray]:
+    px, py = np.meshgrid(out["lon"].values, out["lat"].values)
+    return px.ravel(), py.ravel()
+
+
+def _brute_polygons(
+    values: np.ndarray,
+    clon: np.ndarray,
+    clat: np.ndarray,
+    vlon: np.ndarray,
+    vlat: np.ndarray,
+    out: xr.DataArray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per pixel of ``out``: the mean value of the cells whose polygon contains the pixel's
+    centre, and whether that centre lies within 1e-7 degree of a polygon edge.
+
+    A cell's polygon is its corners moved to within 180 degrees of its centre and then by
+    the multiple of 360 nearest the pixel; the containing cell is among the centres
+    nearest the pixel on the sphere (a k-d tree), so each pixel tests 8 polygons with the
+    even-odd rule (ray to the east).
+    """
+    from scipy.spatial import cKDTree
+
+    px, py = _pixel_centres(out)
+    _, cand = cKDTree(_xyz(clon, clat)).query(_xyz(px, py), k=8)
+    centre = clon[cand][..., None]
+    x = centre + ((vlon[cand] - centre + 180.0) % 360.0) - 180.0
+    x = x + 360.0 * np.round((px[:, None] - clon[cand]) / 360.0)[..., None]
+    y = vlat[cand]
+    xa, ya = x, y
+    xb, yb = np.roll(x, -1, axis=-1), np.roll(y, -1, axis=-1)
+    X, Y = px[:, None, None], py[:, None, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        crosses = (ya <= Y) != (yb <= Y)
+        xint = xa + (Y - ya) * (xb - xa) / (yb - ya)
+        inside = (crosses & (X < xint)).sum(axis=-1) % 2 == 1
+        # distance of the pixel centre to each edge segment
+        t = np.clip(((X - xa) * (xb - xa) + (Y - ya) * (yb - ya))
+                    / ((xb - xa) ** 2 + (yb - ya) ** 2), 0.0, 1.0)  # fmt: skip
+        dist = np.hypot(xa + t * (xb - xa) - X, ya + t * (yb - ya) - Y)
+    near_edge = (dist < 1e-7).any(axis=(1, 2))
+    v = values[cand]
+    use = inside & np.isfinite(v)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(use.any(1), np.where(use, v, 0.0).sum(1) / use.sum(1), np.nan)
+    return mean.reshape(out.shape), near_edge.reshape(out.shape)
+
+
+def _brute_centres(
+    values: np.ndarray, lon: np.ndarray, lat: np.ndarray, out: xr.DataArray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per pixel of ``out``: the mean of the finite values whose centre falls in it (a
+    longitude in -180..180 as it is, others wrapped, then at every multiple of 360; the
+    frame's east and north edges in its last pixels), and the count of centres."""
+    h, w = out.shape
+    dx = float(out["lon"][1] - out["lon"][0]) if w > 1 else 360.0
+    dy = float(out["lat"][1] - out["lat"][0]) if h > 1 else 180.0
+    x0, y0 = float(out["lon"][0]) - dx / 2, float(out["lat"][0]) - dy / 2
+    x1, y1 = float(out["lon"][-1]) + dx / 2, float(out["lat"][-1]) + dy / 2
+    base = np.where((lon >= -180) & (lon < 180), lon, ((lon + 180.0) % 360.0) - 180.0)
+    sums, counts = np.zeros(h * w), np.zeros(h * w)
+    ok = np.isfinite(values) & (lat >= y0) & (lat <= y1)
+    for k in range(-3, 4):
+        x = base + 360.0 * k
+        sel = ok & (x >= x0) & (x <= x1)
+        i = np.minimum(np.floor((x[sel] - x0) * (w / (x1 - x0))).astype(int), w - 1)
+        j = np.minimum(np.floor((lat[sel] - y0) * (h / (y1 - y0))).astype(int), h - 1)
+        sums += np.bincount(j * w + i, weights=values[sel], minlength=h * w)
+        counts += np.bincount(j * w + i, minlength=h * w)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (sums / counts).reshape(h, w), counts.reshape(h, w)
+
+
+def _curvilinear_with_bounds(nx: int, ny: int) -> tuple[xr.DataArray, np.ndarray, np.ndarray]:
+    """A global grid whose rows start at 80E (the antimeridian inside every row), rows
+    bent north of 40N; corners from the same mapping at half indices."""
+
+    def place(i: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        lon = 80.0 + 360.0 * i / nx
+        lat = -78.0 + 156.0 * j / ny
+        lat = lat + 4.0 * np.sin(np.deg2rad(2 * lon)) * (lat > 40) * (lat - 40) / 38.0
+        return ((lon + 180.0) % 360.0) - 180.0, lat
+
+    j, i = np.meshgrid(np.arange(ny) + 0.5, np.arange(nx) + 0.5, indexing="ij")
+    lon, lat = place(i, j)
+    cj, ci = np.meshgrid(np.arange(ny + 1.0), np.arange(nx + 1.0), indexing="ij")
+    clon, clat = place(ci, cj)
+
+    def quad(e: np.ndarray) -> np.ndarray:
+        return np.stack([e[:-1, :-1], e[:-1, 1:], e[1:, 1:], e[1:, :-1]], axis=-1)
+
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=lon.shape)  # every cell its own value: a wrong cell shows
+    values[rng.random(lon.shape) < 0.05] = np.nan
+    return _field_2d(lon, lat, values), quad(clon), quad(clat)
+
+
+# (frames a little off the grid's own spacing, so few pixel centres sit on cell edges)
+VIEWS = [
+    ((150.13, 230.37, -40.21, 40.08), (200, 150)),  # across the antimeridian, past 180
+    ((-185.07, -160.3, 35.11, 60.2), (160, 160)),  # the bent rows, west of -180
+    ((500.03, 530.17, 10.09, 30.3), (120, 90)),  # a turn of the globe further
+    ((-20.11, 20.3, -78.53, -60.07), (150, 80)),  # the southern edge of the grid
+    ((0.07, 360.07, -90.0, 90.0), (400, 250)),  # whole: cells as large as pixels
+]
+
+
+@pytest.mark.parametrize(("viewport", "screen"), VIEWS)
+def test_polygons_equal_brute_force_point_in_cell(viewport, screen) -> None:
+    field, blon, blat = _curvilinear_with_bounds(240, 110)  # 26k cells: the bin index
+    out = rasterize_to_screen(field, viewport, screen, lon_bounds=blon, lat_bounds=blat)
+    assert out.attrs["gridscope_rasterized"] == "polygons"
+    expected, near_edge = _brute_polygons(field.values.ravel(), field["lon"].values.ravel(),
+                                          field["lat"].values.ravel(), blon.reshape(-1, 4),
+                                          blat.reshape(-1, 4), out)  # fmt: skip
+    assert near_edge.mean() < 0.01
+    got = out.values
+    same = (np.isnan(got) & np.isnan(expected)) | np.isclose(got, expected, rtol=0, atol=1e-12)
+    assert same[~near_edge].all(), f"{(~same & ~near_edge).sum()} pixels differ"
+    assert np.isfinite(expected).mean() > 0.5  # the test sees cells
+
+
+def test_unstructured_triangles_equal_brute_force_point_in_cell() -> None:
+    clon, clat, vlon, vlat = _sphere_mesh(12000)  # 24k triangles: the bin index
+    values = np.random.default_rng(1).normal(size=clon.size)
+    cells = xr.DataArray(values, dims="cell", coords={"lon": ("cell", clon), "lat": ("cell", clat)})
+    for viewport, screen in VIEWS[:4]:
+        out = rasterize_to_screen(cells, viewport, screen, lon_bounds=vlon, lat_bounds=vlat)
+        assert out.attrs["gridscope_rasterized"] == "polygons"
+        expected, near_edge = _brute_polygons(values, clon, clat, vlon, vlat, out)
+        assert near_edge.mean() < 0.01
+        got = out.values
+        same = np.isclose(got, expected, rtol=0, atol=1e-12) | (np.isnan(got) & np.isnan(expected))
+        assert same[~near_edge].all(), (viewport, (~same & ~near_edge).sum())
+
+
+def test_cells_smaller_than_pixels_equal_brute_force_centre_means() -> None:
+    field, blon, blat = _curvilinear_with_bounds(720, 330)  # 0.5-degree cells
+    lon, lat = field["lon"].values.ravel(), field["lat"].values.ravel()
+    for viewport, screen in (((0.0, 360.0, -90.0, 90.0), (300, 140)),
+                             ((100.0, 250.0, -30.0, 50.0), (120, 60))):  # fmt: skip
+        out = rasterize_to_screen(field, viewport, screen, lon_bounds=blon, lat_bounds=blat)
+        assert out.shape == screen[::-1]
+        expected, counts = _brute_centres(field.values.ravel(), lon, lat, out)
+        held = counts > 0
+        assert held.mean() > 0.8
+        np.testing.assert_allclose(out.values[held], expected[held], rtol=1e-12)
+
+
+def test_point_cloud_equals_brute_force_centre_means_and_fills_one_pixel_gaps() -> None:
+    clon, clat, _, _ = _sphere_mesh(20000)
+    values = np.random.default_rng(2).normal(size=clon.size)
+    cells = xr.DataArray(values, dims="cell", coords={"lon": ("cell", clon), "lat": ("cell", clat)})
+    for viewport in ((170.0, 260.0, -40.0, 40.0), None):
+        out = rasterize_to_screen(cells, viewport, (400, 300))
+        assert out.attrs["gridscope_rasterized"] == "points"
+        expected, counts = _brute_centres(values, clon, clat, out)
+        # a canvas of about two centres per pixel
+        assert 1.0 <= counts.sum() / counts.size <= 3.0
+        held = counts > 0
+        np.testing.assert_allclose(out.values[held], expected[held], rtol=1e-12)
+        # an empty pixel: the mean of its valid 3x3 neighbours when there are 3 or more
+        h, w = expected.shape
+        for j, i in zip(*np.nonzero(~held), strict=True):
+            block = expected[max(j - 1, 0) : j + 2, max(i - 1, 0) : i + 2]
+            ok = np.isfinite(block)
+            want = block[ok].mean() if ok.sum() >= 3 else np.nan
+            assert np.isclose(out.values[j, i], want, rtol=1e-12, equal_nan=True)
+
+
+def test_a_cell_over_the_pole_is_drawn_as_the_cap_to_the_pole() -> None:
+    clon, clat, vlon, vlat = _sphere_mesh(3000)
+    # the triangle containing the north pole (on the sphere: the pole is on the inner
+    # side of its three great-circle edges)
+    corners = _xyz(vlon, vlat)
+    pole = np.array([0.0, 0.0, 1.0])
+    sides = [np.einsum("ij,j->i", np.cross(corners[:, k], corners[:, (k + 1) % 3]), pole)
+             for k in range(3)]  # fmt: skip
+    polar = np.flatnonzero((np.sign(sides) == np.sign(sides[0])).all(axis=0) & (clat > 0))
+    assert polar.size == 1
+    values = np.arange(clon.size, dtype="float64")
+    cells = xr.DataArray(values, dims="cell", coords={"lon": ("cell", clon), "lat": ("cell", clat)})
+    out = rasterize_to_screen(cells, (-180.0, 180.0, 80.0, 90.0), (360, 100),
+                              lon_bounds=vlon, lat_bounds=vlat)  # fmt: skip
+    above = _pixel_lat(out) > vlat[polar].max()
+    assert np.all(out.values[above] == values[polar[0]]), "the cap above its corners"
+    below = _pixel_lat(out) < vlat[polar].min()
+    assert not np.any(out.values[below] == values[polar[0]])
+
+
+def test_same_shape_other_coordinates_is_another_grid() -> None:
+    """What is kept per grid never leaks into another grid of the same shape."""
+    field, blon, blat = _curvilinear_with_bounds(240, 110)
+    view = (-60.0, 60.0, -30.0, 30.0)
+    first = rasterize_to_screen(field, view, (150, 80), lon_bounds=blon, lat_bounds=blat)
+    moved = field.assign_coords(lon=field["lon"] + 7.5)  # new arrays, same shape
+    out = rasterize_to_screen(moved, view, (150, 80), lon_bounds=blon + 7.5, lat_bounds=blat)
+    expected, near_edge = _brute_polygons(field.values.ravel(), moved["lon"].values.ravel(),
+                                          field["lat"].values.ravel(),
+                                          (blon + 7.5).reshape(-1, 4), blat.reshape(-1, 4), out)  # fmt: skip
+    same = np.isclose(out.values, expected, atol=1e-12) | (
+        np.isnan(out.values) & np.isnan(expected)
+    )
+    assert same[~near_edge].all()
+    assert not np.allclose(first.values, out.values, equal_nan=True)
