@@ -358,6 +358,22 @@ def test_gateway_and_scheduler_modes() -> None:
         ({"dask": {"mode": "scheduler"}}, "dask.schedulerAddress is required"),
         ({"dask": {"mode": "gateway"}}, "dask.gateway.address is required"),
         ({"sessions": {"secretKey": "too-short"}}, "at least 32 characters"),
+        ({"server": {"numProcs": 0}}, "server.numProcs must be a whole number of at least 1"),
+        (
+            {
+                "server": {"numProcs": 2},
+                "dask": {"mode": "gateway", "gateway": {"address": "http://g"}},
+            },
+            "server.numProcs > 1 needs one scheduler address",
+        ),
+        (
+            {"autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 2}},
+            "autoscaling needs 1 <= minReplicas <= maxReplicas",
+        ),
+        (
+            {"autoscaling": {"enabled": True}, "resources": {"requests": {"cpu": None}}},
+            "measured against resources.requests.cpu",
+        ),
     ],
 )
 def test_bad_values_fail_to_render(values: dict[str, Any], message: str) -> None:
@@ -371,8 +387,73 @@ def test_generated_session_key_is_random_and_long() -> None:
     assert all(len(k) >= 44 for k in keys)  # base64 of >= 32 bytes
 
 
+def _quantity(text: str) -> float:
+    """A Kubernetes quantity (``2Gi``, ``500M``, ``1``) in bytes / units."""
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 1e3, "M": 1e6, "G": 1e9}
+    for suffix, factor in units.items():
+        if str(text).endswith(suffix):
+            return float(str(text)[: -len(suffix)]) * factor
+    return float(text)
+
+
+def test_hpa_scales_the_deployment_on_cpu() -> None:
+    objects = _objects(_render(_values("full-values.yaml")))
+    deployment, hpa = _one(objects, "Deployment"), _one(objects, "HorizontalPodAutoscaler")
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1", "kind": "Deployment", "name": deployment["metadata"]["name"],
+    }  # fmt: skip
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 6)
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["resource"]["name"] == "cpu"
+    assert metric["resource"]["target"] == {"type": "Utilization", "averageUtilization": 70}
+    assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] >= 300
+    # the HPA owns the replica count; utilisation is measured against the CPU request
+    assert "replicas" not in deployment["spec"]
+    assert _quantity(_container(deployment)["resources"]["requests"]["cpu"]) > 0
+    # off by default: a fixed replica count and no HPA
+    objects = _objects(_render())
+    assert _by_kind(objects, "HorizontalPodAutoscaler") == []
+    assert _one(objects, "Deployment")["spec"]["replicas"] == 1
+
+
+def test_sticky_sessions_at_service_and_ingress() -> None:
+    objects = _objects(_render(_values("full-values.yaml")))
+    service = _one(objects, "Service")
+    assert service["spec"]["sessionAffinity"] == "ClientIP"
+    assert service["spec"]["sessionAffinityConfig"]["clientIP"]["timeoutSeconds"] >= 3600
+    annotations = _one(objects, "Ingress")["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/affinity"] == "cookie"
+    assert annotations["nginx.ingress.kubernetes.io/affinity-mode"] == "persistent"
+    assert annotations["nginx.ingress.kubernetes.io/session-cookie-name"]
+    service = _one(_objects(_render({"service": {"sessionAffinity": "None"}})), "Service")
+    assert service["spec"]["sessionAffinity"] == "None"
+    assert "sessionAffinityConfig" not in service["spec"]
+
+
+def test_num_procs_and_the_shared_answer_cache() -> None:
+    deployment = _one(_objects(_render(_values("full-values.yaml"))), "Deployment")
+    container, pod = _container(deployment), deployment["spec"]["template"]["spec"]
+    assert _parse_cli(container["args"]).num_procs == 2
+    env = _env(container)
+    (mount,) = [
+        m for m in container["volumeMounts"] if m["mountPath"] == env["GRIDSCOPE_CACHE_DIR"]
+    ]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    assert "medium" not in volume["emptyDir"]  # node disk, one directory per pod
+    limits = pytest.importorskip("app.limits")
+    kept = limits.parse_bytes(env["GRIDSCOPE_CACHE_BYTES"])
+    assert 0 < kept <= _quantity(volume["emptyDir"]["sizeLimit"])
+    assert _parse_cli(_container(_one(_objects(_render()), "Deployment"))["args"]).num_procs == 1
+    # switched off: no volume, and gridscope keeps no answer directory
+    deployment = _one(_objects(_render({"answerCache": {"enabled": False}})), "Deployment")
+    assert _env(_container(deployment))["GRIDSCOPE_CACHE_DIR"] == "off"
+    assert {v["name"] for v in deployment["spec"]["template"]["spec"]["volumes"]} == {"scratch"}
+
+
 def test_notes_mention_mode_and_origins() -> None:
     notes = _render(_values("full-values.yaml"))["gridscope/templates/NOTES.txt"]
+    assert "Server processes per pod: 2; pods: 2-6 (HPA on CPU" in notes
     assert "https://gridscope.example.org/" in notes
     assert "dask-kubernetes operator" in notes
     assert "signed" in notes
