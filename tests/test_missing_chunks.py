@@ -21,7 +21,7 @@ import pytest
 import xarray as xr
 
 from pipelines import Query, compute_map, compute_series
-from pipelines.aggregates import BlockTable
+from pipelines.aggregates import BlockTable, layout_steps_for
 from pipelines.build import BuildConfig, build_derived
 from pipelines.derived import find_derived
 from pipelines.planner import plan_map, plan_series
@@ -78,7 +78,8 @@ def _assert_map_equal(got: xr.DataArray, ref: xr.DataArray) -> None:
 
 
 def _row_of_32_block() -> int:
-    return BlockTable(NSTEPS, CONFIG.base_block).flat_index(32, 1)
+    layout = layout_steps_for(NSTEPS, CONFIG.base_block)  # the build's flat layout
+    return BlockTable(NSTEPS, CONFIG.base_block, layout_steps=layout).flat_index(32, 1)
 
 
 def test_deleted_aggregate_chunk_is_reported_and_the_map_stays_exact(
