@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -55,21 +56,21 @@ import numpy as np
 import xarray as xr
 
 from data_catalog.grid import EARTH_RADIUS_M, unit_vectors
-from pipelines.aggregates import BlockStats, block_stats, decompose_range, finish
+from pipelines.aggregates import block_stats, decompose_range, finish
 from pipelines.query import Query, QueryError
 from pipelines.reductions import spatial_dims
-from pipelines.selection import bbox_cell_mask, nearest_cell_index, select_bbox
+from pipelines.selection import _no_cell_error, bbox_cell_mask, nearest_cell_index
 
 __all__ = [
     "FANOUT",
+    "BoxCover",
     "CellGrid",
     "LevelRegrid",
-    "block_cover",
     "block_sums",
     "cell_grid",
     "cell_order",
+    "gather",
     "level_fields",
-    "native_index",
     "plan_cell_map",
     "plan_cell_series",
     "pyramid_shapes",
@@ -143,52 +144,6 @@ def _group(a: np.ndarray) -> np.ndarray:
     return a.reshape(a.shape[:-1] + (m, FANOUT)).sum(axis=-1)
 
 
-def block_cover(mask: np.ndarray, max_level: int, min_level: int = 1) -> list[np.ndarray]:
-    """Which blocks of each level cover the positions where ``mask`` is true.
-
-    Returns ``used[l]`` (boolean per level-``l`` block, ``used[0]`` per position): a
-    selected position is taken from the coarsest level in ``min_level..max_level``
-    whose block lies wholly inside the mask, else from level 0; each selected position
-    is covered exactly once. Levels below ``min_level`` are not used: the border of a
-    box then reads its raw cells (in the chunks a thin band of blocks would touch
-    anyway) instead of thin bands of small blocks at every level.
-    """
-    full = [np.asarray(mask, bool)]
-    for _ in range(max_level):
-        prev = full[-1]
-        m = -(-prev.size // FANOUT)
-        padded = np.ones(m * FANOUT, bool)
-        padded[: prev.size] = prev
-        full.append(np.asarray(padded.reshape(m, FANOUT).all(axis=1)))
-    low = min(max(min_level, 1), max_level) if max_level else 0
-    used = [np.zeros(f.size, bool) for f in full]
-    covered = np.zeros(0, bool)  # covered blocks of the level above (none above the top)
-    for lev in range(max_level, low - 1, -1):
-        here = full[lev].copy()
-        if covered.size:
-            here &= ~_expand(covered, here.size)
-        used[lev] = here if lev else full[0]
-        covered = here | (_expand(covered, here.size) if covered.size else False)
-    if low > 0:
-        used[0] = full[0] & ~_expand_levels(covered, low, full[0].size)
-    return used
-
-
-def _expand(parent: np.ndarray, n: int) -> np.ndarray:
-    """Each block of the level above repeated for its ``FANOUT`` children (``n`` kept)."""
-    out = np.empty((parent.size, FANOUT), bool)
-    out[:] = parent[:, None]
-    return out.reshape(-1)[:n]
-
-
-def _expand_levels(blocks: np.ndarray, levels: int, n: int) -> np.ndarray:
-    """Level-``levels`` blocks as a mask over ``n`` positions."""
-    size = FANOUT**levels
-    out = np.empty((blocks.size, size), bool)
-    out[:] = blocks[:, None]
-    return out.reshape(-1)[:n]
-
-
 # ------------------------------------------------------------------------------ the grid
 
 
@@ -260,6 +215,11 @@ class LevelRegrid:
         return np.asarray(self.matrix.sum(axis=1)).reshape(self.shape)
 
     @property
+    def cell_area(self) -> np.ndarray:
+        """A level cell's area for means over it: the area its native cells cover."""
+        return self.covered_area
+
+    @property
     def lat(self) -> np.ndarray:
         res = 180.0 / self.nlat
         return -90.0 + res * (np.arange(self.nlat) + 0.5)
@@ -320,6 +280,97 @@ def write_cell_grid(
         tmp.replace(out / f"{name}.npy")
 
 
+#: Finest tile level of the Z-order tile index (tiles of 4**3 = 64 positions).
+_TILE_LOW = 3
+#: Margin (degrees) by which a tile must clear a box edge to be decided whole.
+_MARGIN = 1e-6
+
+
+def _classify(
+    lon_lo: np.ndarray,
+    lon_hi: np.ndarray,
+    lat_lo: np.ndarray,
+    lat_hi: np.ndarray,
+    bbox: tuple[float, float, float, float],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which tiles (centre ranges) lie wholly inside / wholly outside ``bbox``.
+
+    Decided with a margin well above `bbox_cell_mask`'s tolerance and rounding, so a
+    tile called inside (outside) has every centre inside (outside) as that mask says;
+    the others are looked at finer.
+    """
+    west, south, east, north = bbox
+    width = (east - west) % 360.0
+    if width == 0 and east != west:
+        width = 360.0
+    with np.errstate(invalid="ignore"):
+        lat_in = (lat_lo >= south) & (lat_hi <= north)
+        lat_out = (lat_hi < south - _MARGIN) | (lat_lo > north + _MARGIN)
+        if width >= 360.0:
+            lon_in = np.ones(lon_lo.shape, bool)
+            lon_out = np.zeros(lon_lo.shape, bool)
+        else:
+            offset = (lon_lo - west) % 360.0
+            end = offset + (lon_hi - lon_lo)
+            # the tile's centres map to [offset, end] east of W without wrapping
+            plain = (offset >= _MARGIN) & (end <= 360.0 - _MARGIN)
+            lon_in = plain & (end <= width - _MARGIN)
+            lon_out = plain & (offset >= width + _MARGIN)
+    empty = ~np.isfinite(lat_lo)
+    return lat_in & lon_in & ~empty, lat_out | lon_out | empty
+
+
+@dataclasses.dataclass
+class BoxCover:
+    """A box's cells: whole tiles per tile level (``tiles[l]``: indices of aligned runs
+    of ``4**l`` positions) and single sorted positions; each cell once."""
+
+    tiles: dict[int, np.ndarray]
+    singles: np.ndarray
+    n: int
+
+    @property
+    def count(self) -> int:
+        """Number of cells."""
+        total = self.singles.size
+        for lev, idx in self.tiles.items():
+            size = FANOUT**lev
+            total += int(np.sum(np.minimum((idx + 1) * size, self.n) - idx * size))
+        return total
+
+    def positions(self) -> np.ndarray:
+        """All the cells' positions, sorted."""
+        parts = [self.singles]
+        for lev, idx in self.tiles.items():
+            size = FANOUT**lev
+            parts.append((idx[:, None] * size + np.arange(size)).ravel())
+        pos = np.concatenate(parts)
+        return np.sort(pos[pos < self.n])
+
+    def blocks(self, max_level: int) -> tuple[dict[int, np.ndarray], np.ndarray]:
+        """The cover as block-sum levels ``1..max_level`` (tiles above ``max_level`` split
+        into their blocks, tiles finer than level 1 into positions) and single positions."""
+        out: dict[int, list[np.ndarray]] = {}
+        singles = [self.singles]
+        for lev, idx in self.tiles.items():
+            if not idx.size:
+                continue
+            use = min(lev, max_level)
+            if use < 1:
+                size = FANOUT**lev
+                singles.append((idx[:, None] * size + np.arange(size)).ravel())
+                continue
+            split = FANOUT ** (lev - use)
+            out.setdefault(use, []).append((idx[:, None] * split + np.arange(split)).ravel())
+        nblocks = {lev: -(-self.n // FANOUT**lev) for lev in out}
+        blocks = {}
+        for lev, parts in out.items():
+            idx = np.sort(np.concatenate(parts))
+            blocks[lev] = idx[idx < nblocks[lev]]
+        pos = np.sort(np.concatenate(singles))
+        return blocks, pos[pos < self.n]
+
+
 @dataclasses.dataclass(eq=False)
 class CellGrid:
     """A grid's cells in position order (see module docstring), loaded once per folder."""
@@ -358,31 +409,66 @@ class CellGrid:
         return pos
 
     @functools.cached_property
-    def _lat_ranges(self) -> tuple[np.ndarray, np.ndarray]:
-        """Latitude min / max of each run of `TS_CHUNK` positions."""
+    def _tiles(self) -> list[tuple[np.ndarray, ...]]:
+        """Per tile level ``l`` (``_TILE_LOW..``, aligned runs of ``4**l`` positions): the
+        min / max longitude and latitude of the centres in each tile (the Z-order tile
+        index: a box is decided tile by tile, cells only in tiles its edge crosses)."""
         n = self.lat.size
-        m = -(-n // TS_CHUNK)
-        pad = np.full(m * TS_CHUNK, np.nan)
-        pad[:n] = self.lat
-        runs = pad.reshape(m, TS_CHUNK)
-        return np.nanmin(runs, axis=1), np.nanmax(runs, axis=1)
+        size = FANOUT**_TILE_LOW
+        m = -(-n // size)
+        pad = np.full(m * size, np.nan)
+        out = []
+        for values in (self.lon, self.lat):
+            pad[:n] = values
+            tiles = pad.reshape(m, size)
+            out += [np.nanmin(tiles, axis=1), np.nanmax(tiles, axis=1)]
+        levels = [tuple(out)]
+        while levels[-1][0].size > 1:
+            prev = levels[-1]
+            m = -(-prev[0].size // FANOUT)
+            grouped = []
+            for k, arr in enumerate(prev):
+                fill = np.inf if k % 2 == 0 else -np.inf
+                padded = np.full(m * FANOUT, fill)
+                padded[: arr.size] = arr
+                op = np.min if k % 2 == 0 else np.max
+                grouped.append(op(padded.reshape(m, FANOUT), axis=1))
+            levels.append(tuple(grouped))
+        return levels
+
+    def cover(self, bbox: tuple[float, float, float, float]) -> BoxCover:
+        """The cells whose centre is in ``bbox`` (as `bbox_cell_mask`), as whole tiles
+        (per tile level, the tiles all of whose cells are inside) and single positions
+        (the inside cells of the finest tiles the box's edge crosses)."""
+        levels = self._tiles
+        top = len(levels) - 1
+        n = self.lat.size
+        tiles: dict[int, np.ndarray] = {}
+        cand = np.arange(levels[top][0].size)
+        for k in range(top, -1, -1):
+            lon_lo, lon_hi, lat_lo, lat_hi = (a[cand] for a in levels[k])
+            inside, outside = _classify(lon_lo, lon_hi, lat_lo, lat_hi, bbox)
+            tiles[k + _TILE_LOW] = cand[inside]
+            partial = cand[~inside & ~outside]
+            if k == 0:
+                break
+            below = levels[k - 1][0].size
+            cand = (partial[:, None] * FANOUT + np.arange(FANOUT)).ravel()
+            cand = cand[cand < below]
+        size = FANOUT**_TILE_LOW
+        pos = (partial[:, None] * size + np.arange(size)).ravel()
+        pos = pos[pos < n]
+        pos = pos[bbox_cell_mask(self.lon[pos], self.lat[pos], bbox)]
+        return BoxCover(tiles, pos, n)
+
+    def box_positions(self, bbox: tuple[float, float, float, float]) -> np.ndarray:
+        """Sorted positions of the cells whose centre is in ``bbox``."""
+        return self.cover(bbox).positions()
 
     def box_mask(self, bbox: tuple[float, float, float, float]) -> np.ndarray:
-        """`bbox_cell_mask` of the cells (position order), computed only on runs of
-        positions whose latitude range reaches the box (the same values, much faster
-        for boxes that span a fraction of the latitudes)."""
-        _, south, _, north = bbox
-        lo, hi = self._lat_ranges
-        # margins wider than bbox_cell_mask's tolerance: a run is skipped only when none
-        # of its cells can be inside
-        runs = np.flatnonzero((hi >= south - 1e-6) & (lo <= north + 1e-6))
+        """`bbox_cell_mask` of the cells (position order), from the tile index."""
         mask = np.zeros(self.lat.size, bool)
-        if runs.size == 0:
-            return mask
-        breaks = np.flatnonzero(np.diff(runs) > 1) + 1
-        for part in np.split(runs, breaks):
-            a, b = int(part[0]) * TS_CHUNK, min((int(part[-1]) + 1) * TS_CHUNK, self.lat.size)
-            mask[a:b] = bbox_cell_mask(self.lon[a:b], self.lat[a:b], bbox)
+        mask[self.box_positions(bbox)] = True
         return mask
 
     @functools.cached_property
@@ -428,80 +514,139 @@ def cell_grid(folder: Path) -> CellGrid:
         return grid
 
 
-def native_index(da: xr.DataArray, boxes: list[tuple[float, float, float, float]]) -> xr.DataArray:
-    """The native flat index of each cell of ``da`` cropped like `select_bbox` does for
-    each box in turn (float64, NaN where a cropped (y, x) grid is masked)."""
-    template = da.isel(time=0, drop=True) if "time" in da.dims else da
-    dims = spatial_dims(template)
-    shape = tuple(int(template.sizes[d]) for d in dims)
-    index = np.arange(int(np.prod(shape)), dtype="float64").reshape(shape)
-    out = xr.DataArray(index, dims=dims, coords=template.coords)
-    for box in boxes:
-        out = select_bbox(out, box)
-    return out
-
-
 # ------------------------------------------------------------------------------ reading
 
 _POOL: ThreadPoolExecutor | None = None
 
 
 def _pool() -> ThreadPoolExecutor:
+    """Threads decoding chunks (blosc and numpy release the GIL)."""
     global _POOL
     if _POOL is None:
         _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="gridscope-cells")
     return _POOL
 
 
-_LEVEL_POOL: ThreadPoolExecutor | None = None
-#: Coarsest-first block levels used by box series start here (see `block_cover`).
+#: Block-sum levels used by box series start here: the border of a box reads its raw
+#: cells (in the chunks a thin band of blocks would touch anyway) instead of thin bands
+#: of small blocks at every level.
 _MIN_SERIES_LEVEL = 3
 
-
-def _level_pool() -> ThreadPoolExecutor:
-    """Threads reading a box series' levels at once (each read uses `_pool` for its
-    chunk runs, so the two pools are separate: no thread waits on its own pool)."""
-    global _LEVEL_POOL
-    if _LEVEL_POOL is None:
-        _LEVEL_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="gridscope-levels")
-    return _LEVEL_POOL
+Selector = slice | np.ndarray
 
 
-def _chunk_runs(positions: np.ndarray, chunk: int) -> list[tuple[int, int, int, int]]:
-    """Runs of consecutive chunks touched by sorted ``positions``:
-    ``(first chunk, end chunk, first index into positions, end index)``."""
-    if positions.size == 0:
-        return []
-    cid = positions // chunk
-    breaks = np.flatnonzero(np.diff(cid) > 1) + 1
-    starts = np.concatenate([[0], breaks])
-    ends = np.concatenate([breaks, [positions.size]])
-    return [
-        (int(cid[a]), int(cid[b - 1]) + 1, int(a), int(b))
-        for a, b in zip(starts, ends, strict=True)
-    ]
+class _Chunks:
+    """A derived zarr v3 array read chunk file by chunk file (blosc or raw bytes).
+
+    The derived stores are local folders this package wrote; reading their chunk files
+    directly and decoding them with numcodecs skips zarr's per-call machinery (about
+    three times faster for the few hundred small chunks of a box series). Anything
+    else (other codecs, sharding, a remote store) is read through zarr.
+    """
+
+    def __init__(self, arr: Any):
+        self.arr = arr
+        self.shape = tuple(int(v) for v in arr.shape)
+        self.chunks = tuple(int(v) for v in arr.chunks)
+        self.dtype = np.dtype(arr.dtype)
+        self.fill = arr.fill_value
+        self.dir: Path | None = None
+        self.codec: Any = None
+        try:
+            root = Path(str(arr.store.root)) / str(arr.path)
+            codecs = [type(c).__name__ for c in arr.metadata.codecs]
+            endian = getattr(arr.metadata.codecs[0], "endian", None)
+            separator = arr.metadata.chunk_key_encoding.separator
+            little = endian is None or str(getattr(endian, "value", endian)) == "little"
+            if root.is_dir() and separator == "/" and little and codecs[0] == "BytesCodec":
+                if codecs[1:] == ["BloscCodec"]:
+                    from numcodecs import Blosc
+
+                    self.codec = Blosc()
+                    self.dir = root
+                elif codecs[1:] == []:
+                    self.dir = root
+        except Exception:  # noqa: BLE001 - any other layout: read through zarr
+            self.dir = None
+
+    def chunk(self, index: tuple[int, ...]) -> np.ndarray:
+        """One whole chunk (edge chunks at full chunk size, as stored)."""
+        path = self.dir / "c" / "/".join(str(i) for i in index)  # type: ignore[operator]
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return np.full(self.chunks, self.fill, self.dtype)
+        if self.codec is not None:
+            data = self.codec.decode(data)
+        return np.frombuffer(data, self.dtype.newbyteorder("<")).reshape(self.chunks)
+
+    def read(self, selection: tuple[Selector, ...]) -> np.ndarray:
+        """``arr`` at an orthogonal selection: per axis a slice (step 1) or sorted
+        indices; only the chunks it touches are read, on threads."""
+        if self.dir is None:
+            return np.asarray(self.arr.get_orthogonal_selection(selection))
+        plans = [
+            _axis_pieces(sel, n, c)
+            for sel, n, c in zip(selection, self.shape, self.chunks, strict=True)
+        ]
+        out = np.empty(tuple(size for _, size in plans), self.dtype)
+        if out.size == 0:
+            return out
+
+        def fill(piece: tuple) -> None:
+            block = self.chunk(tuple(p[0] for p in piece))
+            for axis, (_, local, _) in enumerate(piece):
+                if isinstance(local, slice):
+                    block = block[(slice(None),) * axis + (local,)]
+                else:
+                    block = np.take(block, local, axis=axis)
+            out[tuple(p[2] for p in piece)] = block
+
+        pieces = list(itertools.product(*(p for p, _ in plans)))
+        if len(pieces) > 1:
+            list(_pool().map(fill, pieces))
+        else:
+            fill(pieces[0])
+        return out
 
 
-def gather(arr: Any, lead: Any, positions: np.ndarray) -> np.ndarray:
-    """``arr[lead, positions]`` for sorted ``positions``, reading only the chunks they
-    touch (one read per run of consecutive chunks, runs read on threads)."""
-    chunk = int(arr.chunks[-1])
-    n = int(arr.shape[-1])
-    runs = _chunk_runs(positions, chunk)
+def _axis_pieces(sel: Selector, n: int, c: int) -> tuple[list[tuple[int, Selector, slice]], int]:
+    """``(chunk, index in the chunk, slice of the output)`` per chunk a selection touches
+    along one axis, and the selection's length."""
+    pieces: list[tuple[int, Selector, slice]] = []
+    if isinstance(sel, slice):
+        start, stop, step = sel.indices(n)
+        assert step == 1
+        stop = max(stop, start)
+        for cid in range(start // c, -(-stop // c)):
+            lo, hi = max(start, cid * c), min(stop, (cid + 1) * c)
+            pieces.append((cid, slice(lo - cid * c, hi - cid * c), slice(lo - start, hi - start)))
+        return pieces, stop - start
+    idx = np.asarray(sel, "int64")
+    cid = idx // c
+    breaks = np.flatnonzero(np.diff(cid)) + 1
+    for a, b in zip(np.r_[0, breaks], np.r_[breaks, idx.size], strict=True):
+        local = idx[a:b] - cid[a] * c
+        if local[-1] - local[0] == b - a - 1:
+            local = slice(int(local[0]), int(local[-1]) + 1)
+        pieces.append((int(cid[a]), local, slice(int(a), int(b))))
+    return pieces, idx.size
 
-    def read(run: tuple[int, int, int, int]) -> np.ndarray:
-        c0, c1, a, b = run
-        lo, hi = c0 * chunk, min(c1 * chunk, n)
-        part = arr.get_orthogonal_selection((lead, slice(lo, hi)))
-        return part[..., positions[a:b] - lo]
 
-    parts = list(_pool().map(read, runs)) if len(runs) > 1 else [read(r) for r in runs]
-    if not parts:
-        lead_n = (
-            len(range(*lead.indices(int(arr.shape[0])))) if isinstance(lead, slice) else len(lead)
-        )
-        return np.empty((lead_n, 0), arr.dtype)
-    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
+_READERS: dict[int, _Chunks] = {}
+
+
+def _chunks(arr: Any) -> _Chunks:
+    reader = _READERS.get(id(arr))
+    if reader is None or reader.arr is not arr:
+        reader = _READERS[id(arr)] = _Chunks(arr)
+    return reader
+
+
+def gather(arr: Any, lead: Selector, positions: np.ndarray) -> np.ndarray:
+    """``arr[lead, positions]`` of a (time or block, position) array, ``positions``
+    sorted, reading only the chunks they touch."""
+    return _chunks(arr).read((lead, positions))
 
 
 PlanParts = tuple[str, int, Callable[[], xr.DataArray]]
@@ -521,26 +666,29 @@ def plan_cell_series(
 
     ``stores`` is the variable's `pipelines.derived.VariableStores`; steps
     ``[r0, r1)`` are read and ``finish_series`` (the planner's) selects the query's
-    range and applies an anomaly. Returns (description, bytes read, run).
+    range and applies an anomaly. A box is decided on the Z-order tile index
+    (`CellGrid.cover`): its whole tiles are read as block sums (``L<l>/{wsum,warea}``),
+    only the cells of tiles its edge crosses as values. Returns (description, bytes
+    read, run).
     """
     grid = cell_grid(stores.folder)
     times = da["time"].isel(time=slice(r0, r1))
     nsteps = r1 - r0
+    values = stores.array("timeseries", "values")
     if query.point is not None:
         pos = grid.nearest(query.point)
         if pos is None:
             nearest_cell_index(da, query.point)  # raises the grid's own message
             raise QueryError("point", "this point is outside the grid's cells")
-        native = int(grid.order[pos])
         dims = spatial_dims(da)
-        index = np.unravel_index(native, tuple(int(da.sizes[d]) for d in dims))
+        index = np.unravel_index(int(grid.order[pos]), tuple(int(da.sizes[d]) for d in dims))
+        cell = da.isel({d: int(i) for d, i in zip(dims, index, strict=True)})
+        coords = {k: v for k, v in cell.coords.items() if "time" not in v.dims}
 
         def run_point() -> xr.DataArray:
-            values = stores.array("timeseries", "values")[r0:r1, pos]
-            cell = da.isel({d: int(i) for d, i in zip(dims, index, strict=True)})
-            coords = {k: v for k, v in cell.coords.items() if "time" not in v.dims}
+            x = gather(values, slice(r0, r1), np.array([pos]))[:, 0]
             out = xr.DataArray(
-                values, dims="time", coords={"time": times, **coords}, attrs=dict(da.attrs)
+                x, dims="time", coords={"time": times, **coords}, attrs=dict(da.attrs)
             )
             return finish_series(out)
 
@@ -552,44 +700,33 @@ def plan_cell_series(
         )
 
     assert query.bbox is not None
-    mask = grid.box_mask(query.bbox)
-    if not mask.any():
-        select_bbox(da, query.bbox)  # raises the no-cell message
-    used = block_cover(mask, stores.ts_max_level, _MIN_SERIES_LEVEL)
-    picks = [np.flatnonzero(u) for u in used]
-    nread = sum(p.size * (1 if lev == 0 else 4) for lev, p in enumerate(picks))
-
-    def level_sums(lev: int) -> tuple[np.ndarray, np.ndarray]:
-        idx = picks[lev]
-        if idx.size == 0:
-            return np.zeros(nsteps), np.zeros(nsteps)
-        if lev == 0:
-            x = gather(stores.array("timeseries", "values"), slice(r0, r1), idx)
-            w = grid.area[idx]
-            missing = np.isnan(x)
-            if missing.any():
-                x = np.where(missing, np.float32(0), x)
-                return x.astype("float64") @ w, (~missing).astype("float64") @ w
-            return x.astype("float64") @ w, np.full(nsteps, w.sum())
-        ws = gather(stores.array("timeseries", f"L{lev}/wsum"), slice(r0, r1), idx)
-        wa = gather(stores.array("timeseries", f"L{lev}/warea"), slice(r0, r1), idx)
-        return ws.sum(axis=1), wa.sum(axis=1)
+    cover = grid.cover(query.bbox)
+    blocks, singles = cover.blocks(stores.ts_max_level)
+    ncells = cover.count
+    if ncells == 0:
+        raise _no_cell_error(query.bbox)
+    nread = singles.size + sum(4 * b.size for b in blocks.values())
 
     def run_box() -> xr.DataArray:
-        wsum = np.zeros(nsteps)
-        warea = np.zeros(nsteps)
-        levels = [lev for lev, p in enumerate(picks) if p.size]
-        for ws, wa in _level_pool().map(level_sums, levels):
-            wsum += ws
-            warea += wa
+        time = slice(r0, r1)
+        x = gather(values, time, singles).astype("float64")
+        valid = ~np.isnan(x)
+        w = grid.area[singles]
+        wsum = np.where(valid, x, 0.0) @ w
+        warea = valid @ w
+        for lev, idx in blocks.items():
+            wsum += gather(stores.array("timeseries", f"L{lev}/wsum"), time, idx).sum(axis=1)
+            warea += gather(stores.array("timeseries", f"L{lev}/warea"), time, idx).sum(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
-            values = np.where(warea > 0, wsum / np.where(warea > 0, warea, 1.0), np.nan)
-        out = xr.DataArray(values, dims="time", coords={"time": times}, attrs=dict(da.attrs))
+            mean = np.where(warea > 0, wsum / np.where(warea > 0, warea, 1.0), np.nan)
+        out = xr.DataArray(mean, dims="time", coords={"time": times}, attrs=dict(da.attrs))
         return finish_series(out)
 
-    counts = ", ".join(f"L{lev}: {p.size}" for lev, p in enumerate(picks) if p.size)
+    counts = ", ".join(
+        [f"L0: {singles.size}"] + [f"L{lev}: {b.size}" for lev, b in sorted(blocks.items())]
+    )
     return (
-        f"time-series copy of the native cells, {int(mask.sum())} cells as blocks [{counts}], "
+        f"time-series copy of the native cells, {ncells} cells as blocks [{counts}], "
         f"steps {r0}..{r1 - 1}",
         int(nread * nsteps * 4),
         run_box,
@@ -628,61 +765,112 @@ def choose_level(
     return level
 
 
+# ------------------------------------------------------------------------------ maps
+
+
+class _LevelCells:
+    """The cells of a pyramid level a view shows (a planner region of its lat-lon grid)."""
+
+    def __init__(self, region: Any):
+        self.region = region
+        self.count = int(region.ncells)
+
+    def read(self, arr: Any, lead: Selector | None = None) -> np.ndarray:
+        """``arr[lead, cells]`` (``arr[cells]`` without ``lead``): (lead, lat, lon)."""
+        first = () if lead is None else (lead,)
+        parts = [
+            _chunks(arr).read((*first, self.region.lat_slice, slice(a, b)))
+            for a, b in self.region.runs
+        ]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
+
+
+class _NativeCells:
+    """Native cells of a view, as sorted positions of the cell stores."""
+
+    def __init__(self, positions: np.ndarray):
+        self.positions = positions
+        self.count = int(positions.size)
+
+    def read(self, arr: Any, lead: Selector | None = None) -> np.ndarray:
+        if lead is None:
+            return _chunks(arr).read((self.positions,))
+        return gather(arr, lead, self.positions)
+
+
 @dataclasses.dataclass
-class _LevelRegion:
-    lat_index: np.ndarray
-    lon_index: np.ndarray
-    lat: np.ndarray
-    lon: np.ndarray
-    cell_area: np.ndarray
+class _NativeView:
+    """Where a view's native cells go in the brute-force answer's layout: ``(y, x)``
+    cropped to the rows and columns holding the boxes' cells (others NaN) or the
+    boxes' cells in native order (`pipelines.selection.select_bbox`, box after box)."""
 
-    @property
-    def lat_slice(self) -> slice:
-        return slice(int(self.lat_index[0]), int(self.lat_index[-1]) + 1)
+    cells: _NativeCells
+    place: np.ndarray  # flat index into the answer of each position
+    template: xr.DataArray  # the answer's dims and coordinates (no time)
+    bounds: tuple[np.ndarray, np.ndarray] | None
 
-    @property
-    def runs(self) -> list[tuple[int, int]]:
-        from pipelines.timeseries_store import lon_runs
+    def answer(self, values: np.ndarray, name: str, attrs: dict, **coords: Any) -> xr.DataArray:
+        out = np.full(self.template.shape, np.nan, "float32")
+        out.ravel()[self.place] = values
+        result = xr.DataArray(
+            out, dims=self.template.dims, coords=self.template.coords, name=name, attrs=attrs
+        )
+        if coords:
+            result = result.assign_coords(coords)
+        if self.bounds is not None:
+            # the cells' polygons, for drawing (a DataArray cannot hold (cell, nv) coords)
+            result.attrs["gridscope_lon_bounds"], result.attrs["gridscope_lat_bounds"] = self.bounds
+        return result
 
-        return lon_runs(self.lon_index.tolist())
 
-
-def _level_region(
-    level: LevelRegrid, boxes: list[tuple[float, float, float, float]]
-) -> _LevelRegion:
-    da = xr.DataArray(
-        np.zeros(level.shape, "int8"),
-        dims=("lat", "lon"),
-        coords={
-            "lat": level.lat,
-            "lon": level.lon,
-            "ilat": ("lat", np.arange(level.shape[0])),
-            "ilon": ("lon", np.arange(level.shape[1])),
-        },
-    )
+def _native_view(
+    grid: CellGrid,
+    da: xr.DataArray,
+    boxes: list[tuple[float, float, float, float]],
+    bounds: tuple[np.ndarray, np.ndarray] | None,
+) -> _NativeView:
+    dims = spatial_dims(da)
+    shape = tuple(int(da.sizes[d]) for d in dims)
+    pos: np.ndarray | None = None
+    rect = (0, shape[0], 0, shape[-1])
     for box in boxes:
-        da = select_bbox(da, box)
-    ilat, ilon = da["ilat"].values, da["ilon"].values
-    area = level.covered_area[np.ix_(ilat, ilon)]
-    return _LevelRegion(ilat, ilon, da["lat"].values, da["lon"].values, area)
-
-
-def _read_level(arr: Any, lead: Any, region: _LevelRegion) -> np.ndarray:
-    parts = [
-        arr.get_orthogonal_selection((lead, region.lat_slice, slice(a, b))) for a, b in region.runs
-    ]
-    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
-
-
-def _combine_totals(totals: dict[str, np.ndarray], name: str, part: np.ndarray) -> None:
-    if name not in totals:
-        totals[name] = part
-    elif name == "min":
-        totals[name] = np.fmin(part, totals[name])
-    elif name == "max":
-        totals[name] = np.fmax(part, totals[name])
+        cand = grid.box_positions(box)
+        if len(dims) == 2:
+            rows, cols = np.divmod(grid.order[cand], shape[1])
+            keep = (rows >= rect[0]) & (rows < rect[1]) & (cols >= rect[2]) & (cols < rect[3])
+            rows, cols = rows[keep], cols[keep]
+            if rows.size == 0:
+                raise _no_cell_error(box)
+            rect = (int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1)
+        pos = cand if pos is None else np.intersect1d(pos, cand, assume_unique=True)
+        if len(dims) == 1 and pos.size == 0:
+            raise _no_cell_error(box)
+    if pos is None:
+        pos = np.arange(grid.order.size)
+    native = grid.order[pos]
+    template = da.isel(time=0, drop=True) if "time" in da.dims else da
+    template = template.drop_vars([c for c in template.coords if c in ("time",)], errors="ignore")
+    if len(dims) == 2:
+        rows, cols = np.divmod(native, shape[1])
+        window = {dims[0]: slice(rect[0], rect[1]), dims[1]: slice(rect[2], rect[3])}
+        template = template.isel(window)
+        place = (rows - rect[0]) * (rect[3] - rect[2]) + (cols - rect[2])
+        if bounds is not None:
+            bounds = (
+                bounds[0][rect[0] : rect[1], rect[2] : rect[3]],
+                bounds[1][rect[0] : rect[1], rect[2] : rect[3]],
+            )
     else:
-        totals[name] = part + totals[name]
+        sort = np.argsort(native, kind="stable")
+        place = np.empty(native.size, "int64")
+        place[sort] = np.arange(native.size)
+        template = template.isel({dims[0]: native[sort]})
+        if bounds is not None:
+            bounds = (bounds[0][native[sort]], bounds[1][native[sort]])
+    template = xr.DataArray(
+        np.empty(template.shape, "int8"), dims=template.dims, coords=template.coords
+    )
+    return _NativeView(_NativeCells(pos), place, template, bounds)
 
 
 _NEEDED = {
@@ -693,6 +881,141 @@ _NEEDED = {
 }
 _BYTES = {"sum": 8, "sumsq": 8, "count": 4, "min": 4, "max": 4}
 _METHOD = {"mean": "mean", "min": "minimum", "max": "maximum", "std": "standard_deviation"}
+#: Aggregate blocks read at once per statistic (bounds the memory of a range map).
+_BATCH = 4
+
+
+def _combine(totals: dict[str, np.ndarray], name: str, part: np.ndarray) -> None:
+    if name not in totals:
+        totals[name] = part
+    elif name == "min":
+        totals[name] = np.fmin(part, totals[name])
+    elif name == "max":
+        totals[name] = np.fmax(part, totals[name])
+    else:
+        totals[name] = part + totals[name]
+
+
+@dataclasses.dataclass
+class _RangeSource:
+    """What a range map reads: one level's aggregates and raw steps over a view's cells."""
+
+    stores: Any
+    level: int
+    cells: _LevelCells | _NativeCells
+    raw: Callable[[list[int]], np.ndarray]  # raw steps (steps, cells) of the field
+    table: Any
+
+    @functools.cached_property
+    def shift(self) -> np.ndarray:
+        return self.cells.read(self.stores.array("aggregates", f"L{self.level}/shift"))
+
+    def totals(self, t0: int, t1: int, needed: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """``needed`` statistics of steps ``[t0, t1)`` (stored blocks plus raw edge steps)."""
+        blocks, steps = decompose_range(t0, t1, self.table)
+        flat = sorted(self.table.flat_index(s, b) for s, b in blocks)
+        totals: dict[str, np.ndarray] = {}
+        if steps:
+            raw = self.raw(steps)
+            stats = block_stats(raw, self.shift, raw.shape[0])
+            totals = {n: getattr(stats, n)[0] for n in needed}
+        for name in needed:
+            arr = self.stores.array("aggregates", f"L{self.level}/{name}")
+            for k in range(0, len(flat), _BATCH):
+                part = self.cells.read(arr, np.asarray(flat[k : k + _BATCH]))
+                if name in ("min", "max"):
+                    part = (np.fmin if name == "min" else np.fmax).reduce(part, axis=0)
+                else:
+                    part = part.sum(axis=0, dtype="int64" if name == "count" else "float64")
+                _combine(totals, name, part)
+        return totals
+
+    def cost(self, t0: int, t1: int, needed: tuple[str, ...]) -> tuple[int, str]:
+        blocks, steps = decompose_range(t0, t1, self.table)
+        per_block = sum(_BYTES[n] for n in needed)
+        sizes: dict[int, int] = {}
+        for s, _ in blocks:
+            sizes[s] = sizes.get(s, 0) + 1
+        text = ", ".join(f"{n}x{s}" for s, n in sorted(sizes.items(), reverse=True)) or "none"
+        nbytes = self.cells.count * (len(blocks) * per_block + len(steps) * 4)
+        return nbytes, f"blocks [{text}] + {len(steps)} raw steps for steps {t0}..{t1 - 1}"
+
+
+def _month_runs(months: np.ndarray, t0: int, t1: int) -> list[tuple[int, int, int]]:
+    """``(month, first, stop)`` of each run of steps of one calendar month in ``[t0, t1)``."""
+    m = months[t0:t1]
+    if m.size == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(m)) + 1
+    starts = np.r_[0, breaks]
+    stops = np.r_[breaks, m.size]
+    return [(int(m[a]), t0 + int(a), t0 + int(b)) for a, b in zip(starts, stops, strict=True)]
+
+
+def _climatology(
+    src: _RangeSource, months: np.ndarray, b0: int, b1: int, wanted: set[int]
+) -> dict[int, np.ndarray]:
+    """Each ``wanted`` calendar month's mean over the baseline steps ``[b0, b1)`` in it
+    (NaN where none is valid), from the aggregates: as `monthly_climatology`."""
+    sums: dict[int, dict[str, np.ndarray]] = {}
+    for month, a, b in _month_runs(months, b0, b1):
+        if month in wanted:
+            part = src.totals(a, b, ("sum", "count"))
+            for name, value in part.items():
+                _combine(sums.setdefault(month, {}), name, value)
+    out = {}
+    for month in wanted:
+        tot = sums.get(month)
+        if tot is None:
+            out[month] = np.full(src.shift.shape, np.nan)
+            continue
+        count = tot["count"]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[month] = np.where(count > 0, src.shift + tot["sum"] / np.maximum(count, 1), np.nan)
+    return out
+
+
+def _anomaly_totals(
+    src: _RangeSource,
+    months: np.ndarray,
+    t0: int,
+    t1: int,
+    baseline: tuple[int, int],
+    needed: tuple[str, ...],
+) -> dict[str, np.ndarray]:
+    """Totals of the anomalies ``y = x - clim(month)`` over ``[t0, t1)``, about 0.
+
+    Per run of one month the stored statistics of ``d = x - shift`` become those of
+    ``y = d + k`` with ``k = shift - clim``: ``sum y = sum d + k n``, ``sum y^2 = sum d^2 +
+    2 k sum d + k^2 n``, ``min y = min x - clim``; a month without a climatology adds
+    nothing (its anomalies are NaN, as in the brute force).
+    """
+    runs = _month_runs(months, t0, t1)
+    clim = _climatology(src, months, *baseline, {m for m, _, _ in runs})
+    totals: dict[str, np.ndarray] = {}
+    for month, a, b in runs:
+        part = src.totals(a, b, needed)
+        ok = np.isfinite(clim[month])
+        c = np.where(ok, clim[month], 0.0)
+        if "count" in part:
+            k = src.shift - c
+            _combine(totals, "count", np.where(ok, part["count"], 0))
+            _combine(totals, "sum", np.where(ok, part["sum"] + k * part["count"], 0.0))
+            if "sumsq" in part:
+                sq = part["sumsq"] + 2 * k * part["sum"] + k * k * part["count"]
+                _combine(totals, "sumsq", np.where(ok, sq, 0.0))
+        for name in ("min", "max"):
+            if name in part:
+                _combine(totals, name, np.where(ok, part[name] - c, np.nan))
+    return totals
+
+
+def _months(da: xr.DataArray) -> np.ndarray | None:
+    """Calendar month of each step, or None on an axis without dates."""
+    try:
+        return np.asarray(da["time"].dt.month.values)
+    except (AttributeError, TypeError):
+        return None
 
 
 def plan_cell_map(
@@ -701,196 +1024,136 @@ def plan_cell_map(
     stores: Any,
     boxes: list[tuple[float, float, float, float]],
     screen: tuple[int, int] | None,
+    bounds: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> MapPlanParts | None:
     """A map of a non-regular grid from its derived stores, or None (brute force).
 
     With a ``screen``, the coarsest pyramid level with at least screen resolution over
-    the view (a regular lat-lon answer with ``attrs["gridscope_level"] = k``): one step
-    from the level's field, a range from its temporal aggregates. Finer than level 1
-    (or without a screen): a range map from the native cells' aggregates; a single step
-    is left to brute force on the native cells of the view.
+    the view (a regular lat-lon answer with ``attrs["gridscope_level"] = k``), else the
+    native cells of the view (read by the Z-order tile index: only the cells in the
+    boxes). One step comes from the level's field or the cells' time-series copy, a
+    range from the temporal aggregates; an anomaly subtracts the baseline's monthly
+    climatology, itself from the aggregates. Native answers keep the brute force's
+    layout (`pipelines.selection.select_bbox`); for a screen they carry the cells'
+    polygons ``bounds`` (cropped) as ``attrs["gridscope_lon_bounds"]`` / ``..lat..``.
+    Without a screen a single step is left to brute force.
     """
-    if "time" not in da.dims or query.is_anomaly:
+    if "time" not in da.dims:
         return None
+    from pipelines.planner import _region
     from pipelines.pyramid import field_kind
     from pipelines.selection import range_indices, step_index
 
     grid = cell_grid(stores.folder)
     single = query.time is not None
+    anomaly = query.is_anomaly
+    months = _months(da) if anomaly else None
+    if anomaly and months is None:
+        return None
     level = choose_level(grid, boxes, screen, stores.max_level)
-    if level == 0:
-        if single:
-            return None
-        t0, t1 = range_indices(da, query.start, query.end)
-        parts = plan_cell_range_map(da, query, stores, boxes, t0, t1)
-        return None if parts is None else (*parts, 0)
-    lev = grid.level(level)
-    region = _level_region(lev, boxes)
-    kind = field_kind(query.agg, single, False)
-    ncells = region.lat_index.size * region.lon_index.size
+    if anomaly and not single and level and query.agg in ("min", "max"):
+        level = 0  # a level's min/max blocks are of its min/max fields, not its means
+    if level == 0 and single and screen is None:
+        return None
+    table = stores.block_table(level)
+    if table is None and (anomaly or not single):
+        return None
+    kind = field_kind(query.agg, single, anomaly)
     attrs = dict(da.attrs)
     attrs["gridscope_level"] = level
+    if anomaly:
+        attrs["long_name"] = f"{da.attrs.get('long_name', da.name)} anomaly"
+    if level:
+        region = _region(grid.level(level), boxes)
+        cells: _LevelCells | _NativeCells = _LevelCells(region)
+        lev_cells = cells
 
-    def result(values: np.ndarray) -> xr.DataArray:
-        coords = {
-            "lat": ("lat", region.lat, dict(da["lat"].attrs)),
-            "lon": ("lon", region.lon, dict(da["lon"].attrs)),
-            "cell_area": (("lat", "lon"), region.cell_area, dict(da["cell_area"].attrs)),
-        }
-        return xr.DataArray(values, dims=("lat", "lon"), coords=coords, name=query.var, attrs=attrs)
+        def raw(steps: list[int]) -> np.ndarray:
+            return lev_cells.read(stores.array("pyramid", f"L{level}/{kind}"), np.asarray(steps))
 
-    where = f"pyramid level {level} of the native cells ({region.lat_index.size}x{region.lon_index.size} cells"
-    if query.time is not None:
+        def result(values: np.ndarray, **coords: Any) -> xr.DataArray:
+            return xr.DataArray(
+                values,
+                dims=("lat", "lon"),
+                coords={
+                    "lat": ("lat", region.lat, dict(da["lat"].attrs)),
+                    "lon": ("lon", region.lon, dict(da["lon"].attrs)),
+                    "cell_area": (("lat", "lon"), region.cell_area, dict(da["cell_area"].attrs)),
+                },
+                name=query.var,
+                attrs=attrs,
+            )
+
+        where = f"pyramid level {level} of the native cells ({region.lat_index.size}x{region.lon_index.size} cells)"
+    else:
+        view = _native_view(grid, da, boxes, bounds if screen is not None else None)
+        cells = view.cells
+        native_cells = view.cells
+
+        def raw(steps: list[int]) -> np.ndarray:
+            if stores.has_timeseries:
+                return gather(
+                    stores.array("timeseries", "values"), np.asarray(steps), native_cells.positions
+                )
+            return _raw_steps(da, grid.order[native_cells.positions], steps)
+
+        def result(values: np.ndarray, **coords: Any) -> xr.DataArray:
+            return view.answer(values, query.var, attrs, **coords)
+
+        where = f"the native cells ({cells.count} cells)"
+    src = _RangeSource(stores, level, cells, raw, table)
+    baseline = (
+        range_indices(da, query.baseline_start, query.baseline_end, "baseline_start")
+        if anomaly
+        else (0, 0)
+    )
+
+    if single:
         step = step_index(da, query.time)
 
         def run_step() -> xr.DataArray:
-            arr = stores.array("pyramid", f"L{level}/{kind}")
-            return result(_read_level(arr, step, region))
+            values = raw([step])[0]
+            if anomaly:
+                assert months is not None
+                month = int(months[step])
+                values = values - _climatology(src, months, *baseline, {month})[month]
+            coords = {} if level else {"time": da["time"].values[step]}
+            return result(np.asarray(values, "float32"), **coords)
 
-        return f"{where}), step {step}", ncells * 4, run_step, level
-    table = stores.block_table(level)
-    if table is None:
-        return None
+        nbytes = cells.count * 4
+        text = f"step {step}"
+        if anomaly:
+            cost, _ = src.cost(*baseline, ("sum", "count"))
+            nbytes += cost
+            text += f", climatology of steps {baseline[0]}..{baseline[1] - 1} from the aggregates"
+        prefix = "" if level else "time-series copy of "
+        return f"{prefix}{where}, {text}", int(nbytes), run_step, level
+
     t0, t1 = range_indices(da, query.start, query.end)
-    blocks, steps = decompose_range(t0, t1, table)
-    flat = [table.flat_index(s, b) for s, b in blocks]
     agg = query.agg
     needed = _NEEDED[agg]
-    nbytes = ncells * (len(flat) * sum(_BYTES[n] for n in needed) + len(steps) * 4)
     attrs["cell_methods"] = f"time: {_METHOD[agg]}"
 
     def run_range() -> xr.DataArray:
-        shift_arr = stores.array("aggregates", f"L{level}/shift")
-        parts = [shift_arr[region.lat_slice, a:b] for a, b in region.runs]
-        shift = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
-        totals: dict[str, np.ndarray] = {}
-        if steps:
-            raw = _read_level(stores.array("pyramid", f"L{level}/{kind}"), steps, region)
-            stats = block_stats(raw, shift, raw.shape[0])
-            totals = {n: getattr(stats, n)[0] for n in needed}
-        if flat:
-            futures = {
-                n: _pool().submit(
-                    _read_level, stores.array("aggregates", f"L{level}/{n}"), flat, region
-                )
-                for n in needed
-            }
-            for n, fut in futures.items():
-                part = fut.result()
-                op = {"min": np.fmin, "max": np.fmax}.get(n)
-                if op is not None:
-                    part = op.reduce(part, axis=0)
-                else:
-                    part = part.sum(axis=0, dtype="int64" if n == "count" else "float64")
-                _combine_totals(totals, n, part)
-        return result(finish(agg, totals, shift))
+        if anomaly:
+            assert months is not None
+            totals = _anomaly_totals(src, months, t0, t1, baseline, needed)
+            return result(finish(agg, totals, np.zeros(src.shift.shape)))
+        return result(finish(agg, src.totals(t0, t1, needed), src.shift))
 
-    sizes: dict[int, int] = {}
-    for s, _ in blocks:
-        sizes[s] = sizes.get(s, 0) + 1
-    text = ", ".join(f"{n}x{s}" for s, n in sorted(sizes.items(), reverse=True)) or "none"
-    return (
-        f"temporal aggregates on {where}): blocks [{text}] + {len(steps)} raw steps for steps "
-        f"{t0}..{t1 - 1}",
-        int(nbytes),
-        run_range,
-        level,
-    )
-
-
-def plan_cell_range_map(
-    da: xr.DataArray,
-    query: Query,
-    stores: Any,
-    boxes: list[tuple[float, float, float, float]],
-    t0: int,
-    t1: int,
-) -> PlanParts | None:
-    """A mean/min/max/std map over steps ``[t0, t1)`` of a non-regular grid's native cells
-    (cropped to ``boxes`` like `select_bbox`) from the temporal aggregates; None when
-    no aggregate block is usable."""
-    table = stores.block_table(0)
-    if table is None:
-        return None
-    grid = cell_grid(stores.folder)
-    template = native_index(da, boxes)
-    flat_index = template.values
-    valid = np.isfinite(flat_index)
-    native = flat_index[valid].astype("int64")
-    pos = grid.position[native]
-    sort = np.argsort(pos, kind="stable")
-    pos_sorted = pos[sort]
-    blocks, steps = decompose_range(t0, t1, table)
-    flat = [table.flat_index(s, b) for s, b in blocks]
-    agg = query.agg
-    needed = {
-        "mean": ("sum", "count"),
-        "std": ("sum", "sumsq", "count"),
-        "min": ("min",),
-        "max": ("max",),
-    }[agg]
-    per_cell = {"sum": 8, "sumsq": 8, "count": 4, "min": 4, "max": 4}
-    nbytes = pos.size * (len(flat) * sum(per_cell[n] for n in needed) + len(steps) * 4)
-
-    def total(name: str) -> np.ndarray:
-        arr = stores.array("aggregates", f"L0/{name}")
-        op = {"min": np.fmin, "max": np.fmax}.get(name, np.add)
-        out: np.ndarray | None = None
-        for index in flat:
-            block = gather(arr, [index], pos_sorted)[0]
-            if out is None:
-                out = block.astype(
-                    {"count": "int64", "min": block.dtype, "max": block.dtype}.get(name, "float64")
-                )
-            else:
-                op(out, block, out=out)
-        assert out is not None
-        return out
-
-    def run() -> xr.DataArray:
-        shift = stores.array("aggregates", "L0/shift").get_orthogonal_selection((pos_sorted,))
-        totals: dict[str, np.ndarray] = {}
-        if steps:
-            raw = _raw_steps(da, native[sort], steps)
-            stats: BlockStats = block_stats(raw, shift, raw.shape[0])
-            totals = {n: getattr(stats, n)[0] for n in needed}
-        for name in needed if flat else ():
-            part = total(name)
-            if name not in totals:
-                totals[name] = part
-            elif name == "min":
-                totals[name] = np.fmin(part, totals[name])
-            elif name == "max":
-                totals[name] = np.fmax(part, totals[name])
-            else:
-                totals[name] = part + totals[name]
-        values_sorted = finish(agg, totals, shift)
-        values = np.empty(pos.size, "float32")
-        values[sort] = values_sorted
-        out = np.full(flat_index.shape, np.nan, "float32")
-        out[valid] = values
-        attrs = dict(da.attrs)
-        attrs["cell_methods"] = f"time: {_METHOD[agg]}"
-        attrs["gridscope_level"] = 0
-        return xr.DataArray(
-            out, dims=template.dims, coords=template.coords, name=query.var, attrs=attrs
-        )
-
-    sizes: dict[int, int] = {}
-    for s, _ in blocks:
-        sizes[s] = sizes.get(s, 0) + 1
-    text = ", ".join(f"{n}x{s}" for s, n in sorted(sizes.items(), reverse=True)) or "none"
-    return (
-        f"temporal aggregates of the native cells ({pos.size} cells): blocks [{text}] + "
-        f"{len(steps)} raw steps for steps {t0}..{t1 - 1}",
-        int(nbytes),
-        run,
-    )
+    nbytes, text = src.cost(t0, t1, needed)
+    if anomaly:
+        cost, _ = src.cost(*baseline, ("sum", "count"))
+        nbytes += cost
+        text += f", anomalies against the climatology of steps {baseline[0]}..{baseline[1] - 1}"
+    on = "on" if level else "of"
+    return f"temporal aggregates {on} {where}: {text}", int(nbytes), run_range, level
 
 
 def _raw_steps(da: xr.DataArray, native: np.ndarray, steps: list[int]) -> np.ndarray:
     """The raw values (steps, cells) of the native flat indices ``native`` (any order),
-    read from the source's smallest window holding them."""
+    read from the source's smallest window holding them (before the time-series copy
+    is complete)."""
     dims = spatial_dims(da)
     shape = tuple(int(da.sizes[d]) for d in dims)
     sub = da.isel(time=steps).transpose("time", *dims)

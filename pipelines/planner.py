@@ -846,7 +846,9 @@ def _plan_native_map(
     level when the screen allows, the cells' temporal aggregates for a range)."""
     stores, version = _derived_stores(ds, query.var)
     if stores is not None and stores.layout == "cells":
-        parts = plan_cell_map(da, query, stores, _bboxes(query, viewport), screen)
+        parts = plan_cell_map(
+            da, query, stores, _bboxes(query, viewport), screen, _cell_bounds(ds, da)
+        )
         if parts is not None:
             key = _key(ds, version, "map", query, viewport, screen)
             return Plan(parts[0], parts[1], parts[3], parts[2], key, max_bytes)
@@ -877,6 +879,17 @@ def _plan_native_map(
         _key(ds, "raw", "map", query, viewport, screen),
         max_bytes,
     )
+
+
+def _cell_bounds(ds: xr.Dataset, da: xr.DataArray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The cells' polygons (``lon_bounds``, ``lat_bounds``: cells + (nv,)) when known."""
+    if "lon_bounds" not in ds.variables or "lat_bounds" not in ds.variables:
+        return None
+    dims = spatial_dims(da)
+    lon_b, lat_b = (
+        np.asarray(ds[n].transpose(*dims, ...).values) for n in ("lon_bounds", "lat_bounds")
+    )
+    return lon_b, lat_b
 
 
 def _plan_native_series(

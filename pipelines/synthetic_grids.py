@@ -9,6 +9,10 @@ normalises through its grid model (`data_catalog.grid`):
   as in bipolar/tripolar grids; the cells stay a continuous curvilinear mesh). Corners
   come from the same mapping at half indices, so the stored bounds and true spherical
   areas are exact for these polygons.
+- `icosahedral_cells`: an unstructured polygon mesh of ``20 n^2`` spherical triangles
+  (each face of an icosahedron cut into ``n^2`` triangles and projected onto the sphere,
+  as ICON's grids), with vertex lon/lat per cell (ICON ``clon_vertices``) and true
+  spherical areas; the benchmark's unstructured store.
 - `fibonacci_cells`: an unstructured point cloud of ``n`` cells on the Fibonacci sphere
   lattice, each cell representing the same area ``4 pi R^2 / n`` (the lattice's
   construction: points at the centres of ``n`` equal-area latitude bands), as CAM-SE's
@@ -36,6 +40,8 @@ __all__ = [
     "curvilinear_dataset",
     "fibonacci_cells",
     "grid_field",
+    "icosahedral_cells",
+    "mesh_dataset",
     "tripolar_like_grid",
     "unstructured_dataset",
     "write_grid_store",
@@ -118,6 +124,73 @@ def fibonacci_cells(n: int):
     lat = np.degrees(np.arcsin(z))
     area = np.full(n, 4.0 * np.pi * EARTH_RADIUS_M**2 / n)
     return lon, lat, area
+
+
+_PHI = (1.0 + 5.0**0.5) / 2.0
+_ICO_VERTICES = np.array(
+    [
+        (-1, _PHI, 0), (1, _PHI, 0), (-1, -_PHI, 0), (1, -_PHI, 0),
+        (0, -1, _PHI), (0, 1, _PHI), (0, -1, -_PHI), (0, 1, -_PHI),
+        (_PHI, 0, -1), (_PHI, 0, 1), (-_PHI, 0, -1), (-_PHI, 0, 1),
+    ]
+)  # fmt: skip
+_ICO_FACES = np.array(
+    [
+        (0, 11, 5), (0, 5, 1), (0, 1, 7), (0, 7, 10), (0, 10, 11),
+        (1, 5, 9), (5, 11, 4), (11, 10, 2), (10, 7, 6), (7, 1, 8),
+        (3, 9, 4), (3, 4, 2), (3, 2, 6), (3, 6, 8), (3, 8, 9),
+        (4, 9, 5), (2, 4, 11), (6, 2, 10), (8, 6, 7), (9, 8, 1),
+    ]
+)  # fmt: skip
+
+
+def _to_lonlat(xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    xyz = xyz / np.linalg.norm(xyz, axis=-1, keepdims=True)
+    lon = np.degrees(np.arctan2(xyz[..., 1], xyz[..., 0]))
+    lat = np.degrees(np.arcsin(np.clip(xyz[..., 2], -1.0, 1.0)))
+    return (lon + 180.0) % 360.0 - 180.0, lat
+
+
+def icosahedral_cells(n: int):
+    """Centres, vertices and true areas of an icosahedral triangle mesh of ``20 n^2`` cells.
+
+    Each icosahedron face ``(A, B, C)`` is cut into ``n^2`` triangles with corners at
+    ``A + (B - A) i / n + (C - A) j / n`` (``n (n + 1) / 2`` pointing like the face,
+    ``n (n - 1) / 2`` the other way), every corner projected onto the sphere; a cell's
+    centre is its corners' mean projected onto the sphere (inside the triangle).
+
+    Returns
+    -------
+    tuple
+        ``lon, lat`` (cells,) degrees, ``lon_vertices, lat_vertices`` (cells, 3) degrees
+        (counter-clockwise seen from outside) and ``area`` (cells,) m^2 (spherical
+        triangles).
+    """
+    i, j = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    up = i + j <= n - 1
+    down = i + j <= n - 2
+    iu, ju, idn, jdn = i[up], j[up], i[down], j[down]
+    # corners as (i, j) index pairs: up (i,j) (i+1,j) (i,j+1); down (i+1,j) (i+1,j+1) (i,j+1)
+    corners_i = np.concatenate(
+        [np.stack([iu, iu + 1, iu], 1), np.stack([idn + 1, idn + 1, idn], 1)]
+    )
+    corners_j = np.concatenate(
+        [np.stack([ju, ju, ju + 1], 1), np.stack([jdn, jdn + 1, jdn + 1], 1)]
+    )
+    v = _ICO_VERTICES / np.linalg.norm(_ICO_VERTICES, axis=1, keepdims=True)
+    parts = []
+    for a, b, c in _ICO_FACES:
+        xyz = (
+            v[a]
+            + (v[b] - v[a]) * (corners_i[..., None] / n)
+            + (v[c] - v[a]) * (corners_j[..., None] / n)
+        )
+        parts.append(xyz / np.linalg.norm(xyz, axis=-1, keepdims=True))
+    corners = np.concatenate(parts)  # (cells, 3, 3)
+    lon, lat = _to_lonlat(corners.mean(axis=1))
+    vlon, vlat = _to_lonlat(corners)
+    area = spherical_polygon_area(vlon, vlat, lon, lat)
+    return lon, lat, vlon, vlat, area
 
 
 def _land(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
@@ -217,7 +290,28 @@ def unstructured_dataset(ncells: int, nsteps: int, seed: int = 0) -> xr.Dataset:
     return _unstructured(lon, lat, area, data, nsteps)
 
 
-def _unstructured(lon, lat, area, data, nsteps) -> xr.Dataset:
+def mesh_dataset(n: int, nsteps: int, seed: int = 0) -> xr.Dataset:
+    """A raw in-memory ICON-like triangle mesh dataset ``tos(time, ncells)`` with vertex
+    lon/lat (`icosahedral_cells`, ``20 n^2`` cells)."""
+    lon, lat, vlon, vlat, area = icosahedral_cells(n)
+    field = GridField(lon, lat, seed)
+    data = np.stack([field(t) for t in range(nsteps)])
+    return _unstructured(lon, lat, area, data, nsteps, vlon, vlat)
+
+
+def _unstructured(lon, lat, area, data, nsteps, vlon=None, vlat=None) -> xr.Dataset:
+    ds = _point_cloud(lon, lat, area, data, nsteps)
+    if vlon is not None:
+        ds = ds.assign_coords(
+            clon_vertices=(("ncells", "vertices"), vlon, {"units": "degrees_east"}),
+            clat_vertices=(("ncells", "vertices"), vlat, {"units": "degrees_north"}),
+        )
+        ds["clon"].attrs["bounds"] = "clon_vertices"
+        ds["clat"].attrs["bounds"] = "clat_vertices"
+    return ds
+
+
+def _point_cloud(lon, lat, area, data, nsteps) -> xr.Dataset:
     return xr.Dataset(
         {
             "tos": (
@@ -244,8 +338,10 @@ def write_grid_store(
     seed: int = 0,
     progress: bool = True,
 ) -> Path:
-    """Write a curvilinear (``shape=(ny, nx)``) or unstructured (``shape=(ncells,)``)
-    zarr v3 store of ``nsteps`` daily steps, one step per chunk; reused when complete.
+    """Write a curvilinear (``shape=(ny, nx)``), unstructured point-cloud
+    (``shape=(ncells,)``, Fibonacci) or triangle-mesh (``kind="mesh"``, ``shape=(n,)``:
+    `icosahedral_cells` of ``20 n^2`` cells) zarr v3 store of ``nsteps`` daily steps, one
+    step per chunk; reused when complete.
 
     A ``<name>.complete`` marker beside the store is written last, so an interrupted
     write starts over.
@@ -269,8 +365,12 @@ def write_grid_store(
         (n,) = shape
         lon, lat, area = fibonacci_cells(n)
         ds = _unstructured(lon, lat, area, zeros(lon.shape), nsteps)
+    elif kind == "mesh":
+        (n,) = shape
+        lon, lat, vlon, vlat, area = icosahedral_cells(n)
+        ds = _unstructured(lon, lat, area, zeros(lon.shape), nsteps, vlon, vlat)
     else:
-        raise ValueError(f"kind must be 'curvilinear' or 'unstructured', not {kind!r}")
+        raise ValueError(f"kind must be 'curvilinear', 'unstructured' or 'mesh', not {kind!r}")
     from zarr.codecs import BloscCodec
 
     encoding = {"tos": {"compressors": [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")]}}

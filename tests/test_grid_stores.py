@@ -18,7 +18,7 @@ import pytest
 from data_catalog import open_dataset
 from pipelines import Query
 from pipelines.build import BuildConfig, build_derived
-from pipelines.cell_stores import FANOUT, block_cover, block_sums, cell_order
+from pipelines.cell_stores import FANOUT, block_sums, cell_order
 from pipelines.evaluate import compute_map, compute_series
 from pipelines.planner import plan_map, plan_series
 from pipelines.synthetic_grids import write_grid_store
@@ -28,11 +28,11 @@ BIPOLAR = (
 )
 
 
-@pytest.fixture(scope="module", params=["curvilinear", "unstructured"])
+@pytest.fixture(scope="module", params=["curvilinear", "unstructured", "mesh"])
 def built(request, tmp_path_factory):
     kind = request.param
     root = tmp_path_factory.mktemp(kind)
-    shape = (24, 48) if kind == "curvilinear" else (3000,)
+    shape = {"curvilinear": (24, 48), "unstructured": (3000,), "mesh": (12,)}[kind]
     path = write_grid_store(kind, root / f"{kind}.zarr", 37, shape=shape, progress=False)
     build_derived(
         str(path),
@@ -136,20 +136,31 @@ def test_real_bipolar_grid(tmp_path) -> None:
     )
 
 
-def test_block_cover_covers_each_selected_position_once() -> None:
+def test_cover_takes_each_cell_of_the_box_once() -> None:
+    """The tile cover of a box (whole tiles as block sums, single cells at its edge)
+    holds each cell whose centre is in the box exactly once, and no other."""
+    from pipelines.cell_stores import CellGrid
+    from pipelines.selection import bbox_cell_mask
+    from pipelines.synthetic_grids import fibonacci_cells
+
+    lon, lat, area = fibonacci_cells(20_000)
+    order = cell_order(lon, lat)
+    grid = CellGrid(order, lon[order], lat[order], area[order])
     rng = np.random.default_rng(6)
-    for n in (1, 7, 64, 1000, 4097):
-        mask = rng.random(n) < rng.random()
-        mask[rng.integers(0, n) : rng.integers(0, n + 1)] = True  # a long run, as in a box
-        for low in (1, 3, 9):
-            used = block_cover(mask, 4, low)
-            hits = np.zeros(n, int)
-            for lev, blocks in enumerate(used):
-                if 0 < lev < min(low, 4):
-                    assert not blocks.any()
-                for b in np.flatnonzero(blocks):
+    boxes = [_random_box(rng) for _ in range(20)] + [(-180.0, -90.0, 180.0, 90.0)]
+    for box in boxes:
+        want = bbox_cell_mask(grid.lon, grid.lat, box)
+        cover = grid.cover(box)
+        assert cover.count == want.sum()
+        for max_level in (0, 2, 4, 9):
+            blocks, singles = cover.blocks(max_level)
+            hits = np.zeros(lon.size, int)
+            np.add.at(hits, singles, 1)
+            for lev, idx in blocks.items():
+                assert 1 <= lev <= max_level
+                for b in idx:
                     hits[b * FANOUT**lev : (b + 1) * FANOUT**lev] += 1
-            assert np.array_equal(hits, mask.astype(int))
+            assert np.array_equal(hits, want.astype(int))
 
 
 def test_block_sums_are_area_weighted_sums_of_valid_cells() -> None:
@@ -276,8 +287,144 @@ def test_zoomed_out_maps_read_pyramid_levels(built) -> None:
     assert np.array_equal(rng_plan.compute().values.ravel(), want, equal_nan=True)
     # zoomed in: no level has screen resolution, the native cells are kept
     fine = plan_map(ds, query, viewport=(0, 40, 0, 20), screen=(800, 400))
-    assert fine.description.startswith("brute force on the native cells")
+    assert fine.description.startswith("time-series copy of the native cells")
     assert fine.level == 0 and fine.compute().dims == ds["tos"].isel(time=0).dims
+
+
+def _brute_view(ds, query, boxes):
+    """The brute-force map of ``query`` cropped box after box (as the planner's brute
+    force), and the cells' polygons cropped the same way (None without them)."""
+    from pipelines.selection import native_bbox_indexer, select_bbox
+
+    ref = compute_map(ds, query.replace(bbox=boxes[0]))
+    bounds = ds[["lon_bounds", "lat_bounds"]] if "lon_bounds" in ds.variables else None
+    if bounds is not None:
+        bounds = bounds.isel(native_bbox_indexer(ds, boxes[0])[0])
+    for box in boxes[1:]:
+        ref = select_bbox(ref, box)
+        if bounds is not None:
+            bounds = bounds.isel(native_bbox_indexer(bounds, box)[0])
+    return ref.compute(), bounds
+
+
+def _view_boxes(rng):
+    box = _random_box(rng)
+    box = (box[0], box[1], box[2], min(box[3], box[1] + 25))
+    return box, (box[0], box[2], box[1], box[3])
+
+
+def test_zoomed_single_step_reads_only_the_view(built) -> None:
+    """Zoomed in past level 1 a step comes from the time-series copy of the view's cells
+    (not brute force): the brute force's values, layout and coordinates, with the
+    cells' polygons for drawing."""
+    ds, labels = built, _labels(built)
+    rng = np.random.default_rng(11)
+    for i in range(6):
+        box, viewport = _view_boxes(rng)
+        query = Query(dataset="g", var="tos", time=labels[int(rng.integers(0, 37))])
+        boxes = [viewport_box(viewport)]
+        if i % 2:  # a query box and the viewport: cropped box after box
+            query = query.replace(bbox=_random_box(rng))
+            boxes = [query.bbox, *boxes]
+        try:
+            ref, bounds = _brute_view(ds, query.replace(bbox=None), boxes)
+        except Exception as err:  # noqa: BLE001 - the planner must say the same
+            with pytest.raises(type(err)):
+                plan_map(ds, query, viewport=viewport, screen=(4000, 2000)).compute()
+            continue
+        plan = plan_map(ds, query, viewport=viewport, screen=(4000, 2000))
+        assert plan.description.startswith("time-series copy of the native cells"), plan.description
+        got = plan.compute()
+        assert got.dims == ref.dims and got.shape == ref.shape
+        assert np.array_equal(got.values, ref.values, equal_nan=True)
+        for name in ("lon", "lat", "cell_area"):
+            assert np.array_equal(got[name].values, ref[name].values)
+        if bounds is None:
+            assert "gridscope_lon_bounds" not in got.attrs
+        else:
+            for name in ("lon_bounds", "lat_bounds"):
+                assert np.array_equal(got.attrs[f"gridscope_{name}"], bounds[name].values)
+
+
+def viewport_box(viewport):
+    x0, x1, y0, y1 = viewport
+    return (x0, y0, x1, y1)
+
+
+def test_anomaly_maps_equal_brute_force(built) -> None:
+    """Anomalies against a baseline's monthly climatology, from the aggregates: one step
+    and range maps (mean/std/min/max) on the native cells of a view equal the brute
+    force on the raw data (the synthetic record spans January and February; a baseline
+    without February leaves February's anomalies missing, as in the brute force)."""
+    ds, labels = built, _labels(built)
+    rng = np.random.default_rng(12)
+    baselines = [(labels[2], labels[20]), (labels[5], labels[36])]
+    for i in range(6):
+        b0, b1 = baselines[i % 2]
+        box, viewport = _view_boxes(rng)
+        a, b = sorted(rng.choice(37, 2, replace=False))
+        agg = ("mean", "std", "min", "max")[i % 4]
+        queries = [
+            Query(dataset="g", var="tos", time=labels[a], baseline_start=b0, baseline_end=b1),
+            Query(
+                dataset="g", var="tos", start=labels[a], end=labels[b], agg=agg,
+                baseline_start=b0, baseline_end=b1,
+            ),
+        ]  # fmt: skip
+        for query in queries:
+            plan = plan_map(ds, query, viewport=viewport, screen=(4000, 2000))
+            assert "brute force" not in plan.description, plan.description
+            got = plan.compute()
+            ref = compute_map(_float64(ds), query.replace(bbox=box)).compute()
+            assert got.shape == ref.shape
+            assert np.array_equal(np.isnan(got.values), np.isnan(ref.values))
+            np.testing.assert_allclose(got.values, ref.values, rtol=0, atol=2e-4)
+        # a box series of anomalies from the time-series copy
+        query = Query(dataset="g", var="tos", bbox=box, baseline_start=b0, baseline_end=b1)
+        plan = plan_series(ds, query)
+        assert plan.description.startswith("time-series copy")
+        ref = compute_series(_float64(ds), query).compute().values
+        np.testing.assert_allclose(plan.compute().values, ref, rtol=0, atol=1e-4)
+
+
+def test_zoomed_out_anomaly_reads_the_level(built) -> None:
+    """A zoomed-out anomaly map is the level's mean field minus the level's monthly
+    climatology (the query on the level dataset), from its aggregates."""
+    ds, labels = built, _labels(built)
+    base = dict(baseline_start=labels[1], baseline_end=labels[33])
+    step_query = Query(dataset="g", var="tos", time=labels[30], **base)
+    plan = plan_map(ds, step_query, viewport=(-180, 180, -90, 90), screen=(8, 4))
+    got = plan.compute()
+    level = got.attrs["gridscope_level"]
+    assert level >= 1 and "climatology" in plan.description
+    from data_catalog.grid import grid_of
+    from pipelines.cell_stores import cell_grid
+
+    g = grid_of(ds)
+    nlat = cell_grid(next(iter(_derived_folders(ds)))).level_rows[level - 1]
+    raw = np.asarray(ds["tos"].values).reshape(37, -1)
+    fields = np.stack(
+        [
+            _own_level_mean(g.lon.ravel(), g.lat.ravel(), g.area.ravel(), raw[t], nlat)[0]
+            for t in range(37)
+        ]
+    )
+    months = ds["time"].dt.month.values
+    feb = [t for t in range(1, 34) if months[t] == months[30]]
+    with np.errstate(invalid="ignore"):
+        want = fields[30] - np.nanmean(fields[feb], axis=0)
+    assert np.array_equal(np.isnan(got.values), np.isnan(want))
+    np.testing.assert_allclose(got.values, want, atol=1e-4)
+    range_query = Query(dataset="g", var="tos", start=labels[4], end=labels[35], **base)
+    got = plan_map(ds, range_query, viewport=(-180, 180, -90, 90), screen=(8, 4)).compute()
+    with np.errstate(invalid="ignore"):
+        clim = {
+            m: np.nanmean(fields[[t for t in range(1, 34) if months[t] == m]], axis=0)
+            for m in set(months)
+        }
+        want = np.nanmean(np.stack([fields[t] - clim[months[t]] for t in range(4, 36)]), axis=0)
+    assert np.array_equal(np.isnan(got.values), np.isnan(want))
+    np.testing.assert_allclose(got.values, want, atol=1e-4)
 
 
 def _derived_folders(ds):
