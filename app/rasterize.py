@@ -507,9 +507,14 @@ def _shifts(x0: float, x1: float) -> np.ndarray:
     return np.array(ks, dtype="float64") * 360.0
 
 
-def _mean(sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(counts > 0, sums / np.maximum(counts, 1.0), np.nan)
+@numba.njit(cache=True, nogil=True)
+def _mean(sums, counts):  # pragma: no cover  (numba)
+    """``sums / counts`` per pixel, NaN where ``counts`` is 0 (into ``sums``)."""
+    h, w = sums.shape
+    for j in range(h):
+        for i in range(w):
+            sums[j, i] = sums[j, i] / counts[j, i] if counts[j, i] > 0 else np.nan
+    return sums
 
 
 def _smaller_than_pixels(
