@@ -16,7 +16,7 @@ from typing import Any
 
 from app.limits import user_message
 
-__all__ = ["BuildJobs", "BuildProgress", "jobs"]
+__all__ = ["BuildJobs", "BuildProgress"]
 
 
 @dataclasses.dataclass
@@ -105,13 +105,11 @@ def _live_client(client: Any) -> Any:
     """``client``, or the app's current client when ``client`` was closed since.
 
     A view keeps the client it was made with; after the cluster was lost and found
-    again `app.compute` works on a new client and closes the old one.
+    again the runtime's cluster (`app.cluster_health`) works on a new client and closes the old one.
     """
     if client is not None and getattr(client, "status", "running") in ("closing", "closed"):
-        from app import compute
+        from app.cluster_health import current_client
 
-        return compute.current_client()
+        return current_client()
     return client
 
-
-jobs = BuildJobs()

@@ -14,7 +14,8 @@ from typing import Any
 import panel as pn
 import xarray as xr
 
-from app import compute
+from app import answers
+from app.runtime import current
 from app.sources import DatasetSources
 from app.state import ExplorerState
 from app.views.dashboard import Dashboard
@@ -55,8 +56,11 @@ class Explorer(pn.viewable.Viewer):
             sources = DatasetSources.from_catalog()
             if extra and extra[0] not in sources.ids:
                 sources = DatasetSources.from_catalog(extra=extra)
+        # the process's runtime (made from the environment here in a notebook; the
+        # server's own under ``gridscope serve``): its answer cache, limits and cluster
+        self.runtime = current()
         if client is not None:
-            compute.use_client(client)
+            self.runtime.cluster.use(client)
         self.state = ExplorerState(sources)
         view_params = {k: v for k, v in state.items() if k in self.state.param and k != "name"}
         url_params = {k: (",".join(map(str, v)) if isinstance(v, tuple | list) else str(v))
@@ -77,9 +81,9 @@ class Explorer(pn.viewable.Viewer):
     def data(self) -> tuple[xr.DataArray, xr.DataArray | None]:
         """``(map, series)`` of the current view as in-memory xarray objects."""
         ds = self.state.sources.open(self.state.dataset)
-        field = compute.full_map(ds, self.state.map_query)
+        field = answers.full_map(ds, self.state.map_query)
         query = self.state.series_query
-        series = compute.series_for(ds, query) if query is not None else None
+        series = answers.series_for(ds, query) if query is not None else None
         return field, series
 
     def __panel__(self) -> pn.viewable.Viewable:

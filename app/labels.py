@@ -225,7 +225,7 @@ def plan_text(plan: str) -> str:
 def source_text(where: str, plan: str = "") -> str:
     """Where a result came from and how it was read, in plain words.
 
-    ``where`` is `app.compute.Job.where` (``cache``, ``in-process``, ``cluster``...),
+    ``where`` is `app.jobs.Job.where` (``cache``, ``in-process``, ``cluster``...),
     ``plan`` the planner's description (see `plan_text`).
     """
     if where == "cache":

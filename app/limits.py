@@ -1,6 +1,6 @@
 """What one request may cost, how many run at once, and failures in words.
 
-Pure, UI-free pieces used by `app.compute` (costing, slots, time limits) and by the
+Pure, UI-free pieces used by `app.jobs` and `app.answers` (costing, slots, time limits) and by the
 views (messages):
 
 - `Limits`: the per-request byte budget, the global number of computations running at
@@ -141,23 +141,18 @@ class Limits:
 
         Raises `ValueError` with a one-line message for a malformed value.
         """
-        env = os.environ if environ is None else environ
-        if max_request_bytes is None and env.get("GRIDSCOPE_MAX_REQUEST_BYTES"):
-            max_request_bytes = parse_bytes(env["GRIDSCOPE_MAX_REQUEST_BYTES"])
-        if max_concurrent is None and env.get("GRIDSCOPE_MAX_CONCURRENT"):
-            try:
-                max_concurrent = int(env["GRIDSCOPE_MAX_CONCURRENT"])
-            except ValueError:
-                raise ValueError(
-                    f"GRIDSCOPE_MAX_CONCURRENT={env['GRIDSCOPE_MAX_CONCURRENT']!r:.40}: expected a whole number"
-                ) from None
-        if request_timeout is None and env.get("GRIDSCOPE_REQUEST_TIMEOUT"):
-            try:
-                request_timeout = float(env["GRIDSCOPE_REQUEST_TIMEOUT"])
-            except ValueError:
-                raise ValueError(
-                    f"GRIDSCOPE_REQUEST_TIMEOUT={env['GRIDSCOPE_REQUEST_TIMEOUT']!r:.40}: expected seconds"
-                ) from None
+        from app.settings import Settings, SettingsError
+
+        try:
+            settings = Settings.from_env(os.environ if environ is None else environ)
+        except SettingsError as exc:
+            raise ValueError(str(exc)) from None
+        if max_request_bytes is None:
+            max_request_bytes = settings.max_request_bytes
+        if max_concurrent is None:
+            max_concurrent = settings.max_concurrent
+        if request_timeout is None:
+            request_timeout = settings.request_timeout
         if public:
             max_request_bytes = (
                 DEFAULT_PUBLIC_MAX_REQUEST_BYTES if max_request_bytes is None else max_request_bytes
@@ -223,28 +218,30 @@ class Slots:
             self.queued = max(self.queued + delta, 0)
 
 
-_LIMITS = Limits()
-_SLOTS = Slots(None)
-
-
 def configure(limits: Limits) -> None:
-    """Set the limits of this process (``gridscope serve`` does, once)."""
-    global _LIMITS, _SLOTS
-    _LIMITS = limits
-    _SLOTS = Slots(limits.max_concurrent)
+    """Set the limits of this process's runtime (``gridscope serve`` does, once)."""
+    from app.runtime import current as current_runtime
+
+    current_runtime().configure_limits(limits)
 
 
 def current() -> Limits:
-    return _LIMITS
+    """The limits of this process's runtime (`app.runtime.Runtime.limits`)."""
+    from app.runtime import current as current_runtime
+
+    return current_runtime().limits
 
 
 def slots() -> Slots:
-    return _SLOTS
+    """The computation slots of this process's runtime."""
+    from app.runtime import current as current_runtime
+
+    return current_runtime().slots
 
 
 def check_cost(estimated_bytes: int, limits: Limits | None = None) -> None:
     """Raise `RequestTooLarge` when ``estimated_bytes`` exceeds the per-request budget."""
-    budget = (limits or _LIMITS).max_request_bytes
+    budget = (limits or current()).max_request_bytes
     if budget is not None and estimated_bytes > budget:
         raise RequestTooLarge(int(estimated_bytes), budget)
 

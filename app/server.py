@@ -82,7 +82,7 @@ def create_session(sources: DatasetSources, client: Any = None) -> Any:
 
 def _quick_to_restore(sources: DatasetSources, dataset: str) -> bool:
     """Whether a page on ``dataset`` is built in milliseconds: opened already, small grid."""
-    from app.compute import is_small_grid
+    from app.map_views import is_small_grid
 
     return sources.is_loaded(dataset) and is_small_grid(sources.open(dataset))
 
@@ -206,15 +206,6 @@ def warm_up_views() -> None:
         pn.Column(Dashboard(state)).get_root()
     except Exception:  # noqa: BLE001  (only a slower first page)
         log.warning("could not warm up the views", exc_info=True)
-
-
-def _env_seconds(name: str, default: float) -> float:
-    import os
-
-    try:
-        return max(float(os.environ.get(name, default)), 0.0)
-    except ValueError:
-        return default
 
 
 def warm_up(sources: DatasetSources) -> None:
@@ -416,19 +407,15 @@ def serve(
     ``connect_process`` for its own ``(client, spec)`` on the shared cluster, and draws
     its warm-up page and opens the datasets itself (`_prepare_process`).
     """
-    import os
-
     import panel as pn
 
-    from app import limits as app_limits
+    from app.runtime import Runtime, install
 
     configure_panel()
+    # the process's runtime: settings read once, the answer cache, limits, the cluster
+    install(Runtime.from_env(limits=limits))
     if num_procs == 1:
         _prepare_process(sources, client, spec)
-    if limits is not None:
-        app_limits.configure(limits)
-        if limits.max_request_bytes is not None:  # the planner refuses too (any code path)
-            os.environ.setdefault("GRIDSCOPE_MAX_BYTES", str(limits.max_request_bytes))
     kwargs = (
         dict(options)
         if options is not None
@@ -442,7 +429,7 @@ def serve(
     if num_procs > 1:
         kwargs["num_procs"] = num_procs
     server = pn.serve(
-        {"/": lambda: create_session(sources)},  # sessions use compute.current_client()
+        {"/": lambda: create_session(sources)},  # sessions use the runtime's client
         extra_patterns=api_patterns_for(sources),  # /api/v1/...: the HTTP API (app.api)
         port=port,
         address=address,
@@ -469,13 +456,13 @@ def _prepare_process(sources: DatasetSources, client: Any, spec: Any) -> None:
     """Ready one server process: its Dask client, its warm-up page, the datasets opened."""
     import threading
 
-    from app import compute
+    from app.runtime import current
 
-    compute.use_client(client, spec)
+    current().cluster.use(client, spec)
     warm_up_views()
     # datasets opened before the server listens (a 350k-step record's labels take a second
     # of the interpreter); whatever takes longer (a slow remote store) goes on meanwhile
     opening = threading.Thread(target=warm_up, args=(sources,), name="gridscope-warm-up",
                                daemon=True)  # fmt: skip
     opening.start()
-    opening.join(timeout=_env_seconds("GRIDSCOPE_WARM_UP_SECONDS", 20.0))
+    opening.join(timeout=current().settings.warm_up_seconds)

@@ -425,7 +425,7 @@ class ExplorerState(param.Parameterized):
             )
 
     def _restore_times(self, params: dict[str, str], messages: list[str]) -> None:
-        from app.compute import resolve_time_labels
+        from app.query_checks import resolve_time_labels
 
         info = self.sources.info(self.dataset)
         names = ("time", "start", "end", "baseline_start", "baseline_end", "agg")
@@ -539,7 +539,7 @@ class ExplorerState(param.Parameterized):
 
     def _check_against_data(self, messages: list[str]) -> None:
         """Build the lazy map and series once so data-dependent errors show up now."""
-        from app.compute import check_query
+        from app.query_checks import check_query
 
         for _ in range(3):
             try:

@@ -23,8 +23,10 @@ exactly that (single steps, min/max over time); otherwise the map is full resolu
 
 Every plan knows the bytes of input it reads (``estimated_bytes``); `Plan.compute`
 refuses to start a plan above the budget (``max_bytes`` or ``GRIDSCOPE_MAX_BYTES``)
-with a `PlanBudgetError`. Results are kept in the shared `pipelines.cache.result_cache`
-keyed on (dataset, derived-store version, Query, viewport, screen).
+with a `PlanBudgetError`. The planner keeps no answers: the app's one answer cache
+(`app.answer_cache`) keeps them, keyed on the query, the view and the stores' version.
+``GRIDSCOPE_MAX_BYTES`` is read here, not passed in, because a plan may run on a Dask
+worker (submitted whole), where the app's settings do not exist.
 """
 
 from __future__ import annotations
@@ -40,7 +42,6 @@ import numpy as np
 import xarray as xr
 
 from pipelines.aggregates import STATS, BlockStats, block_stats, decompose_range, finish
-from pipelines.cache import result_cache
 from pipelines.cell_stores import plan_cell_map, plan_cell_series
 from pipelines.derived import VariableStores, find_derived
 from pipelines.evaluate import compute_map, compute_series, field_for
@@ -113,18 +114,13 @@ class Plan:
     max_bytes: int | None = None
 
     def compute(self) -> xr.DataArray:
-        """The result, in memory (cached; raises `PlanBudgetError` above the budget)."""
-        cached = result_cache.get(self._key)
-        if cached is not None:
-            return cached
+        """The result, in memory (raises `PlanBudgetError` above the budget)."""
         budget = self.max_bytes
         if budget is None and os.environ.get("GRIDSCOPE_MAX_BYTES"):
             budget = int(float(os.environ["GRIDSCOPE_MAX_BYTES"]))
         if budget is not None and self.estimated_bytes > budget:
             raise PlanBudgetError(self.estimated_bytes, budget, self.description)
-        result = self._run()
-        result_cache.put(self._key, result)
-        return result
+        return self._run()
 
 
 # --------------------------------------------------------------------------- helpers

@@ -28,3 +28,13 @@ def repo_root() -> Path:
 
 # real `dask scheduler` + worker processes on loopback, for the cluster tests
 from tests.dask_processes import dask_processes  # noqa: E402, F401
+
+
+@pytest.fixture(autouse=True)
+def app_runtime():
+    """Each test gets a fresh app runtime (`app.runtime`): settings from the environment,
+    no cluster, unlimited, and answers kept in memory only (the shared answer directory
+    would carry answers from one test, or one run, to the next)."""
+    from app.runtime import Runtime, install
+
+    return install(Runtime.from_env({**os.environ, "GRIDSCOPE_CACHE_DIR": "off"}))

@@ -15,10 +15,11 @@ from urllib.parse import urlencode
 import numpy as np
 import pytest
 
-from app import compute, limits
+from app import cluster_health, limits
+from app.answer_cache import AnswerCache
 from app.api import answers
 from app.api.answers import ApiContext
-from app.api.cache import Answer, AnswerCache
+from app.api.cache import Answer
 from app.api.errors import ApiError, status_for
 from app.api.params import parse_params
 from app.limits import ClusterUnavailable, JobCancelled, Limits, RequestTimeout, RequestTooLarge
@@ -32,7 +33,7 @@ from tests.conftest import SAMPLES_DIR
 @pytest.fixture(autouse=True)
 def _no_limits():
     limits.configure(Limits())
-    compute.use_client(None)
+    cluster_health.use_client(None)
     yield
     limits.configure(Limits())
 

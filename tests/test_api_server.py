@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from app import compute, exports, labels, limits
+from app import cluster_health, exports, labels, limits, map_views
 from app.cli import main as gridscope
 from app.limits import Limits
 from app.sources import DatasetSources
@@ -61,7 +61,7 @@ def sources() -> DatasetSources:
 @pytest.fixture(autouse=True)
 def _no_limits():
     limits.configure(Limits())
-    compute.use_client(None)
+    cluster_health.use_client(None)
     yield
 
 
@@ -166,7 +166,7 @@ def test_viewport_and_screen_give_the_dashboards_view(api, sources) -> None:
     query = Query(dataset="etopo20", var="ROSE")
     _, body = _ok(f"{api}/api/v1/map.json?{query.to_query_string()}&{urlencode(view)}")
     got = json.loads(body)
-    expected = compute.map_for_view(sources.open("etopo20"), query, (-30, 40, 30, 70), (140, 80))
+    expected = map_views.map_for_view(sources.open("etopo20"), query, (-30, 40, 30, 70), (140, 80))
     assert len(got["lon"]) < 1080 // 2 and min(got["lon"]) > -32 and max(got["lat"]) < 72
     np.testing.assert_array_equal(got["lon"], expected["lon"].values)
     np.testing.assert_array_equal(got["lat"], expected["lat"].values)

@@ -19,7 +19,6 @@ from pipelines.planner import plan_map
 @pytest.fixture
 def derived_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("GRIDSCOPE_DERIVED_DIR", str(tmp_path))
-    monkeypatch.setattr(builds, "jobs", builds.BuildJobs())
     return tmp_path
 
 
@@ -63,10 +62,10 @@ def test_failed_build_is_reported_in_words(derived_dir):
 def test_a_closed_client_gives_way_to_the_apps_current_one(derived_dir, monkeypatch):
     """A view made before a reconnect holds the closed client; the build uses the
     app's current one (none here: in-process) instead of failing."""
-    from app import compute
+    from app import runtime
     from pipelines.build import BuildConfig
 
-    monkeypatch.setattr(compute, "_CLIENT", None)
+    monkeypatch.setattr(runtime.current().cluster, "client", None)
     closed = types.SimpleNamespace(status="closed")
     config = BuildConfig(max_level=1, ts_max_level=1, base_block=4, unit_steps=16)
     progress = builds.BuildJobs().start("navy-winds", closed, config=config)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from app import compute, exports
+from app import answers, exports, map_views
 from app.sources import DatasetSources
 from app.state import ExplorerState
 from pipelines import compute_map, compute_series
@@ -130,10 +130,10 @@ def test_regrid_to_screen_crops_and_coarsens() -> None:
     field = xr.DataArray(
         np.add.outer(lat, lon), dims=("lat", "lon"), coords={"lat": lat, "lon": lon}
     )
-    view = compute.regrid_to_screen(field, (-10.0, 10.0, 0.0, 20.0), (400, 300))
+    view = map_views.regrid_to_screen(field, (-10.0, 10.0, 0.0, 20.0), (400, 300))
     assert view["lon"].values[0] <= -10 <= 10 <= view["lon"].values[-1]
     assert view.sizes["lon"] < 30 and view.sizes["lat"] < 30
-    small = compute.regrid_to_screen(field, None, (50, 25))
+    small = map_views.regrid_to_screen(field, None, (50, 25))
     assert small.sizes["lon"] == 360 // 3 and small.sizes["lat"] == 180 // 3
     np.testing.assert_allclose(small.values[0, 0], field.values[:3, :3].mean())
 
@@ -212,10 +212,10 @@ def test_show_code_reproduces_the_view(monkeypatch) -> None:
     monkeypatch.chdir(__import__("tempfile").mkdtemp())
     exec(compile(code, "snippet", "exec"), namespace)
     np.testing.assert_array_equal(
-        namespace["field"].values, compute.full_map(real, state.map_query).values
+        namespace["field"].values, answers.full_map(real, state.map_query).values
     )
     np.testing.assert_allclose(
-        namespace["series"].values, compute.series_for(real, state.series_query).values
+        namespace["series"].values, answers.series_for(real, state.series_query).values
     )
 
 
@@ -230,13 +230,13 @@ def test_import_app_is_light() -> None:
 def test_a_climatology_series_over_month_names_is_costed_and_computed() -> None:
     """The series cost reads the variable's time axis with its attrs: on a climatology a
     range 'Mar'..'Sep' is months, not an error (it said 'month names are for climatologies')."""
-    from app import compute
+    from app import answers
     from data_catalog import open_dataset
     from pipelines import Query, compute_series
 
     ds = open_dataset("coads")
     query = Query(dataset="coads", var="SST", start="Mar", end="Sep", agg="std",
                   bbox=(120.0, 20.0, -100.0, 60.0))  # fmt: skip
-    got = compute.start_series(ds, query).result()
+    got = answers.start_series(ds, query).result()
     want = compute_series(ds, query).compute(scheduler="sync")
     np.testing.assert_allclose(got.values, want.values, rtol=1e-12)

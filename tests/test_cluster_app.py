@@ -28,7 +28,7 @@ def scheduler(dask_processes):
 
 
 def test_maps_and_series_computed_on_the_cluster_match(scheduler, monkeypatch) -> None:
-    from app import compute
+    from app import cluster_health, runtime
     from app.sources import DatasetSources
     from app.state import ExplorerState
     from app.views.results import ViewResults
@@ -36,8 +36,8 @@ def test_maps_and_series_computed_on_the_cluster_match(scheduler, monkeypatch) -
     from pipelines import compute_map, compute_series
 
     address, client = scheduler
-    monkeypatch.setenv("GRIDSCOPE_INPROCESS_BYTES", "0")  # everything goes to the cluster
-    compute.use_client(client)
+    runtime.current().update_settings(inprocess_bytes=0)  # everything goes to the cluster
+    cluster_health.use_client(client)
     try:
         state = ExplorerState(DatasetSources.from_catalog())
         state.param.update(
@@ -55,7 +55,7 @@ def test_maps_and_series_computed_on_the_cluster_match(scheduler, monkeypatch) -
 
         assert "2 workers" in describe_cluster(client)
     finally:
-        compute.use_client(None)
+        cluster_health.use_client(None)
 
 
 def test_serve_connects_to_the_scheduler(scheduler, tmp_path) -> None:

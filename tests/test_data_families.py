@@ -220,8 +220,8 @@ def test_api_map_nc_on_a_rotated_grid_keeps_its_grid_mapping_and_bounds(tmp_path
     # export has both): a CF reader could not place the cells
     import asyncio
 
+    from app.answer_cache import AnswerCache
     from app.api import answers
-    from app.api.cache import AnswerCache
     from app.api.params import parse_params
     from app.sources import DatasetSources
 

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import yaml
 
-from app import compute, limits
+from app import answers, cluster_health, jobs, limits, runtime
 from app.limits import Limits
 from app.sources import DatasetSources
 from app.state import ExplorerState
@@ -49,15 +49,12 @@ def _report_faults():
 
 @pytest.fixture(autouse=True)
 def _reset():
-    from pipelines.cache import result_cache
-
     limits.configure(Limits())
-    compute.use_client(None)
-    # results are cached by id(ds): a new dataset may reuse a collected one's id
-    compute._cache.clear()
-    result_cache.clear()
+    cluster_health.use_client(None)
+    # answers about in-memory data are cached by id(ds): a new one may reuse a collected id
+    runtime.current().cache.clear()
     yield
-    compute.use_client(None)
+    cluster_health.use_client(None)
 
 
 # --- bad data: a broken catalog entry, corrupt chunks, a missing store --------------------
@@ -235,7 +232,7 @@ def _in_thread(fn):
 def test_worker_killed_mid_query_is_recomputed_and_the_next_query_works(
     tmp_path, monkeypatch
 ) -> None:
-    monkeypatch.setenv("GRIDSCOPE_INPROCESS_BYTES", "0")  # everything goes to the cluster
+    runtime.current().update_settings(inprocess_bytes=0)  # everything goes to the cluster
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
     log = tmp_path / "dask.log"
@@ -244,9 +241,9 @@ def test_worker_killed_mid_query_is_recomputed_and_the_next_query_works(
         time.sleep(0.5)
         procs += [_worker(address, log), _worker(address, log)]
         client = _connect(address, 2)
-        compute.use_client(client)
+        cluster_health.use_client(client)
         ds = slow_ds()
-        job = compute.start_map(ds, RANGE)
+        job = answers.start_map(ds, RANGE)
         assert job.where == "cluster"
         thread, box = _in_thread(lambda: job.result(timeout=60))
         pid = _kill_worker_running_a_task(client)
@@ -258,9 +255,9 @@ def test_worker_killed_mid_query_is_recomputed_and_the_next_query_works(
         np.testing.assert_allclose(
             box["value"].values, _expected(RANGE), rtol=1e-12, equal_nan=True
         )
-        assert compute.cluster_status()["available"]
+        assert cluster_health.cluster_status()["available"]
         nxt = RANGE.replace(start="2001-01", end="2001-06", agg="max")
-        job = compute.start_map(ds, nxt)
+        job = answers.start_map(ds, nxt)
         assert job.where == "cluster"
         np.testing.assert_allclose(job.result(timeout=60).values, _expected(nxt), equal_nan=True)
         client.close()
@@ -270,8 +267,7 @@ def test_worker_killed_mid_query_is_recomputed_and_the_next_query_works(
 
 @pytest.mark.cluster
 def test_scheduler_lost_falls_back_says_so_and_reconnects(tmp_path, monkeypatch) -> None:
-    monkeypatch.setenv("GRIDSCOPE_INPROCESS_BYTES", "0")
-    monkeypatch.setenv("GRIDSCOPE_RECONNECT_INTERVAL", "0.5")
+    runtime.current().update_settings(inprocess_bytes=0, reconnect_interval=0.5)
     from app.views.cluster_view import describe_cluster
 
     port = _free_port()
@@ -282,10 +278,10 @@ def test_scheduler_lost_falls_back_says_so_and_reconnects(tmp_path, monkeypatch)
         time.sleep(0.5)
         procs.append(_worker(address, log))
         client = _connect(address, 1)
-        compute.use_client(client)
+        cluster_health.use_client(client)
         ds = slow_ds()
         # a query in flight when the scheduler dies: finished in-process, right numbers
-        job = compute.start_map(ds, RANGE)
+        job = answers.start_map(ds, RANGE)
         assert job.where == "cluster"
         thread, box = _in_thread(lambda: job.result(timeout=60))
         _kill_worker_running_a_task(client)  # wait until it runs...
@@ -301,19 +297,19 @@ def test_scheduler_lost_falls_back_says_so_and_reconnects(tmp_path, monkeypatch)
         )
         assert time.monotonic() - t0 < 20
         assert job.where == "in-process (cluster unavailable)"
-        status = compute.cluster_status()
+        status = cluster_health.cluster_status()
         assert not status["available"] and status["lost"] == 1
-        assert "unavailable" in describe_cluster(compute.current_client())
+        assert "unavailable" in describe_cluster(cluster_health.current_client())
         # while it is gone: small views in-process, too-large ones refused in words, no hang
         small = RANGE.replace(start="2000-01", end="2000-03")
-        quick = compute.Job(
-            compute_map(make_ds(0).drop_vars("ua"), small), 10, compute.current_client()
+        quick = jobs.Job(
+            compute_map(make_ds(0).drop_vars("ua"), small), 10, cluster_health.current_client()
         )
         assert quick.where == "in-process (cluster unavailable)"
         np.testing.assert_allclose(
             quick.result(timeout=10).values, _expected(small), equal_nan=True
         )
-        monkeypatch.setenv("GRIDSCOPE_FALLBACK_BYTES", "1")
+        runtime.current().update_settings(fallback_bytes=1)
         sources = DatasetSources.from_datasets({"synth": ds})
         state = ExplorerState(sources)
         state.param.update(
@@ -324,27 +320,27 @@ def test_scheduler_lost_falls_back_says_so_and_reconnects(tmp_path, monkeypatch)
         results.refresh()
         assert time.monotonic() - t0 < 5
         assert "cluster is unavailable" in results.error, results.error
-        monkeypatch.delenv("GRIDSCOPE_FALLBACK_BYTES")
+        runtime.current().update_settings(fallback_bytes=256 * 10**6)
         # the scheduler comes back on the same port: the app reconnects by itself
         procs.append(_scheduler(port, log))
         _count("scheduler restarted")
         time.sleep(0.5)
         procs.append(_worker(address, log))
         deadline = time.monotonic() + 45
-        while not compute.cluster_status()["available"] and time.monotonic() < deadline:
+        while not cluster_health.cluster_status()["available"] and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert compute.cluster_status()["available"], "did not reconnect"
-        assert compute.cluster_status()["reconnected"] == 1
-        assert "1 worker" in describe_cluster(compute.current_client())
+        assert cluster_health.cluster_status()["available"], "did not reconnect"
+        assert cluster_health.cluster_status()["reconnected"] == 1
+        assert "1 worker" in describe_cluster(cluster_health.current_client())
         nxt = RANGE.replace(start="2002-01", end="2002-04", agg="min")
-        job = compute.start_map(ds, nxt)
+        job = answers.start_map(ds, nxt)
         assert job.where == "cluster"
         np.testing.assert_allclose(job.result(timeout=60).values, _expected(nxt), equal_nan=True)
         results.refresh()  # the session that was refused works again
         assert results.error == "" and results.map_where == "cluster"
     finally:
-        current = compute.current_client()
-        compute.use_client(None)
+        current = cluster_health.current_client()
+        cluster_health.use_client(None)
         for c in {id(current): current, id(client): client}.values():
             if c is not None:
                 c.close(timeout=5)

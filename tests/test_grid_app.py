@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from app import compute, exports, limits
+from app import cluster_health, exports, limits
 from app.limits import Limits
 from app.sources import DatasetSources
 from app.state import ExplorerState
@@ -180,7 +180,7 @@ def sources() -> DatasetSources:
 def _in_process(monkeypatch):
     monkeypatch.chdir(REPO_ROOT)
     limits.configure(Limits())
-    compute.use_client(None)
+    cluster_health.use_client(None)
     yield
     limits.configure(Limits())
 

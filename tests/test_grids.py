@@ -738,7 +738,7 @@ def test_a_separable_2d_lat_lon_grid_is_regular() -> None:
 
 def test_the_app_answers_series_on_every_grid(tos, eur11, icon) -> None:
     """The dashboard's series path (chunk-aware cost, then the planner) on native cells."""
-    from app.compute import series_for
+    from app.answers import series_for
     from pipelines import Query
 
     for (ds, values, lon, lat, area), var, box, level in [

@@ -7,7 +7,6 @@ import pytest
 
 from pipelines import Query, QueryError, compute_map
 from pipelines.aggregates import BlockTable, decompose_range
-from pipelines.cache import ResultCache, result_cache
 from pipelines.planner import PlanBudgetError, plan_map, plan_series
 from pipelines.synthetic import SyntheticSpec, virtual_dataset
 
@@ -44,27 +43,6 @@ def test_budget_refuses_before_reading(virtual, monkeypatch) -> None:
     monkeypatch.setenv("GRIDSCOPE_MAX_BYTES", "10")
     with pytest.raises(PlanBudgetError):
         plan_series(virtual, Query(dataset="v", var="sst", point=(0, 0))).compute()
-
-
-def test_results_are_cached_by_query_and_view(virtual) -> None:
-    query = Query(dataset="v", var="t2m", time="1980-01-03")
-    first = plan_map(virtual, query, viewport=(0, 40, 0, 40)).compute()
-    hits = result_cache.hits
-    again = plan_map(virtual, query, viewport=(0, 40, 0, 40)).compute()
-    assert again is first and result_cache.hits == hits + 1
-    other = plan_map(virtual, query, viewport=(0, 42, 0, 40)).compute()
-    assert other is not first
-
-
-def test_cache_is_bounded_lru() -> None:
-    cache = ResultCache(max_bytes=100)
-    cache.put("a", np.zeros(10))  # 80 bytes
-    cache.put("b", np.zeros(2))
-    assert cache.get("a") is not None
-    cache.put("c", np.zeros(1))
-    assert cache.get("b") is None and cache.get("a") is not None and cache.nbytes <= 100
-    cache.put("huge", np.zeros(1000))
-    assert cache.get("huge") is None
 
 
 def test_segment_tree_decomposition_covers_exactly() -> None:

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from app import compute, limits
+from app import answers, cluster_health, jobs, limits, map_views, runtime
 from app.limits import Limits, RequestTimeout, RequestTooLarge
 from app.server import server_options
 from app.sources import DatasetSources
@@ -21,7 +21,7 @@ from tests.app_data import make_ds
 @pytest.fixture(autouse=True)
 def _no_limits():
     limits.configure(Limits())
-    compute.use_client(None)
+    cluster_health.use_client(None)
     yield
     limits.configure(Limits())
 
@@ -65,13 +65,14 @@ def test_parse_bytes_refuses_nonsense(text) -> None:
 # --- every request costed before it runs ---------------------------------------------------
 def test_request_over_budget_is_refused_with_advice_and_never_started(monkeypatch) -> None:
     started = []
-    real_job = compute.Job
+    real_job = jobs.Job
 
     def spy(*args, **kwargs):
         started.append(args)
         return real_job(*args, **kwargs)
 
-    monkeypatch.setattr(compute, "Job", spy)
+    monkeypatch.setattr(answers, "Job", spy)
+    monkeypatch.setattr(map_views, "Job", spy)
     state = ExplorerState(_sources())
     state.param.update(
         time_mode="range", start=state.param.start.objects[0], end=state.param.end.objects[-1]
@@ -103,7 +104,7 @@ def test_netcdf_download_is_queued_behind_the_limit_and_costed() -> None:
     limits.configure(Limits(max_concurrent=1))
     slots = limits.slots()
     assert slots.try_acquire()  # another session's computation holds the only slot
-    compute._cache.clear()  # the view's map is cached: the download must compute it again
+    runtime.current().cache.clear()  # the view's map is cached: the download must compute it again
 
     async def download_while_busy() -> bytes:
         task = asyncio.ensure_future(dash._netcdf())
@@ -118,7 +119,7 @@ def test_netcdf_download_is_queued_behind_the_limit_and_costed() -> None:
         expected = compute_map(source, state.query).values
         np.testing.assert_allclose(got[state.var].values, expected, rtol=1e-12)
     # over the per-request budget: refused in words, nothing downloaded
-    compute._cache.clear()
+    runtime.current().cache.clear()
     limits.configure(Limits(max_request_bytes=10))
     with pytest.raises(RequestTooLarge):
         asyncio.run(dash._netcdf())
@@ -161,11 +162,11 @@ def test_global_limit_queues_the_rest() -> None:
         return run
 
     async def main():
-        a = compute.Job(work("a"), 0)
-        b = compute.Job(work("b"), 0)
+        a = jobs.Job(work("a"), 0)
+        b = jobs.Job(work("b"), 0)
         return await asyncio.gather(
-            compute.run_job(a, on_queued=lambda q: events.append(("a", q))),
-            compute.run_job(b, on_queued=lambda q: events.append(("b", q))),
+            jobs.run_job(a, on_queued=lambda q: events.append(("a", q))),
+            jobs.run_job(b, on_queued=lambda q: events.append(("b", q))),
         )
 
     assert asyncio.run(main()) == ["a", "b"]
@@ -176,21 +177,21 @@ def test_global_limit_queues_the_rest() -> None:
 
 def test_time_limit_cancels_the_computation_and_frees_the_slot() -> None:
     limits.configure(Limits(max_concurrent=1, request_timeout=0.6))
-    job = compute.Job(_slow_chain(0.25, tasks=12), 0)
+    job = jobs.Job(_slow_chain(0.25, tasks=12), 0)
     t0 = time.monotonic()
     with pytest.raises(RequestTimeout, match="longer than the 0.6 s"):
-        asyncio.run(compute.run_job(job))
+        asyncio.run(jobs.run_job(job))
     assert time.monotonic() - t0 < 2.5  # stopped at a task boundary, not after 3 s of work
     deadline = time.monotonic() + 3
     while limits.slots().running and time.monotonic() < deadline:
         time.sleep(0.05)
     assert limits.slots().running == 0
-    quick = compute.Job(lambda: 42, 0)
-    assert asyncio.run(compute.run_job(quick)) == 42  # the next request works
+    quick = jobs.Job(lambda: 42, 0)
+    assert asyncio.run(jobs.run_job(quick)) == 42  # the next request works
 
 
 def test_cancel_stops_inprocess_work_at_the_next_task() -> None:
-    job = compute.Job(_slow_chain(0.2, tasks=15), 0)
+    job = jobs.Job(_slow_chain(0.2, tasks=15), 0)
     failures: list[BaseException] = []
 
     def run():
@@ -210,17 +211,17 @@ def test_cancel_stops_inprocess_work_at_the_next_task() -> None:
 
 
 def test_a_new_request_of_a_session_cancels_the_old_one(monkeypatch) -> None:
-    cancelled: list[compute.Job] = []
-    real_cancel = compute.Job.cancel
+    cancelled: list[jobs.Job] = []
+    real_cancel = jobs.Job.cancel
 
     def spy(self):
         cancelled.append(self)
         real_cancel(self)
 
-    monkeypatch.setattr(compute.Job, "cancel", spy)
+    monkeypatch.setattr(jobs.Job, "cancel", spy)
     state = ExplorerState(_sources())
     results = ViewResults(state)
-    old = compute.Job(_slow_chain(0.2), 0)
+    old = jobs.Job(_slow_chain(0.2), 0)
     results._jobs["map"] = old
     results._schedule("map")  # what a widget change does (synchronously outside a server)
     assert cancelled and cancelled[0] is old and old.cancelled.is_set()

@@ -1,6 +1,6 @@
 """A costly series is asked about before it runs; checking a link never builds a huge graph.
 
-`app.compute.start_series(..., ask_above=)` refuses to start a series that reads more than
+`app.answers.start_series(..., ask_above=)` refuses to start a series that reads more than
 the threshold (`CostToConfirm`, with the bytes in words); `ViewResults` shows the question
 and computes the series only after `compute_series_anyway`. The bytes counted for a
 brute-force series are those of the whole chunks it touches (checked against a loop over
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from app import compute
+from app import answers, costs, query_checks, runtime
 from app.sources import DatasetSources
 from app.state import ExplorerState
 from app.views.results import ViewResults
@@ -47,12 +47,12 @@ def test_a_brute_force_series_costs_the_whole_chunks_it_reads(chunks) -> None:
     lat, lon = da["lat"].values, da["lon"].values
     point = (21.0, -33.0)
     i, j = int(np.argmin(np.abs(lat - point[1]))), int(np.argmin(np.abs(lon - point[0])))
-    cost = compute._series_chunk_bytes(ds, Query(dataset="d", var="tas", point=point))
+    cost = costs.series_chunk_bytes(ds, Query(dataset="d", var="tas", point=point))
     assert cost == _touched_bytes_brute(da, np.array([i]), np.array([j]))
     bbox = (-60.0, -20.0, 40.0, 30.0)
     rows = np.flatnonzero((lat >= bbox[1]) & (lat <= bbox[3]))
     cols = np.flatnonzero((lon >= bbox[0]) & (lon <= bbox[2]))
-    cost = compute._series_chunk_bytes(ds, Query(dataset="d", var="tas", bbox=bbox))
+    cost = costs.series_chunk_bytes(ds, Query(dataset="d", var="tas", bbox=bbox))
     assert cost == _touched_bytes_brute(da, rows, cols)
     if chunks == {"time": 1}:  # one field per chunk: a point reads every whole field
         assert cost == da.size * da.dtype.itemsize
@@ -63,16 +63,16 @@ def test_a_costly_series_waits_for_the_users_go_ahead(monkeypatch) -> None:
     state = ExplorerState(DatasetSources.from_datasets({"synth": ds}))
     state.param.update(region="Custom box", bbox=(-60.0, -20.0, 40.0, 30.0))
     query = state.series_query
-    reads = compute._series_chunk_bytes(ds, query)
-    monkeypatch.setenv("GRIDSCOPE_ASK_BYTES", str(reads - 1))
-    with pytest.raises(compute.CostToConfirm) as asked:
-        compute.start_series(ds, query, ask_above=compute.ask_limit())
+    reads = costs.series_chunk_bytes(ds, query)
+    runtime.current().update_settings(ask_bytes=reads - 1)
+    with pytest.raises(costs.CostToConfirm) as asked:
+        answers.start_series(ds, query, ask_above=costs.ask_limit())
     assert asked.value.estimated_bytes == reads
     results = ViewResults(state)
     results.refresh()
     assert results.field is not None, "the map does not wait for the series"
     assert results.series is None and results.series_error == ""
-    assert f"reads {compute.format_bytes(reads)} from the unbuilt record" in (
+    assert f"reads {costs.format_bytes(reads)} from the unbuilt record" in (
         results.series_question
     )
     results.compute_series_anyway()
@@ -124,13 +124,13 @@ def test_check_query_says_what_the_real_graph_says(bad) -> None:
 
     expected = _error(real)
     assert expected is not None
-    assert _error(lambda: compute.check_query(ds, query)) == expected
+    assert _error(lambda: query_checks.check_query(ds, query)) == expected
 
 
 def test_check_query_on_a_terabyte_record_is_quick() -> None:
     ds = open_source("virtual:hourly:350640:0.25:0")
     query = Query(dataset="v", var="t2m", bbox=(-180.0, -90.0, 180.0, 90.0))
     started = time.perf_counter()
-    compute.check_query(ds, query)
+    query_checks.check_query(ds, query)
     # building the real series graph took 10-15 s here (700k tasks); the check builds ~10
     assert time.perf_counter() - started < 5.0

@@ -7,7 +7,7 @@ dashboard's port; their query string is the dashboard's permalink query. Modules
 - `app.api.params`: the query string, read strictly (400 naming the field);
 - `app.api.answers`: what each endpoint answers, from the dashboard's and the CLI's
   functions, under the server's limits; store versions and ETags;
-- `app.api.cache`: finished answers, an LRU bounded in bytes;
+- `app.api.cache`: a finished answer (kept in the one answer cache, `app.answer_cache`);
 - `app.api.errors`: exceptions to status codes and ``{field, message}`` bodies;
 - `app.api.handlers`: the Tornado handlers and `api_patterns`;
 - `app.api.openapi`: the OpenAPI 3 description;
@@ -22,8 +22,8 @@ __all__ = ["api_patterns_for"]
 
 
 def api_patterns_for(sources: Any) -> list[tuple[str, Any, dict[str, Any]]]:
-    """The API's Tornado routes over ``sources`` (settings read once, from the environment)."""
+    """The API's Tornado routes over ``sources`` (settings and cache: the current runtime)."""
     from app.api.answers import ApiContext
     from app.api.handlers import api_patterns
 
-    return api_patterns(ApiContext.from_environment(sources))
+    return api_patterns(ApiContext.from_runtime(sources))

@@ -1,9 +1,9 @@
 """What each API endpoint answers, from the same functions as the dashboard and the CLI.
 
-Maps come from `app.compute.start_map_view` (the dashboard's map job: the whole map,
+Maps come from `app.map_views.start_map_view` (the dashboard's map job: the whole map,
 or the planner's answer for a viewport and screen on a large grid) cropped and
-coarsened like the dashboard's map (`app.compute.regrid_to_screen`); series from
-`app.compute.start_series`. Both run through `app.compute.run_job`: costed against
+coarsened like the dashboard's map (`app.map_views.regrid_to_screen`); series from
+`app.answers.start_series`. Both run through `app.jobs.run_job`: costed against
 the per-request budget before they start, queued behind ``--max-concurrent``, cancelled
 after ``--request-timeout``, off the event loop. Files are written by `app.exports`
 (the dashboard's download buttons and ``gridscope export`` write with the same
@@ -12,14 +12,14 @@ functions), so the three doors give the same numbers.
 Every answer has a strong ETag: a hash of the endpoint, the normalised request
 (`ApiParams.key`), the store version (`store_version`) and the gridscope version, so a
 conditional request is answered without computing, and a cached answer is found by
-its ETag (`app.api.cache.AnswerCache`).
+its ETag in the one answer cache (`app.answer_cache`), which the dashboard's maps and
+series share, as do the other server processes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import hashlib
 import io
 import json
@@ -34,11 +34,16 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from app import compute, exports, labels, limits
-from app.api.cache import AnswerCache
+from app import exports, labels, limits
+from app.answer_cache import AnswerCache, code_version, gridscope_version, store_version
+from app.answers import start_map, start_series
 from app.api.errors import ApiError
 from app.api.params import ApiParams
 from app.commands.export import native_grid_variables
+from app.costs import CostToConfirm
+from app.jobs import run_job
+from app.map_views import is_small_grid, regrid_to_screen, start_map_view, view_request
+from app.query_checks import check_query
 from app.sources import DatasetSources
 from pipelines.query import Query, QueryError
 
@@ -46,6 +51,7 @@ __all__ = [
     "ApiContext",
     "MAP_FORMATS",
     "SERIES_FORMATS",
+    "cache_key",
     "catalog_version",
     "check_queue",
     "dataset_version",
@@ -67,13 +73,6 @@ _SLUG = re.compile(r"[a-z0-9][a-z0-9_-]*")
 RETRY_FAILED_SECONDS = 60.0
 
 
-def _env_int(name: str, default: int) -> int:
-    try:
-        return int(float(os.environ.get(name, default)))
-    except ValueError:
-        return default
-
-
 @dataclasses.dataclass
 class ApiContext:
     """What the API handlers share: the datasets, the answer cache and the API's settings.
@@ -83,7 +82,8 @@ class ApiContext:
     sources
         The served datasets (the dashboard's `DatasetSources`); nothing else is opened.
     cache
-        Finished answers keyed by ETag (``GRIDSCOPE_API_CACHE_BYTES``, default 64 MiB).
+        The runtime's answer cache (`app.answer_cache`): finished bodies keyed by ETag,
+        beside the dashboard's maps and series.
     max_json_cells
         Largest map a ``map.json`` answer holds (``GRIDSCOPE_API_JSON_CELLS``, 250 000).
     max_queued
@@ -111,20 +111,24 @@ class ApiContext:
     failed: dict[str, tuple[float, str]] = dataclasses.field(default_factory=dict)
 
     @classmethod
-    def from_environment(cls, sources: DatasetSources) -> ApiContext:
-        """Settings from ``GRIDSCOPE_API_*`` variables (read once, when serving starts).
+    def from_runtime(cls, sources: DatasetSources, runtime: Any = None) -> ApiContext:
+        """The API's settings and cache from ``runtime`` (default: `app.runtime.current`).
 
-        ``public`` is the server's `app.limits.Limits` setting (configured before this).
+        ``public`` is the runtime's `app.limits.Limits` setting (configured before this).
         """
+        from app.runtime import current
+
+        runtime = runtime if runtime is not None else current()
+        settings = runtime.settings
         catalog = frozenset(i for i in sources.ids if _SLUG.fullmatch(i) and not os.path.exists(i))
         return cls(
             sources=sources,
-            cache=AnswerCache(_env_int("GRIDSCOPE_API_CACHE_BYTES", 64 * 2**20)),
-            max_json_cells=_env_int("GRIDSCOPE_API_JSON_CELLS", 250_000),
-            max_queued=_env_int("GRIDSCOPE_API_MAX_QUEUED", 16),
-            max_age=_env_int("GRIDSCOPE_API_MAX_AGE", 3600),
+            cache=runtime.cache,
+            max_json_cells=settings.api_json_cells,
+            max_queued=settings.api_max_queued,
+            max_age=settings.api_max_age,
             catalog_ids=catalog,
-            public=limits.current().public,
+            public=runtime.limits.public,
         )
 
     def cache_control(self, dataset: str | None = None) -> str:
@@ -134,50 +138,19 @@ class ApiContext:
         return "no-cache"
 
 
-@functools.cache
-def gridscope_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("gridscope")
-    except PackageNotFoundError:  # pragma: no cover  (a plain checkout)
-        return "0+unknown"
-
-
-def store_version(ds: xr.Dataset) -> str:
-    """What changes when the data behind ``ds`` changes (cheap: file metadata only).
-
-    The derived stores' version (their folder and manifest time) when there are any,
-    plus the source file's modification time and size (a zarr folder: its metadata
-    file's), or the source's name for data without a file (a ``virtual:`` source).
-    """
-    from pipelines.derived import find_derived
-
-    parts = []
-    derived = find_derived(ds)
-    if derived is not None:
-        parts.append(f"derived={derived.version}")
-    source = ds.encoding.get("source")
-    if not source:
-        source = next((v.encoding.get("source") for v in ds.data_vars.values()
-                       if v.encoding.get("source")), None)  # fmt: skip
-    source = source or str(ds.attrs.get("gridscope_source", ""))
-    stamp = "no-file"
-    for path in (source, os.path.join(source, "zarr.json"), os.path.join(source, ".zmetadata")):
-        try:
-            st = os.stat(path)
-        except (OSError, ValueError):
-            continue
-        stamp = f"{st.st_mtime_ns}:{st.st_size}"
-    parts.append(f"source={source}:{stamp}")
-    if stamp == "no-file" and not source:
-        parts.append(f"memory={id(ds)}")  # an in-memory dataset: valid for this process
-    return "|".join(parts)
+def cache_key(etag: str, version: str) -> str:
+    """The answer cache's key of the answer with ``etag``: kept in this process only
+    (``local:``) when its data has no file (`app.answer_cache.store_version`)."""
+    return ("local:" if "memory=" in version else "") + "api:" + etag
 
 
 def etag_for(endpoint: str, key: str, version: str) -> str:
-    """The strong ETag of an answer (quoted, as the header carries it)."""
-    text = "\n".join((endpoint, key, version, gridscope_version()))
+    """The strong ETag of an answer (quoted, as the header carries it).
+
+    The code's version (`app.answer_cache.code_version`) is part of it: an answer
+    drawn by other code is another answer.
+    """
+    text = "\n".join((endpoint, key, version, code_version()))
     return '"' + hashlib.sha256(text.encode()).hexdigest()[:40] + '"'
 
 
@@ -237,14 +210,14 @@ def check_queue(ctx: ApiContext) -> None:
 async def _map_field(ctx: ApiContext, ds: xr.Dataset, params: ApiParams) -> xr.DataArray:
     """The whole map on the dataset's own cells (what ``gridscope export`` writes) or,
     with a viewport or a screen size, the dashboard's map of that view
-    (`app.compute.map_for_view`'s steps, run under the server's limits)."""
+    (`app.map_views.map_for_view`'s steps, run under the server's limits)."""
     check_queue(ctx)
     if params.viewport is None and params.screen is None:
-        return await compute.run_job(await in_thread(compute.start_map, ds, params.query))
-    job = await in_thread(compute.start_map_view, ds, params.query, params.viewport, params.screen)
-    field = await compute.run_job(job)
-    if compute.is_small_grid(ds) or compute.view_request(params.viewport, params.screen)[0] is None:
-        field = await in_thread(compute.regrid_to_screen, field, params.viewport, params.screen)
+        return await run_job(await in_thread(start_map, ds, params.query))
+    job = await in_thread(start_map_view, ds, params.query, params.viewport, params.screen)
+    field = await run_job(job)
+    if is_small_grid(ds) or view_request(params.viewport, params.screen)[0] is None:
+        field = await in_thread(regrid_to_screen, field, params.viewport, params.screen)
     return field
 
 
@@ -355,8 +328,8 @@ async def series_answer(ctx: ApiContext, fmt: str, params: ApiParams) -> bytes:
     ds = await in_thread(open_for, ctx, params.query.dataset)
     query = series_query(params.query)
     check_queue(ctx)
-    job = await in_thread(compute.start_series, ds, query)
-    series = await compute.run_job(job)
+    job = await in_thread(start_series, ds, query)
+    series = await run_job(job)
     text = exports.series_to_csv(series, var=query.var)
     if fmt == "csv":
         return text.encode()
@@ -446,11 +419,11 @@ def datasets_document(ctx: ApiContext) -> dict[str, Any]:
 
 
 def _series_charge(ds: xr.Dataset, query: Query) -> int:
-    """The bytes `app.compute.start_series` charges the budget for ``query``, found
+    """The bytes `app.answers.start_series` charges the budget for ``query``, found
     without starting it (asked to stop before anything runs: `CostToConfirm`)."""
     try:
-        job = compute.start_series(ds, query, ask_above=0)
-    except (compute.CostToConfirm, limits.RequestTooLarge) as exc:
+        job = start_series(ds, query, ask_above=0)
+    except (CostToConfirm, limits.RequestTooLarge) as exc:
         return int(exc.estimated_bytes)
     return int(job.input_bytes)  # 0: the answer is cached
 
@@ -464,8 +437,8 @@ def query_document(ctx: ApiContext, params: ApiParams) -> dict[str, Any]:
     from pipelines.planner import plan_map, plan_series
 
     ds = open_for(ctx, params.query.dataset)
-    compute.check_query(ds, params.query)
-    vp, sc, _ = compute.view_request(params.viewport, params.screen)
+    check_query(ds, params.query)
+    vp, sc, _ = view_request(params.viewport, params.screen)
     map_plan = plan_map(ds, params.query, viewport=vp, screen=sc)
     cost: dict[str, Any] = {"map": {"bytes": int(map_plan.estimated_bytes),
                                     "plan": limits.scrub(map_plan.description)}}  # fmt: skip

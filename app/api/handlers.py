@@ -2,7 +2,7 @@
 
 `api_patterns` gives the routes for ``pn.serve(..., extra_patterns=...)`` (Bokeh adds
 the server's ``--prefix``). Every handler is ``async``: opening, planning, computing and
-drawing run in threads (`app.api.answers.in_thread`, `app.compute.run_job`), so a slow
+drawing run in threads (`app.api.answers.in_thread`, `app.jobs.run_job`), so a slow
 answer never blocks the dashboard's sessions. Each answer:
 
 1. reads the query string strictly (`app.api.params.parse_params`; 400 naming the field);
@@ -110,13 +110,14 @@ class _ApiHandler(tornado.web.RequestHandler):
             self.set_status(304)
             self.finish()
             return
-        answer = self.ctx.cache.get(etag)
+        cache_key = answers.cache_key(etag, version)
+        answer = self.ctx.cache.get(cache_key)
         where = "hit"
         if answer is None:
             where = "miss"
             body = await make()
             answer = Answer(body, content_type, etag, cache_control)
-            self.ctx.cache.put(etag, answer)
+            self.ctx.cache.put(cache_key, answer)
         self.set_header("Content-Type", answer.content_type)
         self.set_header("X-Gridscope-Cache", where)
         self.set_header("Server-Timing", f"answer;dur={(time.perf_counter() - started) * 1000:.1f}")

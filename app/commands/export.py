@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
 def _compute(plan: Any, args: argparse.Namespace) -> Any:
     """Run ``plan``, with progress on stderr.
 
-    A plan reading less than the in-process limit (`app.compute.inprocess_limit`, as in
+    A plan reading less than the in-process limit (``GRIDSCOPE_INPROCESS_BYTES``, as in
     the dashboard) runs in this process, as does any plan with ``--scheduler
     synchronous``; a larger one sends its Dask graphs to the cluster the flags name
     (a LocalCluster by default), started for this export and closed after it.
@@ -133,12 +133,12 @@ def _compute(plan: Any, args: argparse.Namespace) -> Any:
     import time
 
     from app.commands.cluster_flags import cluster_spec
-    from app.compute import inprocess_limit
+    from app.runtime import current
     from pipelines.cluster import ClusterError, connect, disconnect
 
     started = time.monotonic()
     spec = None
-    if plan.estimated_bytes > inprocess_limit() and args.scheduler != "synchronous":
+    if plan.estimated_bytes > current().settings.inprocess_bytes and args.scheduler != "synchronous":
         try:
             spec = cluster_spec(args)
         except ClusterError as exc:
@@ -197,17 +197,9 @@ def _compute_on(client: Any, plan: Any) -> Any:
 
 def _env_budget() -> int | None:
     """``GRIDSCOPE_MAX_BYTES`` (the planner's budget when no flag is given), or None."""
-    import os
+    from app.runtime import current
 
-    from app.limits import parse_bytes
-
-    text = os.environ.get("GRIDSCOPE_MAX_BYTES")
-    if not text:
-        return None
-    try:
-        return parse_bytes(text)
-    except ValueError as exc:
-        raise QueryError("max_bytes", f"GRIDSCOPE_MAX_BYTES={exc}") from None
+    return current().settings.max_bytes
 
 
 def _size_text(nbytes: int) -> str:

@@ -206,9 +206,9 @@ def _serve_processes(
         )  # fmt: skip
     finally:
         if os.getpid() != parent:  # a server process whose loop stopped
-            from app import compute
+            from app import cluster_health
 
-            client = compute.current_client()
+            client = cluster_health.current_client()
             if client is not None:
                 disconnect(client)
         elif holder is not None:

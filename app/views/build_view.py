@@ -12,7 +12,8 @@ from typing import Any
 
 import panel as pn
 
-from app import builds, compute, limits
+from app import builds, cluster_health, limits
+from app.runtime import current
 from app.state import ExplorerState
 
 __all__ = ["BuildView"]
@@ -24,7 +25,7 @@ class BuildView(pn.viewable.Viewer):
     def __init__(self, state: ExplorerState, client: Any = None, **params: Any):
         super().__init__(**params)
         self.state = state
-        self.client = client if client is not None else compute.current_client()
+        self.client = client if client is not None else cluster_health.current_client()
         self.button = pn.widgets.Button(
             name="Build fast-access stores", button_type="default", css_classes=["gs-build"],
             description="Precompute pyramids, time aggregates and a time-series copy of this "
@@ -37,6 +38,9 @@ class BuildView(pn.viewable.Viewer):
         self.damage = pn.pane.Alert("", alert_type="warning", visible=False,
                                     css_classes=["gs-build-damage"], sizing_mode="stretch_width")  # fmt: skip
         self._last_state: str | None = None  # of this dataset's build, at the last refresh
+        # the bar and the damage alert join the page when first shown (fewer models per page)
+        self._column = pn.Column(self.button, self.status,
+                                 visible=not limits.current().public)  # fmt: skip
         self.button.on_click(lambda _: self.start())
         state.param.watch(lambda _: self.refresh(), ["dataset"])
         state.param.watch(lambda _: self.check_stores(), ["dataset", "var"])
@@ -48,17 +52,18 @@ class BuildView(pn.viewable.Viewer):
     def start(self) -> builds.BuildProgress | None:
         if limits.current().public:  # hidden in public mode, and refused even if clicked
             return None
-        progress = builds.jobs.start(self.state.dataset, self.client)
+        progress = current().builds.start(self.state.dataset, self.client)
         self.refresh()
         return progress
 
     def refresh(self) -> None:
-        progress = builds.jobs.progress(self.state.dataset)
+        progress = current().builds.progress(self.state.dataset)
         state = progress.state if progress is not None else None
         if self._last_state == "running" and state != "running":
             self.check_stores()  # a build just ended: it may have repaired the stores
         self._last_state = state
         self.button.disabled = self.bar.visible = state == "running"
+        self._place()
         if progress is None:
             self.status.object = ""
             return
@@ -78,7 +83,17 @@ class BuildView(pn.viewable.Viewer):
             texts = []
         self.damage.object = "\n\n".join(texts)
         self.damage.visible = bool(texts)
+        self._place()
+
+    def _place(self) -> None:
+        """The progress bar and the damage alert in the page once they are first shown."""
+        column = getattr(self, "_column", None)
+        if column is None:
+            return
+        if self.bar.visible and self.bar not in column.objects:
+            column.insert(1, self.bar)  # under the button, as before the status line
+        if self.damage.visible and self.damage not in column.objects:
+            column.append(self.damage)
 
     def __panel__(self) -> pn.viewable.Viewable:
-        return pn.Column(self.button, self.bar, self.status, self.damage,
-                         visible=not limits.current().public)  # fmt: skip
+        return self._column

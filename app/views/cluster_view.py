@@ -6,7 +6,7 @@ from typing import Any
 
 import panel as pn
 
-from app import compute
+from app import cluster_health
 from pipelines.cluster import describe
 
 __all__ = ["ClusterView", "describe_cluster"]
@@ -16,8 +16,8 @@ def describe_cluster(client: Any) -> str:
     """Markdown describing the Dask cluster the app computes on."""
     if client is None:
         return "**Dask**: no cluster (computing in-process)"
-    status = compute.cluster_status()
-    if client is compute.current_client() and not status["available"]:
+    status = cluster_health.cluster_status()
+    if client is cluster_health.current_client() and not status["available"]:
         return ("**Dask**: cluster unavailable, reconnecting; small views are computed "
                 "in-process meanwhile")  # fmt: skip
     if getattr(client, "status", "running") != "running":  # never block on a lost scheduler
@@ -41,13 +41,13 @@ class ClusterView(pn.viewable.Viewer):
     def __init__(self, client: Any = None, **params: Any):
         super().__init__(**params)
         self._fixed = client
-        self.client = client if client is not None else compute.current_client()
+        self.client = client if client is not None else cluster_health.current_client()
         self.pane = pn.pane.Markdown(describe_cluster(self.client), css_classes=["gs-cluster"])
         if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
             pn.state.add_periodic_callback(self._refresh, period=5000)
 
     def _refresh(self) -> None:
-        self.client = self._fixed if self._fixed is not None else compute.current_client()
+        self.client = self._fixed if self._fixed is not None else cluster_health.current_client()
         self.pane.object = describe_cluster(self.client)
 
     def __panel__(self) -> pn.viewable.Viewable:

@@ -210,16 +210,16 @@ class Dashboard(pn.viewable.Viewer):
         """
         import asyncio
 
-        from app import compute
+        from app import answers, jobs
 
         query = self.netcdf_query()
         dataset = self.state.dataset
         try:
             # opened and planned in a thread
             job = await asyncio.get_running_loop().run_in_executor(
-                None, lambda: compute.start_map(self.state.sources.open(dataset), query)
+                None, lambda: answers.start_map(self.state.sources.open(dataset), query)
             )
-            field = await compute.run_job(
+            field = await jobs.run_job(
                 job,
                 on_queued=lambda queued: setattr(self.results, "queued", queued),
             )

@@ -4,7 +4,7 @@ The image is a `hv.DynamicMap` redrawn only when a new map arrives (``map_versio
 a colour setting changes: one image update per widget change. ``RangeXY`` and
 ``PlotSize`` streams linked to the plot (not driving it) tell `ViewResults` what is on
 screen; for a large grid it asks the planner for that viewport at screen resolution
-(`app.compute.start_map_view`) and the new frame arrives through ``map_version``; a
+(`app.map_views.start_map_view`) and the new frame arrives through ``map_version``; a
 small grid (the sample files) is held whole and Bokeh zooms it without a round trip.
 The title and the line under the map say which resolution is shown (the hover value
 is the value of that level). Box select sets a custom box region, a tap sets a point
@@ -16,13 +16,12 @@ labelled in degrees east/west of Greenwich on the axis and in the hover. The fie
 drawn at every turn of the globe the view shows, the coastlines over three turns
 (-540..540), and box select and tap turn the frame's x back into -180..180 (a box
 across 180 is W > E). A grid that is not regular is never held whole: each view is its
-native cells rasterized at screen resolution (`app.rasterize`, via `app.compute`).
+native cells rasterized at screen resolution (`app.rasterize`, via `app.map_views`).
 """
 
 from __future__ import annotations
 
 import functools
-import os
 import weakref
 from typing import Any
 
@@ -32,10 +31,11 @@ import numpy as np
 import panel as pn
 import param
 
-from app import compute, labels
+from app import labels, map_views
 from app.coastlines import coastline_paths
 from app.rasterize import wrap_longitudes
 from app.regions import CUSTOM_BOX, POINT
+from app.runtime import current
 from app.state import MAP_CENTRES, ExplorerState
 from app.views.results import ViewResults
 
@@ -44,7 +44,7 @@ __all__ = ["MapView", "box_from_drag", "colour_range"]
 
 # Canvas, not WebGL: measured in headless Chromium without a GPU, a map update with the
 # coastlines took ~1.4 s with WebGL and ~0.4 s with canvas; GRIDSCOPE_WEBGL=1 opts back in.
-hv.renderer("bokeh").webgl = os.environ.get("GRIDSCOPE_WEBGL", "") == "1"
+hv.renderer("bokeh").webgl = current().settings.webgl
 
 # longitudes in geographic degrees on any centred map: x = 200 on a 0..360 axis is 160°W
 _WRAP_JS = "const v = ((x + 180) % 360 + 360) % 360 - 180;"
@@ -296,7 +296,7 @@ class MapView(pn.viewable.Viewer):
             window = (vx0 - margin, vx1 + margin)
         key = (id(field), self.results.screen, whole, window)
         if getattr(self, "_drawn_key", None) != key:
-            drawn = compute.regrid_to_screen(field, None, self.results.screen) if whole else field
+            drawn = map_views.regrid_to_screen(field, None, self.results.screen) if whole else field
             self._drawn_key = key
             self._drawn = wrap_longitudes(drawn, *window)
         return self._drawn
@@ -318,7 +318,7 @@ class MapView(pn.viewable.Viewer):
         if field is None:
             return ""
         shape = "x".join(str(n) for n in field.shape)
-        text = f"Showing {compute.resolution_text(field)}, {shape} cells"
+        text = f"Showing {map_views.resolution_text(field)}, {shape} cells"
         if field.attrs.get("gridscope_rasterized"):  # a grid that is not regular
             plan = str(field.attrs.get("gridscope_plan", "the native cells"))
             return f"<span class='gs-resolution'>{html.escape(f'Showing {plan}')}.</span>"

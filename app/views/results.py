@@ -1,20 +1,20 @@
 """The results the views draw: the current map and series, recomputed when the state changes.
 
 `ViewResults` watches an `ExplorerState` and keeps ``field`` (the map) and ``series``
-up to date through `app.compute`. ``field`` is the whole map for small grids, and the
+up to date through `app.answers` and `app.map_views`. ``field`` is the whole map for small grids, and the
 planner's answer for the map view's ``viewport`` and ``screen`` for large ones
-(`app.compute.start_map_view`), re-planned when the view pans or zooms.
+(`app.map_views.start_map_view`), re-planned when the view pans or zooms.
 
 In a served session cheap work on a small grid (a cache hit, or an in-process map
 reading at most ``GRIDSCOPE_SYNC_BYTES``, default 2 MiB: a frame of a sample file) is
 delivered at once, inside the widget's callback, so the new map is the first thing sent
 to the browser; anything else -- opening, planning, costing and computing -- runs off
-the event loop (a thread, then `app.compute.run_job`), reports its progress, and is
+the event loop (a thread, then `app.jobs.run_job`), reports its progress, and is
 dropped when the user changed something in the meantime (a generation counter; cluster
 futures are cancelled), so one session's work never holds up the server's other
 sessions. A series is recomputed only when its query changes.
 
-A series that would read more than `app.compute.ask_limit` (a whole unbuilt terabyte
+A series that would read more than `app.costs.ask_limit` (a whole unbuilt terabyte
 record) is costed and not started: ``series_question`` says what it would read and
 about how long that takes, `compute_series_anyway` starts it (with progress in
 ``series_progress``) and `cancel_series` stops it. Outside a server (tests, a plain
@@ -23,14 +23,13 @@ Python session) `refresh()` computes synchronously.
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
 import param
 import xarray as xr
 
-from app import compute, limits
+from app import answers, cluster_health, costs, jobs, limits, map_views
 from app.state import ExplorerState
 
 __all__ = ["ViewResults"]
@@ -41,10 +40,9 @@ _SERIES_FIELDS = [*_MAP_FIELDS, "region", "bbox", "point"]
 
 
 def _sync_bytes() -> int:
-    try:
-        return int(float(os.environ.get("GRIDSCOPE_SYNC_BYTES", 2 * 2**20)))
-    except ValueError:
-        return 2 * 2**20
+    from app.runtime import current
+
+    return current().settings.sync_bytes
 
 
 def _served() -> bool:
@@ -99,7 +97,7 @@ class ViewResults(param.Parameterized):
         super().__init__(**params)
         self.state = state
         self._generation = {"map": 0, "series": 0}
-        self._jobs: dict[str, compute.Job | None] = {"map": None, "series": None}
+        self._jobs: dict[str, jobs.Job | None] = {"map": None, "series": None}
         self._pending_series_query: Any = None
         self._scheduled_series: Any = ()  # (dataset, series query) last scheduled
         self._view_key: Any = None  # what the current/pending map was computed for
@@ -165,7 +163,7 @@ class ViewResults(param.Parameterized):
         except Exception:  # noqa: BLE001  (a broken dataset: nothing is drawn anyway)
             return True
         return (
-            compute.is_small_grid(ds) or compute.view_request(self.viewport, self.screen)[0] is None
+            map_views.is_small_grid(ds) or map_views.view_request(self.viewport, self.screen)[0] is None
         )
 
     # --- scheduling -----------------------------------------------------------------------
@@ -190,9 +188,9 @@ class ViewResults(param.Parameterized):
             ds = self.state.sources.open(self.state.dataset)
         except Exception:  # noqa: BLE001
             return None
-        if compute.is_small_grid(ds):
+        if map_views.is_small_grid(ds):
             return ("whole",)
-        return compute.view_request(self.viewport, self.screen)[:2]
+        return map_views.view_request(self.viewport, self.screen)[:2]
 
     def _on_view(self, *events: param.parameterized.Event) -> None:
         key = self._current_view_key()
@@ -223,10 +221,10 @@ class ViewResults(param.Parameterized):
             if not self.state.sources.is_loaded(self.state.dataset):
                 return False  # opening it may take a while
             ds = self.state.sources.open(self.state.dataset)
-            if not compute.is_small_grid(ds):
+            if not map_views.is_small_grid(ds):
                 return False  # planning and costing a large dataset's views may take a while
             job = self._start(kind)
-        except compute.CostToConfirm as exc:
+        except costs.CostToConfirm as exc:
             self._ask(exc)
             return True
         except Exception:  # noqa: BLE001  (the async path reports it in words)
@@ -248,17 +246,17 @@ class ViewResults(param.Parameterized):
         self._deliver(kind, value, job.where if job is not None else "")
         return True
 
-    def _start(self, kind: str) -> compute.Job | None:
+    def _start(self, kind: str) -> jobs.Job | None:
         ds = self.state.sources.open(self.state.dataset)
         if kind == "map":
             self._view_key = self._current_view_key()
-            return compute.start_map_view(ds, self.state.map_query, self.viewport, self.screen)
+            return map_views.start_map_view(ds, self.state.map_query, self.viewport, self.screen)
         query = self.state.series_query
         self._pending_series_query = query
         if query is None:
             return None
         confirmed = self._confirmed == (self.state.dataset, query)
-        return compute.start_series(ds, query, ask_above=None if confirmed else compute.ask_limit())
+        return answers.start_series(ds, query, ask_above=None if confirmed else costs.ask_limit())
 
     def _deliver(self, kind: str, value: xr.DataArray | None, where: str) -> None:
         if kind == "map":
@@ -270,7 +268,7 @@ class ViewResults(param.Parameterized):
                               series_version=self.series_version + 1, series_error="",
                               series_question="")  # fmt: skip
 
-    def _ask(self, question: compute.CostToConfirm) -> None:
+    def _ask(self, question: costs.CostToConfirm) -> None:
         """No series yet: say what it would cost, and wait for `compute_series_anyway`."""
         self.param.update(series=None, series_query=None, series_version=self.series_version + 1,
                           series_error="", series_question=question.message, series_busy=False,
@@ -287,7 +285,7 @@ class ViewResults(param.Parameterized):
         try:
             job = self._start(kind)
             value = job.result() if job is not None else None
-        except compute.CostToConfirm as exc:
+        except costs.CostToConfirm as exc:
             self._ask(exc)
             return
         except Exception as exc:  # shown to the user as words, never as a traceback
@@ -322,8 +320,8 @@ class ViewResults(param.Parameterized):
             if job is None:
                 value = None
             else:
-                value = await compute.run_job(job, on_queued=lambda q: setattr(self, "queued", q))
-        except compute.CostToConfirm as exc:
+                value = await jobs.run_job(job, on_queued=lambda q: setattr(self, "queued", q))
+        except costs.CostToConfirm as exc:
             if generation == self._generation[kind]:
                 self._ask(exc)
             return
@@ -345,7 +343,7 @@ class ViewResults(param.Parameterized):
     def _progress_name(kind: str) -> str:
         return "progress" if kind == "map" else "series_progress"
 
-    async def _report_progress(self, kind: str, job: compute.Job, generation: int) -> None:
+    async def _report_progress(self, kind: str, job: jobs.Job, generation: int) -> None:
         """Every half second of a long job: bytes to read, where, done fraction (cluster)."""
         import asyncio
 
@@ -358,10 +356,10 @@ class ViewResults(param.Parameterized):
             done = None
             if job.where.startswith("cluster"):
                 counts = await asyncio.get_running_loop().run_in_executor(
-                    None, compute.cluster_task_counts
+                    None, cluster_health.cluster_task_counts
                 )
                 if counts is not None:
                     baseline = baseline or counts
-                    done = compute.done_fraction(baseline, counts)
-            text = compute.progress_text(kind, job, time.monotonic() - started, done)
+                    done = costs.done_fraction(baseline, counts)
+            text = costs.progress_text(kind, job, time.monotonic() - started, done)
             setattr(self, self._progress_name(kind), text)

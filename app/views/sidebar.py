@@ -9,7 +9,6 @@ rule of `pipelines.selection.step_index` (a partial date: the first step in it),
 from __future__ import annotations
 
 import html
-import os
 from typing import Any
 
 import panel as pn
@@ -36,10 +35,10 @@ def _pair_text(values: Any) -> str:
 
 
 def max_time_options() -> int:
-    try:
-        return int(os.environ.get("GRIDSCOPE_MAX_TIME_OPTIONS", 5000))
-    except ValueError:
-        return 5000
+    """Steps above which a time is typed, not picked (``GRIDSCOPE_MAX_TIME_OPTIONS``)."""
+    from app.runtime import current
+
+    return current().settings.max_time_options
 
 
 class _TimePicker(pn.viewable.Viewer):
@@ -107,7 +106,7 @@ class _TimePicker(pn.viewable.Viewer):
             pn.state.execute(lambda: self.select.param.trigger("value"), schedule=True)
 
     def _nearest(self, text: str) -> str | None:
-        from app.compute import resolve_time_labels
+        from app.query_checks import resolve_time_labels
         from pipelines import Query, QueryError
 
         state = self.state

@@ -86,15 +86,13 @@ def _lon180(lon: float) -> float:
 def gridscope_section(
     ds: Any, queries: list[dict], which: tuple[str, ...], screen: tuple[int, int]
 ) -> dict[str, list[float]]:
-    from app.compute import regrid_to_screen
+    from app.map_views import regrid_to_screen
     from pipelines import Query
-    from pipelines.cache import result_cache
     from pipelines.planner import plan_map, plan_series
 
     times = ds["time"].values
     out: dict[str, list[float]] = {k: [] for k in which}
     for q in queries:
-        result_cache.clear()
         for kind in which:
             if kind == "map_frame":
                 query = Query(dataset="b", var="t2m", time=_label(times, q["step"]))
@@ -216,10 +214,9 @@ def grid_gridscope_section(
 ) -> dict[str, list[float]]:
     """The planner on a non-regular grid's derived stores, drawn as the dashboard does:
     a pyramid level (regular) cropped to the screen, native cells rasterized."""
-    from app.compute import regrid_to_screen
+    from app.map_views import regrid_to_screen
     from app.rasterize import rasterize_to_screen
     from pipelines import Query
-    from pipelines.cache import result_cache
     from pipelines.planner import plan_map, plan_series
 
     times = ds["time"].values
@@ -240,7 +237,6 @@ def grid_gridscope_section(
 
     out: dict[str, list[float]] = {k: [] for k in QUERIES}
     for q in queries:
-        result_cache.clear()
         for kind in QUERIES:
             if kind == "map_frame":
                 query = Query(dataset="g", var="tos", time=_label(times, q["step"]))

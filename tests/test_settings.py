@@ -1,0 +1,67 @@
+"""`app.settings.Settings`: every ``GRIDSCOPE_*`` variable read once, checked, in words."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import pytest
+
+from app.settings import Settings, SettingsError
+from tests.conftest import REPO_ROOT
+
+
+def test_unset_or_empty_variables_give_the_defaults() -> None:
+    assert Settings.from_env({}) == Settings()
+    blank = {var: " " for var in Settings.variables()}
+    assert Settings.from_env(blank) == Settings()
+
+
+def test_each_variable_sets_its_field() -> None:
+    env = {
+        "GRIDSCOPE_INPROCESS_BYTES": "1MiB", "GRIDSCOPE_FALLBACK_BYTES": "2GB",
+        "GRIDSCOPE_RECONNECT_INTERVAL": "0.5", "GRIDSCOPE_ASK_BYTES": "1e9",
+        "GRIDSCOPE_READ_RATE": "2e8", "GRIDSCOPE_SMALL_GRID_CELLS": "1000",
+        "GRIDSCOPE_WEBGL": "1", "GRIDSCOPE_MAX_CONCURRENT": "3",
+        "GRIDSCOPE_CACHE_DIR": "off", "GRIDSCOPE_CACHE_BYTES": "64MB",
+    }  # fmt: skip
+    got = Settings.from_env(env)
+    assert (got.inprocess_bytes, got.fallback_bytes, got.ask_bytes) == (2**20, 2 * 10**9, 10**9)
+    assert (got.reconnect_interval, got.read_rate, got.small_grid_cells) == (0.5, 2e8, 1000)
+    assert got.webgl is True and got.max_concurrent == 3 and got.cache_bytes == 64 * 10**6
+    assert got.cache_directory is None
+    assert Settings.from_env({"GRIDSCOPE_CACHE_DIR": "/x/y"}).cache_directory == "/x/y"
+
+
+@pytest.mark.parametrize(
+    "var,value,expected",
+    [
+        ("GRIDSCOPE_INPROCESS_BYTES", "lots", "a positive size"),
+        ("GRIDSCOPE_SMALL_GRID_CELLS", "2.5", "whole number"),
+        ("GRIDSCOPE_MAX_CONCURRENT", "0", "whole number"),
+        ("GRIDSCOPE_RECONNECT_INTERVAL", "-1", "positive number of seconds"),
+        ("GRIDSCOPE_WARM_UP_SECONDS", "soon", "seconds"),
+        ("GRIDSCOPE_READ_RATE", "nan", "bytes per second"),
+        ("GRIDSCOPE_WEBGL", "maybe", "1 or 0"),
+    ],
+)
+def test_a_malformed_value_is_refused_naming_the_variable(var, value, expected) -> None:
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env({var: value})
+    message = str(info.value)
+    assert message.startswith(f"{var}='{value}': ") and expected in message
+    assert "\n" not in message
+
+
+def test_every_field_has_a_variable_and_the_app_reads_no_other_way() -> None:
+    """Settings are read once, here: no app module parses a GRIDSCOPE_ variable itself."""
+    names = {f.metadata["var"] for f in dataclasses.fields(Settings)}
+    assert len(names) == len(dataclasses.fields(Settings))
+    offenders = []
+    for path in (REPO_ROOT / "app").rglob("*.py"):
+        if path.name == "settings.py":
+            continue
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if re.search(r"environ(\.get)?\(?\[?[\"']GRIDSCOPE_|getenv\([\"']GRIDSCOPE_", line):
+                offenders.append(f"{path.relative_to(REPO_ROOT)}:{n}: {line.strip()}")
+    assert offenders == []
