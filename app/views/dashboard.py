@@ -216,8 +216,11 @@ class Dashboard(pn.viewable.Viewer):
         dataset = self.state.dataset
         try:
             # opened and planned in a thread
+            ds = await asyncio.get_running_loop().run_in_executor(
+                None, self.state.sources.open, dataset
+            )
             job = await asyncio.get_running_loop().run_in_executor(
-                None, lambda: answers.start_map(self.state.sources.open(dataset), query)
+                None, answers.start_map, ds, query
             )
             field = await jobs.run_job(
                 job,
@@ -227,7 +230,8 @@ class Dashboard(pn.viewable.Viewer):
             self.state.message = f"Map netCDF: {limits.user_message(exc, self.state.dataset)}"
             raise
         words = labels.for_state(self.state, query)
-        return io.BytesIO(exports.map_to_netcdf(field, query=query, words=words))
+        # a non-regular grid keeps its cells' bounds and its grid-mapping variable
+        return io.BytesIO(exports.map_to_netcdf(field, query=query, words=words, ds=ds))
 
     def _csv(self) -> io.BytesIO:
         series = self.results.series
