@@ -527,10 +527,17 @@ def _pool() -> ThreadPoolExecutor:
     return _POOL
 
 
-#: Block-sum levels used by box series start here: the border of a box reads its raw
-#: cells (in the chunks a thin band of blocks would touch anyway) instead of thin bands
-#: of small blocks at every level.
-_MIN_SERIES_LEVEL = 3
+_TASKS: ThreadPoolExecutor | None = None
+
+
+def _task_pool() -> ThreadPoolExecutor:
+    """Threads running a range map's reads at once (each read decodes its chunks on
+    `_pool`: two pools, so no task waits on its own pool)."""
+    global _TASKS
+    if _TASKS is None:
+        _TASKS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="gridscope-cell-tasks")
+    return _TASKS
+
 
 Selector = slice | np.ndarray
 
@@ -707,16 +714,30 @@ def plan_cell_series(
         raise _no_cell_error(query.bbox)
     nread = singles.size + sum(4 * b.size for b in blocks.values())
 
-    def run_box() -> xr.DataArray:
-        time = slice(r0, r1)
-        x = gather(values, time, singles).astype("float64")
+    def edge_sums() -> tuple[np.ndarray, np.ndarray]:
+        x = gather(values, slice(r0, r1), singles)
         valid = ~np.isnan(x)
         w = grid.area[singles]
-        wsum = np.where(valid, x, 0.0) @ w
-        warea = valid @ w
-        for lev, idx in blocks.items():
-            wsum += gather(stores.array("timeseries", f"L{lev}/wsum"), time, idx).sum(axis=1)
-            warea += gather(stores.array("timeseries", f"L{lev}/warea"), time, idx).sum(axis=1)
+        return np.where(valid, x, np.float32(0)).astype("float64") @ w, valid @ w
+
+    def level_sum(lev: int, name: str) -> np.ndarray:
+        arr = stores.array("timeseries", f"L{lev}/{name}")
+        return gather(arr, slice(r0, r1), blocks[lev]).sum(axis=1)
+
+    def run_box() -> xr.DataArray:
+        tasks = _task_pool()
+        edge = tasks.submit(edge_sums)
+        sums = [
+            (name, tasks.submit(level_sum, lev, name))
+            for lev in blocks
+            for name in ("wsum", "warea")
+        ]
+        wsum, warea = edge.result()
+        for name, future in sums:
+            if name == "wsum":
+                wsum = wsum + future.result()
+            else:
+                warea = warea + future.result()
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = np.where(warea > 0, wsum / np.where(warea > 0, warea, 1.0), np.nan)
         out = xr.DataArray(mean, dims="time", coords={"time": times}, attrs=dict(da.attrs))
@@ -911,23 +932,35 @@ class _RangeSource:
         return self.cells.read(self.stores.array("aggregates", f"L{self.level}/shift"))
 
     def totals(self, t0: int, t1: int, needed: tuple[str, ...]) -> dict[str, np.ndarray]:
-        """``needed`` statistics of steps ``[t0, t1)`` (stored blocks plus raw edge steps)."""
+        """``needed`` statistics of steps ``[t0, t1)`` (stored blocks plus raw edge steps),
+        the raw steps' statistics and each statistic's blocks read at the same time."""
         blocks, steps = decompose_range(t0, t1, self.table)
         flat = sorted(self.table.flat_index(s, b) for s, b in blocks)
-        totals: dict[str, np.ndarray] = {}
-        if steps:
+        shift = self.shift
+        tasks = _task_pool()
+
+        def raw_stats() -> dict[str, np.ndarray]:
             raw = self.raw(steps)
-            stats = block_stats(raw, self.shift, raw.shape[0])
-            totals = {n: getattr(stats, n)[0] for n in needed}
-        for name in needed:
+            stats = block_stats(raw, shift, raw.shape[0])
+            return {n: getattr(stats, n)[0] for n in needed}
+
+        def stat_total(name: str) -> np.ndarray:
             arr = self.stores.array("aggregates", f"L{self.level}/{name}")
+            total: dict[str, np.ndarray] = {}
             for k in range(0, len(flat), _BATCH):
                 part = self.cells.read(arr, np.asarray(flat[k : k + _BATCH]))
                 if name in ("min", "max"):
                     part = (np.fmin if name == "min" else np.fmax).reduce(part, axis=0)
                 else:
                     part = part.sum(axis=0, dtype="int64" if name == "count" else "float64")
-                _combine(totals, name, part)
+                _combine(total, name, part)
+            return total[name]
+
+        edge = tasks.submit(raw_stats) if steps else None
+        parts = {name: tasks.submit(stat_total, name) for name in needed} if flat else {}
+        totals: dict[str, np.ndarray] = edge.result() if edge is not None else {}
+        for name, future in parts.items():
+            _combine(totals, name, future.result())
         return totals
 
     def cost(self, t0: int, t1: int, needed: tuple[str, ...]) -> tuple[int, str]:

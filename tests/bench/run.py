@@ -9,8 +9,8 @@ over randomised queries for the planner and for what a user would write by hand
 reported peak RSS is the server's (the naive ones load far more).
 
 ``--only grids`` runs only the non-regular grid rows: a synthetic tripolar-like
-0.1-degree curvilinear store and an unstructured (Fibonacci point cloud) store of
->= 2.5 M cells (`pipelines.synthetic_grids`), their derived stores built on native
+0.1-degree curvilinear store and an unstructured icosahedral triangle mesh of
+>= 2.5 M cells with vertex lon/lat (`pipelines.synthetic_grids`), their derived stores built on native
 cells (`pipelines.cell_stores`), timed against the naive approach on the raw store:
 hvplot ``quadmesh`` / ``points`` with ``rasterize=True`` rendered (map frame),
 ``.isel(time=range).<agg>("time")`` (range map), ``.isel`` of the nearest centre over
@@ -228,10 +228,11 @@ def grid_gridscope_section(
         paths.append("pyramid" if "lat" in field.dims else "native")
         if "lat" in field.dims:
             return regrid_to_screen(field, viewport, screen)
+        # the view's cells' polygons, as the planner hands them for drawing
         bounds = {
-            name: np.asarray(field[name].values)
+            name: field.attrs.pop(f"gridscope_{name}")
             for name in ("lon_bounds", "lat_bounds")
-            if name in field.coords
+            if f"gridscope_{name}" in field.attrs
         }
         return rasterize_to_screen(field, viewport, screen, **bounds)
 
@@ -348,13 +349,14 @@ def run_grids(args: argparse.Namespace, screen: tuple[int, int], results: dict[s
     data.mkdir(parents=True, exist_ok=True)
     ny, nx = (int(v) for v in args.grid_shape.lower().split("x"))
     steps = [int(v) for v in args.grid_steps.split(",")]
+    mesh_n = int(args.grid_mesh)
     specs = {
-        "curvilinear": ((ny, nx), steps[0]),
-        "unstructured": ((int(args.grid_cells),), steps[-1]),
+        "curvilinear": ((ny, nx), steps[0], ny * nx),
+        "mesh": ((mesh_n,), steps[-1], 20 * mesh_n**2),
     }
     loaded = {}
-    for kind, (shape, nsteps) in specs.items():
-        name = f"{kind} {'x'.join(map(str, shape))}"
+    for kind, (shape, nsteps, cells) in specs.items():
+        name = f"curvilinear {ny}x{nx}" if kind == "curvilinear" else f"unstructured mesh {cells}"
         path = data / f"grid-{kind}-{'x'.join(map(str, shape))}-{nsteps}.zarr"
         print(f"== {name}: {nsteps} daily steps -> {path}", flush=True)
         t = time.perf_counter()
@@ -373,7 +375,6 @@ def run_grids(args: argparse.Namespace, screen: tuple[int, int], results: dict[s
         )
         manifest = json.loads((folder / "manifest.json").read_text())
         ds = open_dataset(str(path))
-        cells = int(np.prod(shape))
         loaded[name] = (kind, ds, path, nsteps)
         results.setdefault("grids", {})[name] = {
             "kind": kind,
@@ -429,7 +430,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--grid-shape", default="1800x3600", help="curvilinear grid rows x columns (0.1 deg)"
     )
-    parser.add_argument("--grid-cells", default="2621440", help="unstructured store's cells")
+    parser.add_argument(
+        "--grid-mesh",
+        default="354",
+        help="unstructured mesh: triangles along an icosahedron edge (20 n^2 cells)",
+    )
     parser.add_argument(
         "--grid-steps", default="128,256", help="steps of the curvilinear,unstructured stores"
     )
