@@ -4,15 +4,19 @@
 `app.explorer.Explorer` is made; `app.runtime` keeps the result); each value is checked
 and a malformed one is refused with a `SettingsError` naming the variable and what is
 allowed, rather than silently replaced by a default. Command-line flags override the
-environment (`Settings.replace`). Nothing is ever written back to the environment.
+environment (``serve``'s limits: `app.limits.Limits.from_options`; others:
+`app.runtime.Runtime.update_settings`). Nothing is ever written back to the environment.
 
-Variables read elsewhere, on purpose: ``GRIDSCOPE_CATALOG`` and ``GRIDSCOPE_DERIVED_DIR``
-are also read by ``data_catalog.catalog.load_catalog`` and ``pipelines.derived`` when
-called without a path (those packages never import the app, and the derived-store
+Variables read elsewhere, on purpose: the app passes ``GRIDSCOPE_CATALOG`` to
+``data_catalog.load_catalog`` (`app.sources`), which also reads it when called without a
+path (the ``catalog`` command, library use); ``GRIDSCOPE_DERIVED_DIR`` is read by
+``pipelines.derived`` (those packages never import the app, and the derived-store
 folder must be found the same way by ``gridscope build``, the server and Dask workers,
 which have no `Runtime`); ``GRIDSCOPE_MAX_BYTES`` is the planner's budget for library
 use (`pipelines.planner.Plan.compute`, which may run on a worker); the cluster's
-``DASK_*`` variables are read by `pipelines.cluster.ClusterSpec.from_env`.
+``DASK_*`` variables are read by `pipelines.cluster.ClusterSpec.from_env`;
+``GRIDSCOPE_ALLOW_WEBSOCKET_ORIGIN`` by `app.jupyter_proxy.allowed_origins`, which runs in
+the Jupyter server's process (it starts gridscope, with the origins as a flag).
 """
 
 from __future__ import annotations
@@ -142,8 +146,6 @@ class Settings:
         "the shared answer directory (empty: under the system temp dir; off: none)")  # fmt: skip
     catalog: str = _field("GRIDSCOPE_CATALOG", _text, "",
         "catalog YAML (empty: the bundled one)")  # fmt: skip
-    allow_websocket_origin: str = _field("GRIDSCOPE_ALLOW_WEBSOCKET_ORIGIN", _text, "",
-        "host[:port] origins a Jupyter-proxied app accepts (comma-separated)")  # fmt: skip
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -165,10 +167,6 @@ class Settings:
             except _Invalid as invalid:
                 raise SettingsError(f"{var}={text.strip()[:40]!r}: {invalid.args[0]}") from None
         return cls(**values)
-
-    def replace(self, **flags: Any) -> Settings:
-        """These settings with the given flags (None: not given, the setting stays)."""
-        return dataclasses.replace(self, **{k: v for k, v in flags.items() if v is not None})
 
     @property
     def cache_directory(self) -> str | None:

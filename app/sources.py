@@ -219,9 +219,11 @@ def _extra_title(source: str) -> str:
 
 
 def _load_catalog(path: str | None) -> Any:
+    """The catalog at ``path``, else the runtime's ``GRIDSCOPE_CATALOG``, else the bundled one."""
+    from app.runtime import current
     from data_catalog import load_catalog
 
-    return load_catalog(path)
+    return load_catalog(path or current().settings.catalog or None)
 
 
 def is_remote(urlpath: str) -> bool:
