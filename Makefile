@@ -23,7 +23,8 @@ help:
 	@echo "make venv      create .venv and pip install -e '.[test]' (again only when pyproject.toml changes)"
 	@echo "make browser   install Debian's chromium (root) or say how to"
 	@echo "make bench     opt-in benchmarks (tests/bench/run.py)"
-	@echo "make loadtest  concurrent-session load test (tests/load/run.py)"
+	@echo "make loadtest  headless load benchmark: 100 Bokeh-protocol sessions x 3 min + HTTP API (tests/load/headless.py);"
+	@echo "               ARGS='--sessions 10 --seconds 20' for a short run, ARGS=--browsers for the 20-Chromium run"
 	@echo "make lint      ruff check, ruff format --check, mypy on pipelines/ and data_catalog/"
 	@echo "make clean     remove caches and build outputs (keeps .venv); 'make distclean' also removes .venv"
 

@@ -1,7 +1,11 @@
-"""Load test: N concurrent dashboard sessions against a loopback `gridscope serve`.
+"""Load tests of a loopback `gridscope serve`: headless (default) or with Chromium.
 
-``python -m tests.load.run [--sessions 20] [--minutes 3] [--port auto] [--url URL]``
-(``make loadtest``):
+``python -m tests.load.run`` (``make loadtest``) runs the headless benchmark of
+`tests.load.headless`: 100 sessions through the Bokeh protocol and the HTTP API, the
+server measured, not browsers (``--help`` for its flags).
+
+``python -m tests.load.run --browsers [--sessions 20] [--minutes 3] [--port auto] [--url URL]``
+(``make loadtest ARGS=--browsers``) is the secondary check with real browsers:
 
 1. starts ``gridscope serve --no-show`` on 127.0.0.1 (or attaches to ``--url``, which must
    be loopback) and samples its resident memory: the server process (where the Bokeh /
@@ -557,8 +561,57 @@ def format_table(r: LoadResult) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The headless benchmark, or with ``--browsers`` the Chromium load test."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--browsers" in argv:
+        argv.remove("--browsers")
+        return browsers_main(argv)
+    return headless_main(argv)
+
+
+def headless_main(argv: list[str]) -> int:
+    from tests.load.headless import HeadlessConfig, format_table, run_headless
+
     ap = argparse.ArgumentParser(
-        prog="python -m tests.load.run", description=__doc__.split("\n\n")[0]
+        prog="python -m tests.load.run",
+        description="Headless load benchmark (tests/load/headless.py); --browsers: the Chromium run",
+    )
+    ap.add_argument("--sessions", type=int, default=100, help="concurrent sessions (default 100)")
+    ap.add_argument("--seconds", type=float, default=180.0, help="acting time (default 180)")
+    ap.add_argument("--think", type=float, nargs=2, default=(2.0, 6.0), metavar=("MIN", "MAX"),
+                    help="seconds between one user's changes (default 2 6)")  # fmt: skip
+    ap.add_argument("--ramp", type=float, default=None,
+                    help="seconds over which sessions arrive (default 0.3 s each, at most 60)")  # fmt: skip
+    ap.add_argument("--cpu-pages", type=int, default=5, help="pages measured one at a time")
+    ap.add_argument("--no-api", action="store_true", help="skip the HTTP API run")
+    ap.add_argument("--api-clients", type=int, default=50)
+    ap.add_argument("--api-cold", type=int, default=300, help="distinct cold requests")
+    ap.add_argument("--api-warm-seconds", type=float, default=20.0)
+    ap.add_argument("--url", help="use this running loopback server instead of starting one")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--server-arg", action="append", default=[],
+                    help="extra 'gridscope serve' argument (repeatable), e.g. --server-arg=--num-procs=2")  # fmt: skip
+    ap.add_argument("--out", type=Path, default=RESULTS / "loadtest-headless.json")
+    args = ap.parse_args(argv)
+    if not 1 <= args.sessions <= 500 or not 0 < args.seconds <= 1800:
+        ap.error("bounded: 1..500 sessions, at most 1800 seconds")
+    if args.url and (urlparse(args.url).hostname or "") not in LOOPBACK:
+        ap.error("--url must be a loopback address (127.0.0.1/localhost)")
+    cfg = HeadlessConfig(
+        sessions=args.sessions, seconds=args.seconds, think=tuple(args.think), ramp_s=args.ramp,
+        cpu_pages=args.cpu_pages, api=not args.no_api, api_clients=args.api_clients,
+        api_cold=args.api_cold, api_warm_seconds=args.api_warm_seconds, url=args.url,
+        seed=args.seed, server_args=args.server_arg, out=args.out,
+    )  # fmt: skip
+    result = run_headless(cfg)
+    print(format_table(result))
+    print(f"\nwrote {cfg.out}")
+    return 0 if not result.goals_missed else 1
+
+
+def browsers_main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m tests.load.run --browsers", description=__doc__.split("\n\n")[0]
     )
     ap.add_argument("--sessions", type=int, default=20)
     ap.add_argument("--minutes", type=float, default=3.0)
