@@ -117,7 +117,8 @@ class _ApiHandler(tornado.web.RequestHandler):
             where = "miss"
             body = await make()
             answer = Answer(body, content_type, etag, cache_control)
-            self.ctx.cache.put(cache_key, answer)
+            # kept off the event loop: the shared directory is written (and trimmed) too
+            await answers.in_thread(self.ctx.cache.put, cache_key, answer)
         self.set_header("Content-Type", answer.content_type)
         self.set_header("X-Gridscope-Cache", where)
         self.set_header("Server-Timing", f"answer;dur={(time.perf_counter() - started) * 1000:.1f}")
