@@ -144,11 +144,15 @@ class DatasetSources:
         if dataset_id not in self.entries:
             raise KeyError(f"unknown dataset {dataset_id!r}; available: {', '.join(self.entries)}")
         opened = self._datasets.get(dataset_id)
-        if opened is not None:  # no lock: a slow opening of another dataset never blocks this
+        if opened is not None and not _grew(opened):  # no lock: others never block this
             return opened
         with self._lock:
             lock = self._opening.setdefault(dataset_id, threading.Lock())
         with lock:
+            if opened is not None and self._datasets.get(dataset_id) is opened:
+                # 'gridscope build' appended new steps: re-open to see them
+                del self._datasets[dataset_id]
+                self._infos.pop(dataset_id, None)
             if dataset_id not in self._datasets:
                 self._datasets[dataset_id] = self._opener(dataset_id)
             return self._datasets[dataset_id]
@@ -193,6 +197,16 @@ class DatasetSources:
         )
         self._infos[dataset_id] = info
         return info
+
+
+def _grew(ds: xr.Dataset) -> bool:
+    """Whether the source of ``ds`` gained time steps that its derived stores hold
+    (`pipelines.derived.source_grew`); datasets made in memory never do."""
+    if not ds.attrs.get("gridscope_source"):
+        return False
+    from pipelines.derived import source_grew
+
+    return source_grew(ds)
 
 
 def _numbered_step_units(ds: xr.Dataset) -> str:

@@ -69,6 +69,7 @@ __all__ = [
     "find_derived",
     "missing_chunks",
     "register_derived",
+    "source_grew",
 ]
 
 log = logging.getLogger(__name__)
@@ -134,15 +135,42 @@ def fingerprint(ds: xr.Dataset) -> dict[str, Any]:
 
 def find_derived(ds: xr.Dataset) -> DerivedStores | None:
     """The derived stores recorded for ``ds``, or None when there are none (yet)."""
+    for stores in _candidates(ds):
+        if stores.matches(ds):
+            return stores
+    return None
+
+
+def source_grew(ds: xr.Dataset) -> bool:
+    """Whether ``ds`` (opened earlier) is shorter than the record its derived stores were
+    since built or appended for: the source gained time steps, so re-open it to see
+    them (a running server does, `app.sources.DatasetSources.open`). A few ``stat``
+    calls; False without stores."""
+    if "time" not in ds.dims:
+        return False
+    mine = fingerprint(ds)
+    for stores in _candidates(ds):
+        theirs = dict(stores.manifest().get("fingerprint", {}))
+        if int(theirs.get("nsteps", 0)) <= mine.get("nsteps", 0):
+            continue
+        rest = {k: v for k, v in theirs.items() if k not in ("nsteps", "time1")}
+        if rest == {k: v for k, v in mine.items() if k not in ("nsteps", "time1")}:
+            return True
+    return False
+
+
+def _candidates(ds: xr.Dataset) -> list[DerivedStores]:
+    """The derived-store folders that may hold ``ds``'s stores (with a manifest)."""
     source = str(ds.attrs.get("gridscope_source", ""))
-    candidates = []
+    folders = []
     if ds.attrs.get("gridscope_derived"):
-        candidates.append(Path(str(ds.attrs["gridscope_derived"])))
+        folders.append(Path(str(ds.attrs["gridscope_derived"])))
     if source in _REGISTERED:
-        candidates.append(_REGISTERED[source])
+        folders.append(_REGISTERED[source])
     if source:
-        candidates.append(derived_dir_for(source))
-    for folder in candidates:
+        folders.append(derived_dir_for(source))
+    out = []
+    for folder in folders:
         if folder.name == MANIFEST:
             folder = folder.parent
         if (folder / MANIFEST).exists():
@@ -150,9 +178,8 @@ def find_derived(ds: xr.Dataset) -> DerivedStores | None:
                 stores = _OPEN.get(folder)
                 if stores is None:
                     stores = _OPEN[folder] = DerivedStores(folder)
-            if stores.matches(ds):
-                return stores
-    return None
+            out.append(stores)
+    return out
 
 
 @dataclasses.dataclass(frozen=True)

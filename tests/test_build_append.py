@@ -16,7 +16,7 @@ from pipelines import Query
 from pipelines.build import BuildConfig, build_derived
 from pipelines.synthetic import SyntheticSpec, write_demo_store
 
-CONFIG = BuildConfig(max_level=2, ts_max_level=3, base_block=4, unit_steps=16)
+CONFIG = BuildConfig(max_level=2, ts_max_level=3, base_block=4, unit_steps=16, variables=("t2m",))
 N = 100
 
 
@@ -68,7 +68,7 @@ def test_append_equals_a_fresh_build_and_costs_the_new_steps(
 
     # work: the units holding new steps (the old record's last, partial unit redone) and
     # the long blocks the new steps complete, per variable and level
-    u, nvars, nlevels = CONFIG.unit_steps, 2, CONFIG.max_level + 1
+    u, nvars, nlevels = CONFIG.unit_steps, 1, CONFIG.max_level + 1
     total = N + new
     last = manifest["last_build"]
     assert last["appended_from"] == N
@@ -81,6 +81,7 @@ def test_append_equals_a_fresh_build_and_costs_the_new_steps(
 def test_appended_stores_answer_the_new_steps(full: Path, tmp_path: Path) -> None:
     """After an append the planner answers over the whole new record from the stores
     (exact vs xarray), under a new store version; the old record no longer matches."""
+    from app.sources import DatasetSources
     from data_catalog import open_dataset
     from pipelines.derived import find_derived
     from pipelines.planner import plan_map
@@ -89,13 +90,16 @@ def test_appended_stores_answer_the_new_steps(full: Path, tmp_path: Path) -> Non
     grow = tmp_path / "grow.zarr"
     raw.isel(time=slice(0, N)).to_zarr(grow)
     build_derived(str(grow), scheduler="synchronous", config=CONFIG, progress=False)
-    before = open_dataset(str(grow))
+    server = DatasetSources({str(grow): "growing"}, lambda key: open_dataset(key))
+    before = server.open(str(grow))
+    assert len(server.info(str(grow)).times) == N and server.open(str(grow)) is before
     version = find_derived(before).version
     raw.isel(time=slice(N, N + 28)).to_zarr(grow, append_dim="time")
+    assert server.open(str(grow)) is before  # the stores do not hold the new steps yet
     build_derived(str(grow), scheduler="synchronous", config=CONFIG, progress=False)
     assert find_derived(before) is None  # the old record's dataset: brute force, exact
-    after = open_dataset(str(grow))
-    assert after.sizes["time"] == N + 28
+    after = server.open(str(grow))  # a running server re-opens the grown source
+    assert after.sizes["time"] == N + 28 and len(server.info(str(grow)).times) == N + 28
     stores = find_derived(after)
     assert stores is not None and stores.version != version
     query = Query(dataset="x", var="t2m", agg="max")
