@@ -98,7 +98,40 @@ class BuildJobs:
             progress.state, progress.message = "failed", user_message(exc, progress.dataset)
             return
         seconds = time.monotonic() - progress.started
+        built, left_out = _variables_built(progress.dataset, folder)
+        if not built and left_out:
+            progress.state = "failed"
+            progress.message = (
+                f"no variable to build: {left_out}; maps and series read the raw data"
+            )
+            return
         progress.state, progress.message = "done", f"{folder.name} in {seconds:.0f} s"
+        if left_out:
+            progress.message += f"; not built: {left_out} (read from the raw data)"
+
+
+def _variables_built(source: str, folder: Any) -> tuple[list[str], str]:
+    """The variables the stores in ``folder`` hold, and those of ``source`` with a time
+    axis that they leave out, in words (the stores hold variables on time and the grid
+    only: a variable with levels, even one, is not built)."""
+    import json
+
+    from pipelines.build import open_source
+    from pipelines.reductions import spatial_dims
+
+    try:
+        built = list(json.loads((folder / "manifest.json").read_text()).get("variables", {}))
+        ds = open_source(source)
+        grid = {"time", *spatial_dims(ds)}
+    except Exception:  # noqa: BLE001  (the build itself succeeded; say nothing more)
+        return [], ""
+    words = []
+    for name, var in ds.data_vars.items():
+        if "time" in var.dims and str(name) not in built:
+            extra = [str(d) for d in var.dims if d not in grid]
+            why = "vertical levels" if "level" in extra else "dimension " + ", ".join(extra)
+            words.append(f"{name} (it has {why})")
+    return built, ", ".join(words)
 
 
 def _live_client(client: Any) -> Any:
@@ -112,4 +145,3 @@ def _live_client(client: Any) -> Any:
 
         return current_client()
     return client
-

@@ -254,13 +254,20 @@ _PATH = re.compile(
 _URL_CREDENTIALS = re.compile(r"([a-z][a-z0-9+.-]*://)[^/\s@]+@", re.IGNORECASE)
 
 
-def scrub(text: str, limit: int = 400) -> str:
-    """One line without file-system paths, credentials or traceback text."""
+def scrub(text: str, limit: int = 400, *, file_names: bool = False) -> str:
+    """One line without file-system paths, credentials or traceback text.
+
+    ``file_names``: a path is replaced by its last part (``ocean.nc``, no folders), for
+    messages about one file that must say which; otherwise by ``<file>``.
+    """
     line = str(text).strip().splitlines()[0] if str(text).strip() else ""
     if line.startswith("Traceback"):
         line = ""
     line = _URL_CREDENTIALS.sub(r"\1", line)
-    line = _PATH.sub("<file>", line)
+    if file_names:
+        line = _PATH.sub(lambda m: re.split(r"[\\/]", m.group().rstrip("\\/"))[-1], line)
+    else:
+        line = _PATH.sub("<file>", line)
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
@@ -279,7 +286,8 @@ def user_message(exc: BaseException, dataset: str | None = None) -> str:
     except ImportError:  # pragma: no cover
         CatalogError = DatasetOpenError = ()  # type: ignore[assignment,misc]
     if isinstance(exc, (DatasetOpenError, CatalogError)):
-        detail = scrub(str(exc))
+        # the file's name and all that was looked for and found (a grid not understood)
+        detail = scrub(str(exc), 1000, file_names=True)
         return f"Could not open {where}{detail}"
     if isinstance(exc, FileNotFoundError):
         return f"Could not read {where}a file of its data is missing ({name})."

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import io
 import json
 import subprocess
 import sys
@@ -26,7 +25,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from app import cluster_health, exports, limits
+from app import builds, cluster_health, exports, limits, runtime
 from app.limits import Limits
 from app.sources import DatasetSources
 from app.state import ExplorerState
@@ -151,15 +150,32 @@ def nearest_cell(raw: Raw, point) -> int:
 
 
 def native_values(field: xr.DataArray, raw: Raw) -> np.ndarray:
-    """``field`` (a native map) as raw cells, its centres checked against the raw ones."""
-    if raw.regular:
-        lon, lat = np.meshgrid(field["lon"].values, field["lat"].values)
-        values = field.transpose("lat", "lon").values
-    else:
-        lon, lat, values = field["lon"].values, field["lat"].values, field.values
-    np.testing.assert_allclose(_wrap(lon).ravel(), raw.lon, atol=1e-6)
-    np.testing.assert_allclose(np.ravel(lat), raw.lat, atol=1e-6)
-    return np.asarray(values, "f8").ravel()
+    """``field`` (a native map) in the raw file's cell order: a non-regular grid keeps the
+    file's order (its centres checked); a regular one's cells are found by their centres."""
+    if not raw.regular:
+        np.testing.assert_allclose(_wrap(field["lon"].values).ravel(), raw.lon, atol=1e-6)
+        np.testing.assert_allclose(np.ravel(field["lat"].values), raw.lat, atol=1e-6)
+        return np.asarray(field.values, "f8").ravel()
+    lon, lat = np.meshgrid(field["lon"].values, field["lat"].values)
+    index = _raw_index(raw, lon, lat)
+    np.testing.assert_array_equal(np.sort(index), np.arange(raw.lon.size))  # each cell once
+    out = np.empty(raw.lon.size)
+    out[index] = np.ravel(field.transpose("lat", "lon").values)
+    return out
+
+
+def _raw_index(raw: Raw, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """The raw cell at each of these centres (they must be cell centres of the file; the
+    bipolar grid repeats two columns, whose cells hold the same values)."""
+    from scipy.spatial import cKDTree
+
+    def xyz(lo, la):
+        lam, phi = np.radians(np.ravel(lo)), np.radians(np.ravel(la))
+        return np.stack([np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)], -1)
+
+    distance, index = cKDTree(xyz(raw.lon, raw.lat)).query(xyz(lon, lat))
+    assert distance.max() < 1e-7, "a cell that is not a centre of the file"
+    return index
 
 
 @pytest.fixture(scope="module", params=KINDS)
@@ -251,3 +267,339 @@ def test_show_code_reproduces_the_numbers_in_a_fresh_process(sources, tmp_path) 
             np.testing.assert_allclose(_wrap(lon).ravel(), raw.lon, atol=1e-6)
         np.testing.assert_allclose(field, expected, rtol=1e-6)
         np.testing.assert_allclose(np.load(tmp_path / f"series{k}.npy"), box_series(raw), rtol=1e-5)
+
+
+# --- the notebook Explorer ------------------------------------------------------------------
+def test_explorer_shows_the_map_and_the_box_series(raw) -> None:
+    from app.explorer import Explorer
+
+    state = {"var": raw.var, "region": "Custom box", "bbox": raw.box}
+    state |= {"level": raw.level} if raw.level is not None else {}
+    state |= {"time": raw.time} if raw.time is not None else {}
+    ex = Explorer(raw.path, **state)
+    assert ex.messages == [] and ex.results.error == ""
+    field, series = ex.data()
+    np.testing.assert_allclose(native_values(field, raw), raw.values[_step(raw)], rtol=1e-6)
+    np.testing.assert_allclose(series.values, box_series(raw), rtol=1e-5)
+    np.testing.assert_allclose(ex.results.series.values, box_series(raw), rtol=1e-5)
+    # the map it shows: geographic lon/lat; at the point, a value of the cells around it
+    shown = ex.results.field
+    assert shown is not None and {"lat", "lon"} <= set(shown.dims)
+    x, y = raw.point
+    lon, lat = shown["lon"].values, shown["lat"].values
+    pixel = float(shown.sel(lon=x, lat=y, method="nearest"))
+    reach = 2 * max(np.abs(np.diff(lon)).max(), np.abs(np.diff(lat)).max())
+    near = (np.abs(_wrap(raw.lon - x)) <= reach) & (np.abs(raw.lat - y) <= reach)
+    around = raw.values[_step(raw)][near]
+    assert np.nanmin(around) - 1e-4 <= pixel <= np.nanmax(around) + 1e-4
+    assert ex.__panel__() is not None
+
+
+# --- exports ----------------------------------------------------------------------------------
+def test_dashboard_exports_keep_native_cells(sources, raw, monkeypatch) -> None:
+    """Map netCDF (region only) on the file's own cells with bounds and grid mapping;
+    series CSV as brute force; the PNG drawn in geographic longitudes and latitudes."""
+    from matplotlib.axes import Axes
+
+    from app.views.dashboard import Dashboard
+
+    state = ExplorerState(sources)
+    _view(state, raw, region="Custom box", bbox=raw.box)
+    dash = Dashboard(state)
+    dash.region_only.value = list(dash.region_only.options)
+    with xr.open_dataset(asyncio.run(dash._netcdf()).getvalue()) as nc:
+        nc.load()
+    da = nc[raw.var]
+    if raw.regular:
+        lon, lat = np.meshgrid(nc["lon"].values, nc["lat"].values)
+        da = da.transpose("lat", "lon")
+    else:
+        lon, lat = nc["lon"].values, nc["lat"].values
+        assert nc["lon_bounds"].shape == lon.shape + (nc["lon_bounds"].shape[-1],)
+        corners = nc["lat_bounds"].values  # each kept cell's own corners around it
+        assert (corners.min(-1) <= lat + 1e-9).all() and (corners.max(-1) >= lat - 1e-9).all()
+    index = _raw_index(raw, lon, lat)
+    inside = _in_box(raw.lon[index], raw.lat[index], raw.box)
+    expected = np.where(inside, raw.values[_step(raw)][index], np.nan)
+    np.testing.assert_allclose(np.ravel(da.values), expected, rtol=1e-6)
+    assert inside.sum() == _in_box(raw.lon, raw.lat, raw.box).sum()  # every box cell kept
+    if raw.path.endswith("EUR11.nc"):
+        mapping = nc[da.attrs["grid_mapping"]].attrs
+        assert mapping["grid_mapping_name"] == "rotated_latitude_longitude"
+        assert (mapping["grid_north_pole_latitude"], mapping["grid_north_pole_longitude"]) == (
+            39.25,
+            -162.0,
+        )
+    csv = dash._csv().getvalue().decode().splitlines()
+    assert csv[0] == f"time,{raw.var}"
+    values = [float(line.split(",")[1]) for line in csv[1:]]
+    np.testing.assert_allclose(values, box_series(raw), rtol=1e-5)
+
+    drawn: list = []
+    real = Axes.pcolormesh
+
+    def spy(self, *args, **kwargs):
+        drawn.append(args)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "pcolormesh", spy)
+    png = asyncio.run(dash._png()).getvalue()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    (x, y, values), *_ = drawn
+    finite = np.isfinite(np.ma.filled(values, np.nan))
+    xx, yy = np.meshgrid(x, y)
+    # the data drawn where the file's cells are on the Earth (a rotated grid's own
+    # coordinates span -28..18 / -23..22, its cells 45W..65E / 21N..73N)
+    valid = np.isfinite(raw.values[_step(raw)])  # (a global map repeats a column or two past +-180)
+    for drawn_at, cells in ((xx[finite], raw.lon[valid]), (yy[finite], raw.lat[valid])):
+        assert abs(drawn_at.min() - cells.min()) < 5.0, (drawn_at.min(), cells.min())
+        assert abs(drawn_at.max() - cells.max()) < 5.0, (drawn_at.max(), cells.max())
+
+
+# --- public mode ------------------------------------------------------------------------------
+def _rotated_store(path, nsteps: int = 24) -> xr.Dataset:
+    """A raw rotated-pole dataset (pole at 30N 10W: the domain is centred on 170E 60N and
+    lies across the antimeridian), with NaN "land" in a corner."""
+    rng = np.random.default_rng(3)
+    rlon, rlat = np.arange(-20.0, 20.0, 1.0), np.arange(-12.0, 12.0, 1.0)
+    data = rng.normal(280.0, 5.0, (nsteps, rlat.size, rlon.size)).astype("f4")
+    data[:, :4, :6] = np.nan
+    ds = xr.Dataset(
+        {"tos": (("time", "rlat", "rlon"), data,
+                 {"grid_mapping": "rotated_pole", "units": "K", "long_name": "temperature"}),
+         "rotated_pole": ((), 0, {"grid_mapping_name": "rotated_latitude_longitude",
+                                  "grid_north_pole_latitude": 30.0,
+                                  "grid_north_pole_longitude": -10.0})},
+        coords={"time": ("time", np.arange(nsteps, dtype="f8"),
+                         {"units": "days since 2000-01-01", "calendar": "standard"}),
+                "rlon": ("rlon", rlon, {"standard_name": "grid_longitude", "units": "degrees"}),
+                "rlat": ("rlat", rlat, {"standard_name": "grid_latitude", "units": "degrees"})},
+    )  # fmt: skip
+    ds.to_zarr(path, mode="w", zarr_format=2, consolidated=True)
+    return ds
+
+
+def _synthetic_sources(tmp_path) -> tuple[DatasetSources, dict[str, Raw]]:
+    """A rotated-pole, a curvilinear (tripolar-like) and an unstructured store of 24
+    daily steps, and each as raw cells (their own lon/lat, or this file's rotation)."""
+    from pipelines.synthetic_grids import write_grid_store
+
+    paths = {
+        "curvilinear": write_grid_store("curvilinear", tmp_path / "c.zarr", 24, shape=(30, 40),
+                                        progress=False),
+        "unstructured": write_grid_store("unstructured", tmp_path / "u.zarr", 24,
+                                         shape=(3000,), progress=False),
+        "rotated": tmp_path / "r.zarr",
+    }  # fmt: skip
+    rotated = _rotated_store(paths["rotated"])
+    sources = DatasetSources.from_catalog(extra=[str(p) for p in paths.values()])
+    raws = {kind: _raw_store(xr.open_zarr(path, decode_coords=False), str(path))
+            for kind, path in paths.items()
+            if kind != "rotated"}  # fmt: skip
+    rr, pp = np.meshgrid(rotated["rlon"].values, rotated["rlat"].values)
+    lon, lat = rotated_to_geographic(rr, pp, -10.0, 30.0)
+    values = rotated["tos"].values.astype("f8")
+    raws["rotated"] = Raw(str(paths["rotated"]), "tos", values.reshape(len(values), -1),
+                          lon.ravel(), lat.ravel(), np.cos(np.radians(pp)).ravel(), rr.shape,
+                          None, None, (165.0, 55.0, -175.0, 65.0), (-178.0, 62.0))  # fmt: skip
+    return sources, raws
+
+
+def _raw_store(raw_ds: xr.Dataset, path: str) -> Raw:
+    """A synthetic store as raw cells: its own lon/lat and CF cell_measures areas."""
+    area_name = raw_ds["tos"].attrs["cell_measures"].split(":")[1].strip()
+    lon_name, lat_name = raw_ds["tos"].attrs["coordinates"].split()
+    values = raw_ds["tos"].values.astype("f8")
+    return Raw(path, "tos", values.reshape(len(values), -1),
+               _wrap(raw_ds[lon_name].values).ravel(), raw_ds[lat_name].values.ravel(),
+               raw_ds[area_name].values.ravel(), raw_ds[lon_name].shape, None, None,
+               (150.0, -40.0, -140.0, 20.0), (-30.0, 0.0))  # fmt: skip
+
+
+def _api(ctx, paths: list[str]) -> list:
+    """GET each path from a Tornado server of the API (as tests/test_api.py does)."""
+    import tornado.httpclient
+    import tornado.httpserver
+    import tornado.testing
+    import tornado.web
+
+    from app.api.handlers import api_patterns
+
+    async def run() -> list:
+        sock, port = tornado.testing.bind_unused_port()
+        server = tornado.httpserver.HTTPServer(tornado.web.Application(api_patterns(ctx)))
+        server.add_sockets([sock])
+        client = tornado.httpclient.AsyncHTTPClient()
+        try:
+            return [await client.fetch(f"http://127.0.0.1:{port}/api/v1/{p}", raise_error=False,
+                                       request_timeout=60) for p in paths]  # fmt: skip
+        finally:
+            server.stop()
+
+    return asyncio.run(run())
+
+
+def test_public_budgets_count_native_cells(tmp_path) -> None:
+    """A range map reads every native cell of every step of the range (itemsize bytes
+    each): a budget one byte short refuses it in JSON before anything runs, one at the
+    size answers the numbers of brute force; a box series costs the box's cells only."""
+    from app.answer_cache import AnswerCache
+    from app.api.answers import ApiContext
+
+    sources, raws = _synthetic_sources(tmp_path)
+    for raw in raws.values():
+        path = raw.path
+        full = raw.values.size * 4  # 24 float32 steps x native cells
+        ctx = ApiContext(sources=sources, cache=AnswerCache(2**22), public=True)
+        query = Query(path, "tos", start="2000-01-03", end="2000-01-20", agg="mean")
+        steps = 18
+        cost = steps * raw.lon.size * 4
+        assert cost < full
+        series = Query(path, "tos", bbox=raw.box).to_query_string()
+        for budget, code in ((cost - 1, 413), (cost, 200)):
+            limits.configure(Limits(public=True, max_request_bytes=budget))
+            runtime.current().cache.clear()
+            (got,) = _api(ctx, [f"map.json?{query.to_query_string()}"])
+            assert got.code == code, got.body[:300]
+            if code == 413:
+                body = json.loads(got.body)
+                assert body["field"] == "query" and "allowed per request" in body["message"]
+                continue
+            values = np.array(json.loads(got.body)["values"], dtype=float)
+            expected = np.nanmean(raw.values[2:20], axis=0)
+            np.testing.assert_allclose(values.ravel(), expected, rtol=1e-5)
+        # a brute-force box series reads whole chunks: one step of every cell per chunk
+        for budget, code in ((full - 1, 413), (full, 200)):
+            limits.configure(Limits(public=True, max_request_bytes=budget))
+            (csv,) = _api(ctx, [f"series.csv?{series}"])
+            assert csv.code == code, csv.body[:300]
+        lines = csv.body.decode().splitlines()[1:]
+        np.testing.assert_allclose([float(line.split(",")[1]) for line in lines],
+                                   box_series(raw), rtol=1e-5)  # fmt: skip
+
+
+def test_public_api_on_a_regional_grid_answers_or_says_why(sources) -> None:
+    """EUR-11 in public mode: a point in the domain answers the file's nearest cell; a
+    point outside it, or a box with no cell centre, is a 400 naming the field."""
+    from app.answer_cache import AnswerCache
+    from app.api.answers import ApiContext
+
+    raw = _raw("rotated")
+    limits.configure(Limits.from_options(public=True, environ={}))
+    ctx = ApiContext(sources=sources, cache=AnswerCache(2**22), public=True)
+    base = {"dataset": raw.path, "var": "tas", "level": "2"}
+    ok, outside, empty = _api(ctx, [
+        "series.csv?" + urlencode(base | {"point": "10,47"}),
+        "series.csv?" + urlencode(base | {"point": "-30,0"}),
+        "map.json?" + urlencode(base | {"bbox": "-30,-10,-20,0"}),
+    ])  # fmt: skip
+    assert ok.code == 200, ok.body[:300]
+    value = float(ok.body.decode().splitlines()[1].split(",")[1])
+    assert value == pytest.approx(raw.values[0, nearest_cell(raw, (10.0, 47.0))], rel=1e-6)
+    for answer, field, words in ((outside, "point", "outside"), (empty, "bbox", "no grid cell")):
+        body = json.loads(answer.body)
+        assert answer.code == 400 and body["field"] == field and words in body["message"], body
+
+
+# --- builds from the dashboard -----------------------------------------------------------------
+def _wait(progress, timeout: float = 120.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while progress.state == "running" and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def test_build_from_the_dashboard_then_answers_from_native_cell_stores(tmp_path, monkeypatch):
+    from app.views.build_view import BuildView
+    from app.views.results import ViewResults
+    from pipelines.planner import plan_map, plan_series
+
+    monkeypatch.setenv("GRIDSCOPE_DERIVED_DIR", str(tmp_path / "derived"))
+    monkeypatch.setattr(runtime.current(), "builds", builds.BuildJobs())
+    sources, raws = _synthetic_sources(tmp_path)
+    for raw in raws.values():
+        path = raw.path
+        ds = sources.open(path)
+        state = ExplorerState(sources)
+        assert state.from_url({"dataset": path, "var": "tos"}) == []
+        span = Query(path, "tos", start="2000-01-02", end="2000-01-23", agg="max")
+        assert plan_map(ds, span).description.startswith("brute force")
+        view = BuildView(state)
+        progress = view.start()
+        _wait(progress)
+        assert progress.state == "done", progress.message
+        plan = plan_map(ds, span)
+        assert not plan.description.startswith("brute force"), plan.description
+        got = np.asarray(plan.compute().values, "f8").ravel()
+        np.testing.assert_allclose(got, np.nanmax(raw.values[1:23], axis=0), rtol=1e-6)
+        for region in ({"region": "Custom box", "bbox": raw.box},
+                       {"region": "Point", "point": raw.point}):  # fmt: skip
+            state.param.update(**region)
+            assert "time-series copy" in plan_series(ds, state.series_query).description
+            results = ViewResults(state)
+            results.refresh()
+            expected = (box_series(raw) if "bbox" in region
+                        else raw.values[:, nearest_cell(raw, raw.point)])  # fmt: skip
+            np.testing.assert_allclose(results.series.values, expected, rtol=1e-5)
+
+
+def test_a_build_says_which_variables_it_left_out(tmp_path, monkeypatch) -> None:
+    """EUR-11's tas has a (2 m) height level: the stores hold no variable with levels, and
+    the build says so rather than 'built'."""
+    monkeypatch.setenv("GRIDSCOPE_DERIVED_DIR", str(tmp_path))
+    progress = builds.BuildJobs().start(_raw("rotated").path)
+    _wait(progress)
+    text = progress.describe()
+    assert "tas" in text and "level" in text, text
+    assert "Traceback" not in text and "/" not in progress.message
+
+
+# --- a grid that cannot be understood ---------------------------------------------------------
+def _not_understood(tmp_path) -> dict[str, tuple]:
+    rng = np.random.default_rng(0)
+    time = ("time", [0.0, 1.0], {"units": "days since 2000-01-01"})
+    curvilinear = xr.Dataset(  # 2-D positions under names and units nothing says are lon/lat
+        {"tos": (("time", "j", "i"), rng.normal(size=(2, 5, 6)).astype("f4"), {"units": "K"}),
+         "nav_x": (("j", "i"), rng.uniform(0, 10, (5, 6))),
+         "nav_y": (("j", "i"), rng.uniform(0, 10, (5, 6)))},
+        coords={"time": time},
+    )  # fmt: skip
+    cells = xr.Dataset(  # cells along one dimension, no lon/lat anywhere
+        {"S": (("time", "ncells"), rng.normal(size=(2, 50)).astype("f4"), {"units": "psu"})},
+        coords={"time": time},
+    )
+    out = {}
+    for name, ds in (("ocean_curvilinear.nc", curvilinear), ("mesh_cells.nc", cells)):
+        ds.to_netcdf(tmp_path / name)
+        out[name] = (tmp_path / name, next(iter(ds.data_vars)))
+    return out
+
+
+def test_a_grid_that_cannot_be_understood_gets_one_message(tmp_path, capsys) -> None:
+    from app.cli import main
+    from app.views.dashboard import Dashboard
+
+    files = _not_understood(tmp_path)
+    catalog = tmp_path / "catalog.yaml"
+    entries = [("good", GRIDS / "sstdata_netcdf.nc")]
+    entries += [(f"bad{k}", path) for k, (path, _var) in enumerate(files.values())]
+    catalog.write_text("entries:\n" + "".join(
+        f"  - id: {key}\n    title: {key}\n    urlpath: {path}\n    format: netcdf\n"
+        "    license: CC0\n" for key, path in entries))  # fmt: skip
+    for k, (name, (path, var)) in enumerate(files.items()):
+        assert main(["export", "map", str(path), "--var", var, "-o", str(tmp_path / "x.nc")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and name in err[0] and "looked for" in err[0], err
+        assert "Traceback" not in err[0]
+        # the dashboard, the file named by a catalog id: its name in the one message
+        state = ExplorerState(DatasetSources.from_catalog(str(catalog)))
+        messages = state.from_url({"dataset": f"bad{k}"})
+        assert len(messages) == 1, messages
+        assert name in messages[0] and "looked for" in messages[0], messages
+        assert "dimensions: time, " in messages[0], messages  # what it found, too
+        assert state.dataset == "good"
+    dash = Dashboard(state)
+    shown = str(dash.message.object)
+    assert name in shown and "looked for" in shown and "Traceback" not in shown
+    assert not dash.error.visible or not str(dash.error.object).strip()
