@@ -339,13 +339,21 @@ class BoxCover:
         return total
 
     def positions(self) -> np.ndarray:
-        """All the cells' positions, sorted."""
-        parts = [self.singles]
+        """All the cells' positions, sorted (tiles expanded as runs, no sort of cells)."""
+        starts = [self.singles]
+        lengths = [np.ones(self.singles.size, "int64")]
         for lev, idx in self.tiles.items():
             size = FANOUT**lev
-            parts.append((idx[:, None] * size + np.arange(size)).ravel())
-        pos = np.concatenate(parts)
-        return np.sort(pos[pos < self.n])
+            starts.append(idx * size)
+            lengths.append(np.minimum((idx + 1) * size, self.n) - idx * size)
+        start = np.concatenate(starts).astype("int64")
+        length = np.concatenate(lengths)
+        order = np.argsort(start, kind="stable")
+        start, length = start[order], length[order]
+        ends = np.cumsum(length)
+        return np.repeat(start - (ends - length), length) + np.arange(
+            int(ends[-1]) if ends.size else 0
+        )
 
     def blocks(self, max_level: int) -> tuple[dict[int, np.ndarray], np.ndarray]:
         """The cover as block-sum levels ``1..max_level`` (tiles above ``max_level`` split
@@ -833,9 +841,8 @@ class _NativeView:
     def answer(self, values: np.ndarray, name: str, attrs: dict, **coords: Any) -> xr.DataArray:
         out = np.full(self.template.shape, np.nan, "float32")
         out.ravel()[self.place] = values
-        result = xr.DataArray(
-            out, dims=self.template.dims, coords=self.template.coords, name=name, attrs=attrs
-        )
+        result = self.template.copy(deep=False, data=out).rename(name)
+        result.attrs = dict(attrs)
         if coords:
             result = result.assign_coords(coords)
         if self.bounds is not None:
@@ -869,28 +876,32 @@ def _native_view(
     if pos is None:
         pos = np.arange(grid.order.size)
     native = grid.order[pos]
-    template = da.isel(time=0, drop=True) if "time" in da.dims else da
-    template = template.drop_vars([c for c in template.coords if c in ("time",)], errors="ignore")
+    # the answer's coordinates: the spatial ones, cropped (numpy, not through dask)
+    coords = {name: c for name, c in da.coords.items() if c.dims and set(c.dims) <= set(dims)}
     if len(dims) == 2:
         rows, cols = np.divmod(native, shape[1])
-        window = {dims[0]: slice(rect[0], rect[1]), dims[1]: slice(rect[2], rect[3])}
-        template = template.isel(window)
+        window = (slice(rect[0], rect[1]), slice(rect[2], rect[3]))
         place = (rows - rect[0]) * (rect[3] - rect[2]) + (cols - rect[2])
+        cropped = {
+            name: (dims, np.asarray(c.transpose(*dims).values)[window], c.attrs)
+            for name, c in coords.items()
+            if len(c.dims) == 2
+        }
+        out_shape: tuple[int, ...] = (rect[1] - rect[0], rect[3] - rect[2])
         if bounds is not None:
-            bounds = (
-                bounds[0][rect[0] : rect[1], rect[2] : rect[3]],
-                bounds[1][rect[0] : rect[1], rect[2] : rect[3]],
-            )
+            bounds = (bounds[0][window], bounds[1][window])
     else:
-        sort = np.argsort(native, kind="stable")
-        place = np.empty(native.size, "int64")
-        place[sort] = np.arange(native.size)
-        template = template.isel({dims[0]: native[sort]})
+        chosen = np.zeros(grid.order.size, bool)
+        chosen[native] = True
+        cells = np.flatnonzero(chosen)  # native order (no sort)
+        place = (np.cumsum(chosen) - 1)[native]
+        cropped = {
+            name: (c.dims, np.asarray(c.values)[cells], c.attrs) for name, c in coords.items()
+        }
+        out_shape = (cells.size,)
         if bounds is not None:
-            bounds = (bounds[0][native[sort]], bounds[1][native[sort]])
-    template = xr.DataArray(
-        np.empty(template.shape, "int8"), dims=template.dims, coords=template.coords
-    )
+            bounds = (bounds[0][cells], bounds[1][cells])
+    template = xr.DataArray(np.broadcast_to(np.int8(0), out_shape), dims=dims, coords=cropped)
     return _NativeView(_NativeCells(pos), place, template, bounds)
 
 
