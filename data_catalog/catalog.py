@@ -48,6 +48,7 @@ def load_catalog(path: str | os.PathLike[str] | None = None) -> Catalog:
         names the file, the entry (id or position) and the field, and what is allowed.
     """
     if path is None:
+        # the app passes its own setting (app.sources); this is for the CLI and library use
         path = os.environ.get(CATALOG_ENV_VAR) or DEFAULT_CATALOG_PATH
     catalog_path = Path(path).expanduser()
     try:

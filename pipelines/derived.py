@@ -90,6 +90,8 @@ def derived_dir_for(source: str, out: str | os.PathLike[str] | None = None) -> P
     """Folder of ``source``'s derived stores (``out`` given to ``gridscope build --out``)."""
     if out is not None:
         return Path(out) / _slug(source)
+    # read here, not passed in: `gridscope build`, every server process and the Dask
+    # workers must find the same folder, and pipelines never sees the app's settings
     env = os.environ.get("GRIDSCOPE_DERIVED_DIR")
     if env:
         return Path(env) / _slug(source)

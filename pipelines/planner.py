@@ -116,6 +116,7 @@ class Plan:
     def compute(self) -> xr.DataArray:
         """The result, in memory (raises `PlanBudgetError` above the budget)."""
         budget = self.max_bytes
+        # read here, not passed in: a plan may run on a Dask worker, without the app's settings
         if budget is None and os.environ.get("GRIDSCOPE_MAX_BYTES"):
             budget = int(float(os.environ["GRIDSCOPE_MAX_BYTES"]))
         if budget is not None and self.estimated_bytes > budget:
