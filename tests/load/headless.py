@@ -63,10 +63,12 @@ class HeadlessConfig:
     seconds: float = 180.0
     #: think time between one user's actions, seconds
     think: tuple[float, float] = (2.0, 6.0)
-    #: sessions arrive over this long (default: 0.3 s each, at most 60 s)
+    #: sessions arrive over this long (default: 0.6 s each, at most 60 s)
     ramp_s: float | None = None
     #: pages opened one after another to measure the server's CPU per page
     cpu_pages: int = 5
+    #: a page not ready after this long is an error
+    page_timeout_s: float = 180.0
     api: bool = True
     api_clients: int = 50
     api_cold: int = 300
@@ -166,7 +168,7 @@ async def _page_cpu(cfg: HeadlessConfig, url: str, pid: int, result: HeadlessRes
 
 async def _sessions(cfg: HeadlessConfig, url: str, pid: int | None, result: HeadlessResult,
                     sampler: MemorySampler | None) -> list[ProtocolSession]:  # fmt: skip
-    ramp = cfg.ramp_s if cfg.ramp_s is not None else min(60.0, 0.3 * cfg.sessions)
+    ramp = cfg.ramp_s if cfg.ramp_s is not None else min(60.0, 0.6 * cfg.sessions)
     started = time.monotonic()
     deadline = started + ramp + cfg.seconds
     sessions: list[ProtocolSession] = []
@@ -178,7 +180,7 @@ async def _sessions(cfg: HeadlessConfig, url: str, pid: int | None, result: Head
         await asyncio.sleep(ramp * slot / max(1, cfg.sessions))
         s = ProtocolSession(url, slot, query={"dataset": "coads"}, seed=cfg.seed, think=cfg.think)
         sessions.append(s)
-        if await s.open():  # a page that was slow to come still acts a couple of times
+        if await s.open(timeout=cfg.page_timeout_s):  # a slow page still acts a few times
             await s.run(max(deadline, time.monotonic() + 2 * cfg.think[1]))
 
     async def sample() -> None:

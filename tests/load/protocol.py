@@ -185,7 +185,8 @@ class ProtocolSession:
         try:
             async with asyncio.timeout(timeout):
                 self._ws = await websocket_connect(
-                    HTTPRequest(ws_url, headers={"Origin": self.url}),
+                    HTTPRequest(ws_url, headers={"Origin": self.url}, connect_timeout=timeout,
+                                request_timeout=timeout),
                     subprotocols=["bokeh", token], max_message_size=256 * 2**20,
                 )  # fmt: skip
                 await self._receive()  # ACK
@@ -208,7 +209,7 @@ class ProtocolSession:
             self.stats.errors.append(f"session {self.stats.index}: page not ready in {timeout:.0f} s "
                                      f"(widgets {sorted(self.widgets)}, data {sorted(self.targets)})")  # fmt: skip
             return False
-        except (OSError, ConnectionError, KeyError) as exc:
+        except Exception as exc:  # noqa: BLE001  (a failed page is one error, not the end of the run)
             self.stats.errors.append(f"session {self.stats.index}: page failed: {exc!r}"[:300])
             return False
         self.stats.page_ready_s = time.perf_counter() - started

@@ -581,7 +581,7 @@ def headless_main(argv: list[str]) -> int:
     ap.add_argument("--think", type=float, nargs=2, default=(2.0, 6.0), metavar=("MIN", "MAX"),
                     help="seconds between one user's changes (default 2 6)")  # fmt: skip
     ap.add_argument("--ramp", type=float, default=None,
-                    help="seconds over which sessions arrive (default 0.3 s each, at most 60)")  # fmt: skip
+                    help="seconds over which sessions arrive (default 0.6 s each, at most 60)")  # fmt: skip
     ap.add_argument("--cpu-pages", type=int, default=5, help="pages measured one at a time")
     ap.add_argument("--no-api", action="store_true", help="skip the HTTP API run")
     ap.add_argument("--api-clients", type=int, default=50)
