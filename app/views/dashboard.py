@@ -19,6 +19,7 @@ from app.state import ExplorerState
 from app.views.build_view import BuildView
 from app.views.cluster_view import ClusterView
 from app.views.map_view import MapView, colour_range
+from app.views.page_weight import without_tooltips
 from app.views.results import ViewResults
 from app.views.series_view import SeriesView
 from app.views.sidebar import Sidebar
@@ -68,6 +69,7 @@ class Dashboard(pn.viewable.Viewer):
             self.param.link, name="Link to this view", disabled=False, css_classes=["gs-link"],
             sizing_mode="stretch_width",
         )  # fmt: skip
+        without_tooltips(self.link_input)
         self.copy_button = pn.widgets.Button(name="Copy link", button_type="primary", width=100)
         self.copy_button.js_on_click(
             args={"link": self.link_input},
@@ -249,6 +251,26 @@ class Dashboard(pn.viewable.Viewer):
         )  # fmt: skip
 
     # --- layout --------------------------------------------------------------------------
+    def _embed_card(self) -> pn.Card:
+        """The "Embed" card; its text box is built when the card is first opened.
+
+        A collapsed card's contents are still Bokeh models of the page: every session
+        built and sent them for the few that open it (`app.views.page_weight`).
+        """
+        card = pn.Card(title="Embed", collapsed=True, sizing_mode="stretch_width")
+
+        def fill(*_: Any) -> None:
+            if not card.collapsed and not card.objects:
+                box = pn.widgets.TextAreaInput.from_param(
+                    self.param.embed, name="", height=90, css_classes=["gs-embed"],
+                    sizing_mode="stretch_width",
+                )  # fmt: skip
+                without_tooltips(box)
+                card.objects = [box]
+
+        card.param.watch(fill, "collapsed")
+        return card
+
     def __panel__(self) -> pn.viewable.Viewable:
         header = pn.pane.Markdown(
             "# gridscope", css_classes=["gs-title"], stylesheets=[_CSS], margin=(0, 10)
@@ -260,9 +282,7 @@ class Dashboard(pn.viewable.Viewer):
             pn.Row(self.link_input, self.copy_button, sizing_mode="stretch_width"),
             self._downloads(),
             pn.Card(self.code, title="Show code", collapsed=True, sizing_mode="stretch_width"),
-            pn.Card(pn.widgets.TextAreaInput.from_param(self.param.embed, name="", height=90, css_classes=["gs-embed"],
-                                                        sizing_mode="stretch_width"),
-                    title="Embed", collapsed=True, sizing_mode="stretch_width"),
+            self._embed_card(),
             sizing_mode="stretch_width",
         )  # fmt: skip
         return pn.Row(side, main, sizing_mode="stretch_width")

@@ -37,6 +37,7 @@ from app.rasterize import wrap_longitudes
 from app.regions import CUSTOM_BOX, POINT
 from app.runtime import current
 from app.state import MAP_CENTRES, ExplorerState
+from app.views.page_weight import drop_glyph_variants, without_tooltips
 from app.views.results import ViewResults
 
 __all__ = ["MapView", "box_from_drag", "colour_range"]
@@ -62,6 +63,10 @@ def _lon_formatters() -> tuple[Any, Any]:
     hover = CustomJSHover(code="const x = value; " + _WRAP_JS + " return v.toFixed(2) + '°E';")
     return ticks, hover
 
+
+#: Options of the region's marks: no tools of their own (an overlay's toolbar has every
+#: layer's tools) and no glyph variants (`app.views.page_weight`).
+_REGION_OPTS: dict[str, Any] = {"default_tools": [], "hooks": [drop_glyph_variants]}
 
 #: Longitudes the coastlines are drawn over: three turns of the globe, so that a map
 #: centred anywhere from 180W to 180E shows them however far it is panned (half a turn).
@@ -92,7 +97,7 @@ def _coastlines() -> hv.Curve:
     """
     # a plain array (not a DataFrame): range and dtype checks on every frame are cheap
     return hv.Curve(_coastline_xy(), kdims=["lon"], vdims=["lat"], datatype=["array"]).opts(
-        color="black", line_width=0.8, tools=[], default_tools=[]
+        color="black", line_width=0.8, tools=[], default_tools=[], hooks=[drop_glyph_variants]
     )
 
 
@@ -201,6 +206,7 @@ class MapView(pn.viewable.Viewer):
             state.param.centre, name="Map centre", options=MAP_CENTRES, css_classes=["gs-centre"],
             button_type="light", margin=(0, 10),
         )  # fmt: skip
+        without_tooltips(self.centre)
         self._applied_centre = state.centre  # the centre the plot's x range was last set for
         state.param.watch(self._on_centre, ["centre"])
         results.param.watch(self._notify, ["error"])
@@ -251,9 +257,12 @@ class MapView(pn.viewable.Viewer):
                 map_view._applied_centre = centre
                 x_range.update(start=centre - 180.0, end=centre + 180.0)
 
-        return image.opts(title=title, hooks=[set_colourbar_title, follow_centre],
+        return image.opts(title=title, hooks=[set_colourbar_title, follow_centre, drop_glyph_variants],
             cmap=self.state.cmap, clim=clim, colorbar=True, clabel=clabel,
             tools=["hover", "box_select", "tap"], active_tools=["box_select", "wheel_zoom"],
+            # no box zoom beside box select (the same drag; a region is what the box is for)
+            # and no save tool beside "Map PNG": 5 Bokeh models fewer per page
+            default_tools=["pan", "wheel_zoom", "reset"],
             xlabel="longitude", ylabel="latitude (°N)", xformatter=self._formatters[0],
             hover_tooltips=[("lon", "$x{custom}"), ("lat", "$y{0.00}°N"), (label, "@image")],
             hover_formatters={"$x": self._formatters[1]}, clipping_colors={"NaN": "#d9d9d9"},
@@ -265,14 +274,14 @@ class MapView(pn.viewable.Viewer):
             x = _into_frame(point[0], centre)
             marks = [(x + shift, point[1]) for shift in (-360.0, 0.0, 360.0)]
             return hv.Points(marks, kdims=["lon", "lat"]).opts(
-                color="magenta", size=10, marker="x", line_width=3
-            ) * hv.Rectangles([], kdims=["x0", "y0", "x1", "y1"])
+                color="magenta", size=10, marker="x", line_width=3, **_REGION_OPTS
+            ) * hv.Rectangles([], kdims=["x0", "y0", "x1", "y1"]).opts(**_REGION_OPTS)
         boxes = (
             _region_boxes(tuple(bbox), centre) if bbox is not None and region != "Global" else []
         )
-        return hv.Points([], kdims=["lon", "lat"]) * hv.Rectangles(
+        return hv.Points([], kdims=["lon", "lat"]).opts(**_REGION_OPTS) * hv.Rectangles(
             boxes, kdims=["x0", "y0", "x1", "y1"]
-        ).opts(fill_alpha=0.0, line_color="magenta", line_width=2.5)
+        ).opts(fill_alpha=0.0, line_color="magenta", line_width=2.5, **_REGION_OPTS)
 
     def _drawn_field(self) -> Any:
         """What the image shows: the view's field in the map's frame.

@@ -23,6 +23,7 @@ import param
 from app import labels
 from app.exports import series_to_csv
 from app.state import ExplorerState
+from app.views.page_weight import drop_glyph_variants
 from app.views.results import ViewResults
 
 __all__ = ["SeriesView", "series_x"]
@@ -69,7 +70,31 @@ class SeriesView(pn.viewable.Viewer):
         self.summary = pn.pane.HTML(
             self._summary_html, sizing_mode="stretch_width", css_classes=["gs-series-summary"]
         )
-        self.cost = self._cost_prompt()
+        # the figure (some 50 Bokeh models) is put in the page when a series first
+        # arrives, the costly-series prompt when it is first needed: a page whose series
+        # is still being computed is sent without them (see `app.views.page_weight`)
+        self._figure_slot = pn.Column(pn.Spacer(height=self.height), sizing_mode="stretch_width")
+        self.cost = pn.Column(sizing_mode="stretch_width")
+        results.param.watch(self._place_figure, ["series_version"])
+        results.param.watch(self._place_cost_prompt, ["series_question", "series_progress"])
+        self._place_figure()
+        self._place_cost_prompt()
+
+    def _place_figure(self, *_: Any) -> None:
+        """The figure in the page for the first series; after the page's first render
+        (`pn.state.onload`) when the series came with it (e.g. from the answer cache)."""
+        if self.results.series is None or self._figure_slot.objects[0] is self.pane:
+            return
+
+        def place() -> None:
+            if self._figure_slot.objects[0] is not self.pane:
+                self._figure_slot.objects = [self.pane]
+
+        pn.state.onload(place)
+
+    def _place_cost_prompt(self, *_: Any) -> None:
+        if not self.cost.objects and (self.results.series_question or self.results.series_progress):
+            self.cost.objects = self._cost_prompt().objects
 
     def _new_plot(self) -> hv.Overlay:
         """Curve and highlight as DynamicMaps.
@@ -139,15 +164,18 @@ class SeriesView(pn.viewable.Viewer):
             y = np.asarray(series.values, dtype="float64")
             curve = hv.Curve((x, y), kdims=[xdim], vdims=[ydim])
             points = hv.Scatter((x, y), kdims=[xdim], vdims=[ydim])
+        # no box zoom nor save tool (the wheel zooms; "Series CSV" saves): 5 models fewer
         opts: dict[str, Any] = dict(responsive=True, height=self.height, tools=["hover", "tap"], framewise=True,
-                                    line_width=2, color="#1f5fa8")  # fmt: skip
+                                    line_width=2, color="#1f5fa8", default_tools=["pan", "wheel_zoom", "reset"])  # fmt: skip
         if clim:
             opts["xticks"] = [(i, pd.Timestamp(2000, i, 1).strftime("%b")) for i in range(1, 13)]
         title = words.series_title() if series is not None else ""
         # the hook holds the view weakly: HoloViews keeps an element's options (hooks
         # included) in a process-wide tree, which would keep every closed page alive
-        opts["hooks"] = [functools.partial(_series_figure_hook, weakref.ref(self), title)]
-        return curve.opts(**opts) * points.opts(size=5, color="#1f5fa8", tools=["hover", "tap"])
+        opts["hooks"] = [functools.partial(_series_figure_hook, weakref.ref(self), title),
+                         drop_glyph_variants]  # fmt: skip
+        return curve.opts(**opts) * points.opts(size=5, color="#1f5fa8", tools=["hover", "tap"],
+                                                default_tools=[], hooks=[drop_glyph_variants])  # fmt: skip
 
     def _figure_hook(self, plot: Any, element: Any, title: str = "") -> None:
         """Title and tap handler on the Bokeh figure itself.
@@ -194,7 +222,9 @@ class SeriesView(pn.viewable.Viewer):
             t = self._x_of_label(self.state.time)
             if t is not None:
                 line = hv.VLine(t)
-        return line.opts(color="orange", line_width=2) * band.opts(color="orange", alpha=0.2)
+        return line.opts(color="orange", line_width=2, default_tools=[]) * band.opts(
+            color="orange", alpha=0.2, default_tools=[]
+        )
 
     def _on_tap(self, x: Any = None, y: Any = None, **_: Any) -> None:
         series = self.results.series
@@ -270,4 +300,4 @@ class SeriesView(pn.viewable.Viewer):
         return pn.Column(question, pn.Row(run, progress, cancel), sizing_mode="stretch_width")
 
     def __panel__(self) -> pn.viewable.Viewable:
-        return pn.Column(self.cost, self.pane, self.summary, sizing_mode="stretch_width")
+        return pn.Column(self.cost, self._figure_slot, self.summary, sizing_mode="stretch_width")

@@ -14,6 +14,7 @@ from typing import Any
 import panel as pn
 
 from app.state import ExplorerState, check_colour_range
+from app.views.page_weight import without_tooltips
 from app.views.region_fields import RegionFields
 from pipelines import QueryError
 
@@ -42,36 +43,72 @@ def max_time_options() -> int:
 
 
 class _TimePicker(pn.viewable.Viewer):
-    """A drop-down of the dataset's steps, or a text box when there are too many."""
+    """A drop-down of the dataset's steps, or a text box when there are too many.
+
+    Only the one in use is on the page, and only once the picker is shown: a hidden
+    picker (the range's and the baseline's in step mode) is one empty column in the
+    page, not two widgets (fewer Bokeh models for every new session to build and send).
+    """
 
     def __init__(self, state: ExplorerState, name: str, label: str, css: str, visible: Any = True):
         super().__init__()
         self.state, self.field = state, name
-        self.select = pn.widgets.Select(name=label, options=[], css_classes=[css])
-        self.text = pn.widgets.TextInput(name=label, placeholder="e.g. 1995-07-01T12:00",
-                                         css_classes=[f"{css}-text"], visible=False)  # fmt: skip
-        self.select.param.watch(self._from_widget, "value")
-        self.text.param.watch(self._from_widget, "value")
+        self._label, self._css = label, css
+        self._select: pn.widgets.Select | None = None
+        self._text: pn.widgets.TextInput | None = None
+        self._few = True  # the dataset's steps fit a drop-down
+        self._column = pn.Column(visible=visible, margin=0)
         state.param.watch(self._from_state, [name])
         state.param.watch(self._on_dataset, ["dataset"])
-        self._visible, self._label = visible, label
+        self._column.param.watch(self._on_dataset, "visible")
         self._on_dataset()
+
+    @property
+    def select(self) -> pn.widgets.Select:
+        """The drop-down of the steps (made when first needed)."""
+        if self._select is None:
+            value = getattr(self.state, self.field)
+            times = list(self.state.param[self.field].objects)
+            self._select = pn.widgets.Select(
+                name=self._label, options=times, value=value if value in times else None,
+                css_classes=[self._css],
+            )  # fmt: skip
+            self._select.param.watch(self._from_widget, "value")
+        return self._select
+
+    @property
+    def text(self) -> pn.widgets.TextInput:
+        """The text box taking a time label (made when first needed)."""
+        if self._text is None:
+            self._text = pn.widgets.TextInput(name=self._label, placeholder="e.g. 1995-07-01T12:00",
+                                              css_classes=[f"{self._css}-text"])  # fmt: skip
+            self._text.param.watch(self._from_widget, "value")
+        return self._text
 
     def _on_dataset(self, *_: Any) -> None:
         times = self.state.param[self.field].objects
-        few = len(times) <= max_time_options()
+        self._few = len(times) <= max_time_options()
+        if not self._column.visible:
+            return  # set up when shown
         units = self.state.sources.info(self.state.dataset).time_units
         name = f"{self._label} ({units})" if units else self._label  # numbered steps' units
-        self.select.param.update(options=list(times) if few else [], visible=few, name=name)
-        self.text.param.update(
-            name=name, placeholder="e.g. 3" if units else "e.g. 1995-07-01T12:00"
-        )
-        self.text.visible = not few
+        if self._few:
+            widget: Any = self.select
+            widget.param.update(options=list(times), name=name)
+        else:
+            widget = self.text
+            widget.param.update(
+                name=name, placeholder="e.g. 3" if units else "e.g. 1995-07-01T12:00"
+            )
+        if self._column.objects != [widget]:
+            self._column.objects = [widget]
         self._from_state()
 
     def _from_state(self, *_: Any) -> None:
+        if not self._column.objects:
+            return  # not shown yet: its widget takes the state's value when made
         value = getattr(self.state, self.field)
-        if self.select.visible:
+        if self._few:
             if value in self.select.options and self.select.value != value:
                 self.select.value = value
         elif self.text.value != (value or ""):
@@ -82,7 +119,7 @@ class _TimePicker(pn.viewable.Viewer):
         if not value or value == getattr(self.state, self.field):
             return
         times = self.state.param[self.field].objects
-        if value not in times and event.obj is self.select:
+        if value not in times and event.obj is self._select:
             # a drop-down only offers steps: this is the previous dataset's step, echoed
             # by the browser while the options change; not a request, so no message
             self._from_state()
@@ -121,7 +158,7 @@ class _TimePicker(pn.viewable.Viewer):
         return label
 
     def __panel__(self) -> pn.viewable.Viewable:
-        return pn.Column(self.select, self.text, visible=self._visible, margin=0)
+        return self._column
 
 
 class Sidebar(pn.viewable.Viewer):
@@ -194,6 +231,8 @@ class Sidebar(pn.viewable.Viewer):
                                        styles={"color": "#b00020"}, margin=(0, 10))  # fmt: skip
         self.clim.param.watch(self._on_clim_text, "value")
         state.param.watch(self._on_clim_state, ["clim"])
+        without_tooltips(self.dataset, self.var, self.time_mode, self.agg, self.region,
+                         self.level, self.cmap, self.clim_mode)  # fmt: skip
 
     def _on_clim_text(self, event: Any) -> None:
         """A typed colour range: applied when valid, else explained under the box."""
