@@ -5,7 +5,10 @@ Kept minimal on purpose: each area appends its own fixtures below.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,13 @@ SAMPLES_DIR = REPO_ROOT / "data_catalog" / "samples"
 
 #: Chromium used by the browser tests; `make browser` installs Debian's build here.
 CHROMIUM_PATH = Path(os.environ.get("GRIDSCOPE_CHROMIUM", "/usr/bin/chromium"))
+
+
+#: Servers started by tests share answers in a folder of this test session only, never
+#: the machine's (`app.answer_cache`): a test must not be answered by an earlier run.
+_ANSWERS = tempfile.mkdtemp(prefix="gridscope-test-answers-")
+os.environ.setdefault("GRIDSCOPE_CACHE_DIR", _ANSWERS)
+atexit.register(shutil.rmtree, _ANSWERS, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
