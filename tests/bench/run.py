@@ -8,6 +8,9 @@ over randomised queries for the planner and for what a user would write by hand
 ``bench-results/latest.json``. All gridscope queries run before any naive one so the
 reported peak RSS is the server's (the naive ones load far more).
 
+``--only page`` runs only `tests.bench.page_cost` (also run first by ``all``): the server
+CPU, Bokeh models and wall time of new dashboard pages against a real ``gridscope serve``.
+
 ``--only grids`` runs only the non-regular grid rows: a synthetic tripolar-like
 0.1-degree curvilinear store and an unstructured icosahedral triangle mesh of
 >= 2.5 M cells with vertex lon/lat (`pipelines.synthetic_grids`), their derived stores built on native
@@ -423,9 +426,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--screen", default="800,400")
     parser.add_argument(
         "--only",
-        choices=("all", "regular", "grids"),
+        choices=("all", "regular", "grids", "page"),
         default="all",
-        help="which rows: regular-grid sizes and the virtual source, the non-regular grids, or all",
+        help="which rows: regular-grid sizes and the virtual source, the non-regular grids, "
+        "what a new dashboard page costs the server (tests/bench/page_cost.py), or all",
     )
     parser.add_argument(
         "--grid-shape", default="1800x3600", help="curvilinear grid rows x columns (0.1 deg)"
@@ -443,6 +447,12 @@ def main(argv: list[str] | None = None) -> int:
         "--grid-queries", type=int, default=0, help="queries per grid row (default --queries)"
     )
     args = parser.parse_args(argv)
+    if args.only in ("all", "page"):  # a served page's CPU and models, before the stores
+        from tests.bench import page_cost
+
+        page_cost.main(["--out", str(Path(args.out).with_name("page_cost.json"))])
+        if args.only == "page":
+            return 0
 
     import xarray as xr
 
