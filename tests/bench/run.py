@@ -8,8 +8,9 @@ over randomised queries for the planner and for what a user would write by hand
 ``bench-results/latest.json``. All gridscope queries run before any naive one so the
 reported peak RSS is the server's (the naive ones load far more).
 
-``--only page`` runs only `tests.bench.page_cost` (also run first by ``all``): the server
-CPU, Bokeh models and wall time of new dashboard pages against a real ``gridscope serve``.
+``--only page`` (``make bench ARGS='--only page'``) runs `tests.bench.page_cost` instead:
+the server CPU, Bokeh models and wall time of new dashboard pages against a real
+``gridscope serve``.
 
 ``--only grids`` runs only the non-regular grid rows: a synthetic tripolar-like
 0.1-degree curvilinear store and an unstructured icosahedral triangle mesh of
@@ -447,12 +448,10 @@ def main(argv: list[str] | None = None) -> int:
         "--grid-queries", type=int, default=0, help="queries per grid row (default --queries)"
     )
     args = parser.parse_args(argv)
-    if args.only in ("all", "page"):  # a served page's CPU and models, before the stores
+    if args.only == "page":  # a served page's CPU and models (starts its own server)
         from tests.bench import page_cost
 
-        page_cost.main(["--out", str(Path(args.out).with_name("page_cost.json"))])
-        if args.only == "page":
-            return 0
+        return page_cost.main(["--out", str(Path(args.out).with_name("page_cost.json"))])
 
     import xarray as xr
 
