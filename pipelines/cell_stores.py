@@ -524,15 +524,13 @@ def cell_grid(folder: Path) -> CellGrid:
 
 # ------------------------------------------------------------------------------ reading
 
-_POOL: ThreadPoolExecutor | None = None
-
 
 def _pool() -> ThreadPoolExecutor:
-    """Threads decoding chunks (blosc and numpy release the GIL)."""
-    global _POOL
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="gridscope-cells")
-    return _POOL
+    """The planner's threads, here decoding chunks (blosc and numpy release the GIL);
+    only leaf reads run on them."""
+    from pipelines.planner import _pool as planner_pool
+
+    return planner_pool()
 
 
 _TASKS: ThreadPoolExecutor | None = None
@@ -1164,12 +1162,9 @@ def plan_cell_map(
             coords = {} if level else {"time": da["time"].values[step]}
             return result(np.asarray(values, "float32"), **coords)
 
-        nbytes = cells.count * 4
-        text = f"step {step}"
+        nbytes, text = cells.count * 4, f"step {step}"
         if anomaly:
-            cost, _ = src.cost(*baseline, ("sum", "count"))
-            nbytes += cost
-            text += f", climatology of steps {baseline[0]}..{baseline[1] - 1} from the aggregates"
+            nbytes, text = _with_baseline(src, baseline, nbytes, text)
         prefix = "" if level else "time-series copy of "
         return f"{prefix}{where}, {text}", int(nbytes), run_step, level
 
@@ -1187,11 +1182,18 @@ def plan_cell_map(
 
     nbytes, text = src.cost(t0, t1, needed)
     if anomaly:
-        cost, _ = src.cost(*baseline, ("sum", "count"))
-        nbytes += cost
-        text += f", anomalies against the climatology of steps {baseline[0]}..{baseline[1] - 1}"
+        nbytes, text = _with_baseline(src, baseline, nbytes, text)
     on = "on" if level else "of"
     return f"temporal aggregates {on} {where}: {text}", int(nbytes), run_range, level
+
+
+def _with_baseline(
+    src: _RangeSource, baseline: tuple[int, int], nbytes: int, text: str
+) -> tuple[int, str]:
+    """A plan's bytes and words with an anomaly's climatology added."""
+    cost, _ = src.cost(*baseline, ("sum", "count"))
+    first, stop = baseline
+    return nbytes + cost, f"{text}, anomalies against the climatology of steps {first}..{stop - 1}"
 
 
 def _raw_steps(da: xr.DataArray, native: np.ndarray, steps: list[int]) -> np.ndarray:

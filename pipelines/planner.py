@@ -731,16 +731,8 @@ def plan_series(ds: xr.Dataset, query: Query, *, max_bytes: int | None = None) -
         ncells = 1 if region is None else region.ncells
         nbytes = ncells * da.sizes["time"] * da.dtype.itemsize
 
-        def run_brute() -> xr.DataArray:
-            return _compute_local(compute_series(ds, query), nbytes)
-
-        return Plan(
-            f"brute force on the raw data ({ncells} cells)",
-            int(nbytes),
-            0,
-            run_brute,
-            key,
-            max_bytes,
+        return _brute_series(
+            ds, query, f"brute force on the raw data ({ncells} cells)", nbytes, key, max_bytes
         )
 
     times = da["time"].isel(time=slice(r0, r1))
@@ -913,18 +905,30 @@ def _plan_native_series(
         where = f"{ncells} cells"
     nbytes = ncells * da.sizes["time"] * da.dtype.itemsize
     kind = ds.attrs.get("gridscope_grid", "native")
+    return _brute_series(
+        ds,
+        query,
+        f"brute force on the native cells of a {kind} grid ({where}; {NATIVE_NOTE})",
+        nbytes,
+        _key(ds, "raw", "series", query, None, None),
+        max_bytes,
+    )
+
+
+def _brute_series(
+    ds: xr.Dataset,
+    query: Query,
+    description: str,
+    nbytes: int,
+    key: Hashable,
+    max_bytes: int | None,
+) -> Plan:
+    """A series by brute force (`compute_series` on the raw data, any grid)."""
 
     def run() -> xr.DataArray:
         return _compute_local(compute_series(ds, query), nbytes)
 
-    return Plan(
-        f"brute force on the native cells of a {kind} grid ({where}; {NATIVE_NOTE})",
-        int(nbytes),
-        0,
-        run,
-        _key(ds, "raw", "series", query, None, None),
-        max_bytes,
-    )
+    return Plan(description, int(nbytes), 0, run, key, max_bytes)
 
 
 def _finish_series(region: xr.DataArray, query: Query, t0: int, t1: int, r0: int) -> xr.DataArray:
