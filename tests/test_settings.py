@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
+import numpy as np
 import pytest
 
 from app.settings import Settings, SettingsError
@@ -65,3 +66,26 @@ def test_every_field_has_a_variable_and_the_app_reads_no_other_way() -> None:
             if re.search(r"environ(\.get)?\(?\[?[\"']GRIDSCOPE_|getenv\([\"']GRIDSCOPE_", line):
                 offenders.append(f"{path.relative_to(REPO_ROOT)}:{n}: {line.strip()}")
     assert offenders == []
+
+
+def test_the_runtime_reads_settings_once_and_holds_the_state(monkeypatch) -> None:
+    """State lives on a `Runtime`: another runtime has its own cache, limits and client."""
+    from app import answers, limits, map_views, runtime
+    from app.limits import Limits
+    from pipelines import Query, compute_map
+    from tests.app_data import make_ds
+
+    monkeypatch.setenv("GRIDSCOPE_SMALL_GRID_CELLS", "1234")
+    first = runtime.install(runtime.Runtime.from_env())  # reads the process's environment
+    monkeypatch.setenv("GRIDSCOPE_SMALL_GRID_CELLS", "99")  # read once: changes nothing now
+    assert runtime.current() is first and map_views.small_grid_cells() == 1234
+    ds = make_ds(1)
+    query = Query(dataset="d", var="tas", time="2001-02")
+    field = answers.full_map(ds, query)
+    np.testing.assert_allclose(field.values, compute_map(ds, query).values, equal_nan=True)
+    assert len(first.cache) == 1 and answers.start_map(ds, query).where == "cache"
+    limits.configure(Limits(max_request_bytes=10))
+    second = runtime.install(runtime.Runtime.from_env({"GRIDSCOPE_CACHE_DIR": "off"}))
+    assert len(second.cache) == 0 and limits.current().max_request_bytes is None
+    assert first.limits.max_request_bytes == 10 and second.client is None
+    assert answers.start_map(ds, query).where == "in-process"
