@@ -69,6 +69,7 @@ __all__ = [
     "block_sums",
     "cell_grid",
     "cell_order",
+    "combine_total",
     "gather",
     "level_fields",
     "plan_cell_map",
@@ -915,7 +916,9 @@ _METHOD = {"mean": "mean", "min": "minimum", "max": "maximum", "std": "standard_
 _BATCH = 4
 
 
-def _combine(totals: dict[str, np.ndarray], name: str, part: np.ndarray) -> None:
+def combine_total(totals: dict[str, np.ndarray], name: str, part: np.ndarray) -> None:
+    """Add one piece's statistic ``name`` to ``totals`` (min/max ignore NaN, the others
+    add), in place."""
     if name not in totals:
         totals[name] = part
     elif name == "min":
@@ -962,14 +965,14 @@ class _RangeSource:
                     part = (np.fmin if name == "min" else np.fmax).reduce(part, axis=0)
                 else:
                     part = part.sum(axis=0, dtype="int64" if name == "count" else "float64")
-                _combine(total, name, part)
+                combine_total(total, name, part)
             return total[name]
 
         edge = tasks.submit(raw_stats) if steps else None
         parts = {name: tasks.submit(stat_total, name) for name in needed} if flat else {}
         totals: dict[str, np.ndarray] = edge.result() if edge is not None else {}
         for name, future in parts.items():
-            _combine(totals, name, future.result())
+            combine_total(totals, name, future.result())
         return totals
 
     def cost(self, t0: int, t1: int, needed: tuple[str, ...]) -> tuple[int, str]:
@@ -1004,7 +1007,7 @@ def _climatology(
         if month in wanted:
             part = src.totals(a, b, ("sum", "count"))
             for name, value in part.items():
-                _combine(sums.setdefault(month, {}), name, value)
+                combine_total(sums.setdefault(month, {}), name, value)
     out = {}
     for month in wanted:
         tot = sums.get(month)
@@ -1041,14 +1044,14 @@ def _anomaly_totals(
         c = np.where(ok, clim[month], 0.0)
         if "count" in part:
             k = src.shift - c
-            _combine(totals, "count", np.where(ok, part["count"], 0))
-            _combine(totals, "sum", np.where(ok, part["sum"] + k * part["count"], 0.0))
+            combine_total(totals, "count", np.where(ok, part["count"], 0))
+            combine_total(totals, "sum", np.where(ok, part["sum"] + k * part["count"], 0.0))
             if "sumsq" in part:
                 sq = part["sumsq"] + 2 * k * part["sum"] + k * k * part["count"]
-                _combine(totals, "sumsq", np.where(ok, sq, 0.0))
+                combine_total(totals, "sumsq", np.where(ok, sq, 0.0))
         for name in ("min", "max"):
             if name in part:
-                _combine(totals, name, np.where(ok, part[name] - c, np.nan))
+                combine_total(totals, name, np.where(ok, part[name] - c, np.nan))
     return totals
 
 

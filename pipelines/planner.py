@@ -42,7 +42,7 @@ import numpy as np
 import xarray as xr
 
 from pipelines.aggregates import STATS, BlockStats, block_stats, decompose_range, finish
-from pipelines.cell_stores import plan_cell_map, plan_cell_series
+from pipelines.cell_stores import combine_total, plan_cell_map, plan_cell_series
 from pipelines.derived import VariableStores, find_derived
 from pipelines.evaluate import compute_map, compute_series, field_for
 from pipelines.pyramid import LevelGrid, coarsen_fields, field_kind, level_grid
@@ -548,15 +548,7 @@ def _plan_aggregates(
             stats = edge_future.result()
             totals = {name: getattr(stats, name)[0] for name in needed}
         for name, future in block_futures.items():
-            part = future.result()
-            if name not in totals:
-                totals[name] = part
-            elif name == "min":
-                totals[name] = np.fmin(part, totals[name])
-            elif name == "max":
-                totals[name] = np.fmax(part, totals[name])
-            else:
-                totals[name] = part + totals[name]
+            combine_total(totals, name, future.result())
         values = finish(agg, totals, shift)
         return _map_result(values, region, da, query, level)
 
