@@ -22,7 +22,7 @@ it is computed once and then served to every visitor for the cost of a lookup. T
 Keys (`answer_key`) hash what the answer depends on: the kind of answer, the normalised
 query and view, the stores' version (`store_version`: file metadata and the derived
 stores' version) and the code's version (`code_version`: the gridscope version and the
-size and time of its source files, so an edited checkout never serves an older answer).
+contents of its source files, so an edited checkout never serves an older answer).
 An answer about an in-memory dataset (no file behind it) gets a key starting with
 ``local:``: it is kept in memory only, since another process's dataset of the same name
 may hold other numbers.
@@ -309,10 +309,12 @@ def gridscope_version() -> str:
 
 @functools.cache
 def code_version() -> str:
-    """The gridscope version plus a hash of the size and time of its source files.
+    """The gridscope version plus a hash of its source files' contents.
 
     An editable install keeps one version number while its code changes: an answer
-    computed by older code must not be served by a newer one (found once per process).
+    computed by older code must not be served by a newer one. Contents, not file times,
+    so that every machine running the same code gives the same ETags (found once per
+    process: a few milliseconds).
     """
     import app
     import data_catalog
@@ -326,8 +328,9 @@ def code_version() -> str:
             for name in sorted(files):
                 if name.endswith((".py", ".yaml")):
                     path = os.path.join(folder, name)
-                    st = os.stat(path)
-                    digest.update(f"{path}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+                    digest.update(os.path.relpath(path, root).encode() + b"\0")
+                    with open(path, "rb") as file:
+                        digest.update(hashlib.sha256(file.read()).digest())
     return f"{gridscope_version()}+{digest.hexdigest()[:16]}"
 
 
