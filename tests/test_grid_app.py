@@ -609,3 +609,23 @@ def test_a_grid_that_cannot_be_understood_gets_one_message(tmp_path, capsys) -> 
     shown = str(dash.message.object)
     assert name in shown and "looked for" in shown and "Traceback" not in shown
     assert not dash.error.visible or not str(dash.error.object).strip()
+
+
+def test_public_dashboard_map_costs_one_frame_of_native_cells(sources, raw) -> None:
+    """The dashboard's map of a step reads one step of every native cell (itemsize 4):
+    refused in words one byte below that, drawn at it."""
+    from app.views.results import ViewResults
+
+    frame = raw.lon.size * 4
+    for budget, ok in ((frame - 1, False), (frame, True)):
+        limits.configure(Limits(public=True, max_request_bytes=budget))
+        runtime.current().cache.clear()  # (an answer already cached costs nothing)
+        state = ExplorerState(sources)
+        _view(state, raw)
+        results = ViewResults(state)
+        results.set_view((-180.0, 180.0, -90.0, 90.0), (600, 300))
+        results.refresh()
+        if ok:
+            assert results.map_error == "" and results.field is not None
+        else:
+            assert "allowed per request" in results.map_error and results.field is None
