@@ -424,3 +424,19 @@ def test_same_shape_other_coordinates_is_another_grid() -> None:
     )
     assert same[~near_edge].all()
     assert not np.allclose(first.values, out.values, equal_nan=True)
+
+
+def test_grid_frames_bench_runs_on_tiny_grids(tmp_path) -> None:
+    """`tests.bench.grid_frames` once on tiny grids so it cannot rot (without hvplot,
+    whose import alone takes seconds)."""
+    import json
+
+    from tests.bench.grid_frames import main
+
+    out = tmp_path / "frames.json"
+    assert main(["--curvilinear", "30x60", "--unstructured", "800", "--no-samples",
+                 "--frames", "2", "--no-naive", "--out", str(out)]) == 0  # fmt: skip
+    grids = json.loads(out.read_text())["grids"]
+    assert set(grids) == {"curvilinear 30x60", "unstructured 800"}
+    for row in grids.values():
+        assert row["gridscope x100"]["n"] == 2 and "naive x1" not in row
