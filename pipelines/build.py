@@ -38,6 +38,7 @@ import logging
 import math
 import shutil
 import sys
+import threading
 import time as _time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -61,6 +62,8 @@ from pipelines.cell_stores import (
 from pipelines.cluster import ClusterSpec, connect, disconnect
 from pipelines.derived import (
     _OPEN,
+    MANIFEST,
+    NEXT_MANIFEST,
     derived_dir_for,
     fingerprint,
     missing_chunks,
@@ -408,8 +411,13 @@ def _encode_write(
     if parent not in dirs:
         os.makedirs(parent, exist_ok=True)
         dirs.add(parent)
-    with open(path, "wb") as fh:
+    # a new file put in place: a reader of the published version (an append rewrites the
+    # old record's last chunks, same values for the old steps) sees the old file or the
+    # new one, and a file hard-linked from an older version (`_relink`) is not changed
+    tmp = f"{path}.{threading.get_ident()}.tmp"
+    with open(tmp, "wb") as fh:
         fh.write(encoded)
+    os.replace(tmp, path)
 
 
 def _read_steps(ds: xr.Dataset, var: str, t0: int, t1: int) -> np.ndarray:
@@ -655,11 +663,48 @@ def _forget_if_damaged(
     shutil.rmtree(folder / "progress" / var, ignore_errors=True)
 
 
-def _read_manifest(folder: Path) -> dict[str, Any]:
+def _read_json(path: Path) -> dict[str, Any]:
     import json
 
-    path = folder / "manifest.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+    try:
+        return dict(json.loads(path.read_text()))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def _new_id() -> str:
+    """A version id: sortable by time, unique (``20261127T121314-1a2b3c4d``)."""
+    import uuid
+
+    return f"{_time.strftime('%Y%m%dT%H%M%S', _time.gmtime())}-{uuid.uuid4().hex[:8]}"
+
+
+def _save(folder: Path, state: dict[str, Any], publish: bool) -> None:
+    """Keep the build's state (``manifest.next.json``: resumable); with ``publish``, also
+    make it the version readers use (`_publish`)."""
+    write_manifest(folder, state, NEXT_MANIFEST)
+    if publish:
+        _publish(folder, state)
+
+
+def _publish(folder: Path, state: dict[str, Any]) -> None:
+    """Switch readers to ``state`` under a new version id: one ``os.replace`` of
+    ``manifest.json``, so a reader sees the previous version or this one, never a mix."""
+    state["version"] = _new_id()
+    write_manifest(folder, state)
+
+
+def _collect_old_versions(folder: Path, keep: set[str]) -> None:
+    """Delete data folders no manifest names (``keep``: the published and the pending
+    one). A version stops being published only when the next one is, one build ago, so
+    readers have long switched (they re-read the manifest on every query). Folders of
+    the layout before versions (stores in ``folder`` itself, ``""``) go the same way."""
+    for path in folder.glob("data-*"):
+        if path.name not in keep:
+            shutil.rmtree(path, ignore_errors=True)
+    if "" not in keep:
+        for name in ("pyramid.zarr", "aggregates.zarr", "timeseries.zarr", "progress", "cells"):
+            shutil.rmtree(folder / name, ignore_errors=True)
 
 
 def _appended_from(manifest: dict[str, Any], ds: xr.Dataset) -> int | None:
@@ -669,10 +714,12 @@ def _appended_from(manifest: dict[str, Any], ds: xr.Dataset) -> int | None:
     old = dict(manifest.get("fingerprint", {}))
     new = fingerprint(ds)
     variables = manifest.get("variables", {})
-    if not old or "nsteps" not in old or not variables:
+    if not old or "nsteps" not in old or not variables or "data" not in manifest:
         return None
     if any(v.get("layout") != "grid" or "layout_steps" not in v for v in variables.values()):
         return None  # cell stores (pipelines.cell_stores) and older layouts: rebuilt whole
+    if any(not v.get("complete", {}).get("pyramid") for v in variables.values()):
+        return None  # an unfinished build of the shorter record: start again
     n = int(old["nsteps"])
     same = {k: v for k, v in old.items() if k not in ("nsteps", "time1")} == {
         k: v for k, v in new.items() if k not in ("nsteps", "time1")
@@ -683,35 +730,101 @@ def _appended_from(manifest: dict[str, Any], ds: xr.Dataset) -> int | None:
 
 
 def _start_append(
-    folder: Path, manifest: dict[str, Any], ds: xr.Dataset, old_nt: int, cfg: BuildConfig
-) -> None:
-    """Record in the manifest that the stores of ``old_nt`` steps grow to ``ds``'s record:
-    nothing is usable until the append completes (readers answer from the raw data
-    meanwhile, exactly), the unit holding the old record's last, partial chunk is redone,
-    and blocks complete at the old length are kept (``blocks_from``)."""
-    manifest["fingerprint"] = fingerprint(ds)
-    for var, info in manifest["variables"].items():
+    folder: Path, published: dict[str, Any], ds: xr.Dataset, old_nt: int, cfg: BuildConfig
+) -> dict[str, Any]:
+    """The build state of an append from the published stores of ``old_nt`` steps to
+    ``ds``'s record. Readers keep the published version until the append completes.
+
+    Within the aggregates' layout (`pipelines.aggregates.layout_steps_for`) the append
+    writes into the published data folder: only files past the old record, and the
+    old record's last, partial unit again (same values for the old steps; every chunk
+    file is replaced atomically). Past it, the aggregate rows move, so the new version
+    is a new data folder of hard links to the old files (rows at their new places).
+    """
+    import copy
+
+    state = copy.deepcopy(published)
+    new_nt = ds.sizes["time"]
+    relink = layout_steps_for(new_nt, cfg.base_block) != layout_steps_for(old_nt, cfg.base_block)
+    state["fingerprint"] = fingerprint(ds)
+    state["appending"] = {"from": old_nt, "relink": published["data"] if relink else None}
+    if relink:
+        state["data"] = f"data-{_new_id()}"
+    for var, info in state["variables"].items():
         info["complete"] = {}
-        info["blocks_from"] = min(int(info.get("blocks_from", old_nt)), old_nt)
-        for unit in range(old_nt // cfg.unit_steps, math.ceil(old_nt / cfg.unit_steps) + 1):
-            _unit_marker(folder, var, unit).unlink(missing_ok=True)
-    write_manifest(folder, manifest)
+        info["blocks_from"] = old_nt
+        # units from the one holding the old record's end are (re)written; markers of an
+        # earlier, unfinished append to another length are no good either
+        for marker in (folder / state["data"] / "progress" / var).glob("unit-*.done"):
+            if int(marker.name[5:12]) >= old_nt // cfg.unit_steps:
+                marker.unlink()
+    _save(folder, state, publish=False)
+    return state
 
 
-def _grow_arrays(folder: Path, var: str, layout: dict[str, dict[str, Any]], base: int) -> None:
-    """Grow ``var``'s arrays to ``layout`` along time (metadata only) and move aggregate
-    rows to a longer flat layout (renames); each step can be repeated after a kill."""
+def _resume_append(folder: Path, state: dict[str, Any], cfg: BuildConfig) -> None:
+    """Prepare the new data folder of an append whose rows move (again after a kill):
+    hard links to the old version's files."""
+    appending = state["appending"]
+    if appending.get("relink"):
+        nt = int(state["fingerprint"]["nsteps"])
+        _relink(folder / appending["relink"], folder / state["data"], int(appending["from"]), nt, cfg)
+
+
+def _relink(old: Path, new: Path, old_nt: int, new_nt: int, cfg: BuildConfig) -> None:
+    """Hard-link every file of the data folder ``old`` into ``new`` (no bytes copied),
+    aggregate rows at their flat index in the layout for ``new_nt`` steps; files
+    already in ``new`` are kept (a resumed append). Unit markers of the units the append
+    redoes are left out."""
+    import os
+
+    redo = old_nt // cfg.unit_steps
+    new_table = BlockTable(layout_steps_for(new_nt, cfg.base_block), cfg.base_block)
+    old_tables: dict[Path, BlockTable] = {}
+    for root, _dirs, files in os.walk(old):
+        parts = Path(root).relative_to(old).parts
+        if parts[:1] == ("progress",):
+            files = [f for f in files if not (f.startswith("unit-") and int(f[5:12]) >= redo)]
+        target = new.joinpath(*_moved_row(old, parts, old_tables, new_table, cfg.base_block))
+        target.mkdir(parents=True, exist_ok=True)
+        for name in files:
+            with contextlib.suppress(FileExistsError):
+                os.link(Path(root) / name, target / name)
+
+
+def _moved_row(
+    old: Path,
+    parts: tuple[str, ...],
+    old_tables: dict[Path, BlockTable],
+    new_table: BlockTable,
+    base: int,
+) -> tuple[str, ...]:
+    """``parts`` (a folder under ``old``) with an aggregates array's row (``c/<row>``: one
+    block per chunk) moved to its index in ``new_table``'s layout."""
+    if parts[:1] != ("aggregates.zarr",) or "c" not in parts:
+        return parts
+    at = parts.index("c")
+    if at + 1 >= len(parts) or parts[at - 1] == "shift":
+        return parts
+    array_dir = old.joinpath(*parts[:at])
+    table = old_tables.get(array_dir)
+    if table is None:
+        table = old_tables[array_dir] = BlockTable(
+            _layout_length(_rows_of(array_dir), base), base
+        )
+    row = int(parts[at + 1])
+    start, size = max((table.offset(s), s) for s in table.sizes if table.offset(s) <= row)
+    return (*parts[: at + 1], str(new_table.offset(size) + row - start), *parts[at + 2 :])
+
+
+def _grow_arrays(data: Path, var: str, layout: dict[str, dict[str, Any]]) -> None:
+    """Grow ``var``'s arrays to ``layout`` (metadata only: zarr replaces ``zarr.json``
+    atomically, a new file, so a hard-linked old version keeps its own)."""
     import zarr
 
     for store, arrays in layout.items():
         for path, (shape, _chunks, _dtype) in arrays.items():
-            array_dir = folder / f"{store}.zarr" / var / path
-            moving = array_dir.with_name(array_dir.name + ".relayout")
-            if store == "aggregates" and not path.endswith("shift"):
-                if moving.exists() or _rows_of(array_dir) != shape[0]:
-                    _move_rows(array_dir, moving, shape, base)
-                continue
-            arr = zarr.open_array(array_dir, mode="r+")
+            arr = zarr.open_array(data / f"{store}.zarr" / var / path, mode="r+")
             if tuple(arr.shape) != tuple(shape):
                 arr.resize(shape)
 
@@ -720,37 +833,6 @@ def _rows_of(array_dir: Path) -> int:
     import zarr
 
     return int(zarr.open_array(array_dir, mode="r").shape[0])
-
-
-def _move_rows(array_dir: Path, moving: Path, shape: tuple[int, ...], base: int) -> None:
-    """An aggregates array laid out for a longer record: every stored row (one block, a
-    ``c/<row>`` folder: the arrays have one block per chunk) renamed to its new flat
-    index in ``moving``, metadata resized there, then ``moving`` put in place."""
-    import os
-
-    import zarr
-
-    record = array_dir.with_name(array_dir.name + ".relayout-rows")  # the old row count
-    if array_dir.exists():
-        if not record.exists():
-            record.write_text(str(_rows_of(array_dir)))
-        rows_before = int(record.read_text())
-        old = BlockTable(_layout_length(rows_before, base), base)
-        new = BlockTable(_layout_length(shape[0], base), base)
-        (moving / "c").mkdir(parents=True, exist_ok=True)
-        starts = [(old.offset(s), s) for s in old.sizes]
-        for name in os.listdir(array_dir / "c") if (array_dir / "c").exists() else []:
-            row = int(name)
-            start, size = max((a, s) for a, s in starts if a <= row)
-            os.replace(array_dir / "c" / name, moving / "c" / str(new.offset(size) + row - start))
-        if (array_dir / "zarr.json").exists():
-            os.replace(array_dir / "zarr.json", moving / "zarr.json")
-        arr = zarr.open_array(moving, mode="r+")
-        if tuple(arr.shape) != tuple(shape):
-            arr.resize(shape)
-        shutil.rmtree(array_dir)
-    os.replace(moving, array_dir)
-    record.unlink(missing_ok=True)
 
 
 def _layout_length(rows: int, base: int) -> int:
@@ -861,37 +943,52 @@ def build_derived(
             f"{source}: no variable {missing[0]!r}; available: {', '.join(map(str, ds.data_vars))}"
         )
     nt = ds.sizes["time"]
-    manifest = _read_manifest(folder)
-    if manifest.get("config") != dataclasses.asdict(cfg) | {"variables": None} or (
-        manifest.get("format") != _FORMAT
-    ):
-        manifest = {}  # another configuration, or stores laid out before appends: rebuilt
-    appended_from = None
-    if manifest and manifest.get("fingerprint") != fingerprint(ds):
-        old_nt = int(manifest["fingerprint"].get("nsteps", 0))
-        for var in list(manifest.get("variables", {})):
-            _forget_if_damaged(folder, manifest, var, source, old_nt)
-        appended_from = _appended_from(manifest, ds)
-        if appended_from is None:
-            manifest = {}
-        else:  # the source gained steps: grow the stores (every variable they hold)
-            _start_append(folder, manifest, ds, appended_from, cfg)
-            variables += [v for v in manifest["variables"] if v not in variables]
+    config_record = dataclasses.asdict(cfg) | {"variables": None}
+
+    def ours(m: dict[str, Any]) -> bool:  # stores of this configuration and layout
+        return m.get("config") == config_record and m.get("format") == _FORMAT
+
+    published = _read_json(folder / MANIFEST)
+    manifest = _read_json(folder / NEXT_MANIFEST)  # an unfinished build's state
+    if not (ours(manifest) and manifest.get("fingerprint") == fingerprint(ds)):
+        manifest = {}
+    if not manifest and ours(published):
+        if published.get("fingerprint") == fingerprint(ds):
+            manifest = published  # built, or being built: resume (or nothing to do)
+        else:
+            appended_from = _appended_from(published, ds)
+            if appended_from is not None:  # the source gained steps: grow every variable
+                old = folder / published["data"]
+                if not any(
+                    missing_chunks(old, v, i, appended_from, source)
+                    for v, i in published["variables"].items()
+                ):
+                    manifest = _start_append(folder, published, ds, appended_from, cfg)
     if not manifest:
-        for name in ("pyramid.zarr", "aggregates.zarr", "timeseries.zarr", "progress", "cells"):
-            shutil.rmtree(folder / name, ignore_errors=True)
         manifest = {
             "format": _FORMAT,
             "source": source,
             "fingerprint": fingerprint(ds),
-            "config": dataclasses.asdict(cfg) | {"variables": None},
+            "config": config_record,
             "variables": {},
+            "data": f"data-{_new_id()}",
         }
-    if not is_regular(ds) and not (folder / "cells" / "order.npy").exists():
+    appending = manifest.get("appending")
+    appended_from = None if appending is None else int(appending["from"])
+    # a new data folder is visible as soon as it exists (its complete levels are used);
+    # an append becomes visible when it is complete
+    publish = appending is None
+    _collect_old_versions(folder, {published.get("data", ""), str(manifest["data"])})
+    data = folder / str(manifest["data"])
+    data.mkdir(parents=True, exist_ok=True)
+    if appending is not None:
+        _resume_append(folder, manifest, cfg)
+        variables += [v for v in manifest["variables"] if v not in variables]
+    if not is_regular(ds) and not (data / "cells" / "order.npy").exists():
         grid = grid_of(ds)
-        write_cell_grid(folder, grid.lon, grid.lat, grid.area, cfg.max_level)
+        write_cell_grid(data, grid.lon, grid.lat, grid.area, cfg.max_level)
     for var in variables:
-        _forget_if_damaged(folder, manifest, var, source, nt)
+        _forget_if_damaged(data, manifest, var, source, nt)
         layout = _layout(ds, var, cfg)
         info = manifest["variables"].setdefault(
             var,
@@ -906,13 +1003,13 @@ def build_derived(
             },
         )
         if "blocks_from" in info:  # an append (maybe resumed): grow, then fill in
-            _grow_arrays(folder, var, layout, cfg.base_block)
+            _grow_arrays(data, var, layout)
             info["arrays"] = _array_specs(layout)
         info["layout_steps"] = layout_steps_for(nt, cfg.base_block)
-        if not info["complete"]:
-            _create_arrays(folder, var, layout)
-            _write_shifts(ds, folder, var, cfg)
-    write_manifest(folder, manifest)
+        if not info["complete"] and "blocks_from" not in info:
+            _create_arrays(data, var, layout)
+            _write_shifts(ds, data, var, cfg)
+    _save(folder, manifest, publish)
     register_derived(source, folder)
     _OPEN.pop(folder, None)
 
@@ -921,7 +1018,7 @@ def build_derived(
         (var, u)
         for var in variables
         for u in range(nunits)
-        if not _unit_marker(folder, var, u).exists()
+        if not _unit_marker(data, var, u).exists()
     ]
     if stop_after_units is not None:
         todo = todo[:stop_after_units]
@@ -935,7 +1032,7 @@ def build_derived(
                 1
                 for var in variables
                 for u in range(nunits)
-                if not _unit_marker(folder, var, u).exists()
+                if not _unit_marker(data, var, u).exists()
             ]
         )
     )
@@ -958,7 +1055,7 @@ def build_derived(
 
     if todo:
         with _units_client(scheduler, client) as units_client:
-            for unit_bytes in _run_units(units_client, source, folder, todo, cfg, nt):
+            for unit_bytes in _run_units(units_client, source, data, todo, cfg, nt):
                 nbytes += unit_bytes
                 done_units += 1
                 report("units", done_units, total_units)
@@ -972,7 +1069,7 @@ def build_derived(
         info = manifest["variables"][var]
         info["complete"].update(pyramid=True, timeseries=True)
         info["complete"]["aggregate_sizes"] = [s for s in table.sizes if s <= cfg.unit_steps]
-        write_manifest(folder, manifest)
+        _save(folder, manifest, publish)
         blocks_from = int(info.get("blocks_from", 0))
         for size in table.sizes:
             if size <= cfg.unit_steps:
@@ -980,11 +1077,11 @@ def build_derived(
             for lev in range(0, cfg.max_level + 1):
                 if f"L{lev}/sum" not in info.get("arrays", {}).get("aggregates", {"L0/sum": 1}):
                     continue  # a non-regular grid's cell stores have level 0 only
-                if not _combine_marker(folder, var, lev, size, nt).exists():
+                if not _combine_marker(data, var, lev, size, nt).exists():
                     first = blocks_from // size  # blocks complete before an append: kept
-                    combined += _run_combine(str(folder), var, lev, size, nt, cfg, first)
+                    combined += _run_combine(str(data), var, lev, size, nt, cfg, first)
             info["complete"]["aggregate_sizes"].append(size)
-            write_manifest(folder, manifest)
+            _save(folder, manifest, publish)
         info.pop("blocks_from", None)
     if nbytes:  # a re-run with nothing left to do keeps the last real build's figures
         total_seconds = _time.perf_counter() - started
@@ -1001,5 +1098,7 @@ def build_derived(
             "mb_per_s": round(nbytes / 1e6 / max(total_seconds, 1e-9), 1),
             "units_mb_per_s": round(nbytes / 1e6 / max(build_seconds, 1e-9), 1),
         }
-    write_manifest(folder, manifest)
+    manifest.pop("appending", None)
+    _publish(folder, manifest)  # the complete version, all at once
+    (folder / NEXT_MANIFEST).unlink(missing_ok=True)
     return folder

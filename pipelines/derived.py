@@ -75,6 +75,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+#: A build's own state until it is published (`pipelines.build`); readers never open it.
+NEXT_MANIFEST = "manifest.next.json"
 _REGISTERED: dict[str, Path] = {}
 _OPEN: dict[Path, DerivedStores] = {}
 _LOCK = threading.Lock()
@@ -429,31 +431,45 @@ class DerivedStores:
     def __init__(self, folder: Path):
         self.folder = Path(folder)
         self._mtime: int | None = None
+        self._stamp: tuple[int, int] | None = None
         self._manifest: dict[str, Any] = {}
         self._vars: dict[str, VariableStores] = {}
         self._lock = threading.Lock()
 
     def manifest(self) -> dict[str, Any]:
-        """The manifest, re-read only when its modification time changed."""
+        """The manifest, re-read only when the file changed (a build replaces it whole,
+        `write_manifest`: a new file, so its inode and modification time say so)."""
         path = self.folder / MANIFEST
         try:
-            mtime = path.stat().st_mtime_ns
+            info = path.stat()
         except FileNotFoundError:
             return {}
+        stamp = (info.st_ino, info.st_mtime_ns)
         with self._lock:
-            if mtime != self._mtime:
+            if stamp != self._stamp:
                 try:
-                    self._manifest = json.loads(path.read_text())
+                    with open(path, "rb") as handle:  # content and stamp of the same file
+                        opened = os.fstat(handle.fileno())
+                        self._manifest = json.loads(handle.read())
                 except (OSError, json.JSONDecodeError):
                     return self._manifest  # being replaced; keep the last good one
-                self._mtime = mtime
+                self._stamp = (opened.st_ino, opened.st_mtime_ns)
+                self._mtime = opened.st_mtime_ns
                 self._vars = {}
             return self._manifest
 
     @property
     def version(self) -> str:
-        self.manifest()
-        return f"{self.folder}:{self._mtime}"
+        """The id of the version readers see now (changes with every published change:
+        answers and caches are keyed by it); stores built before versions have their
+        manifest's modification time instead."""
+        manifest = self.manifest()
+        return f"{self.folder}:{manifest.get('version') or self._mtime}"
+
+    @property
+    def data_folder(self) -> Path:
+        """The folder of the arrays of the version readers see now."""
+        return self.folder / str(self.manifest().get("data", ""))
 
     @property
     def problems(self) -> list[str]:
@@ -477,16 +493,19 @@ class DerivedStores:
             stores = self._vars.get(var)
             if stores is None:
                 nsteps = int(manifest["fingerprint"].get("nsteps", 0))
-                problems = self._check(var, info, nsteps, str(manifest.get("source", "")))
-                stores = VariableStores(self.folder, var, info, nsteps, problems)
+                data = self.folder / str(manifest.get("data", ""))
+                problems = self._check(data, var, info, nsteps, str(manifest.get("source", "")))
+                stores = VariableStores(data, var, info, nsteps, problems)
                 self._vars[var] = stores
             return stores
 
-    def _check(self, var: str, info: dict[str, Any], nsteps: int, source: str) -> list:
+    def _check(
+        self, data: Path, var: str, info: dict[str, Any], nsteps: int, source: str
+    ) -> list:
         """`missing_chunks` for a local folder (logged); remote folders are not listed."""
         if _is_remote(self.folder):
             return []
-        problems = missing_chunks(self.folder, var, info, nsteps, source)
+        problems = missing_chunks(data, var, info, nsteps, source)
         for problem in problems:
             log.warning("%s", problem.text)
         return problems
@@ -497,12 +516,13 @@ def _is_remote(folder: Path) -> bool:
     return re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:/", str(folder)) is not None
 
 
-def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
-    """Atomically replace the manifest (readers never see a partial file)."""
+def write_manifest(folder: Path, manifest: dict[str, Any], name: str = MANIFEST) -> None:
+    """Atomically replace the manifest (readers never see a partial file), or the file
+    ``name`` beside it."""
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{MANIFEST}.{os.getpid()}.tmp"
+    tmp = folder / f".{name}.{os.getpid()}.{threading.get_ident()}.tmp"
     tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True, default=_json_default))
-    os.replace(tmp, folder / MANIFEST)
+    os.replace(tmp, folder / name)
 
 
 def _json_default(value: Any) -> Any:

@@ -15,6 +15,7 @@ import pytest
 
 from pipelines import Query
 from pipelines.build import BuildConfig, build_derived
+from pipelines.derived import DerivedStores
 from pipelines.planner import plan_map, plan_series
 from pipelines.synthetic import SyntheticSpec, write_demo_store
 
@@ -22,6 +23,7 @@ CONFIG = BuildConfig(max_level=2, ts_max_level=3, base_block=4, unit_steps=16)
 
 
 def _checksums(folder: Path) -> dict[str, str]:
+    folder = DerivedStores(folder).data_folder  # the published version's arrays
     out = {}
     for store in ("pyramid.zarr", "aggregates.zarr", "timeseries.zarr"):
         for path in sorted((folder / store).rglob("*")):
@@ -109,9 +111,9 @@ def test_killed_build_resumes_to_identical_bytes(source: Path, tmp_path: Path) -
     progress = None
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        found = list((tmp_path / "killed").glob("*/progress/t2m/*.done"))
+        found = list((tmp_path / "killed").glob("*/data-*/progress/t2m/*.done"))
         if len(found) >= 3:
-            progress = found[0].parents[2]
+            progress = found[0].parents[2]  # the data folder of the version being built
             break
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)

@@ -14,6 +14,7 @@ import xarray as xr
 
 from pipelines import Query
 from pipelines.build import BuildConfig, build_derived
+from pipelines.derived import DerivedStores
 from pipelines.synthetic import SyntheticSpec, write_demo_store
 
 CONFIG = BuildConfig(max_level=2, ts_max_level=3, base_block=4, unit_steps=16, variables=("t2m",))
@@ -29,6 +30,7 @@ def full(tmp_path_factory) -> Path:
 
 def _files(folder: Path) -> dict[str, str]:
     """Every file of the derived arrays (data chunks and metadata) and its checksum."""
+    folder = DerivedStores(folder).data_folder  # the published version's arrays
     out = {}
     for store in ("pyramid.zarr", "aggregates.zarr", "timeseries.zarr"):
         for path in sorted((folder / store).rglob("*")):

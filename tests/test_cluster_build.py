@@ -21,7 +21,7 @@ from data_catalog import open_dataset
 from pipelines import Query, compute_map, compute_series
 from pipelines.build import BuildConfig, build_derived
 from pipelines.cluster import ClusterSpec, connect, disconnect
-from pipelines.derived import derived_dir_for, register_derived
+from pipelines.derived import DerivedStores, derived_dir_for, register_derived
 from pipelines.planner import plan_map, plan_series
 from pipelines.synthetic import SyntheticSpec, write_demo_store
 
@@ -34,6 +34,7 @@ CONFIG_FLAGS = ["--levels", "1", "--ts-levels", "2", "--base-block", "4", "--uni
 
 
 def _checksums(folder: Path) -> dict[str, str]:
+    folder = DerivedStores(folder).data_folder  # the published version's arrays
     return {
         str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
         for store in ("pyramid.zarr", "aggregates.zarr", "timeseries.zarr")

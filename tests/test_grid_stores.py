@@ -432,7 +432,7 @@ def _derived_folders(ds):
 
     stores = find_derived(ds)
     assert stores is not None
-    yield stores.folder
+    yield stores.data_folder  # the published version's arrays and cells/
 
 
 def test_box_mask_equals_bbox_cell_mask() -> None:

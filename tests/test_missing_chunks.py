@@ -23,7 +23,7 @@ import xarray as xr
 from pipelines import Query, compute_map, compute_series
 from pipelines.aggregates import BlockTable, layout_steps_for
 from pipelines.build import BuildConfig, build_derived
-from pipelines.derived import find_derived
+from pipelines.derived import DerivedStores, find_derived
 from pipelines.planner import plan_map, plan_series
 from pipelines.pyramid import level_dataset
 from pipelines.synthetic import SyntheticSpec, write_demo_store
@@ -56,8 +56,9 @@ def _damaged_copy(built, tmp_path: Path, *chunks: str) -> tuple[Path, xr.Dataset
     _, pristine, ds, _ = built
     folder = tmp_path / "damaged" / pristine.name
     shutil.copytree(pristine, folder)
+    data = DerivedStores(folder).data_folder  # the published version's arrays
     for chunk in chunks:
-        (folder / chunk).unlink()
+        (data / chunk).unlink()
     return folder, ds.assign_attrs(gridscope_derived=str(folder))
 
 
@@ -118,7 +119,8 @@ def test_without_the_check_the_deleted_chunk_gives_wrong_numbers(built, tmp_path
 
     import zarr
 
-    count = zarr.open_array(folder / "aggregates.zarr", path="sst/L0/count", mode="r")
+    data = DerivedStores(folder).data_folder
+    count = zarr.open_array(data / "aggregates.zarr", path="sst/L0/count", mode="r")
     assert not np.any(count[row])  # the deleted chunk reads as the fill value 0
 
     plan = plan_map(ds, RANGE)
