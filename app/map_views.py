@@ -100,8 +100,9 @@ def _stored_view(
                 field = field.assign_coords(lon=lon)
             field.attrs["gridscope_plan"] = plan.description
             return field
-        bounds = {name: np.asarray(field[name].values)
-                  for name in ("lon_bounds", "lat_bounds") if name in field.coords}  # fmt: skip
+        # the view's cells' polygons, handed over beside the field (not kept in answers)
+        bounds = {name: field.attrs.pop(f"gridscope_{name}")
+                  for name in ("lon_bounds", "lat_bounds") if f"gridscope_{name}" in field.attrs}  # fmt: skip
         out = rasterize_to_screen(field, frame, screen, **(bounds if len(bounds) == 2 else {}))
         out.attrs["gridscope_plan"] = f"{field.size:,} native cells drawn at screen resolution"
         return out

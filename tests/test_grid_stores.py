@@ -449,3 +449,31 @@ def test_box_mask_equals_bbox_cell_mask() -> None:
         assert np.array_equal(grid.box_mask(box), bbox_cell_mask(grid.lon, grid.lat, box))
     edge = (float(grid.lon[7]), float(grid.lat[7]), float(grid.lon[7]), float(grid.lat[900]))
     assert np.array_equal(grid.box_mask(edge), bbox_cell_mask(grid.lon, grid.lat, edge))
+
+
+def test_dashboard_draws_a_zoomed_mesh_view_as_polygons(built) -> None:
+    """The dashboard's zoomed-in view of a built mesh is drawn from the stores with the
+    view's cell polygons (not as points): the pixels of the brute-force map drawn with
+    the same cells' polygons."""
+    if "lon_bounds" not in built.variables:
+        pytest.skip("a point cloud has no polygons")
+    from app.map_views import map_for_view, view_request
+    from app.rasterize import rasterize_to_screen
+
+    ds, labels = built, _labels(built)
+    query = Query(dataset="g", var="tos", time=labels[5])
+    viewport, screen = (-40.0, 40.0, -30.0, 30.0), (3000, 2000)
+    got = map_for_view(ds, query, viewport, screen)
+    assert got.attrs["gridscope_rasterized"] == "polygons"
+    assert "gridscope_lon_bounds" not in got.attrs
+    wrapped = view_request(viewport, screen)[0]
+    ref, bounds = _brute_view(ds, query, [viewport_box(wrapped)])
+    frame = (-44.0, 44.0, -33.0, 33.0)  # the view with the dashboard's 5 % margin
+    want = rasterize_to_screen(
+        ref,
+        frame,
+        screen,
+        lon_bounds=bounds["lon_bounds"].values,
+        lat_bounds=bounds["lat_bounds"].values,
+    )
+    assert np.array_equal(got.values, want.values, equal_nan=True)
