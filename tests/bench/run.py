@@ -87,19 +87,33 @@ def _lon180(lon: float) -> float:
     return ((lon + 180) % 360) - 180
 
 
+def _query_for(kind: str, q: dict[str, Any], times: Any, dataset: str, var: str) -> Any:
+    """The `Query` of one timed view of ``kind`` (longitudes wrapped to -180..180)."""
+    from pipelines import Query
+
+    if kind == "map_frame":
+        return Query(dataset=dataset, var=var, time=_label(times, q["step"]))
+    if kind == "range_map":
+        start, end = _label(times, q["start"]), _label(times, q["end"])
+        return Query(dataset=dataset, var=var, start=start, end=end, agg=q["agg"])
+    if kind == "point_series":
+        return Query(dataset=dataset, var=var, point=(_lon180(q["point"][0]), q["point"][1]))
+    w, s, e, n = q["box"]
+    return Query(dataset=dataset, var=var, bbox=(_lon180(w), s, _lon180(e), n))
+
+
 def gridscope_section(
     ds: Any, queries: list[dict], which: tuple[str, ...], screen: tuple[int, int]
 ) -> dict[str, list[float]]:
     from app.map_views import regrid_to_screen
-    from pipelines import Query
     from pipelines.planner import plan_map, plan_series
 
     times = ds["time"].values
     out: dict[str, list[float]] = {k: [] for k in which}
     for q in queries:
         for kind in which:
+            query = _query_for(kind, q, times, "b", "t2m")
             if kind == "map_frame":
-                query = Query(dataset="b", var="t2m", time=_label(times, q["step"]))
                 # the planner's answer regridded to the screen's pixels, as the dashboard does
                 run = lambda: regrid_to_screen(  # noqa: E731
                     plan_map(ds, query, viewport=q["viewport"], screen=screen).compute(),  # noqa: B023
@@ -107,20 +121,8 @@ def gridscope_section(
                     screen,
                 )
             elif kind == "range_map":
-                query = Query(
-                    dataset="b",
-                    var="t2m",
-                    start=_label(times, q["start"]),
-                    end=_label(times, q["end"]),
-                    agg=q["agg"],
-                )
                 run = lambda: plan_map(ds, query, screen=screen).compute()  # noqa: E731, B023
-            elif kind == "point_series":
-                query = Query(dataset="b", var="t2m", point=(_lon180(q["point"][0]), q["point"][1]))
-                run = lambda: plan_series(ds, query).compute()  # noqa: E731, B023
             else:
-                w, s, e, n = q["box"]
-                query = Query(dataset="b", var="t2m", bbox=(_lon180(w), s, _lon180(e), n))
                 run = lambda: plan_series(ds, query).compute()  # noqa: E731, B023
             t = time.perf_counter()
             run()
@@ -220,7 +222,6 @@ def grid_gridscope_section(
     a pyramid level (regular) cropped to the screen, native cells rasterized."""
     from app.map_views import regrid_to_screen
     from app.rasterize import rasterize_to_screen
-    from pipelines import Query
     from pipelines.planner import plan_map, plan_series
 
     times = ds["time"].values
@@ -243,23 +244,12 @@ def grid_gridscope_section(
     out: dict[str, list[float]] = {k: [] for k in QUERIES}
     for q in queries:
         for kind in QUERIES:
+            query = _query_for(kind, q, times, "g", "tos")
             if kind == "map_frame":
-                query = Query(dataset="g", var="tos", time=_label(times, q["step"]))
                 run = lambda: frame(query, q["viewport"])  # noqa: E731, B023
             elif kind == "range_map":
-                query = Query(
-                    dataset="g",
-                    var="tos",
-                    start=_label(times, q["start"]),
-                    end=_label(times, q["end"]),
-                    agg=q["agg"],
-                )
                 run = lambda: plan_map(ds, query, screen=screen).compute()  # noqa: E731, B023
-            elif kind == "point_series":
-                query = Query(dataset="g", var="tos", point=q["point"])
-                run = lambda: plan_series(ds, query).compute()  # noqa: E731, B023
             else:
-                query = Query(dataset="g", var="tos", bbox=q["box"])
                 run = lambda: plan_series(ds, query).compute()  # noqa: E731, B023
             t = time.perf_counter()
             run()
