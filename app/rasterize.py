@@ -48,6 +48,7 @@ import hashlib
 import threading
 import warnings
 import weakref
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -529,7 +530,7 @@ def _smaller_than_pixels(
     total = int(lengths.sum())
     if total < screen[0] * screen[1] // 4:
         return False  # few cells: polygons are cheap
-    picks = np.linspace(0, total - 1, min(total, 4000)).astype("int64")
+    picks = np.linspace(0, total - 1, min(total, 1000)).astype("int64")
     run = np.searchsorted(np.cumsum(lengths), picks, side="right")
     pos = starts[run] + picks - (np.cumsum(lengths) - lengths)[run]
     cells = pos if direct or index.order is None else index.order[pos]
@@ -633,7 +634,7 @@ def _fill_gaps_kernel(values):  # pragma: no cover  (numba)
     return out
 
 
-def _values(field: xr.DataArray, dims: tuple[str, ...]) -> np.ndarray:
+def _values(field: xr.DataArray, dims: tuple[Hashable, ...]) -> np.ndarray:
     """The field's values flat in the order of its coordinates' dimensions (float32 kept)."""
     if field.dims != dims:
         field = field.transpose(*dims)
@@ -643,7 +644,7 @@ def _values(field: xr.DataArray, dims: tuple[str, ...]) -> np.ndarray:
     return np.ascontiguousarray(values).reshape(-1)
 
 
-def _coord(field: xr.DataArray, name: str, dims: tuple[str, ...]) -> np.ndarray:
+def _coord(field: xr.DataArray, name: str, dims: tuple[Hashable, ...]) -> np.ndarray:
     coord = field[name]
     if coord.dims != dims:
         coord = coord.transpose(*dims)
