@@ -220,7 +220,7 @@ def warm_up(sources: DatasetSources) -> None:
             if sources.open(dataset).attrs.get("gridscope_grid", "regular") != "regular":
                 from app.rasterize import warm_up as warm_up_rasterizer
 
-                warm_up_rasterizer()  # its first map would compile datashader's glyphs
+                warm_up_rasterizer()  # loads its numba kernels (compiles them on a new machine)
         except Exception:  # noqa: BLE001  (a broken or unreachable dataset: its page says so)
             log.info("dataset %r could not be opened at start-up", dataset)
 
