@@ -10,7 +10,20 @@ caller, or in-process with ``scheduler="synchronous"``; each writes a marker und
 ``progress/`` when done, so a re-run after a kill skips completed units and, the
 computation being deterministic, ends with the same bytes as an uninterrupted build.
 The manifest records each component as soon as it is complete (see
-`pipelines.derived`).
+`pipelines.derived`). Every build writes into a version's data folder and publishes it
+by replacing the manifest (`pipelines.derived`: a reader sees one version or the next).
+
+Appends: when the source gained time steps since the published version (same grid,
+areas, normalisation and first steps), the build grows the stores instead of starting
+again: arrays are resized along time, the units from the one holding the old record's
+last, partial chunk are (re)written, and only the blocks longer than a unit that the new
+steps complete are combined, so the work grows with the new steps (``last_build``
+records ``units`` and ``blocks_combined``); the result is byte-identical to a build from
+scratch. Aggregate rows are laid out for the next power of two of the record
+(`pipelines.aggregates.layout_steps_for`), so an append moves no row until the record
+passes it; then the new version is a new data folder of hard links with the rows at
+their new places. The published version stays in use until the append is complete.
+Cell stores of non-regular grids (`pipelines.cell_stores`) are rebuilt whole instead.
 
 Every chunk of every derived array is written, all-fill ones included (zarr skips
 those by default), and the manifest records each array's shape and chunks, so a
@@ -768,7 +781,9 @@ def _resume_append(folder: Path, state: dict[str, Any], cfg: BuildConfig) -> Non
     appending = state["appending"]
     if appending.get("relink"):
         nt = int(state["fingerprint"]["nsteps"])
-        _relink(folder / appending["relink"], folder / state["data"], int(appending["from"]), nt, cfg)
+        _relink(
+            folder / appending["relink"], folder / state["data"], int(appending["from"]), nt, cfg
+        )
 
 
 def _relink(old: Path, new: Path, old_nt: int, new_nt: int, cfg: BuildConfig) -> None:
@@ -809,9 +824,7 @@ def _moved_row(
     array_dir = old.joinpath(*parts[:at])
     table = old_tables.get(array_dir)
     if table is None:
-        table = old_tables[array_dir] = BlockTable(
-            _layout_length(_rows_of(array_dir), base), base
-        )
+        table = old_tables[array_dir] = BlockTable(_layout_length(_rows_of(array_dir), base), base)
     row = int(parts[at + 1])
     start, size = max((table.offset(s), s) for s in table.sizes if table.offset(s) <= row)
     return (*parts[: at + 1], str(new_table.offset(size) + row - start), *parts[at + 2 :])

@@ -5,8 +5,11 @@ source, or ``$GRIDSCOPE_DERIVED_DIR/<slug>/``, or a folder given to ``gridscope 
 --out`` and recorded in the dataset's ``attrs["gridscope_derived"]`` / the catalog's
 ``derived`` field). Layout::
 
-    manifest.json                      what is complete, per variable (see `Manifest`)
-    progress/<var>/*.done              completed build units (resumability)
+    manifest.json                      the published version: its id, its data folder,
+                                       what is complete per variable
+    manifest.next.json                 a build's own state until it publishes (resume)
+    data-<id>/                         one version's arrays (below), progress/ and cells/
+    data-<id>/progress/<var>/*.done    completed build units (resumability)
     pyramid.zarr/<var>/L<l>/{mean,min,max}          (time, lat_l, lon_l) float32, l >= 1
     aggregates.zarr/<var>/L<l>/{sum,sumsq,count,min,max}  (block, lat_l, lon_l)
     aggregates.zarr/<var>/L<l>/shift                (lat_l, lon_l) float64
@@ -24,9 +27,28 @@ regridding matrices); see `pipelines.cell_stores`::
     timeseries.zarr/<var>/values                           (time, position) float32
     timeseries.zarr/<var>/L<l>/{wsum,warea}                (time, ceil(n / 4**l)) float64
 
-The manifest is rewritten atomically whenever a component completes; `DerivedStores`
-re-reads it when its modification time changes, so a running server starts using a
-level as soon as it is complete, without a restart.
+(the ``*.zarr`` and ``cells/`` paths are inside the version's data folder; stores
+built before versions have them in the folder itself and no ``data`` entry).
+
+Versions: readers open the arrays of the data folder the manifest names, and the
+manifest is only ever replaced whole (`write_manifest`: a new file, ``os.replace``), so a
+reader sees one version or the next, never a mix; each published manifest has a new
+``version`` id, which answers and caches are keyed by (`DerivedStores.version`). A build
+from scratch writes a new data folder and publishes it at once, then again whenever a
+component completes (a running server uses a level as soon as it is complete, without a
+restart); an append publishes once, complete (`pipelines.build`). `DerivedStores`
+re-reads the manifest when its file changes (inode or modification time). A data folder
+no manifest names is removed at the next build (readers switch on their next query).
+
+Why a manifest and not an Icechunk repository: the stores are plain zarr v3 folders
+that any zarr reader, the dashboard's direct chunk reads (`pipelines.cell_stores`) and
+the missing-chunk check can open without a transactional layer; one JSON file replaced
+atomically gives all-or-nothing visibility on a local disk; appends within the
+aggregates' layout only add files or replace chunks with the same values for the old
+steps, so they need no copy-on-write, and the rare relayout is a folder of hard links.
+Icechunk (not installed here) would add snapshot history and object-store transactions
+(``s3://``, where ``os.replace`` does not exist); that is the route for fsspec locations,
+not taken yet.
 
 Missing chunk files: zarr reads a missing chunk as the fill value, so a deleted chunk
 file of a derived array would silently give wrong maps and series. The build writes
@@ -499,9 +521,7 @@ class DerivedStores:
                 self._vars[var] = stores
             return stores
 
-    def _check(
-        self, data: Path, var: str, info: dict[str, Any], nsteps: int, source: str
-    ) -> list:
+    def _check(self, data: Path, var: str, info: dict[str, Any], nsteps: int, source: str) -> list:
         """`missing_chunks` for a local folder (logged); remote folders are not listed."""
         if _is_remote(self.folder):
             return []

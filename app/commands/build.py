@@ -18,7 +18,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "Build the derived zarr v3 stores the planner uses to answer maps and series "
             "at interactive speed. Runs on the Dask cluster named as for 'gridscope serve' "
             "(a LocalCluster by default; --scheduler synchronous runs in this process) "
-            "and is resumable: re-run the same command after an interruption."
+            "and is resumable: re-run the same command after an interruption. On a source "
+            "that gained time steps since its last build, only the new steps are built "
+            "(an append); a running server switches to the new version when it is complete."
         ),
     )
     parser.add_argument("source", help="catalog id or path of the source dataset")
