@@ -155,8 +155,8 @@ def open_page(pid: int, url: str, query: str) -> PageCost:
 
     The server's idle CPU rate, measured just before, is taken off the page's CPU: the
     page is charged only for what it added. The page is done when the server's CPU rate
-    is back within 20 ms/s of idle; meanwhile the client's loop is turned (a round trip),
-    so what the server sends after the first render is received, as by a browser.
+    is back within 20 ms/s of idle; the settled page's models are then counted in a
+    second pull of the same session.
     """
     import panel.models  # noqa: F401  (the client decodes Panel's model types)
     from bokeh.client import pull_session
@@ -180,7 +180,11 @@ def open_page(pid: int, url: str, query: str) -> PageCost:
             if _cpu_rate(pid, 0.3) <= idle + 0.02:
                 break
         cpu = _server_cpu(pid) - cpu0 - idle * (time.monotonic() - start)
-        models = list(session.document.models)
+        # the page as it is now, pulled again: a bokeh.client session drops the patches
+        # that arrive while it waits for a reply, so its own document stays as first sent
+        again = pull_session(session_id=session.id, url=f"{url}/")
+        models = list(again.document.models)
+        again.close()
         if not any(isinstance(m, Plot) for m in models):
             raise RuntimeError(f"the page of {query or 'the default view'!r} has no map "
                                "(an error page?): see the server log")  # fmt: skip
