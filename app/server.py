@@ -221,8 +221,13 @@ def warm_up(sources: DatasetSources) -> None:
                 from app.rasterize import warm_up as warm_up_rasterizer
 
                 warm_up_rasterizer()  # loads its numba kernels (compiles them on a new machine)
-        except Exception:  # noqa: BLE001  (a broken or unreachable dataset: its page says so)
-            log.info("dataset %r could not be opened at start-up", dataset)
+        except Exception as exc:  # noqa: BLE001  (a broken or unreachable dataset: its page says so)
+            if dataset in getattr(sources, "remote_ids", ()):
+                log.info("dataset %r could not be opened at start-up", dataset)
+            else:  # a local file the operator named: say once, here too, what was wrong
+                from app.limits import user_message
+
+                log.warning("%s", user_message(exc, dataset))
 
 
 def configure_panel() -> None:

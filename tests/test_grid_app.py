@@ -399,7 +399,7 @@ def _synthetic_sources(tmp_path) -> tuple[DatasetSources, dict[str, Raw]]:
     }  # fmt: skip
     rotated = _rotated_store(paths["rotated"])
     sources = DatasetSources.from_catalog(extra=[str(p) for p in paths.values()])
-    raws = {kind: _raw_store(xr.open_zarr(path, decode_coords=False), str(path))
+    raws = {kind: _raw_store(xr.open_zarr(path, decode_coords=False, consolidated=False), str(path))
             for kind, path in paths.items()
             if kind != "rotated"}  # fmt: skip
     rr, pp = np.meshgrid(rotated["rlon"].values, rotated["rlat"].values)
@@ -582,8 +582,11 @@ def _not_understood(tmp_path) -> dict[str, tuple]:
     return out
 
 
-def test_a_grid_that_cannot_be_understood_gets_one_message(tmp_path, capsys) -> None:
+def test_a_grid_that_cannot_be_understood_gets_one_message(tmp_path, capsys, caplog) -> None:
+    import logging
+
     from app.cli import main
+    from app.server import warm_up
     from app.views.dashboard import Dashboard
 
     files = _not_understood(tmp_path)
@@ -605,6 +608,13 @@ def test_a_grid_that_cannot_be_understood_gets_one_message(tmp_path, capsys) -> 
         assert name in messages[0] and "looked for" in messages[0], messages
         assert "dimensions: time, " in messages[0], messages  # what it found, too
         assert state.dataset == "good"
+    # gridscope serve: the files it cannot show are named once in its log, with why
+    with caplog.at_level(logging.INFO, logger="gridscope.server"):
+        warm_up(DatasetSources.from_catalog(str(catalog)))
+    said = [r.getMessage() for r in caplog.records if r.name == "gridscope.server"]
+    for name in files:
+        (line,) = [text for text in said if name in text]
+        assert "looked for" in line and "Traceback" not in line, said
     dash = Dashboard(state)
     shown = str(dash.message.object)
     assert name in shown and "looked for" in shown and "Traceback" not in shown
