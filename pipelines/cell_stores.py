@@ -12,11 +12,29 @@ true areas in position order. Per variable (see `pipelines.derived` for the fold
   point series reads ``nsteps / unit`` chunks;
 - ``timeseries.zarr/<var>/L<l>/{wsum,warea}`` (time, ceil(n / 4**l)) float64: per
   aligned block of ``4**l`` consecutive positions and step, the sum of area * value
-  and of area over valid cells. A box series takes each selected cell from the
-  coarsest block that lies wholly inside the box (`block_cover`), so it reads
-  O(perimeter) values per step, and sums in float64;
+  and of area over valid cells. A box series reads each whole tile of the box's cover
+  (`CellGrid.cover`) as one block sum and only the cells of tiles its edge crosses as
+  values, so it reads O(perimeter) values per step, and sums in float64;
 - ``aggregates.zarr/<var>/L0/{sum,sumsq,count,min,max}`` (block, position) and
   ``L0/shift`` (position): the temporal aggregates of `pipelines.aggregates` per cell.
+
+**Z-order tile index.** Aligned runs of ``4**l`` positions (``l >= 3``) are tiles; the
+index holds each tile's centre longitude and latitude ranges (computed once from
+``cells/``). A box is decided tile by tile from the coarsest level down: tiles wholly
+inside are taken whole, tiles wholly outside dropped, and only the finest tiles its
+edge crosses test their cells (`bbox_cell_mask`, the same rule as everywhere). A view's
+cells are therefore contiguous position ranges plus a thin edge, found in milliseconds
+on millions of cells, and read from a few chunks. The chunks of the derived arrays
+(local folders this package wrote) are read as files and decoded with numcodecs
+(`_Chunks`), skipping zarr's per-call machinery.
+
+Native answers (zoomed in past pyramid level 1): one step reads the view's cells from
+the time-series copy; a range reads their aggregates; an anomaly subtracts the
+baseline's monthly climatology, itself from the aggregates (per run of one calendar
+month, the stored statistics of ``x - shift`` become those of ``x - clim``). They come
+back in the brute force's layout (`pipelines.selection.select_bbox`), and for a screen
+with the cells' polygons cropped to them (``attrs["gridscope_lon_bounds"]``, ``..lat..``:
+a DataArray cannot hold ``(cell, nv)`` coordinates), so the dashboard draws polygons.
 
 Map pyramid: levels ``k = 1..max_level`` are regular global lat-lon grids of
 ``nlat_k x 2 nlat_k`` cells (`pyramid_shapes`: level 1 about twice the native cell
