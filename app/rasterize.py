@@ -194,7 +194,7 @@ def _index_cells(lon, lat, lonb, latb, bin_deg, nbx, nby, big_radius):  # pragma
     reaches further than ``big_radius`` from it, -1 for no centre) and the farthest
     reach of the others' polygons."""
     n = lon.shape[0]
-    bins = np.empty(n, np.int64)
+    bins = np.empty(n, np.int32)
     xs = np.empty(_MAX_VERTICES + 3)
     ys = np.empty(_MAX_VERTICES + 3)
     has_bounds = lonb.shape[0] == n and lonb.shape[1] > 0
@@ -231,7 +231,7 @@ def _counting_sort(bins, nbins):  # pragma: no cover  (numba)
     for b in range(nbins):
         counts[b + 1] += counts[b]
     starts = counts.copy()
-    order = np.empty(counts[nbins], np.int64)
+    order = np.empty(counts[nbins], np.int32)
     for c in range(bins.shape[0]):
         b = bins[c]
         if b >= 0:
@@ -420,14 +420,16 @@ def _build_index(
 
 
 def _fingerprint(arrays: tuple[np.ndarray | None, ...]) -> str:
-    """A digest of coordinate arrays: shapes, sums and an even sample of their values."""
+    """A digest of coordinate arrays: shapes, an even sample of their values and, for
+    the centres (the first two), their sums (one pass over each)."""
     h = hashlib.blake2b(digest_size=20)
-    for a in arrays:
+    for k, a in enumerate(arrays):
         if a is None:
             h.update(b"none")
             continue
         flat = a.reshape(-1)
-        h.update(repr((a.shape, a.dtype.str, float(np.add.reduce(flat)))).encode())
+        total = float(np.add.reduce(flat)) if k < 2 else 0.0
+        h.update(repr((a.shape, a.dtype.str, total)).encode())
         h.update(np.ascontiguousarray(flat[:: max(flat.size // 8192, 1)]).tobytes())
         h.update(np.ascontiguousarray(flat[-64:]).tobytes())
     return h.hexdigest()
@@ -435,6 +437,8 @@ def _fingerprint(arrays: tuple[np.ndarray | None, ...]) -> str:
 
 _INDEXES: collections.OrderedDict[str, _GridIndex] = collections.OrderedDict()
 _SEEN: dict[tuple[int, ...], tuple[tuple[Any, ...], str]] = {}
+#: Grids drawn once: the second frame of one builds and keeps its index.
+_ONCE: collections.OrderedDict[str, None] = collections.OrderedDict()
 _LOCK = threading.Lock()
 
 
@@ -451,6 +455,10 @@ def _grid_index(
     dataset or a reopened file shares it); the fingerprint itself is remembered for the
     very array objects it was computed from (while they live), so a dashboard's frames
     over one grid cost no hashing. A 2-D grid without bounds gets its midway corners here.
+
+    A grid is indexed and kept from its second frame on: the cells of one view that a
+    planner cut out for that view alone are drawn whole, without building (and keeping
+    in memory) an index that no other frame would use.
     """
     arrays = (lon, lat, lon_bounds, lat_bounds)
     ident = tuple(id(a) for a in arrays)
@@ -488,7 +496,16 @@ def _grid_index(
                 f"cell polygons need lon and lat bounds of one shape with at most "
                 f"{_MAX_VERTICES} corners, not {lon_bounds.shape} and {lat_bounds.shape}"
             )
-    index = _build_index(_flat64(lon).ravel(), _flat64(lat).ravel(), lon_bounds, lat_bounds)
+    lon, lat = _flat64(lon).ravel(), _flat64(lat).ravel()
+    with _LOCK:
+        again = key in _ONCE
+        if not again:
+            _ONCE[key] = None
+            while len(_ONCE) > 64:
+                _ONCE.popitem(last=False)
+    if not again:
+        return _GridIndex(lon, lat, lon_bounds, lat_bounds, None, None, 360.0, 1, 1, 180.0)
+    index = _build_index(lon, lat, lon_bounds, lat_bounds)
     with _LOCK:
         _INDEXES[key] = index
         while len(_INDEXES) > _CACHE_SIZE:
@@ -565,7 +582,7 @@ def _draw_centres(
 
     def draw(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
         sums, counts = np.zeros(shape[::-1]), np.zeros(shape[::-1])
-        _draw_points(index.order if index.order is not None else np.empty(0, np.int64),
+        _draw_points(index.order if index.order is not None else np.empty(0, np.int32),
                      *ranges, index.lon, index.lat, values, shifts, x0, x1, y0, y1,
                      sums, counts)  # fmt: skip
         return sums, counts
@@ -597,7 +614,7 @@ def _draw_cells(
         pixels, shape = _draw_centres(index, values, frame, screen, full_resolution=True)
         return pixels, shape, "polygons"
     sums, counts = np.zeros(screen[::-1]), np.zeros(screen[::-1])
-    _draw_polygons(index.order if index.order is not None else np.empty(0, np.int64),
+    _draw_polygons(index.order if index.order is not None else np.empty(0, np.int32),
                    *ranges, index.lon, index.lat, index.lon_bounds, index.lat_bounds,
                    values, *frame, sums, counts)  # fmt: skip
     return _mean(sums, counts), screen, "polygons"
