@@ -181,3 +181,61 @@ def test_unbuilt_source_is_brute_force_with_the_same_lines(tmp_path: Path, capsy
     expected = open_dataset(str(source))["sst"].min("time").values
     with xr.open_dataset(out) as written:
         np.testing.assert_array_equal(written["sst"].transpose("lat", "lon").values, expected)
+
+
+def test_env_budget_refuses_like_the_flag(built, tmp_path: Path, capsys, app_runtime) -> None:
+    source, _ = built
+    app_runtime.update_settings(max_bytes=1000)  # GRIDSCOPE_MAX_BYTES=1kB
+    out = tmp_path / "s.csv"
+    code, err = _export(
+        ["series", str(source), "--var", "t2m", "--bbox", "-61,-21,59,41", "-o", str(out)], capsys
+    )
+    assert code == 2 and not out.exists()
+    assert err[0].startswith("gridscope export: reads about ") and "time-series copy" in err[0]
+    assert "more than the limit of 1.00 kB" in err[-1]
+
+
+def test_a_large_plan_runs_on_the_named_cluster(
+    built, tmp_path: Path, capsys, app_runtime, dask_processes, monkeypatch
+) -> None:
+    """Above the in-process limit the plan's Dask graphs (here: the range's raw edge
+    steps beside the stored blocks) run on the --scheduler cluster; same numbers."""
+    import distributed
+
+    import pipelines.planner
+    from data_catalog import open_dataset
+
+    source, _ = built
+    app_runtime.update_settings(inprocess_bytes=1)
+    monkeypatch.setattr(pipelines.planner, "_LOCAL_BYTES", 0)  # no local shortcut
+    out = tmp_path / "cluster.nc"
+    code, err = _export(
+        [
+            "map",
+            str(source),
+            "--var",
+            "sst",
+            "--start",
+            "1980-01-03",
+            "--end",
+            "1980-02-11",
+            "--agg",
+            "mean",
+            "--scheduler",
+            dask_processes,
+            "-o",
+            str(out),
+        ],  # fmt: skip
+        capsys,
+    )
+    assert code == 0, err
+    assert err[0].startswith("gridscope export: reads about ") and "raw steps" in err[0]
+    assert f"computing on {dask_processes}" in err[1]
+    with distributed.Client(dask_processes, set_as_default=False) as client:
+        ran = client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.task_prefixes))
+    assert ran > 0, "nothing ran on the cluster"
+    sst = open_dataset(str(source))["sst"].sel(time=slice("1980-01-03", "1980-02-11"))
+    with xr.open_dataset(out) as written:
+        np.testing.assert_allclose(
+            written["sst"].transpose("lat", "lon").values, sst.mean("time").values, rtol=1e-5
+        )

@@ -93,7 +93,10 @@ def run(args: argparse.Namespace) -> int:
     ds = open_dataset(query.dataset, catalog)
 
     # the dashboard's planner: derived stores when built, brute force otherwise
-    budget = args.max_bytes if args.max_bytes is not None else _env_budget()
+    from app.runtime import current
+
+    settings = current().settings  # GRIDSCOPE_* read once (a malformed one: refused in words)
+    budget = args.max_bytes if args.max_bytes is not None else settings.max_bytes
     if args.kind == "map":
         plan = plan_map(ds, query, max_bytes=budget)
     else:
@@ -138,7 +141,10 @@ def _compute(plan: Any, args: argparse.Namespace) -> Any:
 
     started = time.monotonic()
     spec = None
-    if plan.estimated_bytes > current().settings.inprocess_bytes and args.scheduler != "synchronous":
+    if (
+        plan.estimated_bytes > current().settings.inprocess_bytes
+        and args.scheduler != "synchronous"
+    ):
         try:
             spec = cluster_spec(args)
         except ClusterError as exc:
@@ -193,13 +199,6 @@ def _compute_on(client: Any, plan: Any) -> Any:
     finally:
         done.set()
         thread.join()
-
-
-def _env_budget() -> int | None:
-    """``GRIDSCOPE_MAX_BYTES`` (the planner's budget when no flag is given), or None."""
-    from app.runtime import current
-
-    return current().settings.max_bytes
 
 
 def _size_text(nbytes: int) -> str:
