@@ -438,9 +438,9 @@ def test_grid_frames_bench_runs_on_tiny_grids(tmp_path) -> None:
     from tests.bench.grid_frames import main
 
     out = tmp_path / "frames.json"
-    assert main(["--curvilinear", "30x60", "--unstructured", "800", "--no-samples",
+    assert main(["--curvilinear", "30x60", "--mesh", "6", "--unstructured", "800", "--no-samples",
                  "--frames", "2", "--no-naive", "--out", str(out)]) == 0  # fmt: skip
     grids = json.loads(out.read_text())["grids"]
-    assert set(grids) == {"curvilinear 30x60", "unstructured 800"}
+    assert set(grids) == {"curvilinear 30x60", "triangle mesh 720", "point cloud 800"}
     for row in grids.values():
         assert row["gridscope x100"]["n"] == 2 and "naive x1" not in row

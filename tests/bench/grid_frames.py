@@ -11,8 +11,9 @@ times are the drawing alone (reading a step is the planner's part, timed by
 ``tests/bench/run.py``).
 
 Grids: the synthetic tripolar-like 0.1-degree curvilinear grid (1800x3600 = 6.5 M cells,
-with corner bounds) and Fibonacci point cloud (2.6 M cells) of `pipelines.synthetic_grids`
-(the shapes ``make bench`` uses), and the four real samples of
+with corner bounds), icosahedral triangle mesh (2.5 M triangles with vertices) and
+Fibonacci point cloud (2.6 M centres, no polygons) of `pipelines.synthetic_grids` (the
+shapes ``make bench`` uses), and the four real samples of
 ``data_catalog/samples/grids/``. Each row reports p50/p95 over ``--frames`` frames
 (``--naive-frames`` for hvplot, which takes seconds on the large grids), after one
 warm-up frame each; ``first`` is gridscope's first frame of that grid (its bin index
@@ -56,7 +57,12 @@ def _timed(run: Any) -> tuple[float, float]:
 
 
 def _synthetic(kind: str, shape: tuple[int, ...]) -> tuple[xr.DataArray, dict[str, np.ndarray]]:
-    from pipelines.synthetic_grids import GridField, fibonacci_cells, tripolar_like_grid
+    from pipelines.synthetic_grids import (
+        GridField,
+        fibonacci_cells,
+        icosahedral_cells,
+        tripolar_like_grid,
+    )
 
     if kind == "curvilinear":
         ny, nx = shape
@@ -64,9 +70,14 @@ def _synthetic(kind: str, shape: tuple[int, ...]) -> tuple[xr.DataArray, dict[st
         coords = {"lon": (("y", "x"), lon), "lat": (("y", "x"), lat)}
         field = xr.DataArray(GridField(lon, lat)(0), dims=("y", "x"), coords=coords, name="tos")
         return field, {"lon_bounds": blon, "lat_bounds": blat}
-    lon, lat, _area = fibonacci_cells(int(shape[0]))
+    bounds = {}
+    if kind == "mesh":
+        lon, lat, vlon, vlat, _area = icosahedral_cells(int(shape[0]))
+        bounds = {"lon_bounds": vlon, "lat_bounds": vlat}
+    else:
+        lon, lat, _area = fibonacci_cells(int(shape[0]))
     coords = {"lon": ("cell", lon), "lat": ("cell", lat)}
-    return xr.DataArray(GridField(lon, lat)(0), dims="cell", coords=coords, name="tos"), {}
+    return xr.DataArray(GridField(lon, lat)(0), dims="cell", coords=coords, name="tos"), bounds
 
 
 def _sample(name: str) -> tuple[xr.DataArray, dict[str, np.ndarray]]:
@@ -145,7 +156,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=20, help="gridscope frames per row")
     parser.add_argument("--naive-frames", type=int, default=5, help="hvplot frames per row")
     parser.add_argument("--curvilinear", default="1800x3600", help="rows x columns ('' skips)")
-    parser.add_argument("--unstructured", default="2621440", help="cells ('' skips)")
+    parser.add_argument(
+        "--mesh", default="354", help="icosahedral triangles per edge, 20 n^2 cells ('' skips)"
+    )
+    parser.add_argument("--unstructured", default="2621440", help="point-cloud cells ('' skips)")
     parser.add_argument("--no-samples", action="store_true", help="skip the four sample files")
     parser.add_argument("--no-naive", action="store_true", help="skip hvplot")
     parser.add_argument("--out", default="bench-results/grid_frames.json")
@@ -162,9 +176,12 @@ def main(argv: list[str] | None = None) -> int:
         grids.append(
             (f"curvilinear {args.curvilinear}", lambda s=shape: _synthetic("curvilinear", s))
         )
+    if args.mesh:
+        m = int(args.mesh)
+        grids.append((f"triangle mesh {20 * m * m}", lambda m=m: _synthetic("mesh", (m,))))
     if args.unstructured:
         n = int(args.unstructured)
-        grids.append((f"unstructured {n}", lambda n=n: _synthetic("unstructured", (n,))))
+        grids.append((f"point cloud {n}", lambda n=n: _synthetic("unstructured", (n,))))
     if not args.no_samples:
         for name in sorted(p.name for p in SAMPLES.glob("*.nc")):
             grids.append((name, lambda name=name: _sample(name)))
