@@ -68,7 +68,7 @@ class HeadlessConfig:
     #: pages opened one after another to measure the server's CPU per page
     cpu_pages: int = 5
     #: a page not ready after this long is an error
-    page_timeout_s: float = 180.0
+    page_timeout_s: float = 280.0
     api: bool = True
     api_clients: int = 50
     api_cold: int = 300
@@ -409,6 +409,12 @@ def format_table(r: HeadlessResult) -> str:
     if r.cpu:
         lines.append(f"CPU during the sessions: server tree {r.cpu['server_tree_cores']} cores, "
                      f"load client {r.cpu['client_cores']} cores, of {r.cpu['machine_cores']}")  # fmt: skip
+        per_page = (r.cpu_per_page_ms or {}).get("p50_ms")
+        if per_page and r.sessions:
+            lines.append(f"bound: {r.sessions} pages x {per_page:,.0f} ms = {r.sessions * per_page / 1000:,.0f} s "
+                         "of server CPU, built one after another on the server's event loop (each "
+                         "process's one core), while it had "
+                         f"{r.cpu['server_tree_cores']} cores")  # fmt: skip
     lines.append(f"durations: {r.durations}")
     lines.append(f"errors: {len(r.errors)} (goal 0) {verdict(not r.errors)}")
     lines += [f"  {e}" for e in r.errors[:20]]

@@ -583,6 +583,9 @@ def headless_main(argv: list[str]) -> int:
     ap.add_argument("--ramp", type=float, default=None,
                     help="seconds over which sessions arrive (default 0.6 s each, at most 60)")  # fmt: skip
     ap.add_argument("--cpu-pages", type=int, default=5, help="pages measured one at a time")
+    ap.add_argument("--page-timeout", type=float, default=280.0,
+                    help="a page not ready after this long is an error (default 280 s: Bokeh's "
+                         "session tokens expire after 300 s)")  # fmt: skip
     ap.add_argument("--no-api", action="store_true", help="skip the HTTP API run")
     ap.add_argument("--api-clients", type=int, default=50)
     ap.add_argument("--api-cold", type=int, default=300, help="distinct cold requests")
@@ -599,7 +602,7 @@ def headless_main(argv: list[str]) -> int:
         ap.error("--url must be a loopback address (127.0.0.1/localhost)")
     cfg = HeadlessConfig(
         sessions=args.sessions, seconds=args.seconds, think=tuple(args.think), ramp_s=args.ramp,
-        cpu_pages=args.cpu_pages, api=not args.no_api, api_clients=args.api_clients,
+        cpu_pages=args.cpu_pages, page_timeout_s=args.page_timeout, api=not args.no_api, api_clients=args.api_clients,
         api_cold=args.api_cold, api_warm_seconds=args.api_warm_seconds, url=args.url,
         seed=args.seed, server_args=args.server_arg, out=args.out,
     )  # fmt: skip
