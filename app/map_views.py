@@ -104,7 +104,11 @@ def _stored_view(
         bounds = {name: field.attrs.pop(f"gridscope_{name}")
                   for name in ("lon_bounds", "lat_bounds") if f"gridscope_{name}" in field.attrs}  # fmt: skip
         out = rasterize_to_screen(field, frame, screen, **(bounds if len(bounds) == 2 else {}))
-        out.attrs["gridscope_plan"] = f"{field.size:,} native cells drawn at screen resolution"
+        # what the stores answered, then how it was drawn (the status line says "from the
+        # fast-access stores" after a build)
+        out.attrs["gridscope_plan"] = (
+            f"{plan.description}; {field.size:,} native cells drawn at screen resolution"
+        )
         return out
 
     return Job(run, size, current().client, key=key)

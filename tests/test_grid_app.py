@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from app import builds, cluster_health, exports, limits, runtime
+from app import builds, cluster_health, exports, labels, limits, runtime
 from app.limits import Limits
 from app.sources import DatasetSources
 from app.state import ExplorerState
@@ -532,6 +532,12 @@ def test_build_from_the_dashboard_then_answers_from_native_cell_stores(tmp_path,
         assert state.from_url({"dataset": path, "var": "tos"}) == []
         span = Query(path, "tos", start="2000-01-02", end="2000-01-23", agg="max")
         assert plan_map(ds, span).description.startswith("brute force")
+        pre = ViewResults(state)
+        pre.set_view((-180.0, 180.0, -90.0, 90.0), (600, 300))
+        state.param.update(time_mode="range", start=span.start, end=span.end, agg="max")
+        pre.refresh()  # the status line: computed (no stores yet)
+        assert labels.plan_text(pre.field.attrs.get("gridscope_plan", "")) == ""
+        state.time_mode = "step"
         view = BuildView(state)
         progress = view.start()
         _wait(progress)
@@ -540,6 +546,14 @@ def test_build_from_the_dashboard_then_answers_from_native_cell_stores(tmp_path,
         assert not plan.description.startswith("brute force"), plan.description
         got = np.asarray(plan.compute().values, "f8").ravel()
         np.testing.assert_allclose(got, np.nanmax(raw.values[1:23], axis=0), rtol=1e-6)
+        # the dashboard's map of that range, for its whole view, comes from the stores
+        state.param.update(time_mode="range", start=span.start, end=span.end, agg="max")
+        shown = ViewResults(state)
+        shown.set_view((-180.0, 180.0, -90.0, 90.0), (600, 300))
+        shown.refresh()
+        where = labels.plan_text(shown.field.attrs.get("gridscope_plan", ""))
+        assert shown.map_error == "" and where == "from the fast-access stores", where
+        state.time_mode = "step"  # the series of the whole record
         for region in ({"region": "Custom box", "bbox": raw.box},
                        {"region": "Point", "point": raw.point}):  # fmt: skip
             state.param.update(**region)
