@@ -109,3 +109,30 @@ def test_appended_stores_answer_the_new_steps(full: Path, tmp_path: Path) -> Non
     assert plan.description.startswith("temporal aggregates level 0")
     expected = after["t2m"].max("time").values
     np.testing.assert_array_equal(plan.compute().values, expected)
+
+
+def test_an_interrupted_append_resumes_and_keeps_the_old_version_published(
+    full: Path, tmp_path: Path
+) -> None:
+    """Killed part-way (here: stopped after one unit), the append left the published
+    version as it was; the next run finishes it, byte-identical to a fresh build."""
+    raw = xr.open_zarr(full)
+    grow = tmp_path / "grow.zarr"
+    raw.isel(time=slice(0, N)).to_zarr(grow)
+    folder = build_derived(str(grow), tmp_path / "a", scheduler="synchronous", config=CONFIG,
+                           progress=False)  # fmt: skip
+    published = (folder / "manifest.json").read_bytes()
+    raw.isel(time=slice(N, N + 60)).to_zarr(grow, append_dim="time")
+    build_derived(str(grow), tmp_path / "a", scheduler="synchronous", config=CONFIG,
+                  progress=False, stop_after_units=1)  # fmt: skip
+    assert (folder / "manifest.json").read_bytes() == published
+    assert (folder / "manifest.next.json").exists()
+    build_derived(str(grow), tmp_path / "a", scheduler="synchronous", config=CONFIG,
+                  progress=False)  # fmt: skip
+    assert not (folder / "manifest.next.json").exists()
+    assert _manifest(folder)["fingerprint"]["nsteps"] == N + 60
+    same = tmp_path / "same.zarr"
+    xr.open_zarr(grow).to_zarr(same)
+    fresh = build_derived(str(same), tmp_path / "b", scheduler="synchronous", config=CONFIG,
+                          progress=False)  # fmt: skip
+    assert _files(folder) == _files(fresh)
