@@ -146,8 +146,13 @@ def _rasterized_view(
         if not str(getattr(plan, "description", "")).startswith("brute force"):
             return _stored_view(plan, vp, sc, shift, key)  # built stores answer this view
     native = _native_map(ds, query)
-    bounds = {name: np.asarray(ds[name].values)
-              for name in ("lon_bounds", "lat_bounds") if name in ds.variables}  # fmt: skip
+    cells = ds
+    if query.bbox is not None:  # the native map holds the box's cells only (an API request)
+        from pipelines.selection import native_bbox_indexer
+
+        cells = ds.isel(native_bbox_indexer(ds, query.bbox)[0])
+    bounds = {name: np.asarray(cells[name].values)
+              for name in ("lon_bounds", "lat_bounds") if name in cells.variables}  # fmt: skip
 
     def run() -> xr.DataArray:
         field = native.result()

@@ -654,3 +654,32 @@ def test_public_dashboard_map_costs_one_frame_of_native_cells(sources, raw) -> N
             assert results.map_error == "" and results.field is not None
         else:
             assert "allowed per request" in results.map_error and results.field is None
+
+
+def test_api_map_of_a_box_drawn_for_a_view(sources, raw) -> None:
+    """map.json with a box, a viewport and a screen size: the box's native cells drawn in
+    the view (a non-regular grid's cell polygons cropped like its cells: it was a 500),
+    data only where the box is."""
+    from app.answer_cache import AnswerCache
+    from app.api.answers import ApiContext
+
+    w, s, e, n = raw.box
+    east = e + 360.0 if e < w else e
+    view = {"x_range": f"{w - 10:g},{east + 10:g}", "y_range": f"{s - 10:g},{n + 10:g}",
+            "width": "300", "height": "200"}  # fmt: skip
+    fields = {"dataset": raw.path, "var": raw.var, "bbox": ",".join(f"{v:g}" for v in raw.box)}
+    fields |= {"level": f"{raw.level:g}"} if raw.level is not None else {}
+    fields |= {"time": raw.time} if raw.time is not None else {}
+    ctx = ApiContext(sources=sources, cache=AnswerCache(2**22))
+    (got,) = _api(ctx, ["map.json?" + urlencode(fields | view)])
+    assert got.code == 200, got.body[:300]
+    doc = json.loads(got.body)
+    values = np.array(doc["values"], dtype=float)
+    lon, lat = np.meshgrid(np.array(doc["lon"], float), np.array(doc["lat"], float))
+    finite = np.isfinite(values)
+    assert finite.sum() > 20
+    # drawn only over the box (its cells reach at most a cell beyond their centres)
+    assert _in_box(_wrap(lon[finite]), lat[finite], (w - 2.5, s - 2.5, e + 2.5, n + 2.5)).all()
+    inside = raw.values[_step(raw)][_in_box(raw.lon, raw.lat, raw.box)]
+    assert np.nanmin(inside) - 1e-3 <= values[finite].min()
+    assert values[finite].max() <= np.nanmax(inside) + 1e-3
