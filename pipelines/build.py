@@ -702,7 +702,15 @@ def _save(folder: Path, state: dict[str, Any], publish: bool) -> None:
 
 def _publish(folder: Path, state: dict[str, Any]) -> None:
     """Switch readers to ``state`` under a new version id: one ``os.replace`` of
-    ``manifest.json``, so a reader sees the previous version or this one, never a mix."""
+    ``manifest.json``, so a reader sees the previous version or this one, never a mix.
+    Nothing when ``state`` is the published version already (a re-run with nothing to
+    do keeps its version, and the answers cached under it)."""
+    published = _read_json(folder / MANIFEST)
+    if published.get("version") and {k: v for k, v in published.items() if k != "version"} == {
+        k: v for k, v in state.items() if k != "version"
+    }:
+        state["version"] = published["version"]
+        return
     state["version"] = _new_id()
     write_manifest(folder, state)
 
@@ -1080,12 +1088,14 @@ def build_derived(
     combined = 0
     for var in variables:
         info = manifest["variables"][var]
-        info["complete"].update(pyramid=True, timeseries=True)
-        info["complete"]["aggregate_sizes"] = [s for s in table.sizes if s <= cfg.unit_steps]
+        complete = info["complete"]
+        done = set(complete.get("aggregate_sizes") or [])  # a re-run keeps what is done
+        complete.update(pyramid=True, timeseries=True)
+        complete["aggregate_sizes"] = sorted(done | {s for s in table.sizes if s <= cfg.unit_steps})
         _save(folder, manifest, publish)
         blocks_from = int(info.get("blocks_from", 0))
         for size in table.sizes:
-            if size <= cfg.unit_steps:
+            if size <= cfg.unit_steps or size in done:
                 continue
             for lev in range(0, cfg.max_level + 1):
                 if f"L{lev}/sum" not in info.get("arrays", {}).get("aggregates", {"L0/sum": 1}):

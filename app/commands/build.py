@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
 
     from pipelines.build import BuildConfig, build_derived
     from pipelines.cluster import ClusterError
+    from pipelines.derived import DerivedStores, derived_dir_for
 
     try:
         spec = cluster_spec(args)
@@ -59,11 +60,22 @@ def run(args: argparse.Namespace) -> int:
             unit_steps=args.unit_steps,
             variables=tuple(v.strip() for v in args.vars.split(",")) if args.vars else None,
         )
+        before = DerivedStores(derived_dir_for(args.source, args.out)).manifest()
         folder = build_derived(args.source, args.out, scheduler=spec, config=config)
     except (ValueError, ClusterError) as exc:
         print(f"gridscope: error: {exc}", file=sys.stderr)
         return 2
     print(f"derived stores complete: {folder}")
+    manifest = DerivedStores(folder).manifest()
+    last = manifest.get("last_build", {})
+    if manifest.get("version") == before.get("version"):
+        print(f"nothing new to build (version {manifest.get('version')})")
+    elif last.get("appended_from") is not None:
+        steps = int(manifest["fingerprint"]["nsteps"]) - int(last["appended_from"])
+        print(f"appended {steps} new time steps ({last['units']} units read, "
+              f"{last['blocks_combined']} long blocks combined); version {manifest['version']}")  # fmt: skip
+    else:
+        print(f"version {manifest.get('version')}")
     if args.out is not None:
         print(
             f"set GRIDSCOPE_DERIVED_DIR={args.out} (or the catalog entry's 'derived') for the planner to find them"
