@@ -19,7 +19,7 @@ from app import limits
 from app.answers import answer_key_for, planner, start_map
 from app.costs import estimated_input_bytes
 from app.jobs import Job
-from pipelines import Query, compute_map
+from pipelines import Query, QueryError, compute_map
 
 __all__ = [
     "is_regular_grid",
@@ -142,7 +142,13 @@ def _rasterized_view(
     plans = planner()
     wrapped, _sc, shift = view_request(viewport, sc)
     if plans is not None and wrapped is not None:
-        plan = plans.plan_map(ds, query, viewport=wrapped, screen=sc)
+        try:
+            plan = plans.plan_map(ds, query, viewport=wrapped, screen=sc)
+        except QueryError:
+            # no cell in this view (a regional grid panned away from its domain): the
+            # whole grid's answer drawn in the view, an empty picture; when the query's
+            # own box holds no cell this raises that error, in the user's words
+            plan = plans.plan_map(ds, query, screen=sc)
         if not str(getattr(plan, "description", "")).startswith("brute force"):
             return _stored_view(plan, vp, sc, shift, key)  # built stores answer this view
     native = _native_map(ds, query)
