@@ -55,11 +55,14 @@ class RequestTooLarge(QueryError):
     """The request would read more than the per-request budget; nothing was started."""
 
     def __init__(self, estimated: int, budget: int):
+        size, allowed = format_bytes(estimated), format_bytes(budget)
+        if size == allowed:  # just above the budget: rounded, both would read the same
+            size, allowed = f"{estimated:,} bytes", f"{budget:,} bytes"
         super().__init__(
             "query",
-            f"this view would read {format_bytes(estimated)} of data, more than the "
-            f"{format_bytes(budget)} allowed per request on this server; zoom out to a "
-            "coarser view, choose a shorter time range or a smaller region",
+            f"this view would read {size} of data, more than the {allowed} allowed per "
+            "request on this server; zoom out to a coarser view, choose a shorter time range "
+            "or a smaller region",
         )
         self.estimated_bytes = estimated
         self.budget = budget

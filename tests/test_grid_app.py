@@ -471,6 +471,8 @@ def test_public_budgets_count_native_cells(tmp_path) -> None:
             if code == 413:
                 body = json.loads(got.body)
                 assert body["field"] == "query" and "allowed per request" in body["message"]
+                # the two sizes, one byte apart, are told apart
+                assert f"read {cost:,} bytes" in body["message"], body["message"]
                 continue
             values = np.array(json.loads(got.body)["values"], dtype=float)
             expected = np.nanmean(raw.values[2:20], axis=0)
