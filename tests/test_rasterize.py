@@ -444,3 +444,35 @@ def test_grid_frames_bench_runs_on_tiny_grids(tmp_path) -> None:
     assert set(grids) == {"curvilinear 30x60", "triangle mesh 720", "point cloud 800"}
     for row in grids.values():
         assert row["gridscope x100"]["n"] == 2 and "naive x1" not in row
+
+
+def test_rotated_grid_random_views_equal_brute_force() -> None:
+    """A EURO-CORDEX-like rotated grid with corners from the rotation itself, random views
+    (some reaching past 180 or beyond the domain) on the bin index: every pixel as the
+    brute-force point-in-cell answer."""
+    rlon, rlat = np.arange(-28.0, 18.0, 0.25), np.arange(-23.0, 22.0, 0.25)  # 33k cells
+    rl, rp = np.meshgrid(rlon, rlat)
+    lon, lat = _rotated_to_geographic(rl, rp, -162.0, 39.25)
+    corners = [(-0.125, -0.125), (0.125, -0.125), (0.125, 0.125), (-0.125, 0.125)]
+    geo = [_rotated_to_geographic(rl + a, rp + b, -162.0, 39.25) for a, b in corners]
+    blon, blat = np.stack([g[0] for g in geo], -1), np.stack([g[1] for g in geo], -1)
+    values = np.random.default_rng(3).normal(size=lon.shape)
+    field = _field_2d(lon, lat, values)
+    rng = np.random.default_rng(4)
+    rasterize_to_screen(field, None, (10, 5), lon_bounds=blon, lat_bounds=blat)  # indexed after
+    seen = 0
+    for _ in range(6):
+        w, h = rng.uniform(2.0, 12.0), rng.uniform(2.0, 8.0)
+        x0 = rng.uniform(-30.0, 50.0) + 360.0 * rng.integers(-1, 2)
+        y0 = rng.uniform(20.0, 75.0 - h)
+        screen = (int(w / rng.uniform(0.04, 0.08)), int(h / rng.uniform(0.04, 0.08)))
+        out = rasterize_to_screen(field, (x0, x0 + w, y0, y0 + h), screen,
+                                  lon_bounds=blon, lat_bounds=blat)  # fmt: skip
+        assert out.attrs["gridscope_rasterized"] == "polygons"  # pixels smaller than cells
+        expected, near_edge = _brute_polygons(values.ravel(), lon.ravel(), lat.ravel(),
+                                              blon.reshape(-1, 4), blat.reshape(-1, 4), out)  # fmt: skip
+        got = out.values
+        same = np.isclose(got, expected, atol=1e-12) | (np.isnan(got) & np.isnan(expected))
+        assert same[~near_edge].all(), ((x0, w, y0, h), (~same & ~near_edge).sum())
+        seen += int(np.isfinite(expected).sum())
+    assert seen > 10_000  # the views show the domain
