@@ -239,3 +239,36 @@ def test_a_large_plan_runs_on_the_named_cluster(
         np.testing.assert_allclose(
             written["sst"].transpose("lat", "lon").values, sst.mean("time").values, rtol=1e-5
         )
+
+
+@pytest.mark.parametrize("kind", ["curvilinear", "unstructured"])
+def test_native_grid_export_is_the_same_file_after_a_build(
+    tmp_path: Path, capsys, kind: str
+) -> None:
+    """On a non-regular grid the cell stores answer (the cells' temporal aggregates) and
+    the file keeps the same native cells, bounds and values as the brute force."""
+    from pipelines.synthetic_grids import write_grid_store
+
+    shape = {"curvilinear": (24, 48), "unstructured": (3000,)}[kind]
+    source = str(write_grid_store(kind, tmp_path / f"{kind}.zarr", 37, shape=shape,
+                                  progress=False))  # fmt: skip
+    args = ["map", source, "--var", "tos", "--bbox", "150,-40,-100,40", "--agg", "max"]
+    written = []
+    for name in ("raw", "built"):
+        if name == "built":
+            build = ["build", source, "--scheduler", "synchronous", "--unit-steps", "8",
+                     "--base-block", "2", "--ts-levels", "3"]  # fmt: skip
+            assert main(build) == 0
+        code, err = _export([*args, "-o", str(tmp_path / f"{name}.nc")], capsys)
+        assert code == 0, err
+        assert ("temporal aggregates" in err[0]) == (name == "built"), err[0]
+        with xr.open_dataset(tmp_path / f"{name}.nc") as f:
+            written.append(f.load())
+    raw, built = written
+    assert list(built.variables) == list(raw.variables)
+    assert ("lon_bounds" in raw) == (kind == "curvilinear")  # a point cloud has no polygons
+    for name in ("lon", "lat", "lon_bounds", "lat_bounds"):
+        if name in raw:
+            np.testing.assert_array_equal(built[name].values, raw[name].values)
+    assert np.isfinite(raw["tos"].values).sum() > 10
+    np.testing.assert_array_equal(built["tos"].values, raw["tos"].values)
