@@ -17,7 +17,8 @@ shapes ``make bench`` uses), and the four real samples of
 ``data_catalog/samples/grids/``. Each row reports p50/p95 over ``--frames`` frames
 (``--naive-frames`` for hvplot, which takes seconds on the large grids), after one
 warm-up frame each; ``first_ms`` / ``index_ms`` are gridscope's first two frames of
-that grid (the first visits every cell, the second builds the grid's bin index). Prints a table and writes ``bench-results/grid_frames.json``.
+that grid (the first visits every cell, the second builds the grid's bin index).
+Prints a table and writes ``bench-results/grid_frames.json``.
 """
 
 from __future__ import annotations
