@@ -811,8 +811,12 @@ def _relink(old: Path, new: Path, old_nt: int, new_nt: int, cfg: BuildConfig) ->
         target = new.joinpath(*_moved_row(old, parts, old_tables, new_table, cfg.base_block))
         target.mkdir(parents=True, exist_ok=True)
         for name in files:
-            with contextlib.suppress(FileExistsError):
+            try:
                 os.link(Path(root) / name, target / name)
+            except FileExistsError:
+                pass
+            except OSError:  # a file system without hard links: a copy (slower, same bytes)
+                shutil.copy2(Path(root) / name, target / name)
 
 
 def _moved_row(
