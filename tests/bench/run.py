@@ -130,6 +130,20 @@ def gridscope_section(
     return out
 
 
+def _naive_frame(
+    method: Any, x: str, y: str, screen: tuple[int, int], viewport: tuple, **extra: Any
+) -> None:
+    """A user's hvplot call with ``rasterize=True`` for the viewport, rendered by Bokeh."""
+    import holoviews as hv
+
+    x0, x1, y0, y1 = viewport
+    width, height = screen
+    plot = method(
+        x=x, y=y, rasterize=True, width=width, height=height, xlim=(x0, x1), ylim=(y0, y1), **extra
+    )
+    hv.render(plot)
+
+
 def naive_section(
     raw: Any,
     queries: list[dict],
@@ -153,16 +167,8 @@ def naive_section(
                 x0, x1, y0, y1 = q["viewport"]
                 if lon0 >= 0:
                     x0, x1 = x0 + 180, x1 + 180
-                plot = da.sel(time=times[q["step"]]).hvplot.image(
-                    x=lon_name,
-                    y=lat_name,
-                    rasterize=True,
-                    width=screen[0],
-                    height=screen[1],
-                    xlim=(x0, x1),
-                    ylim=(y0, y1),
-                )
-                hv.render(plot)
+                step = da.sel(time=times[q["step"]])
+                _naive_frame(step.hvplot.image, lon_name, lat_name, screen, (x0, x1, y0, y1))
             elif kind == "range_map":
                 _ = getattr(da.sel(time=slice(times[q["start"]], times[q["end"]])), q["agg"])(
                     "time"
@@ -305,28 +311,11 @@ def grid_naive_section(
                 # needs them unified (what a user has to add to get a picture at all)
                 step = da.isel(time=q["step"]).unify_chunks()
                 if curvilinear:
-                    plot = step.hvplot.quadmesh(
-                        x=lon_name,
-                        y=lat_name,
-                        rasterize=True,
-                        width=screen[0],
-                        height=screen[1],
-                        xlim=(x0, x1),
-                        ylim=(y0, y1),
-                    )
+                    _naive_frame(step.hvplot.quadmesh, lon_name, lat_name, screen, (x0, x1, y0, y1))
                 else:
                     frame = step.to_dataframe().reset_index()
-                    plot = frame.hvplot.points(
-                        x=lon_name,
-                        y=lat_name,
-                        c="tos",
-                        rasterize=True,
-                        width=screen[0],
-                        height=screen[1],
-                        xlim=(x0, x1),
-                        ylim=(y0, y1),
-                    )
-                hv.render(plot)
+                    viewport = (x0, x1, y0, y1)
+                    _naive_frame(frame.hvplot.points, lon_name, lat_name, screen, viewport, c="tos")
             elif query == "range_map":
                 part = da.isel(time=slice(q["start"], q["end"] + 1))
                 _ = getattr(part, q["agg"])("time").values
