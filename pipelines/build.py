@@ -424,9 +424,14 @@ def _encode_write(
     if parent not in dirs:
         os.makedirs(parent, exist_ok=True)
         dirs.add(parent)
-    # a new file put in place: a reader of the published version (an append rewrites the
-    # old record's last chunks, same values for the old steps) sees the old file or the
-    # new one, and a file hard-linked from an older version (`_relink`) is not changed
+    if not os.path.exists(path):  # a new chunk: no version reads it before it is complete
+        with open(path, "wb") as fh:
+            fh.write(encoded)
+        return
+    # an existing chunk is replaced by a new file: a reader of the published version (an
+    # append rewrites the old record's last chunks, same values for the old steps) sees
+    # the old file or the new one, and a file hard-linked from an older version
+    # (`_relink`) keeps its bytes
     tmp = f"{path}.{threading.get_ident()}.tmp"
     with open(tmp, "wb") as fh:
         fh.write(encoded)

@@ -26,6 +26,7 @@ def measure(
 ) -> dict[str, Any]:
     import pipelines.build as b
     from pipelines.build import BuildConfig, build_derived, open_source
+    from pipelines.derived import DerivedStores
 
     cfg = BuildConfig(variables=("t2m",), unit_steps=unit_steps, base_block=base_block)
     tmp = Path(tempfile.mkdtemp(prefix="gridscope-bounds-"))
@@ -89,6 +90,7 @@ def measure(
         b._encode_write = encode_write
         b._SlabWriter.__init__ = inline_init
         nt = open_source(source).sizes["time"]
+        data = DerivedStores(folder).data_folder  # the arrays of the version being built
         rows = []
         for u in units:
             if (u + 1) * unit_steps > nt:
@@ -96,7 +98,7 @@ def measure(
             acc.clear()
             written.update(bytes=0, raw=0)
             t, c = time.perf_counter(), time.process_time()
-            nbytes = b._run_unit(source, str(folder), "t2m", u, cfg)
+            nbytes = b._run_unit(source, str(data), "t2m", u, cfg)
             rows.append(
                 {
                     "unit": u,
