@@ -15,11 +15,13 @@ import panel as pn
 import xarray as xr
 
 from app import answers
+from app.limits import user_message
 from app.runtime import current
 from app.sources import DatasetSources
 from app.state import ExplorerState
 from app.views.dashboard import Dashboard
 from app.views.results import ViewResults
+from data_catalog import DatasetOpenError
 from pipelines import Query
 
 __all__ = ["Explorer"]
@@ -39,6 +41,12 @@ class Explorer(pn.viewable.Viewer):
         A `distributed.Client` for heavy reductions (default: the registered one).
     **state
         `ExplorerState` parameters or URL fields (``var="SST"``, ``region="Tropics"``...).
+
+    Raises
+    ------
+    data_catalog.DatasetOpenError
+        When the dataset named cannot be opened (its grid not understood, a missing
+        file...), in one line naming the file and what was wrong.
     """
 
     def __init__(self, source_or_query: Any = None, *, sources: DatasetSources | None = None,
@@ -66,6 +74,14 @@ class Explorer(pn.viewable.Viewer):
         url_params = {k: (",".join(map(str, v)) if isinstance(v, tuple | list) else str(v))
                       for k, v in state.items() if k not in view_params}  # fmt: skip
         messages = self.state.from_url(params | url_params)
+        wanted = params.get("dataset")
+        if wanted is not None and wanted in sources.ids and self.state.dataset != wanted:
+            # the dataset asked for by name cannot be opened: say why, rather than show
+            # another one (the dashboard falls back; a notebook asked for this one)
+            try:
+                sources.info(wanted)
+            except Exception as exc:  # noqa: BLE001  (said in one line, as the page says it)
+                raise DatasetOpenError(user_message(exc, wanted)) from None
         if view_params:
             self.state.param.update(**view_params)
         self.messages = messages

@@ -30,7 +30,7 @@ from app import builds, cluster_health, exports, labels, limits, runtime
 from app.limits import Limits
 from app.sources import DatasetSources
 from app.state import ExplorerState
-from data_catalog import open_dataset
+from data_catalog import DatasetOpenError, open_dataset
 from pipelines import Query, compute_map
 from tests.conftest import REPO_ROOT
 from tests.test_grids import polygon_area, rotated_to_geographic
@@ -608,6 +608,7 @@ def test_a_grid_that_cannot_be_understood_gets_one_message(tmp_path, capsys, cap
     import logging
 
     from app.cli import main
+    from app.explorer import Explorer
     from app.server import warm_up
     from app.views.dashboard import Dashboard
 
@@ -630,6 +631,11 @@ def test_a_grid_that_cannot_be_understood_gets_one_message(tmp_path, capsys, cap
         assert name in messages[0] and "looked for" in messages[0], messages
         assert "dimensions: time, " in messages[0], messages  # what it found, too
         assert state.dataset == "good"
+        # the notebook: Explorer of that file raises the same one line (it shows no
+        # other dataset in its place)
+        with pytest.raises(DatasetOpenError) as info:
+            Explorer(str(path))
+        assert name in str(info.value) and "looked for" in str(info.value)
     # gridscope serve: the files it cannot show are named once in its log, with why
     with caplog.at_level(logging.INFO, logger="gridscope.server"):
         warm_up(DatasetSources.from_catalog(str(catalog)))
