@@ -19,6 +19,7 @@ import param
 from app.regions import CUSTOM_BOX, POINT, REGION_PRESETS, preset_for_bbox
 from app.sources import DatasetSources
 from pipelines import AGGREGATIONS, Query, QueryError
+from pipelines.selection import level_index
 
 __all__ = [
     "DIVERGING_CMAPS",
@@ -501,7 +502,12 @@ class ExplorerState(param.Parameterized):
         if not levels:
             messages.append("This variable has no vertical levels; ignored level.")
             return
-        self.level = min(levels, key=lambda v: abs(v - value))
+        variable = self.sources.info(self.dataset).variables.get(self.var)
+        units = variable.level_units if variable is not None else ""
+        try:
+            self.level = levels[level_index(levels, value, units)]
+        except QueryError as exc:
+            messages.append(f"Ignored the link's level: {exc.message} ({exc.field}).")
 
     def _restore_view(self, params: dict[str, str], messages: list[str]) -> None:
         cmap = params.get("cmap")

@@ -209,7 +209,8 @@ class Query:
     point
         ``(lon, lat)``: the nearest cell.
     level
-        Vertical level; the nearest level is used.
+        Vertical level: one of the variable's levels (`pipelines.selection.level_index`);
+        any other value is an error, never the nearest level.
     """
 
     dataset: str

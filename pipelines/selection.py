@@ -11,6 +11,7 @@ small 1-D coordinates are read.
 from __future__ import annotations
 
 import datetime
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -24,6 +25,8 @@ __all__ = [
     "bbox_lon_mask",
     "check_variable",
     "is_regular",
+    "level_index",
+    "levels_text",
     "nearest_cell",
     "nearest_cell_index",
     "native_bbox_indexer",
@@ -38,6 +41,10 @@ __all__ = [
 ]
 
 _EPS = 1e-9
+#: relative difference within which a requested level is the axis value (float32 axes)
+_LEVEL_RTOL = 1e-6
+#: a longer axis is shortened in messages
+_LEVELS_SHOWN = 16
 
 
 def check_variable(ds: xr.Dataset, var: str) -> xr.DataArray:
@@ -255,27 +262,55 @@ def _check_inside_regular(
 
 
 def select_level(da: xr.DataArray, level: float | None) -> xr.DataArray:
-    """The nearest vertical level; without ``level`` the first one.
+    """The vertical level ``level`` (one the variable has); without ``level`` the first one.
 
-    A level more than one grid step outside the axis is an error, as is a level for
-    a variable without a vertical axis.
+    A level the axis does not have is an error rather than the nearest one (a link or a
+    script asking for 600 hPa must not silently get 500 hPa), as is a level for a
+    variable without a vertical axis. The match rule is `level_index`'s.
     """
     if "level" not in da.dims:
         if level is not None:
             raise QueryError("level", "this variable has no vertical axis; leave level empty")
         return da
-    levels = da["level"].values.astype("float64")
     if level is None:
         return da.isel(level=0)
-    step = float(np.max(np.abs(np.diff(levels)))) if levels.size > 1 else 0.0
-    if level < levels.min() - step - _EPS or level > levels.max() + step + _EPS:
-        units = da["level"].attrs.get("units", "")
+    levels = da["level"].values
+    return da.isel(level=level_index(levels, level, str(da["level"].attrs.get("units", ""))))
+
+
+def level_index(levels: Sequence[float] | np.ndarray, level: float, units: str = "") -> int:
+    """The position of ``level`` on the vertical axis ``levels``, or a `QueryError`.
+
+    A level matches when it equals one of the axis values to within a relative
+    `_LEVEL_RTOL` (the value a link writes is the axis value itself; the tolerance only
+    absorbs a float32 axis read against a typed decimal such as ``0.995``). Anything else
+    is refused with the levels there are, so a level is never silently swapped for
+    another.
+    """
+    values = np.asarray(levels, dtype="float64")
+    value = float(level)
+    gap = np.abs(values - value)
+    ok = gap <= _LEVEL_RTOL * np.maximum(np.abs(values), abs(value))
+    if not np.isfinite(value) or not ok.any():
         raise QueryError(
-            "level",
-            f"{level:g} is not a level of this variable; levels run "
-            f"{levels.min():g}..{levels.max():g} {units}".rstrip(),
+            "level", f"{value:g} is not a level of this variable; {levels_text(values, units)}"
         )
-    return da.isel(level=int(np.argmin(np.abs(levels - level))))
+    return int(np.argmin(np.where(ok, gap, np.inf)))
+
+
+def levels_text(levels: Sequence[float] | np.ndarray, units: str = "") -> str:
+    """``"its levels are 1000, 850, 500 hPa"``: for messages naming the allowed levels.
+
+    A long axis is shortened to its first and last few values and its count, to stay
+    one line.
+    """
+    values = [f"{float(v):g}" for v in np.asarray(levels, dtype="float64")]
+    if len(values) > _LEVELS_SHOWN:
+        values = [*values[:6], "...", *values[-3:]]
+        head = f"its {len(levels)} levels are"
+    else:
+        head = "its level is" if len(values) == 1 else "its levels are"
+    return f"{head} {', '.join(values)} {units}".rstrip()
 
 
 # --- time ------------------------------------------------------------------------------

@@ -168,14 +168,15 @@ def test_period_difference(ds, backend):
     np.testing.assert_allclose(_lazy(got, backend), expect, rtol=1e-5, atol=1e-5)
 
 
-def test_level_is_nearest_and_missing_level_is_an_error(backend):
+def test_level_is_exact_and_a_level_not_there_is_an_error(backend):
     raw = make_normalised(levels=3)  # levels 10, 20, 40 m
     data = raw.chunk({"time": 12}) if backend == "dask" else raw
-    got = compute_map(data, Query("s", "sst", time="1990-01", level=33))
+    got = compute_map(data, Query("s", "sst", time="1990-01", level=40))
     np.testing.assert_array_equal(_lazy(got, backend), raw["sst"].values[0, 2])
-    with pytest.raises(QueryError, match="levels run 10..40 m") as info:
-        compute_map(data, Query("s", "sst", time="1990-01", level=5000))
-    assert info.value.field == "level"
+    for level in (33, 5000):  # between two levels (never the nearest), outside the axis
+        with pytest.raises(QueryError, match="its levels are 10, 20, 40 m") as info:
+            compute_map(data, Query("s", "sst", time="1990-01", level=level))
+        assert info.value.field == "level"
 
 
 @pytest.mark.parametrize(

@@ -42,7 +42,7 @@ _QUERY_DOCS = {
     "baseline_end": ("Anomaly baseline end.", False, None),
     "bbox": ("W,S,E,N in degrees (W > E crosses 180): crops a map; a series' region.", False, None),
     "point": ("lon,lat of a series' nearest cell.", False, None),
-    "level": ("Vertical level (nearest).", False, None),
+    "level": ("Vertical level: one the variable has (else 400).", False, None),
 }
 _VIEW_DOCS = {
     "region": "The dashboard's region name (kept in permalinks; no effect on numbers).",
