@@ -30,7 +30,8 @@ DOC = {
         _model("w2", "CustomSelect", css_classes=["gs-var"], value="SST",
                options=[["SST", "sea"], ["AIRT", "air"]]),
         _model("w3", "CustomSelect", css_classes=["gs-region"], value="Global",
-               options=[["Global", "Global"], ["Tropics", "Tropics"]]),
+               options=[["Global", "Global"], ["Tropics", "Tropics"], ["Point", "Point"],
+                        ["Custom box", "Custom box"]]),
         _model("e1", "HTML", css_classes=["markdown", "gs-error"], text=""),
         _model("f1", "Figure", renderers=[_source("s_outline", "lon", "lat"),
                                           _source("s_map", "x", "y", "dw", "dh", "image")]),
@@ -94,3 +95,22 @@ def test_cold_queries_are_distinct_and_cover_each_endpoint() -> None:
         assert params["dataset"] == "coads"
         assert ("point" in params) == path.startswith("/api/v1/series.json")
     assert cold_queries(90, seed=3) == paths  # seeded
+
+
+def test_region_choices_are_presets_with_an_answer_of_their_own() -> None:
+    """'Point' and 'Custom box' wait for a click or a box: no series comes by itself."""
+    import asyncio
+
+    s = _session()
+    sent = []
+
+    async def send(msgtype, content):
+        sent.append(content["events"][0]["new"])
+        s._apply({"events": [{"kind": "ColumnDataChanged", "model": {"id": "s_series"},
+                              "attr": "data", "cols": ["value"]}]})  # fmt: skip
+
+    s._send = send
+    s._reader = asyncio.Future()  # a reader that is running
+    for _ in range(20):
+        assert asyncio.run(s.act("region")) is not None
+    assert set(sent) <= {"Global", "Tropics"} and s.stats.errors == []

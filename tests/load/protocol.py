@@ -34,6 +34,8 @@ _TARGET = {"time": "map", "variable": "map", "region": "series"}
 #: The widgets acted on, by their css class in the dashboard (app/views/sidebar.py).
 _WIDGETS = {"time": "gs-time", "variable": "gs-var", "region": "gs-region"}
 UPDATE_TIMEOUT_S = 30.0
+#: Region choices that wait for the user's next click or box (no new answer by themselves).
+_NO_ANSWER_YET = {"Point", "Custom box"}
 _ids = itertools.count()
 
 
@@ -218,7 +220,8 @@ class ProtocolSession:
     async def act(self, kind: str) -> float | None:
         """Pick another value in the ``kind`` widget; seconds until its answer arrived."""
         widget = self.widgets.get(kind)
-        choices = [v for v in self.options.get(widget, []) if v != self.values.get(widget)]
+        choices = [v for v in self.options.get(widget, [])
+                   if v != self.values.get(widget) and v not in _NO_ANSWER_YET]  # fmt: skip
         target = _TARGET[kind]
         if widget is None or not choices or target not in self.targets:
             return None
