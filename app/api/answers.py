@@ -39,7 +39,6 @@ from app.answer_cache import AnswerCache, code_version, gridscope_version, store
 from app.answers import start_map, start_series
 from app.api.errors import ApiError
 from app.api.params import ApiParams
-from app.commands.export import native_grid_variables
 from app.costs import CostToConfirm
 from app.jobs import run_job
 from app.map_views import is_small_grid, regrid_to_screen, start_map_view, view_request
@@ -311,7 +310,7 @@ async def map_answer(ctx: ApiContext, fmt: str, params: ApiParams) -> bytes:
     if fmt == "nc" and params.viewport is None and params.screen is None:
         # native cells, as ``gridscope export`` writes them: with their bounds and the
         # grid-mapping variable their ``grid_mapping`` attribute names
-        grid = await in_thread(native_grid_variables, ds, field, params.query)
+        grid = await in_thread(exports.native_grid_variables, ds, field, params.query)
     return await in_thread(_render_map, fmt, field, params, ctx.max_json_cells, words, grid)
 
 

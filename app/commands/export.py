@@ -20,7 +20,7 @@ from typing import Any
 from app.commands.cluster_flags import add_cluster_flags
 from pipelines.query import AGGREGATIONS, Query, QueryError
 
-__all__ = ["add_parser", "native_grid_variables", "query_from_args", "run"]
+__all__ = ["add_parser", "query_from_args", "run"]
 
 _MAP_SUFFIXES = (".nc", ".png")
 _SERIES_SUFFIXES = (".csv",)
@@ -38,7 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--end", help="range end, inclusive, e.g. 1992 (default: record end)")
         p.add_argument("--baseline-start", help="anomaly baseline start (needs --baseline-end)")
         p.add_argument("--baseline-end", help="anomaly baseline end")
-        p.add_argument("--level", help="vertical level (nearest)")
+        p.add_argument("--level", help="vertical level: one the variable has, e.g. 500")
         p.add_argument("--catalog", help="catalog YAML (default: the bundled catalog)")
         p.add_argument("-o", "--output", required=True, help=f"output file ({', '.join(suffixes)})")
         p.add_argument("--max-bytes", type=_max_bytes, metavar="SIZE",
@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
             exports.map_to_png(field, output, cmap=args.cmap, title=words.title(region=True),
                                label=words.quantity)  # fmt: skip
         else:
-            grid = native_grid_variables(ds, field, query)
+            grid = exports.native_grid_variables(ds, field, query)
             exports.map_to_netcdf(field, output, query=query, words=words, grid=grid)
     else:
         exports.series_to_csv(result, output)
@@ -218,30 +218,6 @@ def _max_bytes(text: str) -> int:
         return parse_bytes(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def native_grid_variables(ds: Any, field: Any, query: Query) -> Any:
-    """What a map on a non-regular grid needs beside its values to stay that grid:
-    the cell bounds of its cells and the CF grid-mapping variable (None when regular)."""
-    import numpy as np
-    import xarray as xr
-
-    from pipelines.selection import is_regular, native_bbox_indexer
-
-    if is_regular(ds):
-        return None
-    out = xr.Dataset()
-    if "lon_bounds" in ds.coords and "lat_bounds" in ds.coords:
-        bounds = ds[["lon_bounds", "lat_bounds"]].reset_coords()[["lon_bounds", "lat_bounds"]]
-        bounds = bounds.drop_vars([n for n in bounds.coords if n not in bounds.dims])
-        if query.bbox is not None:
-            bounds = bounds.isel(native_bbox_indexer(ds, query.bbox)[0])
-        out = out.assign(lon_bounds=bounds["lon_bounds"], lat_bounds=bounds["lat_bounds"])
-    mapping = ds.attrs.get("gridscope_grid_mapping")
-    name = field.attrs.get("grid_mapping")
-    if isinstance(mapping, dict) and isinstance(name, str):
-        out[name] = xr.DataArray(np.int32(0), attrs=dict(mapping))
-    return out
 
 
 def _catalog_entry(dataset: str, catalog: Any) -> Any:
