@@ -118,10 +118,20 @@ class Plan:
         budget = self.max_bytes
         # read here, not passed in: a plan may run on a Dask worker, without the app's settings
         if budget is None and os.environ.get("GRIDSCOPE_MAX_BYTES"):
-            budget = int(float(os.environ["GRIDSCOPE_MAX_BYTES"]))
+            budget = _env_budget(os.environ["GRIDSCOPE_MAX_BYTES"])
         if budget is not None and self.estimated_bytes > budget:
             raise PlanBudgetError(self.estimated_bytes, budget, self.description)
         return self._run()
+
+
+def _env_budget(text: str) -> int:
+    """``GRIDSCOPE_MAX_BYTES`` in bytes (the app's size syntax: 2GB, 500MiB, 1e9)."""
+    from pipelines.sizes import parse_bytes
+
+    try:
+        return parse_bytes(text)
+    except ValueError as exc:
+        raise ValueError(f"GRIDSCOPE_MAX_BYTES={exc}") from None
 
 
 # --------------------------------------------------------------------------- helpers
