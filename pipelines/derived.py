@@ -71,6 +71,7 @@ import math
 import os
 import re
 import threading
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -155,8 +156,55 @@ def fingerprint(ds: xr.Dataset) -> dict[str, Any]:
     out["normalisation"] = NORMALISATION_VERSION
     if "cell_area" in ds.coords:
         # areas weight every box mean: a store built with other areas is stale
-        out["area_sum"] = float(f"{float(np.nansum(ds['cell_area'].values)):.9e}")
+        out["area_sum"] = float(f"{_area_sum(ds['cell_area'].variable):.9e}")
     return out
+
+
+#: Total cell area per area array: id of the array owning the memory -> (a weak
+#: reference to it, {(address, shape, strides, dtype) of the view: sum}).
+_AREA_SUMS: dict[int, tuple[weakref.ref, dict[tuple, float]]] = {}
+_AREA_LOCK = threading.Lock()
+
+
+def _area_sum(area: xr.Variable) -> float:
+    """``nansum`` of a cell-area array, computed once per array in memory.
+
+    `fingerprint` runs on every `find_derived` call (twice per map frame); summing the
+    6.5M areas of a 0.1-degree curvilinear grid costs ~100 ms each time. The areas of
+    an opened dataset are one numpy array (views of it after selections), so the sum is
+    kept per array, keyed by the array that owns the memory (held weakly: dropped with
+    it, and an id reused by a new array is not mistaken for it) and the view's address,
+    shape, strides and dtype. New areas (``assign_coords``, another dataset) are new
+    arrays and are summed afresh. Lazy (dask or file-backed) areas are summed each time.
+    """
+    data = area._data
+    if not isinstance(data, np.ndarray):
+        return float(np.nansum(area.values))
+    owner = data
+    while isinstance(owner.base, np.ndarray):
+        owner = owner.base
+    view = (
+        data.__array_interface__["data"][0],
+        data.shape,
+        data.strides,
+        data.dtype.str,
+    )
+    with _AREA_LOCK:
+        entry = _AREA_SUMS.get(id(owner))
+        if entry is not None and entry[0]() is owner and view in entry[1]:
+            return entry[1][view]
+    total = float(np.nansum(data))
+    with _AREA_LOCK:
+        entry = _AREA_SUMS.get(id(owner))
+        if entry is None or entry[0]() is not owner:
+            key = id(owner)
+            try:
+                ref = weakref.ref(owner, lambda _r, key=key: _AREA_SUMS.pop(key, None))
+            except TypeError:  # not weakly referable: no way to know it is the same
+                return total
+            entry = _AREA_SUMS[key] = (ref, {})
+        entry[1][view] = total
+    return total
 
 
 def find_derived(ds: xr.Dataset) -> DerivedStores | None:
