@@ -5,7 +5,7 @@ write the same bytes for the same `Query`.
 
 CSV format (`series_to_csv`): header ``time,<var>``; one row per step; time as an
 ISO 8601 label (``0000-01-16T06:00:00`` for a climatology, which keeps the year 0 of
-its axis); values with ``repr`` precision (round-trips float64 exactly); missing
+its axis), or on a numbered step axis the step's value under ``time (<units>)``; values with ``repr`` precision (round-trips float64 exactly); missing
 values as an empty field.
 """
 
@@ -202,11 +202,25 @@ def _time_text(value: Any) -> str:
 def series_to_csv(
     da: xr.DataArray, path_or_buffer: PathOrBuffer | None = None, var: str | None = None
 ) -> str:
-    """Write a 1-D time series as CSV (header ``time,<var>``) and return the text."""
+    """Write a 1-D time series as CSV (header ``time,<var>``) and return the text.
+
+    On a numbered step axis (no dates) the header names the steps' units as the series
+    plot does (``time (Month)``, ``time (step)`` without units) and each step is its
+    value as the dashboard and links write it (``7``, ``0.5``): a bare ``1.0`` said
+    neither what the number counts nor that it is not a date.
+    """
+    from app.labels import time_axis_text
+    from pipelines.selection import step_labels, time_axis_is_numeric
+
     name = var or str(da.name or "value")
-    lines = [f"time,{name}"]
-    for t, v in zip(da["time"].values, np.asarray(da.values, dtype="float64"), strict=True):
-        lines.append(f"{_time_text(t)},{'' if not np.isfinite(v) else repr(float(v))}")
+    if time_axis_is_numeric(da):
+        units = str(da["time"].attrs.get("units", "")).strip() or "step"
+        header, times = time_axis_text(units), step_labels(da["time"])
+    else:
+        header, times = "time", [_time_text(t) for t in da["time"].values]
+    lines = [f"{header},{name}"]
+    for t, v in zip(times, np.asarray(da.values, dtype="float64"), strict=True):
+        lines.append(f"{t},{'' if not np.isfinite(v) else repr(float(v))}")
     text = "\n".join(lines) + "\n"
     if path_or_buffer is not None:
         if hasattr(path_or_buffer, "write"):

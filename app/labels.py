@@ -21,6 +21,7 @@ __all__ = [
     "plan_text",
     "region_text",
     "source_text",
+    "time_axis_text",
     "view_labels",
 ]
 
@@ -88,6 +89,12 @@ class ViewLabels:
             if value:
                 out[f"gridscope_{field.name}"] = value
         return out
+
+
+def time_axis_text(step_units: str = "") -> str:
+    """``"time (Month)"`` on a numbered step axis (``step_units``, "step" without units);
+    ``"time"`` on an axis of dates. The series plot's x label and the CSV's time header."""
+    return f"time ({step_units})" if step_units else "time"
 
 
 def level_text(value: float | None, units: str = "") -> str:

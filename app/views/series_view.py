@@ -143,9 +143,7 @@ class SeriesView(pn.viewable.Viewer):
         series = self.results.series
         clim = self._climatology()
         step_units = self.state.sources.info(self.state.dataset).time_units
-        xdim = hv.Dimension(
-            "time", label="month" if clim else (f"time ({step_units})" if step_units else "time")
-        )
+        xdim = hv.Dimension("time", label="month" if clim else labels.time_axis_text(step_units))
         words = self._labels()
         # the y label is the quantity when it fits beside a 260-pixel plot, else the
         # units (the title names the quantity): a long name was cut off
