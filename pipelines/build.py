@@ -79,13 +79,15 @@ from pipelines.derived import (
     NEXT_MANIFEST,
     derived_dir_for,
     fingerprint,
+    level_store_name,
     missing_chunks,
     register_derived,
+    split_store_name,
     write_manifest,
 )
 from pipelines.pyramid import coarsen_fields
 from pipelines.reductions import spatial_dims
-from pipelines.selection import is_regular
+from pipelines.selection import is_regular, level_index
 
 __all__ = ["BuildConfig", "build_derived", "open_source"]
 
@@ -440,9 +442,48 @@ def _encode_write(
 
 def _read_steps(ds: xr.Dataset, var: str, t0: int, t1: int) -> np.ndarray:
     """Steps ``[t0, t1)`` of ``var`` as (time, lat, lon) float32, read once."""
-    da = ds[var].isel(time=slice(t0, t1)).transpose("time", "lat", "lon")
+    da = _field(ds, var).isel(time=slice(t0, t1)).transpose("time", "lat", "lon")
     values = np.asarray(da.compute(scheduler="synchronous").values)
     return np.ascontiguousarray(values, dtype="float32")
+
+
+def _field(ds: xr.Dataset, name: str) -> xr.DataArray:
+    """The field a manifest name (`pipelines.derived.level_store_name`) stands for:
+    the variable, or one of its vertical levels (the ``level`` axis dropped)."""
+    var, level = split_store_name(name)
+    if level is None:
+        return ds[name]
+    da = ds[var]
+    return da.isel(level=level_index(da["level"].values, level))
+
+
+def _store_names(ds: xr.Dataset, requested: tuple[str, ...] | None, source: str) -> list[str]:
+    """The manifest names to build: each variable on time and the grid, and each level
+    of one that also has a vertical ``level`` axis (stores per level, even a size-1
+    one such as a 2 m ``height``). By default variables on other dimensions are left
+    out (``gridscope build`` says which and why); one asked for by name is an error."""
+    grid = {"time", *spatial_dims(ds)}
+    names: list[str] = []
+    for name in requested or [str(v) for v in ds.data_vars]:
+        var, level = split_store_name(name)
+        if var not in ds.data_vars:
+            raise ValueError(
+                f"{source}: no variable {var!r}; available: {', '.join(map(str, ds.data_vars))}"
+            )
+        dims = set(ds[var].dims)
+        if level is not None and dims == grid | {"level"}:
+            _field(ds, name)  # a level the variable has (a QueryError naming them if not)
+            names.append(name)
+        elif level is None and dims == grid:
+            names.append(name)
+        elif level is None and dims == grid | {"level"}:
+            names += [level_store_name(var, value) for value in ds[var]["level"].values]
+        elif requested:
+            raise ValueError(
+                f"{source}: cannot build {name!r} on dimensions {', '.join(map(str, ds[var].dims))}"
+                f"; a build takes variables on time and the grid, with at most a vertical level"
+            )
+    return list(dict.fromkeys(names))
 
 
 def _run_unit(
@@ -521,7 +562,7 @@ def _mark_unit(folder: Path, var: str, unit: int, nbytes: int) -> int:
 
 def _read_cells(ds: xr.Dataset, var: str, t0: int, t1: int, order: np.ndarray) -> np.ndarray:
     """Steps ``[t0, t1)`` of ``var`` on a non-regular grid as (time, position) float32."""
-    da = ds[var].isel(time=slice(t0, t1)).transpose("time", *spatial_dims(ds))
+    da = _field(ds, var).isel(time=slice(t0, t1)).transpose("time", *spatial_dims(ds))
     values = np.asarray(da.compute(scheduler="synchronous").values, dtype="float32")
     return np.ascontiguousarray(values.reshape(values.shape[0], -1)[:, order])
 
@@ -654,7 +695,7 @@ def _write_shifts(ds: xr.Dataset, folder: Path, var: str, cfg: BuildConfig) -> N
                 _dense(agg[f"{var}/L{lev}/shift"])[...] = shift
         return
     first = np.asarray(
-        ds[var].isel(time=0).transpose("lat", "lon").compute(scheduler="synchronous").values
+        _field(ds, var).isel(time=0).transpose("lat", "lon").compute(scheduler="synchronous").values
     )
     area = np.asarray(ds["cell_area"].values, "float64")
     fields = [first] + [lv["mean"] for lv in coarsen_fields(first, area, cfg.max_level)]
@@ -963,15 +1004,7 @@ def build_derived(
         raise ValueError(f"{source}: no time axis, nothing to build")
     folder = derived_dir_for(source, out)
     folder.mkdir(parents=True, exist_ok=True)
-    variables = list(
-        cfg.variables
-        or [str(v) for v in ds.data_vars if set(ds[v].dims) == {"time", *spatial_dims(ds)}]
-    )
-    missing = [v for v in variables if v not in ds.data_vars]
-    if missing:
-        raise ValueError(
-            f"{source}: no variable {missing[0]!r}; available: {', '.join(map(str, ds.data_vars))}"
-        )
+    variables = _store_names(ds, cfg.variables, source)
     nt = ds.sizes["time"]
     config_record = dataclasses.asdict(cfg) | {"variables": None}
 

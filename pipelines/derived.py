@@ -90,9 +90,11 @@ __all__ = [
     "derived_dir_for",
     "fingerprint",
     "find_derived",
+    "level_store_name",
     "missing_chunks",
     "register_derived",
     "source_grew",
+    "split_store_name",
 ]
 
 log = logging.getLogger(__name__)
@@ -129,6 +131,23 @@ def derived_dir_for(source: str, out: str | os.PathLike[str] | None = None) -> P
 def register_derived(source: str, folder: str | os.PathLike[str]) -> None:
     """Tell this process that ``source``'s derived stores are in ``folder``."""
     _REGISTERED[str(source)] = Path(folder)
+
+
+def level_store_name(var: str, level: float | None) -> str:
+    """The name ``var``'s stores have in a manifest: ``var`` itself for a variable
+    without a vertical axis, ``var@level=<value>`` for one of its levels.
+
+    A variable with levels is built once per level (`pipelines.build`); the planner
+    looks up the stores of exactly the level a query selects, by the axis value itself
+    (``repr`` of the float, so no two levels share a name and a level the source no
+    longer has finds nothing and is answered from the raw data)."""
+    return var if level is None else f"{var}@level={float(level)!r}"
+
+
+def split_store_name(name: str) -> tuple[str, float | None]:
+    """``(var, level)`` of a manifest name (`level_store_name`'s inverse)."""
+    var, sep, level = name.rpartition("@level=")
+    return (var, float(level)) if sep else (name, None)
 
 
 def fingerprint(ds: xr.Dataset) -> dict[str, Any]:

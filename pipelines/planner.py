@@ -43,7 +43,7 @@ import xarray as xr
 
 from pipelines.aggregates import STATS, BlockStats, block_stats, decompose_range, finish
 from pipelines.cell_stores import combine_total, plan_cell_map, plan_cell_series
-from pipelines.derived import VariableStores, find_derived
+from pipelines.derived import VariableStores, find_derived, level_store_name
 from pipelines.evaluate import compute_map, compute_series, field_for
 from pipelines.pyramid import LevelGrid, coarsen_fields, field_kind, level_grid
 from pipelines.query import Query, QueryError
@@ -311,13 +311,19 @@ def _choose_level(n_lat0: int, n_lon0: int, screen: Screen | None, max_level: in
 # --------------------------------------------------------------------------- maps
 
 
-def _derived_stores(ds: xr.Dataset, var: str) -> tuple[Any, str]:
-    """The variable's derived stores (None without a build, or with a level axis) and
-    the version that keys cached results ("raw" when nothing is built)."""
+def _derived_stores(ds: xr.Dataset, var: str, da: xr.DataArray) -> tuple[Any, str]:
+    """The derived stores of the variable at the level ``da`` (the query's field) is
+    on (None without a build, or when that level was not built) and the version that
+    keys cached results ("raw" when nothing is built)."""
     derived = find_derived(ds)
     if derived is None:
         return None, "raw"
-    return (derived.variable(var) if "level" not in ds[var].dims else None), derived.version
+    level = None
+    if "level" in ds[var].dims:
+        if "level" in da.dims or "level" not in da.coords:
+            return None, derived.version
+        level = float(da["level"].values)
+    return derived.variable(level_store_name(var, level)), derived.version
 
 
 def plan_map(
@@ -359,7 +365,7 @@ def plan_map(
         return _plan_native_map(ds, da, query, viewport, screen, max_bytes)
     boxes = _bboxes(query, viewport)
     region0 = _region(_grid(ds, 0), boxes)
-    stores, version = _derived_stores(ds, query.var)
+    stores, version = _derived_stores(ds, query.var, da)
     key = _key(ds, version, "map", query, viewport, screen)
     single = query.time is not None
     kind = field_kind(query.agg, single, query.is_anomaly)
@@ -720,7 +726,7 @@ def plan_series(ds: xr.Dataset, query: Query, *, max_bytes: int | None = None) -
         raise QueryError("point", "a time series needs a point (lon,lat) or a bbox (W,S,E,N)")
     if not is_regular(da):
         return _plan_native_series(ds, da, query, max_bytes)
-    stores, version = _derived_stores(ds, query.var)
+    stores, version = _derived_stores(ds, query.var, da)
     key = _key(ds, version, "series", query, None, None)
     t0, t1 = range_indices(da, query.start, query.end)
     if query.is_anomaly:
@@ -835,7 +841,7 @@ def _plan_native_map(
     its native cells, cropped to the bbox and viewport (cells outside masked); from the
     cells' derived stores when built (`pipelines.cell_stores`: a regular lat-lon pyramid
     level when the screen allows, the cells' temporal aggregates for a range)."""
-    stores, version = _derived_stores(ds, query.var)
+    stores, version = _derived_stores(ds, query.var, da)
     if stores is not None and stores.layout == "cells":
         parts = plan_cell_map(
             da, query, stores, _bboxes(query, viewport), screen, _cell_bounds(ds, da)
@@ -888,7 +894,7 @@ def _plan_native_series(
 ) -> Plan:
     """A series on a non-regular grid: from the cells' time-series copy when built
     (`pipelines.cell_stores`), else brute force on its native cells."""
-    stores, version = _derived_stores(ds, query.var)
+    stores, version = _derived_stores(ds, query.var, da)
     if stores is not None and stores.layout == "cells" and stores.has_timeseries:
         t0, t1 = range_indices(da, query.start, query.end)
         r0, r1 = (0, da.sizes["time"]) if query.is_anomaly else (t0, t1)
