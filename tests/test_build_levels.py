@@ -163,3 +163,29 @@ def test_stores_are_read_not_the_raw_data(built, tmp_path) -> None:
         chunk.unlink()
     assert np.isnan(compute_map(broken, query).values).all()  # the raw data is gone
     np.testing.assert_array_equal(plan_map(broken, query).compute().values, want)
+
+
+def test_euro_cordex_tas_on_its_2m_height_is_built_and_used(tmp_path) -> None:
+    """The EURO-CORDEX sample: rotated grid, ``tas(time, height=2 m, rlat, rlon)``."""
+    from data_catalog import open_dataset
+
+    source = tmp_path / "tas.nc"
+    shutil.copy(SAMPLE / "tas_rotated_grid_EUR11.nc", source)
+    config = BuildConfig(max_level=2, ts_max_level=2, base_block=1, unit_steps=1)
+    folder = build_derived(
+        str(source), tmp_path / "d", scheduler="synchronous", config=config, progress=False
+    )
+    ds = open_dataset(str(source))
+    ds.attrs["gridscope_derived"] = str(folder)
+    assert list(DerivedStores(folder).manifest()["variables"]) == ["tas@level=2.0"]
+    query = Query(dataset="x", var="tas", start="2006-01-01", end="2006-01-31", agg="mean")
+    for level in (None, 2.0):
+        plan = plan_map(ds, query.replace(level=level))
+        assert plan.description.startswith("temporal aggregates of the native cells")
+        np.testing.assert_array_equal(plan.compute().values, compute_map(ds, query).values)
+    series = query.replace(bbox=(0, 40, 20, 55))
+    plan = plan_series(ds, series)
+    assert not plan.description.startswith("brute force"), plan.description
+    np.testing.assert_allclose(plan.compute().values, compute_series(ds, series).values, rtol=1e-6)
+    with pytest.raises(QueryError, match="level"):
+        plan_map(ds, query.replace(level=10.0))
