@@ -112,11 +112,12 @@ class BuildJobs:
 
 def _variables_built(source: str, folder: Any) -> tuple[list[str], str]:
     """The variables the stores in ``folder`` hold, and those of ``source`` with a time
-    axis that they leave out, in words (the stores hold variables on time and the grid
-    only: a variable with levels, even one, is not built)."""
+    axis that they leave out, in words (the stores hold variables on time and the grid,
+    a variable with a vertical level once per level: ``var@level=<value>``)."""
     import json
 
     from pipelines.build import open_source
+    from pipelines.derived import split_store_name
     from pipelines.reductions import spatial_dims
 
     try:
@@ -127,7 +128,7 @@ def _variables_built(source: str, folder: Any) -> tuple[list[str], str]:
         return [], ""
     words = []
     for name, var in ds.data_vars.items():
-        if "time" in var.dims and str(name) not in built:
+        if "time" in var.dims and str(name) not in {split_store_name(b)[0] for b in built}:
             extra = [str(d) for d in var.dims if d not in grid]
             why = "vertical levels" if "level" in extra else "dimension " + ", ".join(extra)
             words.append(f"{name} (it has {why})")

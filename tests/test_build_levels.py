@@ -189,3 +189,11 @@ def test_euro_cordex_tas_on_its_2m_height_is_built_and_used(tmp_path) -> None:
     np.testing.assert_allclose(plan.compute().values, compute_series(ds, series).values, rtol=1e-6)
     with pytest.raises(QueryError, match="level"):
         plan_map(ds, query.replace(level=10.0))
+
+
+def test_the_app_does_not_report_a_built_level_variable_as_left_out(height) -> None:
+    from app.builds import _variables_built
+
+    ds, folder = height
+    built, left_out = _variables_built(str(ds.attrs["gridscope_source"]), folder)
+    assert sorted(built) == ["sst", "tas@level=2.0"] and left_out == ""
