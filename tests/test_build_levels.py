@@ -197,3 +197,17 @@ def test_the_app_does_not_report_a_built_level_variable_as_left_out(height) -> N
     ds, folder = height
     built, left_out = _variables_built(str(ds.attrs["gridscope_source"]), folder)
     assert sorted(built) == ["sst", "tas@level=2.0"] and left_out == ""
+
+
+def test_build_command_says_what_it_built_and_what_it_left(tmp_path, capsys) -> None:
+    from app.cli import main
+
+    source = _source(tmp_path / "src.zarr", {"tas:height": [2.0]})
+    ds = xr.open_zarr(source)
+    member = ds["sst"].expand_dims(member=2).transpose("time", "member", "lat", "lon")
+    xr.Dataset({"sst_ens": member}).to_zarr(source, mode="a")
+    args = ["build", str(source), "--out", str(tmp_path / "d"), "--scheduler", "synchronous"]
+    assert main([*args, "--levels", "1", "--ts-levels", "1", "--unit-steps", "32"]) == 0
+    out = capsys.readouterr().out
+    assert "variables: sst, tas@level=2.0 " in out or "variables: tas@level=2.0, sst " in out
+    assert "not built (maps and series read the raw data): sst_ens (it has dimension member)" in out

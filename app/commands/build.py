@@ -66,6 +66,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"gridscope: error: {exc}", file=sys.stderr)
         return 2
     print(f"derived stores complete: {folder}")
+    from app.builds import _variables_built
+
+    built, left_out = _variables_built(args.source, folder)
+    print(f"variables: {', '.join(built) or 'none'} (var@level=L: one vertical level)")
+    if left_out:
+        print(f"not built (maps and series read the raw data): {left_out}")
     manifest = DerivedStores(folder).manifest()
     last = manifest.get("last_build", {})
     if manifest.get("version") == before.get("version"):
