@@ -25,6 +25,11 @@ passes it; then the new version is a new data folder of hard links with the rows
 their new places. The published version stays in use until the append is complete.
 Cell stores of non-regular grids (`pipelines.cell_stores`) are rebuilt whole instead.
 
+Variables: each one on time and the horizontal grid, and each vertical level of one
+that also has a ``level`` axis, built as its own variable (``var@level=<value>``, see
+`pipelines.derived.level_store_name`); variables on other dimensions are left out
+(``gridscope build`` lists them).
+
 Every chunk of every derived array is written, all-fill ones included (zarr skips
 those by default), and the manifest records each array's shape and chunks, so a
 deleted chunk file is detected (`pipelines.derived.missing_chunks`) instead of read as

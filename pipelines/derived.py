@@ -30,6 +30,11 @@ regridding matrices); see `pipelines.cell_stores`::
 (the ``*.zarr`` and ``cells/`` paths are inside the version's data folder; stores
 built before versions have them in the folder itself and no ``data`` entry).
 
+``<var>`` is a variable's name, or ``<var>@level=<value>`` for one vertical level of a
+variable that has a ``level`` axis (`level_store_name`: each level is built as its own
+variable, a size-1 level such as a 2 m ``height`` too); the planner uses the stores of
+exactly the level a query selects.
+
 Versions: readers open the arrays of the data folder the manifest names, and the
 manifest is only ever replaced whole (`write_manifest`: a new file, ``os.replace``), so a
 reader sees one version or the next, never a mix; each published manifest has a new
