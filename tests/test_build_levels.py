@@ -211,3 +211,27 @@ def test_build_command_says_what_it_built_and_what_it_left(tmp_path, capsys) -> 
     out = capsys.readouterr().out
     assert "variables: sst, tas@level=2.0 " in out or "variables: tas@level=2.0, sst " in out
     assert "not built (maps and series read the raw data): sst_ens (it has dimension member)" in out
+
+
+def test_appending_steps_to_a_levelled_variable(tmp_path) -> None:
+    """A source that gained steps: the levels' stores grow (an append) and still equal
+    brute force over the whole record."""
+    from data_catalog import open_dataset
+
+    full = xr.open_zarr(_source(tmp_path / "full.zarr", {"ta:plev": [85000.0, 50000.0]}))
+    grow = tmp_path / "grow.zarr"
+    full.isel(time=slice(0, 20)).to_zarr(grow)
+    out = tmp_path / "d"
+    build_derived(str(grow), out, scheduler="synchronous", config=CONFIG, progress=False)
+    full.isel(time=slice(20, None)).to_zarr(grow, append_dim="time")
+    folder = build_derived(str(grow), out, scheduler="synchronous", config=CONFIG, progress=False)
+    manifest = DerivedStores(folder).manifest()
+    assert manifest["last_build"]["appended_from"] == 20
+    ds = open_dataset(str(grow))
+    ds.attrs["gridscope_derived"] = str(folder)
+    assert ds.sizes["time"] == 32
+    for level in ds["level"].values:
+        query = _range("ta", float(level), "max").replace(end="2000-02-01")
+        plan = plan_map(ds, query)
+        assert plan.description.startswith("temporal aggregates"), plan.description
+        np.testing.assert_array_equal(plan.compute().values, compute_map(ds, query).values)
