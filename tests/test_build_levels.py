@@ -235,3 +235,26 @@ def test_appending_steps_to_a_levelled_variable(tmp_path) -> None:
         plan = plan_map(ds, query)
         assert plan.description.startswith("temporal aggregates"), plan.description
         np.testing.assert_array_equal(plan.compute().values, compute_map(ds, query).values)
+
+
+def test_build_panel_names_a_damaged_level(built, tmp_path) -> None:
+    """A deleted chunk of one level's stores is shown in the build panel of its variable."""
+    from app.sources import DatasetSources
+    from app.state import ExplorerState
+    from app.views.build_view import BuildView
+
+    ds, pristine = built
+
+    def panel_for(ds: xr.Dataset) -> BuildView:
+        state = ExplorerState(DatasetSources.from_datasets({"demo": ds}))
+        state.var = "ta"
+        return BuildView(state)
+
+    assert not panel_for(ds).damage.visible
+    folder = tmp_path / pristine.name
+    shutil.copytree(pristine, folder)
+    name = f"ta@level={float(ds['level'][1])!r}"
+    chunk = next((DerivedStores(folder).data_folder / "aggregates.zarr" / name).rglob("c/*/*/*"))
+    chunk.unlink()
+    shown = panel_for(ds.assign_attrs(gridscope_derived=str(folder))).damage
+    assert shown.visible and name in shown.object, shown.object

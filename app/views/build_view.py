@@ -72,13 +72,18 @@ class BuildView(pn.viewable.Viewer):
 
     def check_stores(self) -> None:
         """Name the current variable's damaged derived arrays (none: hidden)."""
-        from pipelines.derived import find_derived
+        from pipelines.derived import find_derived, split_store_name
 
         try:
             ds = self.state.sources.open(self.state.dataset)
             stores = find_derived(ds)
-            found = stores.variable(self.state.var) if stores is not None else None
-            texts = [limits.scrub(p.text) for p in found.problems] if found is not None else []
+            names = stores.manifest().get("variables", {}) if stores is not None else {}
+            found = [
+                stores.variable(name)  # the variable, or each of its vertical levels
+                for name in names
+                if split_store_name(name)[0] == self.state.var
+            ]
+            texts = [limits.scrub(p.text) for f in found if f is not None for p in f.problems]
         except Exception:  # noqa: BLE001  (a broken dataset is reported by the map)
             texts = []
         self.damage.object = "\n\n".join(texts)
