@@ -130,8 +130,7 @@ def _variables_built(source: str, folder: Any) -> tuple[list[str], str]:
     for name, var in ds.data_vars.items():
         if "time" in var.dims and str(name) not in {split_store_name(b)[0] for b in built}:
             extra = [str(d) for d in var.dims if d not in grid]
-            why = "vertical levels" if "level" in extra else "dimension " + ", ".join(extra)
-            words.append(f"{name} (it has {why})")
+            words.append(f"{name} (it has dimension {', '.join(extra)})")
     return built, ", ".join(words)
 
 
