@@ -258,3 +258,31 @@ def test_build_panel_names_a_damaged_level(built, tmp_path) -> None:
     chunk.unlink()
     shown = panel_for(ds.assign_attrs(gridscope_derived=str(folder))).damage
     assert shown.visible and name in shown.object, shown.object
+
+
+def test_icon_salinity_on_depth_levels_is_built_per_level(tmp_path) -> None:
+    """The ICON sample: triangles, ``S(time, depth, cell)`` on three depth levels."""
+    from data_catalog import open_dataset
+
+    source = tmp_path / "icon.nc"
+    shutil.copy(SAMPLE / "triangular_grid_ICON.nc", source)
+    config = BuildConfig(max_level=2, ts_max_level=2, base_block=1, unit_steps=1)
+    folder = build_derived(
+        str(source), tmp_path / "d", scheduler="synchronous", config=config, progress=False
+    )
+    ds = open_dataset(str(source))
+    ds.attrs["gridscope_derived"] = str(folder)
+    levels = [float(v) for v in ds["S"]["level"].values]
+    assert len(levels) == 3
+    names = set(DerivedStores(folder).manifest()["variables"])
+    assert names == {f"S@level={v!r}" for v in levels}
+    t = str(ds["time"].values[0])[:10]
+    answers = []
+    for level in levels:
+        query = Query(dataset="x", var="S", start=t, end=t, agg="mean", level=level)
+        plan = plan_map(ds, query)
+        assert plan.description.startswith("temporal aggregates of the native cells")
+        got = plan.compute().values
+        np.testing.assert_array_equal(got, compute_map(ds, query).values)
+        answers.append(got)
+    assert not np.array_equal(answers[0], answers[2], equal_nan=True)
