@@ -227,6 +227,8 @@ def _area_sum(area: xr.Variable) -> float:
             except TypeError:  # not weakly referable: no way to know it is the same
                 return total
             entry = _AREA_SUMS[key] = (ref, {})
+        if len(entry[1]) >= 16:  # many different views of one array: keep the latest
+            entry[1].pop(next(iter(entry[1])))
         entry[1][view] = total
     return total
 
