@@ -29,8 +29,8 @@ def test_benchmark_runs_end_to_end_on_tiny_data(tmp_path) -> None:
             "40,20",
             "--grid-shape",
             "20x40",
-            "--grid-cells",
-            "3000",
+            "--grid-mesh",
+            "12",
             "--grid-steps",
             "16,16",
             "--grid-ts-levels",
@@ -48,8 +48,9 @@ def test_benchmark_runs_end_to_end_on_tiny_data(tmp_path) -> None:
                 "area_series",
             }
     assert results["virtual"]["gridscope"]["map_frame"]["n"] == 2
-    # the non-regular grid rows (curvilinear and unstructured) with their naive baselines
-    assert {sec["kind"] for sec in results["grids"].values()} == {"curvilinear", "unstructured"}
+    # the non-regular grid rows (curvilinear, and an unstructured triangle mesh) with their
+    # naive baselines
+    assert {sec["kind"] for sec in results["grids"].values()} == {"curvilinear", "mesh"}
     for sec in results["grids"].values():
         for side in ("gridscope", "naive"):
             assert {"map_frame", "range_map", "point_series", "area_series"} <= set(sec[side])

@@ -110,7 +110,11 @@ def test_region_choices_are_presets_with_an_answer_of_their_own() -> None:
                               "attr": "data", "cols": ["value"]}]})  # fmt: skip
 
     s._send = send
-    s._reader = asyncio.Future()  # a reader that is running
-    for _ in range(20):
-        assert asyncio.run(s.act("region")) is not None
+    loop = asyncio.new_event_loop()
+    try:
+        s._reader = loop.create_future()  # a reader that is running
+        for _ in range(20):
+            assert loop.run_until_complete(s.act("region")) is not None
+    finally:
+        loop.close()
     assert set(sent) <= {"Global", "Tropics"} and s.stats.errors == []

@@ -190,8 +190,6 @@ def naive_section(
     return out
 
 
-GRID_KINDS = ("curvilinear", "unstructured")
-
 
 def _grid_queries(nsteps: int, n: int, seed: int) -> list[dict[str, Any]]:
     """Random views like `_random_queries`, with longitudes in -180..180 (boxes may cross
