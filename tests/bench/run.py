@@ -190,7 +190,6 @@ def naive_section(
     return out
 
 
-
 def _grid_queries(nsteps: int, n: int, seed: int) -> list[dict[str, Any]]:
     """Random views like `_random_queries`, with longitudes in -180..180 (boxes may cross
     the antimeridian) and ranges of at least 8 steps."""
