@@ -573,15 +573,17 @@ def test_build_from_the_dashboard_then_answers_from_native_cell_stores(tmp_path,
             np.testing.assert_allclose(results.series.values, expected, rtol=1e-5)
 
 
-def test_a_build_says_which_variables_it_left_out(tmp_path, monkeypatch) -> None:
-    """EUR-11's tas has a (2 m) height level: the stores hold no variable with levels, and
-    the build says so rather than 'built'."""
+def test_a_build_of_a_levelled_grid_variable_builds_it(tmp_path, monkeypatch) -> None:
+    """EUR-11's tas has a (2 m) height level: the dashboard's build makes its stores for
+    that level and says it built them, leaving nothing out."""
     monkeypatch.setenv("GRIDSCOPE_DERIVED_DIR", str(tmp_path))
     progress = builds.BuildJobs().start(_raw("rotated").path)
     _wait(progress)
     text = progress.describe()
-    assert "tas" in text and "level" in text, text
+    assert "built" in text and "left out" not in text and "not built" not in text, text
     assert "Traceback" not in text and "/" not in progress.message
+    manifests = [json.loads(p.read_text()) for p in tmp_path.rglob("manifest.json")]
+    assert any("tas@level=" in json.dumps(m) for m in manifests), manifests
 
 
 # --- a grid that cannot be understood ---------------------------------------------------------
