@@ -47,7 +47,10 @@ def _job(kind: str, ds: xr.Dataset, query: Query, ask_above: int | None = None) 
     runtime = current()
     key = answer_key_for(ds, kind, query.to_json())
     cached = runtime.cache.get(key)
-    if cached is not None:
+    # A byte budget (public mode) refuses a query whether or not its answer is cached, so a
+    # link's fate never depends on who asked first; without one a cached answer is free.
+    budgeted = limits.current().max_request_bytes is not None
+    if cached is not None and not budgeted:
         return Job(None, 0, key=key, value=cached, runtime=runtime)
     plans = planner()
     if plans is not None:
@@ -57,6 +60,8 @@ def _job(kind: str, ds: xr.Dataset, query: Query, ask_above: int | None = None) 
         if raw and kind == "series":
             size = max(size, series_chunk_bytes(ds, query))
         limits.check_cost(size)  # costed before anything runs
+        if cached is not None:
+            return Job(None, 0, key=key, value=cached, runtime=runtime)
         ask_first(kind, size, raw, ask_above)
         return Job(plan.compute, size, runtime.client, key=key, runtime=runtime)
     if kind == "map":
@@ -66,6 +71,8 @@ def _job(kind: str, ds: xr.Dataset, query: Query, ask_above: int | None = None) 
         lazy = compute_series(ds, query)
         size = max(estimated_input_bytes(ds, query, series=True), series_chunk_bytes(ds, query))
     limits.check_cost(size)
+    if cached is not None:
+        return Job(None, 0, key=key, value=cached, runtime=runtime)
     ask_first(kind, size, True, ask_above)
     return Job(lazy, size, runtime.client, key=key, runtime=runtime)
 

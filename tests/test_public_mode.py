@@ -15,6 +15,7 @@ from app.server import server_options
 from app.sources import DatasetSources
 from app.state import ExplorerState
 from app.views.results import ViewResults
+from pipelines import Query
 from tests.app_data import make_ds
 
 
@@ -89,6 +90,22 @@ def test_request_over_budget_is_refused_with_advice_and_never_started(monkeypatc
     results.refresh()
     assert results.field is not None and "the map" not in results.error
     assert "Could not compute the series" in results.error
+
+
+def test_a_cached_answer_over_budget_is_still_refused() -> None:
+    """A link's fate never depends on who asked first: a series computed by an unlimited
+    session (and cached) is refused the same under a budget, and answered again without it."""
+    ds = make_ds(0)
+    query = Query(dataset="synth", var="tas", bbox=(-180.0, -90.0, 180.0, 90.0))
+    unlimited = answers.series_for(ds, query)  # computed and cached
+    expected = ds["tas"].weighted(ds["cell_area"]).mean(("lat", "lon"))  # NaN cells left out
+    np.testing.assert_allclose(unlimited.values, expected.values, rtol=1e-6)
+    limits.configure(Limits(max_request_bytes=18 * 36 * 8))  # one float64 step
+    with pytest.raises(RequestTooLarge):
+        answers.start_series(ds, query)
+    limits.configure(Limits())
+    job = answers.start_series(ds, query)
+    assert job.input_bytes == 0  # from the cache, not started again
 
 
 def test_netcdf_download_is_queued_behind_the_limit_and_costed() -> None:
