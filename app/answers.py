@@ -37,8 +37,14 @@ def planner() -> Any:
 
 
 def answer_key_for(ds: xr.Dataset, kind: str, *parts: Any) -> str:
-    """The answer cache's key of an answer of ``kind`` about ``ds`` (`answer_key`)."""
-    return answer_key(kind, store_version(ds), parts)
+    """The answer cache's key of an answer of ``kind`` about ``ds`` (`answer_key`).
+
+    Under a byte budget (public mode) the budget is part of the key: an answer computed
+    without one (by another server sharing the cache) never slips past it, so whether a
+    link is refused never depends on who asked first.
+    """
+    budget = limits.current().max_request_bytes
+    return answer_key(kind, store_version(ds), parts if budget is None else (*parts, budget))
 
 
 def _job(kind: str, ds: xr.Dataset, query: Query, ask_above: int | None = None) -> Job:
@@ -47,10 +53,7 @@ def _job(kind: str, ds: xr.Dataset, query: Query, ask_above: int | None = None) 
     runtime = current()
     key = answer_key_for(ds, kind, query.to_json())
     cached = runtime.cache.get(key)
-    # A byte budget (public mode) refuses a query whether or not its answer is cached, so a
-    # link's fate never depends on who asked first; without one a cached answer is free.
-    budgeted = limits.current().max_request_bytes is not None
-    if cached is not None and not budgeted:
+    if cached is not None:
         return Job(None, 0, key=key, value=cached, runtime=runtime)
     plans = planner()
     if plans is not None:
@@ -60,8 +63,6 @@ def _job(kind: str, ds: xr.Dataset, query: Query, ask_above: int | None = None) 
         if raw and kind == "series":
             size = max(size, series_chunk_bytes(ds, query))
         limits.check_cost(size)  # costed before anything runs
-        if cached is not None:
-            return Job(None, 0, key=key, value=cached, runtime=runtime)
         ask_first(kind, size, raw, ask_above)
         return Job(plan.compute, size, runtime.client, key=key, runtime=runtime)
     if kind == "map":
@@ -71,8 +72,6 @@ def _job(kind: str, ds: xr.Dataset, query: Query, ask_above: int | None = None) 
         lazy = compute_series(ds, query)
         size = max(estimated_input_bytes(ds, query, series=True), series_chunk_bytes(ds, query))
     limits.check_cost(size)
-    if cached is not None:
-        return Job(None, 0, key=key, value=cached, runtime=runtime)
     ask_first(kind, size, True, ask_above)
     return Job(lazy, size, runtime.client, key=key, runtime=runtime)
 

@@ -139,8 +139,11 @@ class ApiContext:
 
 def cache_key(etag: str, version: str) -> str:
     """The answer cache's key of the answer with ``etag``: kept in this process only
-    (``local:``) when its data has no file (`app.answer_cache.store_version`)."""
-    return ("local:" if "memory=" in version else "") + "api:" + etag
+    (``local:``) when its data has no file (`app.answer_cache.store_version`); under a
+    byte budget the budget is part of it (see `app.answers.answer_key_for`)."""
+    budget = limits.current().max_request_bytes
+    suffix = "" if budget is None else f":budget={budget}"
+    return ("local:" if "memory=" in version else "") + "api:" + etag + suffix
 
 
 def etag_for(endpoint: str, key: str, version: str) -> str:
