@@ -132,6 +132,9 @@ def test_controls_follow_the_dataset(page, served) -> None:
     wait_for_title(page, re.escape("plev.nc · air temperature (K) · 1983-01-01 · 1000 hPa"))
     # the series of the new dataset is drawn on a date axis (it kept COADS's month numbers)
     wait_for_title(page, re.escape("plev.nc · air temperature (K) · 1000 hPa · area-weighted"))
+    deadline = time.monotonic() + 10  # the new figure replaces the old one just after
+    while page.evaluate(_SERIES_AXIS_JS) != "DatetimeAxis" and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
     assert page.evaluate(_SERIES_AXIS_JS) == "DatetimeAxis"
     level = page.locator(".gs-level select")
     assert level.locator("option:checked").text_content() == "1000 hPa"
