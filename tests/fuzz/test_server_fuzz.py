@@ -102,19 +102,33 @@ def _get(url: str) -> tuple[int, str]:
         return exc.code, exc.read().decode("utf-8", "replace")
 
 
-def _document_texts(url: str, arguments: dict[str, str]) -> str:
+def _document_texts(url: str, arguments: dict[str, str], until=lambda text: True) -> str:
+    """The texts of a page's models, as a browser would come to see them: the page is
+    told it was drawn (Panel's onload work runs) and pulled again until ``until(text)``
+    or 30 s (a `bokeh.client` session drops patches that arrive while it waits)."""
     import holoviews.plotting.bokeh  # noqa: F401  (registers the models the page uses)
     import panel.models  # noqa: F401
     from bokeh.client import pull_session
+    from bokeh.events import DocumentReady
 
-    session = pull_session(url=url + "/", arguments=arguments)
-    try:
+    def texts_of(document) -> str:
         texts = []
-        for model in session.document.models:
+        for model in document.models:
             for name in ("text", "object"):
                 if name in model.properties() and isinstance(getattr(model, name), str):
                     texts.append(getattr(model, name))
         return "\n".join(texts)
+
+    session = pull_session(url=url + "/", arguments=arguments)
+    try:
+        session.document.callbacks.send_event(DocumentReady())
+        text, deadline = texts_of(session.document), time.monotonic() + 30
+        while not until(text) and time.monotonic() < deadline:
+            time.sleep(0.3)
+            again = pull_session(session_id=session.id, url=url + "/")
+            text = texts_of(again.document)
+            again.close()
+        return text
     finally:
         session.close()
 
@@ -161,11 +175,14 @@ def test_costly_view_is_refused_in_words_and_a_cheap_one_works(public_server) ->
     url, proc, _ = public_server
     # 132 steps of the 2.5-degree grid: 5.5 MB, over the 2 MB budget
     text = _document_texts(
-        url, {"dataset": "navy-winds", "var": "UWND", "start": "1982-01", "end": "1992-12"}
+        url,
+        {"dataset": "navy-winds", "var": "UWND", "start": "1982-01", "end": "1992-12"},
+        until=lambda text: "allowed per request" in text,
     )
     assert "allowed per request" in text and "coarser view" in text, text[:2000]
     assert "No map computed" in text  # nothing was computed (one error line: the last one refused)
-    text = _document_texts(url, {"dataset": "navy-winds", "var": "UWND", "time": "1985-07"})
+    text = _document_texts(url, {"dataset": "navy-winds", "var": "UWND", "time": "1985-07"},
+                           until=lambda text: "Map 73x144 cells" in text)  # fmt: skip
     assert "Map 73x144 cells" in text and "Could not compute the map" not in text, text[:2000]
     _alive(url)
 
