@@ -72,9 +72,7 @@ def test_a_costly_series_waits_for_the_users_go_ahead(monkeypatch) -> None:
     results.refresh()
     assert results.field is not None, "the map does not wait for the series"
     assert results.series is None and results.series_error == ""
-    assert f"reads {costs.format_bytes(reads)} from the unbuilt record" in (
-        results.series_question
-    )
+    assert f"reads {costs.format_bytes(reads)} from the unbuilt record" in (results.series_question)
     results.compute_series_anyway()
     assert results.series_question == ""
     expected = compute_series(ds, query).values  # the brute-force reference

@@ -163,7 +163,8 @@ class ViewResults(param.Parameterized):
         except Exception:  # noqa: BLE001  (a broken dataset: nothing is drawn anyway)
             return True
         return (
-            map_views.is_small_grid(ds) or map_views.view_request(self.viewport, self.screen)[0] is None
+            map_views.is_small_grid(ds)
+            or map_views.view_request(self.viewport, self.screen)[0] is None
         )
 
     # --- scheduling -----------------------------------------------------------------------
