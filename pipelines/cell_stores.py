@@ -673,13 +673,13 @@ def _axis_pieces(sel: Selector, n: int, c: int) -> tuple[list[tuple[int, Selecto
             pieces.append((cid, slice(lo - cid * c, hi - cid * c), slice(lo - start, hi - start)))
         return pieces, stop - start
     idx = np.asarray(sel, "int64")
-    cid = idx // c
-    breaks = np.flatnonzero(np.diff(cid)) + 1
+    cids = idx // c
+    breaks = np.flatnonzero(np.diff(cids)) + 1
     for a, b in zip(np.r_[0, breaks], np.r_[breaks, idx.size], strict=True):
-        local = idx[a:b] - cid[a] * c
+        local = idx[a:b] - cids[a] * c
         if local[-1] - local[0] == b - a - 1:
             local = slice(int(local[0]), int(local[-1]) + 1)
-        pieces.append((int(cid[a]), local, slice(int(a), int(b))))
+        pieces.append((int(cids[a]), local, slice(int(a), int(b))))
     return pieces, idx.size
 
 
@@ -1190,7 +1190,7 @@ def plan_cell_map(
     )
 
     if single:
-        step = step_index(da, query.time)
+        step = step_index(da, str(query.time))
 
         def run_step() -> xr.DataArray:
             values = raw([step])[0]

@@ -222,8 +222,12 @@ def _area_sum(area: xr.Variable) -> float:
         entry = _AREA_SUMS.get(id(owner))
         if entry is None or entry[0]() is not owner:
             key = id(owner)
+
+            def forget(_ref: object, key: int = key) -> None:
+                _AREA_SUMS.pop(key, None)
+
             try:
-                ref = weakref.ref(owner, lambda _r, key=key: _AREA_SUMS.pop(key, None))
+                ref = weakref.ref(owner, forget)
             except TypeError:  # not weakly referable: no way to know it is the same
                 return total
             entry = _AREA_SUMS[key] = (ref, {})

@@ -42,7 +42,7 @@ import numpy as np
 import xarray as xr
 
 from pipelines.aggregates import STATS, BlockStats, block_stats, decompose_range, finish
-from pipelines.cell_stores import combine_total, plan_cell_map, plan_cell_series
+from pipelines.cell_stores import LevelRegrid, combine_total, plan_cell_map, plan_cell_series
 from pipelines.derived import VariableStores, find_derived, level_store_name
 from pipelines.evaluate import compute_map, compute_series, field_for
 from pipelines.pyramid import LevelGrid, coarsen_fields, field_kind, level_grid
@@ -183,7 +183,9 @@ class _Region:
         return self.lat_index.size * self.lon_index.size
 
 
-def _region(grid: LevelGrid, bboxes: list[tuple[float, float, float, float]]) -> _Region:
+def _region(
+    grid: LevelGrid | LevelRegrid, bboxes: list[tuple[float, float, float, float]]
+) -> _Region:
     da = xr.DataArray(
         np.zeros(grid.shape, "int8"),
         dims=("lat", "lon"),
