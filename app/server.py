@@ -166,14 +166,6 @@ def _page_when_open(
         return bool(getattr(doc.session_context, "destroyed", False))
 
     async def build() -> None:
-        turns = _turns_here()
-        turns.pages += 1  # pages being drawn: while there are others, batches pause
-        try:
-            await draw()
-        finally:
-            turns.pages -= 1
-
-    async def draw() -> None:
         try:
             restored = state or await asyncio.get_running_loop().run_in_executor(
                 None, _restored_state, sources, params
@@ -213,27 +205,16 @@ def _page_when_open(
 
 
 class _Turns:
-    """One event loop's pages being drawn (``pages``) and the lock a batch holds."""
+    """One event loop's page batches: the lock a batch holds, how many pages wait for it."""
 
     def __init__(self) -> None:
         import asyncio
 
         self.lock = asyncio.Lock()
-        self.pages = 0
+        self.waiting = 0
 
 
 _turns: Any = None
-
-
-def _turns_here() -> _Turns:
-    """The `_Turns` of the running event loop."""
-    import asyncio
-    import weakref
-
-    global _turns
-    if _turns is None:
-        _turns = weakref.WeakKeyDictionary()
-    return _turns.setdefault(asyncio.get_running_loop(), _Turns())
 
 
 @contextlib.asynccontextmanager
@@ -242,19 +223,32 @@ async def _turn() -> AsyncIterator[None]:
 
     Pages opened together would otherwise each draw a batch in the same turn of the
     loop, and the few turns one ``/liveness`` answer takes would each wait for all of
-    them (measured: 6 pages held ``/liveness`` 2.5 s). While other pages are being
-    drawn, a batch keeps the loop free afterwards as long as it held it (``/liveness``
-    and every other session in between); a page opened alone is drawn without a pause.
+    them (measured: 6 pages held ``/liveness`` 2.5 s). While other pages wait, a batch
+    keeps the loop free afterwards as long as it held it (``/liveness`` and every other
+    session in between); a page opened alone is drawn without a pause.
     """
     import asyncio
     import time
+    import weakref
 
-    turns = _turns_here()
-    async with turns.lock:
-        started = time.monotonic()
+    global _turns
+    if _turns is None:
+        _turns = weakref.WeakKeyDictionary()
+    turns = _turns.setdefault(asyncio.get_running_loop(), _Turns())
+    turns.waiting += 1
+    try:
+        await turns.lock.acquire()
+    finally:
+        turns.waiting -= 1
+    started = time.monotonic()
+    try:
         yield
-        if turns.pages > 1:
-            await asyncio.sleep(time.monotonic() - started)
+    finally:
+        try:
+            if turns.waiting:
+                await asyncio.sleep(time.monotonic() - started)
+        finally:
+            turns.lock.release()
 
 
 def warm_up_views() -> None:

@@ -5,7 +5,7 @@ and 6 sessions opened at once through the Bokeh protocol, as a browser opens the
 (`bokeh.client.pull_session`, then the ``document_ready`` event a drawn page sends),
 each pulled again until its map figure is there. Meanwhile ``/liveness`` is polled
 every 100 ms: no answer may take more than 1 s (stretched by how oversubscribed the
-machine's cores were; `LIVENESS_LIMIT`). Building whole pages on the event loop, as sessions on small
+machine's cores were). Building whole pages on the event loop, as sessions on small
 opened datasets once were, held ``/liveness`` for seconds.
 """
 
@@ -24,8 +24,6 @@ pytest.importorskip("panel")
 from tests.browser.conftest import ARTIFACTS, start_server, stop_server  # noqa: E402
 
 PAGES = 6
-#: Worst /liveness answer allowed (measured on a loaded 2-core machine: 0.35-0.45 s with
-#: the pages drawn in turns, 3-6 s with each page drawn whole on the event loop).
 LIVENESS_LIMIT = 1.0
 
 # polled from its own process: this one's threads decode the pages' documents (GIL)
@@ -87,7 +85,7 @@ def server():
 
 
 def test_pages_opened_together_never_stall_liveness(server, tmp_path: Path) -> None:
-    """The worst /liveness answer stays under `LIVENESS_LIMIT`, stretched (as in `tests.browser.
+    """The worst /liveness answer stays under 1 s, stretched (as in `tests.browser.
     test_no_stall`) by the run-queue length per core: other processes alone delay an
     idle server's answers on a shared test machine; a stalled loop delays them by the
     pages it builds."""
