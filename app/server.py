@@ -6,10 +6,9 @@ a ``/liveness`` endpoint and websocket origins limited to what was asked for
 (``localhost:PORT`` by default).
 
 Nothing slow runs on the server's event loop, so ``/liveness`` and every other session
-answer while one session works: every page is sent at once as a short "Opening ..."
-line and built once the browser has drawn it (its link restored in a thread unless its
-dataset is small and opened already), a batch of Bokeh models at a time, the pages of
-concurrent sessions taking turns (`create_session`, `_turn`); before the server listens, one throwaway page
+answer while one session works: a page whose dataset is not opened yet is sent at once
+as a short "Opening ..." line and built when the dataset has been opened and the link
+restored in a thread (`create_session`); before the server listens, one throwaway page
 is drawn (`warm_up_views`: imports, coastlines, rasterizer) and the datasets are opened
 (`warm_up`, going on in the background past ``GRIDSCOPE_WARM_UP_SECONDS``); the views
 plan and compute off the loop (`app.views.results`).
