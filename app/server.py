@@ -16,9 +16,8 @@ plan and compute off the loop (`app.views.results`).
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import unquote
 
@@ -176,10 +175,9 @@ def _page_when_open(
             shell[:] = [pn.pane.Alert(f"gridscope could not build this page. "
                                       f"{user_message(exc, dataset)}", alert_type="danger")]  # fmt: skip
             return
-        async with _turn():
-            if closed():
-                return
-            layout = _dashboard_layout(restored, client)
+        if closed():
+            return
+        layout = _dashboard_layout(restored, client)
         columns = [c for c in getattr(layout, "objects", []) if isinstance(c, pn.Column)]
         batches = []  # (column, children): the main column's top (the map) first
         for column in reversed(columns):
@@ -188,66 +186,15 @@ def _page_when_open(
             batches += [(column, children[:half]), (column, children[half:])]
             column.objects = []
         batches = batches[:1] + batches[2:] + batches[1:2]
-        async with _turn():
-            if closed():
-                return
-            shell[:] = [layout]
+        shell[:] = [layout]
         for column, children in batches:
             await asyncio.sleep(0.01)  # other sessions and /liveness in between
-            async with _turn():
-                if closed():
-                    return
-                column.extend(children)
+            if closed():
+                return
+            column.extend(children)
 
     pn.state.onload(build)
     return shell
-
-
-class _Turns:
-    """One event loop's page batches: the lock a batch holds, how many pages wait for it."""
-
-    def __init__(self) -> None:
-        import asyncio
-
-        self.lock = asyncio.Lock()
-        self.waiting = 0
-
-
-_turns: Any = None
-
-
-@contextlib.asynccontextmanager
-async def _turn() -> AsyncIterator[None]:
-    """Draw one batch of a page on the event loop, one page at a time.
-
-    Pages opened together would otherwise each draw a batch in the same turn of the
-    loop, and the few turns one ``/liveness`` answer takes would each wait for all of
-    them (measured: 6 pages held ``/liveness`` 2.5 s). While other pages wait, a batch
-    keeps the loop free afterwards as long as it held it (``/liveness`` and every other
-    session in between); a page opened alone is drawn without a pause.
-    """
-    import asyncio
-    import time
-    import weakref
-
-    global _turns
-    if _turns is None:
-        _turns = weakref.WeakKeyDictionary()
-    turns = _turns.setdefault(asyncio.get_running_loop(), _Turns())
-    turns.waiting += 1
-    try:
-        await turns.lock.acquire()
-    finally:
-        turns.waiting -= 1
-    started = time.monotonic()
-    try:
-        yield
-    finally:
-        try:
-            if turns.waiting:
-                await asyncio.sleep(time.monotonic() - started)
-        finally:
-            turns.lock.release()
 
 
 def warm_up_views() -> None:
