@@ -53,14 +53,12 @@ def _session_params() -> dict[str, str]:
 def create_session(sources: DatasetSources, client: Any = None) -> Any:
     """Build the page of one browser session, restored from the URL query.
 
-    A served page never holds up the server's other sessions: the session gets an
-    "Opening ..." line now and its dashboard arrives piece by piece once the browser has
-    drawn that line (`_page_when_open`); drawing a whole page's Bokeh models at once on
-    the event loop took ~0.3 s, so 8 pages opened together stalled ``/liveness`` for
-    17 s. A link on a small dataset opened already (the bundled samples, once
-    `warm_up` has run) is restored at once (milliseconds) so that its head carries the
-    link-preview tags; any other link is restored in a thread (its dataset may take
-    seconds to open, its link a 350k-step record), and its page has no preview tags.
+    A page on a small dataset opened already (the bundled samples, once `warm_up` has
+    run) is built at once and sent whole. Any other page must not hold up the server
+    while its dataset is opened (seconds for a remote store) and its link restored (a
+    350k-step record): the session gets an "Opening ..." line now, that work runs in a
+    thread, and the page then arrives piece by piece (`_page_when_open`). Such a page
+    has no link-preview tags: its head was sent first.
     """
     import panel as pn
 
@@ -79,7 +77,6 @@ def create_session(sources: DatasetSources, client: Any = None) -> Any:
             add_link_preview(pn.state.curdoc, state, pn.state.curdoc.session_context.request)
         except Exception:  # noqa: BLE001  (a page without a preview, never an error page)
             log.warning("no link preview for this page", exc_info=True)
-        return _page_when_open(sources, params, client, state.dataset, state)
     return _page(state, client)
 
 
@@ -134,16 +131,9 @@ def _dashboard_layout(state: Any, client: Any) -> Any:
 
 
 def _page_when_open(
-    sources: DatasetSources,
-    params: dict[str, str],
-    client: Any,
-    dataset: str,
-    state: Any = None,
+    sources: DatasetSources, params: dict[str, str], client: Any, dataset: str
 ) -> Any:
     """An "Opening ..." line now; the page once the dataset is open (off the event loop).
-
-    ``state``: the link restored already (a quick one, `_quick_to_restore`); else it is
-    restored in a thread.
 
     The page's parts are then added in a few batches, a loop turn apart (the map's
     first): drawing a whole dashboard's Bokeh models at once holds the event loop for a
@@ -165,7 +155,7 @@ def _page_when_open(
 
     async def build() -> None:
         try:
-            restored = state or await asyncio.get_running_loop().run_in_executor(
+            state = await asyncio.get_running_loop().run_in_executor(
                 None, _restored_state, sources, params
             )
         except Exception as exc:  # noqa: BLE001  (nothing could be shown: say so)
@@ -177,7 +167,7 @@ def _page_when_open(
             return
         if closed():
             return
-        layout = _dashboard_layout(restored, client)
+        layout = _dashboard_layout(state, client)
         columns = [c for c in getattr(layout, "objects", []) if isinstance(c, pn.Column)]
         batches = []  # (column, children): the main column's top (the map) first
         for column in reversed(columns):
