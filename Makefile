@@ -45,7 +45,7 @@ serve: venv
 	$(VENV)/bin/gridscope serve $(ARGS)
 
 test: venv browser
-	$(PY) -m pytest -q -p no:cacheprovider --timeout=$(TEST_TIMEOUT) $(PYTEST_ARGS)
+	$(PY) -m pytest -q -p no:cacheprovider --timeout=$(TEST_TIMEOUT) --durations=30 $(PYTEST_ARGS)
 
 browser:
 	@if [ -x "$(CHROMIUM)" ]; then \
