@@ -6,9 +6,10 @@ a ``/liveness`` endpoint and websocket origins limited to what was asked for
 (``localhost:PORT`` by default).
 
 Nothing slow runs on the server's event loop, so ``/liveness`` and every other session
-answer while one session works: a page whose dataset is not opened yet is sent at once
-as a short "Opening ..." line and built when the dataset has been opened and the link
-restored in a thread (`create_session`); before the server listens, one throwaway page
+answer while one session works: every page is sent at once as a short "Opening ..."
+line and built once the browser has drawn it (its link restored in a thread unless its
+dataset is small and opened already), a batch of Bokeh models at a time, the pages of
+concurrent sessions taking turns (`create_session`, `_turn`); before the server listens, one throwaway page
 is drawn (`warm_up_views`: imports, coastlines, rasterizer) and the datasets are opened
 (`warm_up`, going on in the background past ``GRIDSCOPE_WARM_UP_SECONDS``); the views
 plan and compute off the loop (`app.views.results`).
@@ -16,8 +17,9 @@ plan and compute off the loop (`app.views.results`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 from urllib.parse import unquote
 
@@ -53,12 +55,14 @@ def _session_params() -> dict[str, str]:
 def create_session(sources: DatasetSources, client: Any = None) -> Any:
     """Build the page of one browser session, restored from the URL query.
 
-    A page on a small dataset opened already (the bundled samples, once `warm_up` has
-    run) is built at once and sent whole. Any other page must not hold up the server
-    while its dataset is opened (seconds for a remote store) and its link restored (a
-    350k-step record): the session gets an "Opening ..." line now, that work runs in a
-    thread, and the page then arrives piece by piece (`_page_when_open`). Such a page
-    has no link-preview tags: its head was sent first.
+    A served page never holds up the server's other sessions: the session gets an
+    "Opening ..." line now and its dashboard arrives piece by piece once the browser has
+    drawn that line (`_page_when_open`); drawing a whole page's Bokeh models at once on
+    the event loop took ~0.3 s, so 8 pages opened together stalled ``/liveness`` for
+    17 s. A link on a small dataset opened already (the bundled samples, once
+    `warm_up` has run) is restored at once (milliseconds) so that its head carries the
+    link-preview tags; any other link is restored in a thread (its dataset may take
+    seconds to open, its link a 350k-step record), and its page has no preview tags.
     """
     import panel as pn
 
@@ -77,6 +81,7 @@ def create_session(sources: DatasetSources, client: Any = None) -> Any:
             add_link_preview(pn.state.curdoc, state, pn.state.curdoc.session_context.request)
         except Exception:  # noqa: BLE001  (a page without a preview, never an error page)
             log.warning("no link preview for this page", exc_info=True)
+        return _page_when_open(sources, params, client, state.dataset, state)
     return _page(state, client)
 
 
@@ -131,9 +136,16 @@ def _dashboard_layout(state: Any, client: Any) -> Any:
 
 
 def _page_when_open(
-    sources: DatasetSources, params: dict[str, str], client: Any, dataset: str
+    sources: DatasetSources,
+    params: dict[str, str],
+    client: Any,
+    dataset: str,
+    state: Any = None,
 ) -> Any:
     """An "Opening ..." line now; the page once the dataset is open (off the event loop).
+
+    ``state``: the link restored already (a quick one, `_quick_to_restore`); else it is
+    restored in a thread.
 
     The page's parts are then added in a few batches, a loop turn apart (the map's
     first): drawing a whole dashboard's Bokeh models at once holds the event loop for a
@@ -154,8 +166,16 @@ def _page_when_open(
         return bool(getattr(doc.session_context, "destroyed", False))
 
     async def build() -> None:
+        turns = _turns_here()
+        turns.pages += 1  # pages being drawn: while there are others, batches pause
         try:
-            state = await asyncio.get_running_loop().run_in_executor(
+            await draw()
+        finally:
+            turns.pages -= 1
+
+    async def draw() -> None:
+        try:
+            restored = state or await asyncio.get_running_loop().run_in_executor(
                 None, _restored_state, sources, params
             )
         except Exception as exc:  # noqa: BLE001  (nothing could be shown: say so)
@@ -165,9 +185,10 @@ def _page_when_open(
             shell[:] = [pn.pane.Alert(f"gridscope could not build this page. "
                                       f"{user_message(exc, dataset)}", alert_type="danger")]  # fmt: skip
             return
-        if closed():
-            return
-        layout = _dashboard_layout(state, client)
+        async with _turn():
+            if closed():
+                return
+            layout = _dashboard_layout(restored, client)
         columns = [c for c in getattr(layout, "objects", []) if isinstance(c, pn.Column)]
         batches = []  # (column, children): the main column's top (the map) first
         for column in reversed(columns):
@@ -176,15 +197,64 @@ def _page_when_open(
             batches += [(column, children[:half]), (column, children[half:])]
             column.objects = []
         batches = batches[:1] + batches[2:] + batches[1:2]
-        shell[:] = [layout]
-        for column, children in batches:
-            await asyncio.sleep(0.01)  # other sessions and /liveness in between
+        async with _turn():
             if closed():
                 return
-            column.extend(children)
+            shell[:] = [layout]
+        for column, children in batches:
+            await asyncio.sleep(0.01)  # other sessions and /liveness in between
+            async with _turn():
+                if closed():
+                    return
+                column.extend(children)
 
     pn.state.onload(build)
     return shell
+
+
+class _Turns:
+    """One event loop's pages being drawn (``pages``) and the lock a batch holds."""
+
+    def __init__(self) -> None:
+        import asyncio
+
+        self.lock = asyncio.Lock()
+        self.pages = 0
+
+
+_turns: Any = None
+
+
+def _turns_here() -> _Turns:
+    """The `_Turns` of the running event loop."""
+    import asyncio
+    import weakref
+
+    global _turns
+    if _turns is None:
+        _turns = weakref.WeakKeyDictionary()
+    return _turns.setdefault(asyncio.get_running_loop(), _Turns())
+
+
+@contextlib.asynccontextmanager
+async def _turn() -> AsyncIterator[None]:
+    """Draw one batch of a page on the event loop, one page at a time.
+
+    Pages opened together would otherwise each draw a batch in the same turn of the
+    loop, and the few turns one ``/liveness`` answer takes would each wait for all of
+    them (measured: 6 pages held ``/liveness`` 2.5 s). While other pages are being
+    drawn, a batch keeps the loop free afterwards as long as it held it (``/liveness``
+    and every other session in between); a page opened alone is drawn without a pause.
+    """
+    import asyncio
+    import time
+
+    turns = _turns_here()
+    async with turns.lock:
+        started = time.monotonic()
+        yield
+        if turns.pages > 1:
+            await asyncio.sleep(time.monotonic() - started)
 
 
 def warm_up_views() -> None:

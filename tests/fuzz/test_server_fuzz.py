@@ -102,10 +102,13 @@ def _get(url: str) -> tuple[int, str]:
         return exc.code, exc.read().decode("utf-8", "replace")
 
 
-def _document_texts(url: str, arguments: dict[str, str], until=lambda text: True) -> str:
+def _document_texts(
+    url: str, arguments: dict[str, str], until=lambda text: "Opening " not in text
+) -> str:
     """The texts of a page's models, as a browser would come to see them: the page is
     told it was drawn (Panel's onload work runs) and pulled again until ``until(text)``
-    or 30 s (a `bokeh.client` session drops patches that arrive while it waits)."""
+    (by default: its dashboard replaced the first "Opening ..." line) or 30 s (a
+    `bokeh.client` session drops patches that arrive while it waits)."""
     import holoviews.plotting.bokeh  # noqa: F401  (registers the models the page uses)
     import panel.models  # noqa: F401
     from bokeh.client import pull_session
@@ -122,6 +125,7 @@ def _document_texts(url: str, arguments: dict[str, str], until=lambda text: True
     session = pull_session(url=url + "/", arguments=arguments)
     try:
         session.document.callbacks.send_event(DocumentReady())
+        session.force_roundtrip()  # the event is sent: Panel runs the onload work
         text, deadline = texts_of(session.document), time.monotonic() + 30
         while not until(text) and time.monotonic() < deadline:
             time.sleep(0.3)
