@@ -6,6 +6,10 @@ in this process with the writer made synchronous, so each stage's CPU time is it
 source, the pyramid kernels, the aggregate kernels, and encoding + writing the derived
 chunks. It also counts the bytes a unit writes per byte it reads. The throughput bound
 on N cores is ``N * bytes_read / cpu_seconds`` (perfect overlap, nothing else running).
+
+``--full`` then builds the whole source (a LocalCluster, as ``gridscope build``) into a
+temporary folder and prints the build's MB/s and the bytes on disk per derived array
+kind (store, array name; levels summed) against the raw variables' bytes on disk.
 """
 
 from __future__ import annotations
@@ -140,6 +144,78 @@ def measure(
     }
 
 
+def _tree_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def derived_bytes(data: Path) -> dict[str, dict[str, int]]:
+    """Bytes on disk under a derived data folder per array kind (``store/name``, levels
+    summed) and per array (``store/var/path``), chunk files and metadata."""
+    kinds: dict[str, int] = {}
+    arrays: dict[str, int] = {}
+    for meta in sorted(data.glob("*.zarr/**/zarr.json")):
+        array_dir = meta.parent
+        try:
+            if '"node_type": "array"' not in meta.read_text():
+                continue
+        except OSError:
+            continue
+        rel = array_dir.relative_to(data).parts  # store.zarr, var, [L<l>], name
+        store = rel[0].removesuffix(".zarr")
+        name = rel[-1]
+        nbytes = _tree_bytes(array_dir)
+        kind = f"{store}/{name}"
+        kinds[kind] = kinds.get(kind, 0) + nbytes
+        arrays["/".join((store, *rel[1:]))] = nbytes
+    if (data / "cells").is_dir():
+        kinds["cells/grid"] = _tree_bytes(data / "cells")
+    return {"kinds": kinds, "arrays": arrays}
+
+
+def full_build(source: str, variables: tuple[str, ...]) -> dict[str, Any]:
+    """Build ``variables`` of ``source`` whole (a LocalCluster) into a temporary folder:
+    MB/s, and bytes on disk per derived array kind against the raw variables' bytes."""
+    import os
+
+    from pipelines.build import BuildConfig, build_derived
+    from pipelines.derived import DerivedStores
+
+    tmp = Path(tempfile.mkdtemp(prefix="gridscope-full-"))
+    try:
+        t = time.perf_counter()
+        folder = build_derived(source, tmp, config=BuildConfig(variables=variables), progress=False)
+        seconds = time.perf_counter() - t
+        manifest = json.loads((folder / "manifest.json").read_text())
+        sizes = derived_bytes(DerivedStores(folder).data_folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    raw = sum(_tree_bytes(Path(source) / v) for v in variables if (Path(source) / v).is_dir())
+    derived = sum(sizes["kinds"].values())
+    return {
+        "variables": list(variables),
+        "load_before": os.getloadavg(),
+        "seconds": round(seconds, 1),
+        "build": manifest.get("last_build", {}),
+        "raw_bytes": raw,
+        "derived_bytes": derived,
+        "derived_over_raw": round(derived / max(raw, 1), 3),
+        "bytes_per_kind": dict(sorted(sizes["kinds"].items(), key=lambda kv: -kv[1])),
+        "bytes_per_array": sizes["arrays"],
+    }
+
+
+def _print_full(result: dict[str, Any]) -> None:
+    raw = result["raw_bytes"]
+    print(
+        f"full build of {', '.join(result['variables'])}: {result['seconds']} s, "
+        f"{result['build'].get('mb_per_s')} MB/s (load before {result['load_before'][0]:.2f}); "
+        f"raw {raw / 1e6:.1f} MB on disk, derived {result['derived_bytes'] / 1e6:.1f} MB "
+        f"= {result['derived_over_raw']:.3f}x raw"
+    )
+    for kind, nbytes in result["bytes_per_kind"].items():
+        print(f"  {kind:<28} {nbytes / 1e6:10.1f} MB  {nbytes / max(raw, 1):6.3f}x raw")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tests.bench.build_bounds", description=__doc__.splitlines()[0]
@@ -147,9 +223,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("source")
     parser.add_argument("--units", default="1,2,3,4")
     parser.add_argument("--out", default="bench-results/build_bounds.json")
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help="also build the whole source and print bytes on disk per derived array kind",
+    )
+    parser.add_argument("--variables", default="t2m", help="variables of --full (comma list)")
     args = parser.parse_args(argv)
     result = measure(args.source, [int(u) for u in args.units.split(",")])
     print(json.dumps({k: v for k, v in result.items() if k != "units"}, indent=1))
+    if args.full:
+        result["full"] = full_build(args.source, tuple(args.variables.split(",")))
+        _print_full(result["full"])
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
