@@ -26,11 +26,15 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["Settings", "SettingsError"]
+__all__ = ["Settings", "SettingsError", "argument_type"]
 
 
 class SettingsError(ValueError):
     """A ``GRIDSCOPE_*`` variable has a value that is not allowed (one line, in words)."""
+
+
+class _Invalid(ValueError):
+    """What a setting's parser expected (the message, written here)."""
 
 
 def _size(text: str) -> int:
@@ -42,43 +46,33 @@ def _size(text: str) -> int:
         raise _Invalid("expected a positive size such as 2GB, 500MiB or 1e9") from None
 
 
-class _Invalid(ValueError):
-    """What a setting's parser expected (the message, written here)."""
+def _number(expected: str, *, least: float, above: bool = False) -> Callable[[str], float]:
+    """A parser of finite numbers ``>= least`` (``> least`` when ``above``) that says
+    ``expected`` about anything else."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise _Invalid(expected) from None
+        if not math.isfinite(value) or value < least or (above and value == least):
+            raise _Invalid(expected)
+        return value
+
+    return parse
 
 
-def _number(text: str, expected: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise _Invalid(expected) from None
+_seconds = _number("expected a number of seconds, 0 or more", least=0)
+_positive_seconds = _number("expected a positive number of seconds", least=0, above=True)
+_rate = _number("expected bytes per second, a positive number such as 2e8", least=0, above=True)
+_at_least_one = _number("expected a whole number of at least 1", least=1)
 
 
 def _whole(text: str) -> int:
-    value = _number(text, "expected a whole number of at least 1")
-    if not math.isfinite(value) or value < 1 or value != int(value):
+    value = _at_least_one(text)
+    if value != int(value):
         raise _Invalid("expected a whole number of at least 1")
     return int(value)
-
-
-def _seconds(text: str) -> float:
-    value = _number(text, "expected a number of seconds, 0 or more")
-    if not math.isfinite(value) or value < 0:
-        raise _Invalid("expected a number of seconds, 0 or more")
-    return value
-
-
-def _positive_seconds(text: str) -> float:
-    value = _number(text, "expected a positive number of seconds")
-    if not math.isfinite(value) or value <= 0:
-        raise _Invalid("expected a positive number of seconds")
-    return value
-
-
-def _rate(text: str) -> float:
-    value = _number(text, "expected bytes per second, a positive number such as 2e8")
-    if not math.isfinite(value) or value <= 0:
-        raise _Invalid("expected bytes per second, a positive number such as 2e8")
-    return value
 
 
 def _flag(text: str) -> bool:
@@ -146,6 +140,8 @@ class Settings:
         "the shared answer directory (empty: under the system temp dir; off: none)")  # fmt: skip
     catalog: str = _field("GRIDSCOPE_CATALOG", _text, "",
         "catalog YAML (empty: the bundled one)")  # fmt: skip
+    num_procs: int = _field("GRIDSCOPE_NUM_PROCS", _whole, 1,
+        "server processes gridscope serve forks on one port (--num-procs)")  # fmt: skip
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -181,3 +177,19 @@ class Settings:
     def variables() -> dict[str, str]:
         """``{variable: what it sets}`` for every setting (for ``--help`` and the docs)."""
         return {f.metadata["var"]: f.metadata["doc"] for f in dataclasses.fields(Settings)}
+
+
+def argument_type(name: str) -> Callable[[str], Any]:
+    """The parser of the setting ``name`` (a `Settings` field) as an argparse ``type``:
+    the flag and its ``GRIDSCOPE_*`` variable accept the same values, in the same words."""
+    import argparse
+
+    parse = next(f.metadata["parse"] for f in dataclasses.fields(Settings) if f.name == name)
+
+    def argument(text: str) -> Any:
+        try:
+            return parse(text)
+        except _Invalid as invalid:
+            raise argparse.ArgumentTypeError(f"{text[:40]!r}: {invalid.args[0]}") from None
+
+    return argument

@@ -48,8 +48,9 @@ def _catalog(tmp_path: Path) -> Path:
 def two_procs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("procs")
     log = tmp / "serve.log"
+    # the process count from the environment (the Helm chart's numProcs may set either)
     proc, url = start_server(
-        ["--num-procs", "2", "--workers", "1", "--catalog", str(_catalog(tmp))], log
+        ["--workers", "1", "--catalog", str(_catalog(tmp))], log, env={"GRIDSCOPE_NUM_PROCS": "2"}
     )
     try:
         yield proc, url, log
@@ -139,7 +140,7 @@ def test_num_procs_refusals(capsys, tmp_path) -> None:
 
     with pytest.raises(SystemExit):
         gridscope(["serve", "--num-procs", "0"])
-    assert "--num-procs: '0': need at least 1" in capsys.readouterr().err
+    assert "--num-procs: '0': expected a whole number of at least 1" in capsys.readouterr().err
     catalog = str(_catalog(tmp_path))
     assert gridscope(["serve", "--catalog", catalog, "--num-procs", "2",
                       "--gateway", "http://gateway.invalid"]) == 2  # fmt: skip
@@ -151,6 +152,24 @@ def test_num_procs_refusals(capsys, tmp_path) -> None:
     problem = _num_procs_problem(3, ClusterSpec(), platform="win32")
     assert "Windows cannot" in problem
     assert _num_procs_problem(3, ClusterSpec()) == ""
+
+
+def test_num_procs_from_the_environment(capsys, monkeypatch, tmp_path) -> None:
+    """GRIDSCOPE_NUM_PROCS is used when --num-procs is absent; the flag wins; bad values are
+    refused in words (the gateway refusal below names the count serve would have forked)."""
+    catalog = str(_catalog(tmp_path))
+    gateway = ["--catalog", catalog, "--gateway", "http://gateway.invalid"]
+    monkeypatch.setenv("GRIDSCOPE_NUM_PROCS", "3")
+    assert gridscope(["serve", *gateway]) == 2
+    assert "--num-procs 3 needs one scheduler address" in capsys.readouterr().err
+    assert gridscope(["serve", *gateway, "--num-procs", "2"]) == 2
+    assert "--num-procs 2 needs one scheduler address" in capsys.readouterr().err
+    for bad in ("0", "two", "1.5"):
+        monkeypatch.setenv("GRIDSCOPE_NUM_PROCS", bad)
+        assert gridscope(["serve", "--catalog", catalog]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == (f"gridscope serve: error: GRIDSCOPE_NUM_PROCS={bad!r}: "
+                       "expected a whole number of at least 1")  # fmt: skip
 
 
 def test_stopping_the_server_stops_its_processes(two_procs) -> None:

@@ -44,6 +44,10 @@ def test_each_variable_sets_its_field() -> None:
         ("GRIDSCOPE_WARM_UP_SECONDS", "soon", "seconds"),
         ("GRIDSCOPE_READ_RATE", "nan", "bytes per second"),
         ("GRIDSCOPE_WEBGL", "maybe", "1 or 0"),
+        ("GRIDSCOPE_NUM_PROCS", "0", "whole number of at least 1"),
+        ("GRIDSCOPE_API_MAX_AGE", "inf", "whole number of at least 1"),
+        ("GRIDSCOPE_REQUEST_TIMEOUT", "0", "positive number of seconds"),
+        ("GRIDSCOPE_WARM_UP_SECONDS", "-0.5", "0 or more"),
     ],
 )
 def test_a_malformed_value_is_refused_naming_the_variable(var, value, expected) -> None:
@@ -52,6 +56,21 @@ def test_a_malformed_value_is_refused_naming_the_variable(var, value, expected) 
     message = str(info.value)
     assert message.startswith(f"{var}='{value}': ") and expected in message
     assert "\n" not in message
+
+
+def test_a_flag_accepts_what_its_variable_accepts(capsys) -> None:
+    """``serve``'s flags parse with their setting's parser: same values, same words."""
+    from app.cli import main as gridscope
+
+    for flag, value, words in [
+        ("--request-timeout", "0", "expected a positive number of seconds"),
+        ("--max-request-bytes", "lots", "expected a positive size"),
+        ("--max-concurrent", "2.5", "expected a whole number of at least 1"),
+        ("--num-procs", "0", "expected a whole number of at least 1"),
+    ]:
+        with pytest.raises(SystemExit):
+            gridscope(["serve", flag, value])
+        assert f"{flag}: '{value}': {words}" in capsys.readouterr().err
 
 
 def test_every_field_has_a_variable_and_the_app_reads_no_other_way() -> None:

@@ -5,17 +5,19 @@ By default serves the bundled catalog's local datasets on http://localhost:5006 
 (`app.commands.cluster_flags`: ``--scheduler``, ``--gateway``, ``--kubernetes``,
 ``--adapt``; or ``DASK_SCHEDULER_ADDRESS`` / ``DASK_GATEWAY__ADDRESS``) name another.
 ``--num-procs N`` serves from N forked processes on one port and one cluster
-(`_serve_processes`).
+(`_serve_processes`; ``GRIDSCOPE_NUM_PROCS`` when the flag is absent).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from typing import TYPE_CHECKING, Any
 
-from app.commands.cluster_flags import add_cluster_flags, positive_int
+from app.commands.cluster_flags import add_cluster_flags
+from app.settings import argument_type
 
 if TYPE_CHECKING:
     from pipelines.cluster import ClusterSpec
@@ -43,13 +45,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help="public mode: catalog datasets only (extra SOURCE paths are refused), every "
                              "request limit on, signed session ids, an explicit websocket origin list")  # fmt: skip
     limits = parser.add_argument_group("request limits (public mode has defaults: 2GB, 4, 60 s)")
-    limits.add_argument("--max-request-bytes", type=_size, metavar="SIZE",
+    limits.add_argument("--max-request-bytes", type=argument_type("max_request_bytes"), metavar="SIZE",
                         help="refuse a view that would read more than SIZE (e.g. 2GB, 500MiB; "
                              "env GRIDSCOPE_MAX_REQUEST_BYTES)")  # fmt: skip
-    limits.add_argument("--max-concurrent", type=positive_int, metavar="N",
+    limits.add_argument("--max-concurrent", type=argument_type("max_concurrent"), metavar="N",
                         help="computations running at once over all sessions; the others queue "
                              "(env GRIDSCOPE_MAX_CONCURRENT)")  # fmt: skip
-    limits.add_argument("--request-timeout", type=_seconds, metavar="SECONDS",
+    limits.add_argument("--request-timeout", type=argument_type("request_timeout"), metavar="SECONDS",
                         help="cancel a computation after SECONDS (env GRIDSCOPE_REQUEST_TIMEOUT)")  # fmt: skip
     server = parser.add_argument_group("server security and sessions")
     server.add_argument("--sign-sessions", action=argparse.BooleanOptionalAction, default=None,
@@ -57,45 +59,29 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                              "--public, with a per-process random secret if none is set)")  # fmt: skip
     server.add_argument("--xsrf-cookies", action="store_true",
                         help="require XSRF cookies on HTTP requests that change state")  # fmt: skip
-    server.add_argument("--unused-session-lifetime", type=_seconds, metavar="SECONDS",
+    server.add_argument("--unused-session-lifetime", type=_positive_seconds, metavar="SECONDS",
                         help="free a session SECONDS after its browser tab closed (Bokeh default 15)")  # fmt: skip
-    server.add_argument("--check-unused-sessions", type=_seconds, metavar="SECONDS",
+    server.add_argument("--check-unused-sessions", type=_positive_seconds, metavar="SECONDS",
                         help="look for unused sessions every SECONDS (Bokeh default 17)")  # fmt: skip
-    parser.add_argument("--num-procs", type=positive_int, default=1, metavar="N",
+    parser.add_argument("--num-procs", type=argument_type("num_procs"), metavar="N",
                         help="N server processes on one port (forked; not on Windows), all on one "
                              "Dask cluster: the LocalCluster started once, or --scheduler. Request "
                              "limits and caches are per process: --max-concurrent 4 with 3 "
-                             "processes lets 12 computations run at once (default 1)")  # fmt: skip
+                             "processes lets 12 computations run at once (default: "
+                             "GRIDSCOPE_NUM_PROCS, or 1)")  # fmt: skip
     parser.add_argument("--show", action=argparse.BooleanOptionalAction, default=False,
                         help="open a browser tab (default: no)")  # fmt: skip
     parser.set_defaults(run=run)
 
 
-def _size(text: str) -> int:
-    from app.limits import parse_bytes
-
-    try:
-        return parse_bytes(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _seconds(text: str) -> float:
-    import math
-
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text[:40]!r}: expected a number of seconds") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"{text[:40]!r}: must be a positive number of seconds")
-    return value
+_positive_seconds = argument_type("request_timeout")  # Bokeh's session timers: seconds > 0
 
 
 def run(args: argparse.Namespace) -> int:
     from app.commands.cluster_flags import cluster_spec
     from app.limits import Limits
     from app.server import serve, server_options
+    from app.settings import Settings, SettingsError
     from app.sources import DatasetSources
     from pipelines.cluster import ClusterError, connect, disconnect
 
@@ -103,6 +89,12 @@ def run(args: argparse.Namespace) -> int:
         print("gridscope serve: error: --public serves catalog datasets only; drop the SOURCE paths",
               file=sys.stderr)  # fmt: skip
         return 2
+    if args.num_procs is None:  # the flag, else GRIDSCOPE_NUM_PROCS, else 1
+        try:
+            args.num_procs = Settings.from_env(os.environ).num_procs
+        except SettingsError as exc:
+            print(f"gridscope serve: error: {exc}", file=sys.stderr)
+            return 2
     if not 0 < args.port < 65536:
         print(f"gridscope serve: error: --port {args.port} is not a valid port", file=sys.stderr)
         return 2
@@ -159,7 +151,6 @@ def _serve_processes(
     open its websocket on another, which then builds the session from the signed
     token). This process waits on them and restarts one that dies; they die with it.
     """
-    import os
     import signal
 
     from app.server import serve
@@ -305,7 +296,6 @@ def _check_reachable(address: str, timeout: float = 10.0) -> None:
 def _die_with_parent(parent: int) -> None:
     """End this forked server process when the serving process ends (Linux), however it ends."""
     import ctypes
-    import os
     import signal
 
     try:
