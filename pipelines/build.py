@@ -90,9 +90,11 @@ from pipelines.derived import (
     split_store_name,
     write_manifest,
 )
+from pipelines.multiscales import write_multiscales
 from pipelines.pyramid import coarsen_fields
 from pipelines.reductions import spatial_dims
 from pipelines.selection import is_regular, level_index
+from pipelines.timeseries_store import level_means
 
 __all__ = ["BuildConfig", "build_derived", "open_source"]
 
@@ -136,8 +138,9 @@ class BuildConfig:
 
 
 _SOURCES: dict[str, xr.Dataset] = {}
-#: Manifest format: 2 lays aggregate rows out for appends (``layout_steps``).
-_FORMAT = 2
+#: Manifest format: 2 lays aggregate rows out for appends (``layout_steps``); 3 stores
+#: time-series levels as float32 block means and valid areas, floats bit-shuffled.
+_FORMAT = 3
 
 
 def open_source(source: str, nsteps: int | None = None) -> xr.Dataset:
@@ -168,10 +171,14 @@ def _table(nt: int, cfg: BuildConfig) -> BlockTable:
     return BlockTable(nt, cfg.base_block, layout_steps=layout_steps_for(nt, cfg.base_block))
 
 
-def _compressor() -> Any:
+def _compressor(path: str, dtype: str) -> Any:
+    """The codec of a derived array (see the module docstring): blosc-lz4 with bit
+    shuffling for float fields and sums, byte shuffling for integer counts and areas
+    (nearly constant: byte shuffling packs them twice as well)."""
     from zarr.codecs import BloscCodec
 
-    return BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
+    plain = dtype.startswith("int") or path.rsplit("/", 1)[-1] == "area"
+    return BloscCodec(cname="lz4", clevel=5, shuffle="shuffle" if plain else "bitshuffle")
 
 
 def _layout(ds: xr.Dataset, var: str, cfg: BuildConfig) -> dict[str, dict[str, Any]]:
@@ -201,11 +208,11 @@ def _layout(ds: xr.Dataset, var: str, cfg: BuildConfig) -> dict[str, dict[str, A
                 out["aggregates"][f"L{lev}/{name}"] = ((table.total, nyl, nxl), tile, dtype)
             out["aggregates"][f"L{lev}/shift"] = ((nyl, nxl), (nyl, nxl), "float64")
         if 1 <= lev <= cfg.ts_max_level:
-            for name in ("wsum", "warea"):
+            for name in _TS_LEVEL_ARRAYS:
                 out["timeseries"][f"L{lev}/{name}"] = (
                     (nt, nyl, nxl),
                     (u, min(32, nyl), min(32, nxl)),
-                    "float64",
+                    "float32",
                 )
     out["timeseries"]["values"] = ((nt, ny, nx), (u, min(32, ny), min(32, nx)), "float32")
     return out
@@ -225,8 +232,8 @@ def _cells_layout(ds: xr.Dataset, cfg: BuildConfig) -> dict[str, dict[str, Any]]
     out["timeseries"]["values"] = ((nt, n), (u, min(TS_CHUNK, n)), "float32")
     for lev in range(1, cfg.ts_max_level + 1):
         m = math.ceil(n / FANOUT**lev)
-        for name in ("wsum", "warea"):
-            out["timeseries"][f"L{lev}/{name}"] = ((nt, m), (u, min(TS_CHUNK, m)), "float64")
+        for name in _TS_LEVEL_ARRAYS:
+            out["timeseries"][f"L{lev}/{name}"] = ((nt, m), (u, min(TS_CHUNK, m)), "float32")
     if table.total:
         for name, dtype in _STAT_DTYPES:
             out["aggregates"][f"L0/{name}"] = ((table.total, n), (1, min(AGG_CHUNK, n)), dtype)
@@ -247,6 +254,9 @@ def _cells_layout(ds: xr.Dataset, cfg: BuildConfig) -> dict[str, dict[str, Any]]
             out["aggregates"][f"L{lev}/shift"] = (shape, shape, "float64")
     return out
 
+
+#: A time-series level's arrays (`pipelines.timeseries_store.level_means`).
+_TS_LEVEL_ARRAYS = ("mean", "area")
 
 _STAT_DTYPES = (
     ("sum", "float64"),
@@ -304,7 +314,7 @@ def _create_arrays(folder: Path, var: str, layout: dict[str, dict[str, Any]]) ->
                 shape=shape,
                 chunks=chunks,
                 dtype=dtype,
-                compressors=[_compressor()],
+                compressors=[_compressor(path, dtype)],
                 fill_value=fill,
                 overwrite=True,
             )
@@ -524,8 +534,9 @@ def _run_unit(
             for kind in ("mean", "min", "max"):
                 writer.write(pyr[f"{var}/L{lev}/{kind}"], t0, levels[lev - 1][kind])
         for lev in range(1, cfg.ts_max_level + 1):
-            writer.write(ts[f"{var}/L{lev}/wsum"], t0, levels[lev - 1]["wsum"])
-            writer.write(ts[f"{var}/L{lev}/warea"], t0, levels[lev - 1]["warea"])
+            # the pyramid's mean field is the time-series level's block mean
+            writer.write(ts[f"{var}/L{lev}/mean"], t0, levels[lev - 1]["mean"])
+            writer.write(ts[f"{var}/L{lev}/area"], t0, levels[lev - 1]["warea"].astype("float32"))
         table = _table(nt, cfg)
         b = cfg.base_block
         nblocks = (t1 - t0) // b
@@ -624,8 +635,9 @@ def _write_cell_unit(
         writer.write(ts[f"{var}/values"], t0, values)
         sums = block_sums(values, grid.area, cfg.ts_max_level)
         for lev, (wsum, warea) in enumerate(sums, start=1):
-            writer.write(ts[f"{var}/L{lev}/wsum"], t0, wsum)
-            writer.write(ts[f"{var}/L{lev}/warea"], t0, warea)
+            mean, area = level_means(wsum, warea)
+            writer.write(ts[f"{var}/L{lev}/mean"], t0, mean)
+            writer.write(ts[f"{var}/L{lev}/area"], t0, area)
         _write_blocks(writer, agg, var, 0, values, None, None, t0, nt, cfg)
         for lev in range(1, len(grid.level_rows[: cfg.max_level]) + 1):
             fields = level_fields(values, grid.level(lev))
@@ -1169,6 +1181,9 @@ def build_derived(
             "units_mb_per_s": round(nbytes / 1e6 / max(build_seconds, 1e-9), 1),
         }
     manifest.pop("appending", None)
+    for var in variables:  # GeoZarr multiscales attributes naming the pyramid's levels
+        if manifest["variables"][var].get("layout") == "grid":
+            write_multiscales(data, var, ds["lat"].values, ds["lon"].values)
     _publish(folder, manifest)  # the complete version, all at once
     (folder / NEXT_MANIFEST).unlink(missing_ok=True)
     return folder

@@ -10,10 +10,11 @@ true areas in position order. Per variable (see `pipelines.derived` for the fold
 
 - ``timeseries.zarr/<var>/values`` (time, position) float32, chunks (unit, 4096): a
   point series reads ``nsteps / unit`` chunks;
-- ``timeseries.zarr/<var>/L<l>/{wsum,warea}`` (time, ceil(n / 4**l)) float64: per
-  aligned block of ``4**l`` consecutive positions and step, the sum of area * value
-  and of area over valid cells. A box series reads each whole tile of the box's cover
-  (`CellGrid.cover`) as one block sum and only the cells of tiles its edge crosses as
+- ``timeseries.zarr/<var>/L<l>/{mean,area}`` (time, ceil(n / 4**l)) float32: per
+  aligned block of ``4**l`` consecutive positions and step, the area-weighted mean of
+  the valid cells and their area (`pipelines.timeseries_store.level_means`: error
+  bound there). A box series reads each whole tile of the box's cover
+  (`CellGrid.cover`) as one block and only the cells of tiles its edge crosses as
   values, so it reads O(perimeter) values per step, and sums in float64;
 - ``aggregates.zarr/<var>/L0/{sum,sumsq,count,min,max}`` (block, position) and
   ``L0/shift`` (position): the temporal aggregates of `pipelines.aggregates` per cell.
@@ -78,6 +79,7 @@ from pipelines.aggregates import block_stats, decompose_range, finish
 from pipelines.query import Query, QueryError
 from pipelines.reductions import spatial_dims
 from pipelines.selection import _no_cell_error, bbox_cell_mask, nearest_cell_index
+from pipelines.timeseries_store import level_sums
 
 __all__ = [
     "FANOUT",
@@ -717,7 +719,8 @@ def plan_cell_series(
     ``stores`` is the variable's `pipelines.derived.VariableStores`; steps
     ``[r0, r1)`` are read and ``finish_series`` (the planner's) selects the query's
     range and applies an anomaly. A box is decided on the Z-order tile index
-    (`CellGrid.cover`): its whole tiles are read as block sums (``L<l>/{wsum,warea}``),
+    (`CellGrid.cover`): its whole tiles are read as block means and areas
+    (``L<l>/{mean,area}``, `pipelines.timeseries_store.level_sums`),
     only the cells of tiles its edge crosses as values. Returns (description, bytes
     read, run).
     """
@@ -755,7 +758,7 @@ def plan_cell_series(
     ncells = cover.count
     if ncells == 0:
         raise _no_cell_error(query.bbox)
-    nread = singles.size + sum(4 * b.size for b in blocks.values())
+    nread = singles.size + sum(2 * b.size for b in blocks.values())  # float32 mean + area
 
     def edge_sums() -> tuple[np.ndarray, np.ndarray]:
         x = gather(values, slice(r0, r1), singles)
@@ -763,24 +766,23 @@ def plan_cell_series(
         w = grid.area[singles]
         return np.where(valid, x, np.float32(0)).astype("float64") @ w, valid @ w
 
-    def level_sum(lev: int, name: str) -> np.ndarray:
-        arr = stores.array("timeseries", f"L{lev}/{name}")
-        return gather(arr, slice(r0, r1), blocks[lev]).sum(axis=1)
+    def level_sum(lev: int) -> tuple[np.ndarray, np.ndarray]:
+        mean, area = (
+            gather(stores.array("timeseries", f"L{lev}/{name}"), slice(r0, r1), blocks[lev])
+            for name in ("mean", "area")
+        )
+        wsum, warea = level_sums(mean, area)
+        return wsum.sum(axis=1), warea.sum(axis=1)
 
     def run_box() -> xr.DataArray:
         tasks = _task_pool()
         edge = tasks.submit(edge_sums)
-        sums = [
-            (name, tasks.submit(level_sum, lev, name))
-            for lev in blocks
-            for name in ("wsum", "warea")
-        ]
+        sums = [tasks.submit(level_sum, lev) for lev in blocks]
         wsum, warea = edge.result()
-        for name, future in sums:
-            if name == "wsum":
-                wsum = wsum + future.result()
-            else:
-                warea = warea + future.result()
+        for future in sums:
+            ws, wa = future.result()
+            wsum = wsum + ws
+            warea = warea + wa
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = np.where(warea > 0, wsum / np.where(warea > 0, warea, 1.0), np.nan)
         out = xr.DataArray(mean, dims="time", coords={"time": times}, attrs=dict(da.attrs))

@@ -14,7 +14,7 @@ source, or ``$GRIDSCOPE_DERIVED_DIR/<slug>/``, or a folder given to ``gridscope 
     aggregates.zarr/<var>/L<l>/{sum,sumsq,count,min,max}  (block, lat_l, lon_l)
     aggregates.zarr/<var>/L<l>/shift                (lat_l, lon_l) float64
     timeseries.zarr/<var>/values                    (time, lat, lon) float32, long in time
-    timeseries.zarr/<var>/L<l>/{wsum,warea}         (time, lat_l, lon_l) float64, l >= 1
+    timeseries.zarr/<var>/L<l>/{mean,area}          (time, lat_l, lon_l) float32, l >= 1
 
 On rotated, projected, curvilinear and unstructured grids (manifest
 ``variables.<var>.layout == "cells"``) the arrays hold the grid's cells flattened and
@@ -25,7 +25,7 @@ regridding matrices); see `pipelines.cell_stores`::
     aggregates.zarr/<var>/L0/{sum,sumsq,count,min,max}     (block, position)
     aggregates.zarr/<var>/L<k>/{sum,sumsq,count,min,max}   (block, nlat_k, 2 nlat_k)
     timeseries.zarr/<var>/values                           (time, position) float32
-    timeseries.zarr/<var>/L<l>/{wsum,warea}                (time, ceil(n / 4**l)) float64
+    timeseries.zarr/<var>/L<l>/{mean,area}                 (time, ceil(n / 4**l)) float32
 
 (the ``*.zarr`` and ``cells/`` paths are inside the version's data folder; stores
 built before versions have them in the folder itself and no ``data`` entry).

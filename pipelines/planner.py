@@ -57,7 +57,7 @@ from pipelines.selection import (
     select_time_range,
     step_index,
 )
-from pipelines.timeseries_store import cheapest_cover, lon_runs
+from pipelines.timeseries_store import cheapest_cover, level_sums, lon_runs
 
 __all__ = ["Plan", "PlanBudgetError", "plan_map", "plan_series"]
 
@@ -773,14 +773,14 @@ def plan_series(ds: xr.Dataset, query: Query, *, max_bytes: int | None = None) -
     ny, nx = ds.sizes["lat"], ds.sizes["lon"]
     i0, i1 = region.lat_slice.start, region.lat_slice.stop
     chunks = {
-        lev: tuple(stores.array("timeseries", "values" if lev == 0 else f"L{lev}/wsum").chunks[1:])
+        lev: tuple(stores.array("timeseries", "values" if lev == 0 else f"L{lev}/mean").chunks[1:])
         for lev in range(stores.ts_max_level + 1)
     }
     pieces = []
     for a, b in region.runs:
         pieces += cheapest_cover(i0, i1, a, b, ny, nx, stores.ts_max_level, chunks)
     area0 = _grid(ds, 0).cell_area
-    ncells_read = sum((p[2] - p[1]) * (p[4] - p[3]) * (1 if p[0] == 0 else 4) for p in pieces)
+    ncells_read = sum((p[2] - p[1]) * (p[4] - p[3]) * (1 if p[0] == 0 else 2) for p in pieces)
     nbytes = ncells_read * nsteps * 4
 
     def read_piece(piece: tuple[int, int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -795,8 +795,9 @@ def plan_series(ds: xr.Dataset, query: Query, *, max_bytes: int | None = None) -
                 # the valid cells' area, summed (not total minus missing: all-missing is 0)
                 return x.astype("float64") @ w, (~missing).astype("float64") @ w
             return x.astype("float64") @ w, np.full(x.shape[0], w.sum())
-        ws = stores.array("timeseries", f"L{lev}/wsum")[r0:r1, bi0:bi1, bj0:bj1]
-        wa = stores.array("timeseries", f"L{lev}/warea")[r0:r1, bi0:bi1, bj0:bj1]
+        mean = stores.array("timeseries", f"L{lev}/mean")[r0:r1, bi0:bi1, bj0:bj1]
+        area = stores.array("timeseries", f"L{lev}/area")[r0:r1, bi0:bi1, bj0:bj1]
+        ws, wa = level_sums(mean, area)
         return ws.sum(axis=(1, 2)), wa.sum(axis=(1, 2))
 
     def run_region() -> xr.DataArray:

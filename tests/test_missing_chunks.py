@@ -170,9 +170,9 @@ POINT = (-138.0, 52.0)
     ("chunk", "region_plan", "named"),
     [
         (
-            "timeseries.zarr/sst/L2/wsum/c/0/0/0",
+            "timeseries.zarr/sst/L2/mean/c/0/0/0",
             "time-series copy, ",
-            "timeseries.zarr/sst/L2/wsum",
+            "timeseries.zarr/sst/L2/mean",
         ),
         ("timeseries.zarr/sst/values/c/1/1/0", "brute force", "timeseries.zarr/sst/values"),
     ],

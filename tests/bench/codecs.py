@@ -30,8 +30,14 @@ def _samples(steps: int) -> dict[str, np.ndarray]:
     lev1 = coarsen_fields(values, area, 1)[0]
     stats = block_stats(values, values[0].astype("float64"), steps)
     sst = synthetic_field(spec, "sst", np.arange(1), spec.lat, spec.lon)
+    ts = np.ascontiguousarray(values[:, 320:352, 640:672])  # one time-series chunk
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ts_mean = (lev1["wsum"] / lev1["warea"]).astype("float32")
     return {
         "raw float32 (1 step)": values[:1],
+        "ts values float32 (steps x 32 x 32)": ts,
+        "ts L1 mean float32": ts_mean[:2],
+        "ts L1 area float32": lev1["warea"][:2].astype("float32"),
         "raw sst float32 (NaN land)": sst,
         "pyramid L1 mean float32": lev1["mean"][:4],
         "agg sum float64": stats.sum,
@@ -49,7 +55,9 @@ def _codecs() -> dict[str, Any]:
         "none": None,
         "blosc-lz4 c5 shuffle": Blosc(cname="lz4", clevel=5, shuffle=Blosc.SHUFFLE),
         "blosc-lz4 c1 shuffle": Blosc(cname="lz4", clevel=1, shuffle=Blosc.SHUFFLE),
+        "blosc-lz4 c5 bitshuffle": Blosc(cname="lz4", clevel=5, shuffle=Blosc.BITSHUFFLE),
         "blosc-zstd c1 shuffle": Blosc(cname="zstd", clevel=1, shuffle=Blosc.SHUFFLE),
+        "blosc-zstd c1 bitshuffle": Blosc(cname="zstd", clevel=1, shuffle=Blosc.BITSHUFFLE),
         "blosc-zstd c3 shuffle": Blosc(cname="zstd", clevel=3, shuffle=Blosc.SHUFFLE),
         "zstd c3 (no shuffle)": Zstd(level=3),
     }

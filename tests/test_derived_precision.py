@@ -1,0 +1,110 @@
+"""The derived stores' compact encodings stay exact: float64 numpy brute force on
+adversarial data (a large offset, a strong trend and a seasonal cycle relative to the
+noise, NaNs that move in time).
+
+Time-series levels are float32 block means + valid areas
+(`pipelines.timeseries_store.level_means`): box series within 1e-5 relative of the
+float64 area-weighted mean. The test builds a small regular store with
+`pipelines.build.build_derived` and asks the planner, whose plan must read the coarse
+levels.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from data_catalog import open_dataset
+from pipelines import Query
+from pipelines.build import BuildConfig, build_derived
+from pipelines.planner import plan_series
+from pipelines.timeseries_store import level_means, level_sums
+
+NT = 48
+CONFIG = BuildConfig(max_level=2, ts_max_level=4, base_block=2, unit_steps=8)
+
+
+def _adversarial(nt: int, ny: int, nx: int, seed: int) -> dict[str, np.ndarray]:
+    """``tas``: ~1000 K offset, +300 over the record, a 40 K seasonal cycle, noise 0.5,
+    10% of the cells NaN at random per step and a fixed 'land' block; ``anom``: the same
+    noise about 0 (values of both signs: the hard case for relative errors)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(nt)[:, None, None]
+    trend = 1000.0 + 300.0 * t / nt + 40.0 * np.sin(2 * np.pi * t / 12)
+    tas = trend + rng.normal(0.0, 0.5, (nt, ny, nx))
+    tas[rng.random((nt, ny, nx)) < 0.1] = np.nan
+    tas[:, ny // 3 : ny // 2, nx // 4 : nx // 2] = np.nan
+    anom = rng.normal(0.0, 1.0, (nt, ny, nx))
+    anom[np.isnan(tas)] = np.nan
+    return {"tas": tas.astype("float32"), "anom": anom.astype("float32")}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("precision")
+    lat = np.arange(-89.0, 90.0, 2.0)
+    lon = np.arange(-179.0, 180.0, 2.0)
+    fields = _adversarial(NT, lat.size, lon.size, seed=7)
+    ds = xr.Dataset(
+        {name: (("time", "lat", "lon"), x, {"units": "K"}) for name, x in fields.items()},
+        coords={
+            "time": pd.date_range("2000-01-01", periods=NT, freq="D"),
+            "lat": ("lat", lat, {"units": "degrees_north"}),
+            "lon": ("lon", lon, {"units": "degrees_east"}),
+        },
+    )
+    path = root / "adversarial.zarr"
+    ds.to_zarr(path, mode="w")
+    build_derived(str(path), out=root, scheduler="synchronous", config=CONFIG, progress=False)
+    return open_dataset(str(path))
+
+
+def _brute_box_mean(ds: xr.Dataset, var: str, box: tuple[float, float, float, float]):
+    """Area-weighted mean of the valid cells with centres in ``box``, float64 numpy."""
+    west, south, east, north = box
+    lat, lon = ds["lat"].values, ds["lon"].values
+    rows = (lat >= south) & (lat <= north)
+    cols = (lon >= west) & (lon <= east)
+    x = np.asarray(ds[var].values, "float64")[:, rows][:, :, cols]
+    area = np.asarray(ds["cell_area"].values, "float64")[np.ix_(rows, cols)]
+    valid = ~np.isnan(x)
+    return (np.where(valid, x, 0.0) * area).sum(axis=(1, 2)) / (valid * area).sum(axis=(1, 2))
+
+
+BOXES = [(-179.5, -89.5, 179.5, 89.5), (-120.0, -60.0, 100.0, 70.0), (-31.0, -17.0, 47.0, 55.0)]
+
+
+@pytest.mark.parametrize("box", BOXES)
+def test_box_series_from_float32_levels_within_1e5(built, box) -> None:
+    plan = plan_series(built, Query(dataset="p", var="tas", bbox=box))
+    # the coarse time-series levels are read (not only the raw values)
+    levels = re.search(r"levels \[([0-9, ]+)\]", plan.description)
+    assert plan.description.startswith("time-series copy") and levels is not None
+    assert max(int(v) for v in levels.group(1).split(",")) >= 1
+    got = plan.compute().values
+    ref = _brute_box_mean(built, "tas", box)
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=0)
+    # values of both signs (mean near 0): the error stays within 1e-6 of the field's size
+    got = plan_series(built, Query(dataset="p", var="anom", bbox=box)).compute().values
+    ref = _brute_box_mean(built, "anom", box)
+    assert np.nanmax(np.abs(got - ref)) <= 1e-6 * np.nanmean(np.abs(built["anom"].values))
+
+
+def test_level_means_bound() -> None:
+    """sum(mean * area) / sum(area) over stored blocks vs the float64 sums they encode:
+    relative error <= 2**-22 for a field of one sign, for any areas and all-NaN blocks."""
+    rng = np.random.default_rng(1)
+    wsum_true = rng.uniform(250.0, 320.0, (64, 500)) * (area := rng.uniform(0, 1e12, (64, 500)))
+    area[:, ::7] = 0.0  # blocks with no valid cell
+    wsum_true[:, ::7] = 0.0
+    mean, stored_area = level_means(wsum_true, area)
+    assert mean.dtype == np.float32 and stored_area.dtype == np.float32
+    assert np.isnan(mean[:, ::7]).all()
+    wsum, warea = level_sums(mean, stored_area)
+    got = wsum.sum(axis=1) / warea.sum(axis=1)
+    ref = wsum_true.sum(axis=1) / area.sum(axis=1)
+    assert np.max(np.abs(got / ref - 1)) <= 2.0**-22
