@@ -16,7 +16,7 @@ import xarray as xr
 
 from app import answers
 from app.limits import user_message
-from app.runtime import current
+from app.runtime import current, using
 from app.sources import DatasetSources
 from app.state import ExplorerState
 from app.views.dashboard import Dashboard
@@ -38,7 +38,9 @@ class Explorer(pn.viewable.Viewer):
     sources
         Datasets to offer; default: the bundled catalog plus ``source_or_query``'s dataset.
     client
-        A `distributed.Client` for heavy reductions (default: the registered one).
+        A `distributed.Client` this Explorer's heavy reductions run on (default: the
+        process's, registered by ``serve`` or `app.cluster_health.use_client`); it is the
+        client of this Explorer's `runtime` only.
     **state
         `ExplorerState` parameters or URL fields (``var="SST"``, ``region="Tropics"``...).
 
@@ -65,10 +67,10 @@ class Explorer(pn.viewable.Viewer):
             if extra and extra[0] not in sources.ids:
                 sources = DatasetSources.from_catalog(extra=extra)
         # the process's runtime (made from the environment here in a notebook; the
-        # server's own under ``gridscope serve``): its answer cache, limits and cluster
-        self.runtime = current()
-        if client is not None:
-            self.runtime.cluster.use(client)
+        # server's own under ``gridscope serve``): its answer cache, limits and cluster;
+        # with ``client``, a runtime of this Explorer's own that computes on it (the
+        # process's client, and other Explorers', stay as they were)
+        self.runtime = current() if client is None else current().with_client(client)
         self.state = ExplorerState(sources)
         view_params = {k: v for k, v in state.items() if k in self.state.param and k != "name"}
         url_params = {k: (",".join(map(str, v)) if isinstance(v, tuple | list) else str(v))
@@ -85,7 +87,7 @@ class Explorer(pn.viewable.Viewer):
         if view_params:
             self.state.param.update(**view_params)
         self.messages = messages
-        self.results = ViewResults(self.state)
+        self.results = ViewResults(self.state, runtime=self.runtime)
         self.results.refresh()
         self._dashboard: Dashboard | None = None
 
@@ -96,10 +98,11 @@ class Explorer(pn.viewable.Viewer):
 
     def data(self) -> tuple[xr.DataArray, xr.DataArray | None]:
         """``(map, series)`` of the current view as in-memory xarray objects."""
-        ds = self.state.sources.open(self.state.dataset)
-        field = answers.full_map(ds, self.state.map_query)
-        query = self.state.series_query
-        series = answers.series_for(ds, query) if query is not None else None
+        with using(self.runtime):
+            ds = self.state.sources.open(self.state.dataset)
+            field = answers.full_map(ds, self.state.map_query)
+            query = self.state.series_query
+            series = answers.series_for(ds, query) if query is not None else None
         return field, series
 
     def __panel__(self) -> pn.viewable.Viewable:

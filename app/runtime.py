@@ -7,14 +7,22 @@ runtime and `current` hands it to the code that computes (`app.jobs`, `app.answe
 app: everything else that changes while serving (the Dask client and its health, the
 byte budget and the slots, the answer cache, the observed read rate, the background
 builds) is an attribute of it, so a test or a notebook can make a fresh one.
+
+A notebook's `Explorer` given its own Dask client computes on a runtime of its own
+(`Runtime.with_client`: the process's settings, cache and limits, its own cluster); its
+work runs inside `using`, which makes that runtime the one `current` returns in that
+thread or task only, so two Explorers on two clients in one notebook each compute on
+their own and the process's client is left as it was.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from app.answer_cache import AnswerCache
@@ -24,7 +32,7 @@ from app.costs import ReadRate
 from app.limits import Limits, Slots
 from app.settings import Settings
 
-__all__ = ["Runtime", "current", "install"]
+__all__ = ["Runtime", "current", "install", "using"]
 
 
 @dataclasses.dataclass(eq=False)
@@ -91,6 +99,17 @@ class Runtime:
         self.cluster.settings = self.settings
         return self.settings
 
+    def with_client(self, client: Any, spec: Any = None) -> Runtime:
+        """A runtime computing on ``client`` that shares everything else with this one.
+
+        Its settings, answer cache (answers do not depend on where they were computed),
+        limits, slots, read rates and builds are this runtime's; its cluster (the client,
+        its health and reconnection) is its own, so using it changes nothing here.
+        """
+        other = dataclasses.replace(self, cluster=ClusterHealth(self.settings))
+        other.cluster.use(client, spec)
+        return other
+
     @property
     def client(self) -> Any:
         """The registered `distributed.Client`, or None (everything in-process)."""
@@ -99,6 +118,9 @@ class Runtime:
 
 _lock = threading.Lock()
 _installed: list[Runtime] = []  # the process's runtime, once made
+_active: contextvars.ContextVar[Runtime | None] = contextvars.ContextVar(
+    "gridscope_runtime", default=None
+)  # the runtime `using` put in place for this thread or task (None: the process's)
 
 
 def install(runtime: Runtime) -> Runtime:
@@ -108,8 +130,46 @@ def install(runtime: Runtime) -> Runtime:
     return runtime
 
 
+@contextlib.contextmanager
+def using(runtime: Runtime | None) -> Iterator[Runtime]:
+    """Make ``runtime`` the one `current` returns in this thread or task during the block.
+
+    Code run in the block (planning, costing, starting jobs, which keep their runtime)
+    computes on ``runtime``'s client (dask's implicit computes too, `_implicit_computes_on`); other threads, and this one after the block, see
+    the runtime they saw before. None: no change (the process's runtime).
+    """
+    if runtime is None:
+        yield current()
+        return
+    token = _active.set(runtime)
+    try:
+        with _implicit_computes_on(runtime.client):
+            yield runtime
+    finally:
+        _active.reset(token)
+
+
+def _implicit_computes_on(client: Any) -> contextlib.AbstractContextManager:
+    """Send dask's implicit computes in this thread or task (``.values`` of a lazy
+    coordinate while planning) to ``client`` while a default distributed client takes them.
+
+    In a notebook the last `distributed.Client` made takes every implicit compute of the
+    process; inside `using`, an Explorer's own client takes its own. Where no default
+    client exists they run on local threads, and that is left as it is.
+    """
+    import dask
+
+    if client is None or dask.config.get("scheduler", None) != "dask.distributed":
+        return contextlib.nullcontext()
+    return client.as_current()
+
+
 def current() -> Runtime:
-    """The process's runtime; made from the environment on first use when none was installed."""
+    """The runtime `using` put in place here, else the process's runtime (made from the
+    environment on first use when none was installed)."""
+    active = _active.get()
+    if active is not None:
+        return active
     with _lock:
         if not _installed:
             _installed.append(Runtime.from_env())

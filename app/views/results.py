@@ -30,6 +30,7 @@ import param
 import xarray as xr
 
 from app import answers, cluster_health, costs, jobs, limits, map_views
+from app.runtime import Runtime, using
 from app.state import ExplorerState
 
 __all__ = ["ViewResults"]
@@ -93,9 +94,10 @@ class ViewResults(param.Parameterized):
         "user's go-ahead ('' when it does not).",
     )
 
-    def __init__(self, state: ExplorerState, **params: Any):
+    def __init__(self, state: ExplorerState, runtime: Runtime | None = None, **params: Any):
         super().__init__(**params)
         self.state = state
+        self.runtime = runtime  # what the views compute on (None: the process's runtime)
         self._generation = {"map": 0, "series": 0}
         self._jobs: dict[str, jobs.Job | None] = {"map": None, "series": None}
         self._pending_series_query: Any = None
@@ -248,6 +250,14 @@ class ViewResults(param.Parameterized):
         return True
 
     def _start(self, kind: str) -> jobs.Job | None:
+        with using(self.runtime):  # the job keeps its runtime: its client, cache and slots
+            return self._start_job(kind)
+
+    def _task_counts(self) -> tuple[int, int] | None:
+        with using(self.runtime):
+            return cluster_health.cluster_task_counts()
+
+    def _start_job(self, kind: str) -> jobs.Job | None:
         ds = self.state.sources.open(self.state.dataset)
         if kind == "map":
             self._view_key = self._current_view_key()
@@ -356,9 +366,7 @@ class ViewResults(param.Parameterized):
                 return
             done = None
             if job.where.startswith("cluster"):
-                counts = await asyncio.get_running_loop().run_in_executor(
-                    None, cluster_health.cluster_task_counts
-                )
+                counts = await asyncio.get_running_loop().run_in_executor(None, self._task_counts)
                 if counts is not None:
                     baseline = baseline or counts
                     done = costs.done_fraction(baseline, counts)
