@@ -47,11 +47,17 @@ def test_benchmark_runs_end_to_end_on_tiny_data(tmp_path) -> None:
                 "point_series",
                 "area_series",
             }
+    for size in ("1MB", "10MB"):  # storage, build speed and append (issue 14's "done when")
+        sec = results["sizes"][size]
+        assert sec["raw_bytes"] > 0 and sec["derived_bytes"] > 0 and sec["build_fresh"]
+        assert sec["build_mb_per_s"] > 0 and sec["append_seconds"] > 0
+        assert sec["append_from"] + sec["append_steps"] == sec["nsteps"]
     assert results["virtual"]["gridscope"]["map_frame"]["n"] == 2
     # the non-regular grid rows (curvilinear, and an unstructured triangle mesh) with their
     # naive baselines
     assert {sec["kind"] for sec in results["grids"].values()} == {"curvilinear", "mesh"}
     for sec in results["grids"].values():
+        assert sec["raw_bytes"] > 0 and sec["derived_bytes"] > 0 and sec["build_mb_per_s"] > 0
         for side in ("gridscope", "naive"):
             assert {"map_frame", "range_map", "point_series", "area_series"} <= set(sec[side])
             assert all(sec[side][q]["n"] == 2 for q in QUERIES)

@@ -35,6 +35,226 @@ import numpy as np
 QUERIES = ("map_frame", "range_map", "point_series", "area_series")
 
 
+def disk_bytes(path: str | Path) -> int:
+    """Bytes on disk (allocated blocks) of every file under ``path``, each file once
+    (hard links to one file count once), or of the file ``path`` itself."""
+    import os
+
+    root = Path(path)
+    if root.is_file():
+        return root.stat().st_blocks * 512
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for folder, _dirs, files in os.walk(root):
+        for name in files:
+            info = os.stat(os.path.join(folder, name))
+            if (info.st_dev, info.st_ino) not in seen:
+                seen.add((info.st_dev, info.st_ino))
+                total += info.st_blocks * 512
+    return total
+
+
+def derived_bytes(folder: str | Path) -> int:
+    """Bytes on disk of the version of the derived stores in ``folder`` that readers see:
+    the data folder ``manifest.json`` names (older versions, the manifest and a build's
+    own state are left out)."""
+    manifest = json.loads((Path(folder) / "manifest.json").read_text())
+    return disk_bytes(Path(folder) / str(manifest.get("data", "")))
+
+
+def store_fields(
+    raw: Path, derived: Path, build: dict[str, Any], fresh: bool, variables: tuple[str, ...]
+) -> dict[str, Any]:
+    """The storage and build figures of one bench store.
+
+    ``raw_bytes``: the raw zarr store on disk (every variable); ``raw_bytes_built``:
+    its arrays of the built ``variables`` only (what the derived stores are made from);
+    ``derived_bytes``: the published version of its derived stores;
+    ``build_mb_per_s``: the raw bytes the
+    build read, uncompressed (``last_build.bytes_read``, as `tests.bench.build_bounds`
+    counts them) per second of the whole build's wall time (``build`` is that record;
+    ``fresh``: built in this run, else the recorded build of a reused store).
+    """
+    raw_b, derived_b = disk_bytes(raw), derived_bytes(derived)
+    built = sum(disk_bytes(Path(raw) / v) for v in variables)
+    seconds = float(build.get("seconds") or 0.0)
+    read = int(build.get("bytes_read") or 0)
+    return {
+        "raw_bytes": raw_b,
+        "raw_bytes_built": built,
+        "derived_bytes": derived_b,
+        "derived_to_raw": round(derived_b / max(raw_b, 1), 3),
+        "derived_to_raw_built": round(derived_b / max(built, 1), 3),
+        "build_bytes_read": read,
+        "build_seconds": round(seconds, 2),
+        "build_mb_per_s": round(read / 1e6 / seconds, 1) if seconds else None,
+        "build_fresh": fresh,
+    }
+
+
+def _last_build(folder: Path) -> dict[str, Any]:
+    """The ``last_build`` record of the derived stores in ``folder`` ({} when none)."""
+    try:
+        return dict(json.loads((folder / "manifest.json").read_text()).get("last_build", {}))
+    except FileNotFoundError:
+        return {}
+
+
+def _linked_prefix(raw: Path, grow: Path, nsteps: int) -> None:
+    """Write ``grow``: the zarr store ``raw`` (time chunks of one step) cut to its first
+    ``nsteps`` steps; metadata and coordinates written by xarray, the data chunks hard
+    links to ``raw``'s (no bytes copied; copies where links fail)."""
+    import os
+    import shutil
+
+    import xarray as xr
+
+    source = xr.open_zarr(raw, consolidated=False)
+    part = source.isel(time=slice(0, nsteps))
+    shutil.rmtree(grow, ignore_errors=True)
+    part.to_zarr(grow, mode="w", compute=False, zarr_format=3, consolidated=False)
+    for name, var in source.data_vars.items():
+        if var.dims[:1] != ("time",):
+            raise ValueError(f"{raw}: {name} is not on time first")
+        if var.encoding.get("chunks", (0,))[0] != 1:
+            raise ValueError(f"{raw}: {name} is not chunked one step at a time")
+        for t in range(nsteps):
+            src = raw / str(name) / "c" / str(t)
+            for folder, _dirs, files in os.walk(src):
+                target = grow / str(name) / "c" / str(t) / Path(folder).relative_to(src)
+                target.mkdir(parents=True, exist_ok=True)
+                for file in files:
+                    try:
+                        os.link(Path(folder) / file, target / file)
+                    except OSError:
+                        shutil.copy2(Path(folder) / file, target / file)
+
+
+def _append_steps(raw: Path, grow: Path, nsteps: int) -> None:
+    """Append ``raw``'s steps past ``grow``'s record to ``grow``, up to ``nsteps``."""
+    import xarray as xr
+
+    have = xr.open_zarr(grow, consolidated=False).sizes["time"]
+    part = xr.open_zarr(raw, consolidated=False).isel(time=slice(have, nsteps))
+    part.to_zarr(grow, append_dim="time", consolidated=False)
+
+
+def append_section(
+    path: Path,
+    nsteps: int,
+    new: int,
+    build: Any,
+    reuse: bool,
+    variables: tuple[str, ...] = ("t2m",),
+) -> tuple[Path, dict[str, Any]]:
+    """Build derived stores on the first ``nsteps - new`` steps of the raw store ``path``
+    (a copy of hard links, ``<path>.append.zarr``), append ``new`` steps and time that
+    build; check the planner answers from the appended stores, equal to xarray.
+
+    ``build(source)`` builds and returns the derived folder. With ``reuse`` an earlier
+    run's complete copy is used as it is (its recorded figures).
+
+    Returns
+    -------
+    (Path, dict)
+        The copy (the stores the interactive rows are timed on) and its figures:
+        ``store_fields`` of the fresh build of ``nsteps - new`` steps, and
+        ``append_seconds`` / ``append_steps`` / ``append_units`` of the append.
+    """
+    from pipelines.derived import derived_dir_for
+
+    grow = path.with_name(path.stem + ".append.zarr")
+    derived = derived_dir_for(str(grow)) if grow.exists() else None
+    if reuse and derived is not None and (derived / "manifest.json").exists():
+        manifest_path = derived / "manifest.json"
+        manifest = json.loads(manifest_path.read_text())
+        if manifest.get("fingerprint", {}).get("nsteps") == nsteps and "bench" in manifest:
+            fields = dict(manifest["bench"])
+            fields.update(store_fields(path, derived, fields["build"], False, variables))
+            return grow, fields
+    import shutil
+
+    if derived is not None:
+        shutil.rmtree(derived, ignore_errors=True)
+    _linked_prefix(path, grow, nsteps - new)
+    t = time.perf_counter()
+    derived = build(str(grow))
+    manifest_path = derived / "manifest.json"
+    first = json.loads(manifest_path.read_text())["last_build"]
+    first = dict(first, seconds=round(time.perf_counter() - t, 2))  # whole call's wall time
+    _append_steps(path, grow, nsteps)
+    t = time.perf_counter()
+    build(str(grow))
+    append_s = time.perf_counter() - t
+    manifest = json.loads(manifest_path.read_text())
+    last = manifest["last_build"]
+    if last.get("appended_from") != nsteps - new:
+        raise RuntimeError(f"{grow}: the second build was not an append ({last})")
+    fields = {
+        "build": first,
+        "append_seconds": round(append_s, 2),
+        "append_steps": new,
+        "append_from": nsteps - new,
+        "append_units": last.get("units"),
+    }
+    fields["append_check"] = _check_append(path, grow, nsteps, new)
+    # kept beside the manifest so a reusing run reports this run's figures
+    manifest["bench"] = fields
+    (manifest_path).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    fields.update(store_fields(path, derived, first, True, variables))
+    return grow, fields
+
+
+def _check_append(raw: Path, grow: Path, nsteps: int, new: int) -> str:
+    """The planner answers the appended steps from the derived stores, as xarray does
+    on the raw store: a range map of the new steps (temporal aggregates) and a point
+    series over the whole record (time-series copy). Raises when not; returns the
+    plans' descriptions."""
+    import xarray as xr
+
+    from data_catalog import open_dataset
+    from pipelines import Query
+    from pipelines.planner import plan_map, plan_series
+
+    ds = open_dataset(str(grow))
+    da = xr.open_zarr(raw, consolidated=False)["t2m"].isel(time=slice(0, nsteps))
+    times = ds["time"].values
+    if times.size != nsteps:
+        raise RuntimeError(f"{grow}: {times.size} steps opened, not {nsteps}")
+    start, end = _label(times, nsteps - new), _label(times, nsteps - 1)
+    query = Query(dataset="b", var="t2m", start=start, end=end, agg="max")
+    plan = plan_map(ds, query)
+    got = plan.compute()
+    want = da.isel(time=slice(nsteps - new, nsteps)).max("time").values
+    # the raw store: latitude descending, longitude 0..360; gridscope: ascending, -180..180
+    want = xr.DataArray(want, dims=("lat", "lon"), coords={
+        "lat": da["latitude"].values, "lon": _lon180_array(da["longitude"].values)
+    }).sortby("lon").sel(lat=got["lat"].values, lon=got["lon"].values, method="nearest").values  # fmt: skip
+    # a grid cell's centre, so both pick the same cell
+    lon, lat = (
+        float(ds["lon"].values[ds.sizes["lon"] // 3]),
+        float(ds["lat"].values[ds.sizes["lat"] // 3]),
+    )
+    series = plan_series(ds, Query(dataset="b", var="t2m", point=(lon, lat)))
+    got_series = series.compute()
+    raw_point = da.sel(latitude=lat, longitude=lon % 360, method="nearest").values
+    if not plan.description.startswith("temporal aggregates"):
+        raise RuntimeError(f"appended steps not answered from the aggregates: {plan.description}")
+    if not series.description.startswith("time-series copy"):
+        raise RuntimeError(
+            f"appended steps not answered from the series copy: {series.description}"
+        )
+    if not np.array_equal(got.values, want, equal_nan=True):
+        raise RuntimeError("the planner's map of the appended steps differs from xarray's")
+    if not np.allclose(got_series.values, raw_point, rtol=1e-6, equal_nan=True):
+        raise RuntimeError("the planner's series over the appended steps differs from xarray's")
+    return f"{plan.description}; {series.description}"
+
+
+def _lon180_array(lon: Any) -> Any:
+    return ((np.asarray(lon) + 180) % 360) - 180
+
+
 def _percentiles(times: list[float]) -> dict[str, float]:
     arr = np.asarray(times) * 1000
     return {
@@ -338,6 +558,7 @@ def run_grids(args: argparse.Namespace, screen: tuple[int, int], results: dict[s
 
     from data_catalog import open_dataset
     from pipelines.build import BuildConfig, build_derived
+    from pipelines.derived import derived_dir_for
     from pipelines.synthetic_grids import write_grid_store
 
     data = Path(args.data)
@@ -357,6 +578,8 @@ def run_grids(args: argparse.Namespace, screen: tuple[int, int], results: dict[s
         t = time.perf_counter()
         write_grid_store(kind, path, nsteps, shape=shape)
         gen_s = time.perf_counter() - t
+        before = _last_build(derived_dir_for(str(path)))
+        t = time.perf_counter()
         folder = build_derived(
             str(path),
             scheduler=args.scheduler,
@@ -368,7 +591,13 @@ def run_grids(args: argparse.Namespace, screen: tuple[int, int], results: dict[s
                 max_level=4,
             ),
         )
-        manifest = json.loads((folder / "manifest.json").read_text())
+        wall = time.perf_counter() - t
+        build = _last_build(folder)
+        # a store built in this call is fresh (its wall time is this call's); a reused
+        # one had nothing left to do and keeps its recorded build
+        fresh = build != before
+        if fresh:
+            build = dict(build, seconds=round(wall, 2))
         ds = open_dataset(str(path))
         loaded[name] = (kind, ds, path, nsteps)
         results.setdefault("grids", {})[name] = {
@@ -377,8 +606,10 @@ def run_grids(args: argparse.Namespace, screen: tuple[int, int], results: dict[s
             "nbytes": cells * nsteps * 4,
             "nsteps": nsteps,
             "write_s": round(gen_s, 1),
-            "build": manifest.get("last_build", {}),
+            "build": build,
+            **store_fields(path, folder, build, fresh, ("tos",)),
         }
+        _print_store(name, results["grids"][name])
     n = args.grid_queries or args.queries
     for name, (_kind, ds, _path, nsteps) in loaded.items():
         queries = _grid_queries(nsteps, n, seed=3)
@@ -417,6 +648,18 @@ def main(argv: list[str] | None = None) -> int:
         "--scheduler", default=None, help="dask scheduler for the build ('synchronous' in-process)"
     )
     parser.add_argument("--screen", default="800,400")
+    parser.add_argument(
+        "--append-steps",
+        type=int,
+        default=0,
+        help="steps appended for append_seconds (default one build unit)",
+    )
+    parser.add_argument(
+        "--reuse-build",
+        action="store_true",
+        help="reuse an earlier run's built and appended stores and report their recorded "
+        "build figures (default: build and append afresh in this run)",
+    )
     parser.add_argument(
         "--only",
         choices=("all", "regular", "grids", "page"),
@@ -468,25 +711,33 @@ def main(argv: list[str] | None = None) -> int:
         t = time.perf_counter()
         write_demo_store(spec, path)
         gen_s = time.perf_counter() - t
-        folder = build_derived(
-            str(path),
-            scheduler=args.scheduler,
-            config=BuildConfig(
-                variables=("t2m",),
-                unit_steps=64 if args.resolution <= 0.5 else 16,
-                base_block=8 if args.resolution <= 0.5 else 4,
-            ),
+        config = BuildConfig(
+            variables=("t2m",),
+            unit_steps=64 if args.resolution <= 0.5 else 16,
+            base_block=8 if args.resolution <= 0.5 else 4,
         )
-        manifest = json.loads((folder / "manifest.json").read_text())
-        build = manifest.get("last_build", {})
-        ds = open_dataset(str(path))
+        new = args.append_steps or config.unit_steps
+        new = max(1, min(new, spec.nsteps // 2))
+        # the stores the rows below are timed on: built on all but the last `new` steps,
+        # then appended (byte-identical to a build of all steps, tests/test_build_append.py)
+        grow, fields = append_section(
+            path,
+            spec.nsteps,
+            new,
+            lambda source, config=config: build_derived(
+                source, scheduler=args.scheduler, config=config
+            ),
+            reuse=args.reuse_build,
+        )
+        ds = open_dataset(str(grow))
         datasets[size] = (ds, path, spec)
         results["sizes"][size] = {
             "nbytes": spec.nbytes,
             "nsteps": spec.nsteps,
             "write_s": round(gen_s, 1),
-            "build": build,
+            **fields,
         }
+        _print_store(size, results["sizes"][size])
 
     # gridscope first (server RSS), naive after
     for size, (ds, _path, spec) in datasets.items():
@@ -552,6 +803,35 @@ def _finish(results: dict[str, Any], path: str) -> None:
     print(f"wrote {out}")
 
 
+def _print_store(name: str, sec: dict[str, Any]) -> None:
+    """One store's storage, build and append figures, as one line each."""
+    if "raw_bytes" not in sec:
+        return
+    print(
+        f"{name}: raw store {sec['raw_bytes'] / 1e9:.3f} GB on disk "
+        f"({sec['raw_bytes_built'] / 1e9:.3f} GB of built variables), derived stores "
+        f"(published version) {sec['derived_bytes'] / 1e9:.3f} GB = "
+        f"{sec['derived_to_raw']:.2f}x the raw store, {sec['derived_to_raw_built']:.2f}x its "
+        "built variables",
+        flush=True,
+    )
+    how = "fresh build in this run" if sec["build_fresh"] else "recorded build (store reused)"
+    steps = f" of {sec['append_from']} steps" if "append_from" in sec else ""
+    print(
+        f"{name}: build {sec['build_mb_per_s']} MB/s = {sec['build_bytes_read'] / 1e6:.1f} MB "
+        f"raw input read (uncompressed float32) / {sec['build_seconds']} s whole build{steps} "
+        f"({how})",
+        flush=True,
+    )
+    if "append_seconds" in sec:
+        print(
+            f"{name}: append {sec['append_steps']} steps to {sec['append_from']}: "
+            f"{sec['append_seconds']} s ({sec['append_units']} units); planner on the appended "
+            f"stores: {sec['append_check']}",
+            flush=True,
+        )
+
+
 def _print_table(results: dict[str, Any]) -> None:
     rows = [("dataset", "query", "gridscope p50/p95 ms", "naive p50/p95 ms", "speed-up p95")]
     sections = [(f"{k} ({v['nsteps']} steps)", v) for k, v in results["sizes"].items()]
@@ -577,24 +857,17 @@ def _print_table(results: dict[str, Any]) -> None:
             )
         build = sec.get("build")
         if build:
-            rows.append(
-                (
-                    name,
-                    "build throughput (whole build)",
-                    f"{build.get('mb_per_s', '-')} MB/s",
-                    "-",
-                    "-",
-                )
-            )
-            rows.append(
-                (
-                    name,
-                    "build throughput (units only)",
-                    f"{build.get('units_mb_per_s', '-')} MB/s",
-                    "-",
-                    "-",
-                )
-            )
+            how = "" if sec.get("build_fresh", True) else ", recorded"
+            whole = sec.get("build_mb_per_s", build.get("mb_per_s", "-"))
+            rows.append((name, f"build throughput (whole build{how})", f"{whole} MB/s", "-", "-"))
+            units = build.get("units_mb_per_s", "-")
+            rows.append((name, f"build throughput (units only{how})", f"{units} MB/s", "-", "-"))
+        if "raw_bytes" in sec:
+            stored = f"{sec['raw_bytes'] / 1e9:.3f} / {sec['derived_bytes'] / 1e9:.3f} GB"
+            rows.append((name, "raw / derived bytes on disk", stored, "-", "-"))
+        if "append_seconds" in sec:
+            what = f"append {sec['append_steps']} steps"
+            rows.append((name, what, f"{sec['append_seconds']} s", "-", "-"))
     rows.append(("all", "server peak RSS", f"{results['server_peak_rss_mib']} MiB", "-", "-"))
     widths = [max(len(str(r[i])) for r in rows) for i in range(5)]
     for r in rows:
