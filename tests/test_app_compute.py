@@ -143,14 +143,20 @@ def test_map_view_draws_the_field_and_tools_set_the_region(state, results) -> No
     from app.views.series_view import SeriesView
 
     view = MapView(state, results)
-    image = view._image(x_range=(-180, 180), y_range=(-90, 90), width=800, height=400)
+    data = view._image_source.data  # the image glyph's source, as the browser draws it
+    drawn = data["image"][0]
     # the field is drawn at every turn of the globe the view may pan to: -180..180 is it
-    lon = image.dimension_values(0, expanded=False)
+    step = data["dw"][0] / drawn.shape[1]
+    lon = data["x"][0] + step * (np.arange(drawn.shape[1]) + 0.5)
+    lat = data["y"][0] + data["dh"][0] / drawn.shape[0] * (np.arange(drawn.shape[0]) + 0.5)
     inside = (lon > -180) & (lon < 180)
-    drawn = image.dimension_values(2, flat=False)
+    np.testing.assert_allclose(lon[inside], results.field["lon"].values)
+    np.testing.assert_allclose(lat, results.field["lat"].values)
     np.testing.assert_array_equal(drawn[:, inside], results.field.values)
     np.testing.assert_array_equal(drawn[:, lon > 180][:, :3], results.field.values[:, :3])
-    assert image.vdims[0].unit == "degC" and "degC" in image.opts.get().kwargs["clabel"]
+    assert "degC" in view._colourbar.title and ("air temperature", "@image") in [
+        tuple(t) for t in view._hover.tooltips
+    ]
     view._on_box(bounds=(-30.0, -10.0, 20.0, 15.0))
     assert (state.region, state.bbox) == ("Custom box", (-30.0, -10.0, 20.0, 15.0))
     assert results.series is not None and state.series_query.bbox == (-30.0, -10.0, 20.0, 15.0)
@@ -162,7 +168,7 @@ def test_map_view_draws_the_field_and_tools_set_the_region(state, results) -> No
     i, j = nearest_cell(ds, (-160.0, 12.0))
     assert state.region == "Point" and state.point == (ds["lon"].values[j], ds["lat"].values[i])
     series = SeriesView(state, results)
-    x = series._plot().Curve.I.data["time"].values[7]
+    x = series._source.data["time"][7]
     series._on_tap(x=x.astype("datetime64[ms]").astype("int64"), y=0.0)
     assert (state.time_mode, state.time) == ("step", "2000-08-15")
 

@@ -1,14 +1,16 @@
 """The map: the field at screen resolution, offline coastlines, region tools.
 
-The image is a `hv.DynamicMap` redrawn only when a new map arrives (``map_version``) or
-a colour setting changes: one image update per widget change. ``RangeXY`` and
-``PlotSize`` streams linked to the plot (not driving it) tell `ViewResults` what is on
-screen; for a large grid it asks the planner for that viewport at screen resolution
-(`app.map_views.start_map_view`) and the new frame arrives through ``map_version``; a
-small grid (the sample files) is held whole and Bokeh zooms it without a round trip.
-The title and the line under the map say which resolution is shown (the hover value
-is the value of that level). Box select sets a custom box region, a tap sets a point
-region. Errors also appear as notifications when the page has them.
+The map is one Bokeh figure per page, built here from Bokeh models directly (an image
+glyph, a line, a scatter and a quad, each over its own ``ColumnDataSource``): a new map
+(``map_version``) or colour setting replaces the image source's data and the colour
+mapper's palette and range in place, a new region the marks' sources, so an update sends
+new numbers and builds no model. The figure's range, size, box-select and tap events tell
+`ViewResults` what is on screen; for a large grid it asks the planner for that viewport at
+screen resolution (`app.map_views.start_map_view`) and the new frame arrives through
+``map_version``; a small grid (the sample files) is held whole and Bokeh zooms it without
+a round trip. The title and the line under the map say which resolution is shown (the
+hover value is the value of that level). Box select sets a custom box region, a tap sets a
+point region. Errors also appear as notifications when the page has them.
 
 Any centre: the x axis runs ``centre-180..centre+180`` (``ExplorerState.centre``; 180
 gives the Pacific-centred 0..360) and may be panned past either edge; longitudes are
@@ -25,8 +27,6 @@ import functools
 import weakref
 from typing import Any
 
-import holoviews as hv
-import holoviews.plotting.bokeh  # noqa: F401  (registers the bokeh backend for .opts)
 import numpy as np
 import panel as pn
 import param
@@ -37,15 +37,14 @@ from app.rasterize import wrap_longitudes
 from app.regions import CUSTOM_BOX, POINT
 from app.runtime import current
 from app.state import MAP_CENTRES, ExplorerState
-from app.views.page_weight import drop_glyph_variants, without_tooltips
+from app.views.bokeh_models import call_alive, glyph_renderer, in_document, set_changed
+from app.views.page_weight import without_tooltips
 from app.views.results import ViewResults
 
-__all__ = ["MapView", "box_from_drag", "colour_range"]
+__all__ = ["NAN_COLOUR", "MapView", "box_from_drag", "colour_range"]
 
-
-# Canvas, not WebGL: measured in headless Chromium without a GPU, a map update with the
-# coastlines took ~1.4 s with WebGL and ~0.4 s with canvas; GRIDSCOPE_WEBGL=1 opts back in.
-hv.renderer("bokeh").webgl = current().settings.webgl
+#: Colour of missing values (land in an ocean field, cells outside the data).
+NAN_COLOUR = "#d9d9d9"
 
 # longitudes in geographic degrees on any centred map: x = 200 on a 0..360 axis is 160°W
 _WRAP_JS = "const v = ((x + 180) % 360 + 360) % 360 - 180;"
@@ -64,10 +63,6 @@ def _lon_formatters() -> tuple[Any, Any]:
     return ticks, hover
 
 
-#: Options of the region's marks: no tools of their own (an overlay's toolbar has every
-#: layer's tools) and no glyph variants (`app.views.page_weight`).
-_REGION_OPTS: dict[str, Any] = {"default_tools": [], "hooks": [drop_glyph_variants]}
-
 #: Longitudes the coastlines are drawn over: three turns of the globe, so that a map
 #: centred anywhere from 180W to 180E shows them however far it is panned (half a turn).
 _COAST_TURNS = (-360.0, 0.0, 360.0)
@@ -75,30 +70,51 @@ _COAST_TURNS = (-360.0, 0.0, 360.0)
 
 @functools.cache
 def _coastline_xy() -> np.ndarray:
-    """All coastlines as one NaN-separated (n, 2) lon/lat array: one glyph per plot.
+    """All coastlines as one NaN-separated (2, n) lon/lat array: one glyph per plot.
 
     Repeated at each of `_COAST_TURNS` (a line never crosses the antimeridian, so each
-    copy is drawn as it is): continuous across 180 on any centred map.
+    copy is drawn as it is): continuous across 180 on any centred map. Rows, so that
+    each is a contiguous array sent as it is.
     """
     pieces = []
     for shift in _COAST_TURNS:
         for line in coastline_paths():
             pieces.append(line + np.array([shift, 0.0]))
             pieces.append(np.full((1, 2), np.nan))
-    return np.concatenate(pieces)
+    return np.ascontiguousarray(np.concatenate(pieces).T)
 
 
-def _coastlines() -> hv.Curve:
-    """A new coastline element over the shared array.
+@functools.cache
+def _palette(cmap: str) -> tuple[str, ...]:
+    """The colours of a colour map name, as HoloViews samples them (256 of them)."""
+    from holoviews.plotting.util import process_cmap
 
-    One element per plot, not one for the process: HoloViews appends an operation to
-    an element's pipeline each time it is overlaid and displayed, so a shared element
-    grew with every session the server ever had (a leak found by the load test).
+    return tuple(process_cmap(cmap, None))
+
+
+def _image_data(field: Any) -> dict[str, list[Any]]:
+    """The image source's columns for ``field`` (lat, lon): rows south to north.
+
+    The image spans the cells' edges (a centre plus or minus half a cell, as the grid's
+    spacing says); no field is one missing cell over the globe. float32 data stays
+    float32 (half the bytes of float64 on the wire); the values drawn and hovered are the
+    data's own.
     """
-    # a plain array (not a DataFrame): range and dtype checks on every frame are cheap
-    return hv.Curve(_coastline_xy(), kdims=["lon"], vdims=["lat"], datatype=["array"]).opts(
-        color="black", line_width=0.8, tools=[], default_tools=[], hooks=[drop_glyph_variants]
-    )
+    if field is None:
+        empty = np.full((1, 1), np.nan, dtype="float32")
+        return {"image": [empty], "x": [-180.0], "y": [-90.0], "dw": [360.0], "dh": [180.0]}
+    dtype = "float32" if field.dtype.kind == "f" and field.dtype.itemsize <= 4 else "float64"
+    values = np.asarray(field.transpose("lat", "lon").values, dtype=dtype)
+    lon = np.asarray(field["lon"].values, dtype="float64")
+    lat = np.asarray(field["lat"].values, dtype="float64")
+    if lat.size > 1 and lat[0] > lat[-1]:
+        values, lat = values[::-1], lat[::-1]
+    if lon.size > 1 and lon[0] > lon[-1]:
+        values, lon = values[:, ::-1], lon[::-1]
+    dx = (lon[-1] - lon[0]) / (lon.size - 1) if lon.size > 1 else 1.0
+    dy = (lat[-1] - lat[0]) / (lat.size - 1) if lat.size > 1 else 1.0
+    return {"image": [np.ascontiguousarray(values)], "x": [lon[0] - dx / 2],
+            "y": [lat[0] - dy / 2], "dw": [dx * lon.size], "dh": [dy * lat.size]}  # fmt: skip
 
 
 def colour_range(values: np.ndarray, state: ExplorerState) -> tuple[float, float]:
@@ -156,50 +172,32 @@ def box_from_drag(x0: float, x1: float) -> tuple[float, float]:
 
 
 class MapView(pn.viewable.Viewer):
-    """The rasterized map with coastlines, region outline, box select and tap."""
+    """The map figure with coastlines, region outline, box select and tap.
+
+    One Bokeh figure per page, drawn with Bokeh models directly: a new map, colour map or
+    region patches the data sources and the colour mapper in place, so an update sends
+    only the new numbers and builds no model (a HoloViews plot per update cost ~130 ms
+    of server CPU; issue 13 "light pages").
+    """
 
     height = param.Integer(default=460, doc="Height of the map in pixels.")
-    redraws = param.Integer(default=0, doc="Incremented to redraw the image (a new window).")
 
     def __init__(self, state: ExplorerState, results: ViewResults, **params: Any):
         super().__init__(**params)
         self.state = state
         self.results = results
-        self._formatters = _lon_formatters()
         x0, x1 = state.x_range
         self._whole_window = self._window_around(x0, x1)  # see _drawn_field
         y0, y1 = state.y_range
-        data_stream = hv.streams.Params(results, ["map_version"])
-        view_stream = hv.streams.Params(state, ["cmap", "clim_mode", "clim", "anomaly", "centre"])
-        redraw_stream = hv.streams.Params(self, ["redraws"])
-        self.image = hv.DynamicMap(self._image, streams=[data_stream, view_stream, redraw_stream])
-        # linked to the plot, not driving it: a pan/zoom asks ViewResults for new data
-        # (when the grid is large), and the new frame comes back through map_version
-        self.range_stream = hv.streams.RangeXY(
-            source=self.image, x_range=(x0, x1), y_range=(y0, y1)
-        )
-        self.size_stream = hv.streams.PlotSize(source=self.image)
-        self.size_stream.add_subscriber(self._on_size)
         if results.screen is None:
             results.set_view(screen=(700, self.height - 110))  # until the browser says
         if (x0, x1, y0, y1) != (-180.0, 180.0, -90.0, 90.0):
             results.set_view(viewport=(x0, x1, y0, y1))
-        self.bounds_stream = hv.streams.BoundsXY(source=self.image, bounds=None)
-        self.tap_stream = hv.streams.Tap(source=self.image, x=None, y=None)
-        self.bounds_stream.add_subscriber(self._on_box)
-        self.tap_stream.add_subscriber(self._on_tap)
-        self.range_stream.add_subscriber(self._on_range)
-        region = hv.DynamicMap(
-            self._region,
-            streams=[hv.streams.Params(state, ["region", "bbox", "point", "centre"])],
-        )
-        # no .opts() on the overlay: it would clone the coastlines every frame and
-        # re-send them to the browser (measured: +0.7 s per update); plot options
-        # live on the image instead
-        self._xlim, self._ylim = (x0, x1), (y0, y1)
-        overlay = self.image * _coastlines() * region
-        self.pane = pn.pane.HoloViews(overlay, sizing_mode="stretch_width", min_height=320,
-                                      height=self.height, css_classes=["gs-map"])  # fmt: skip
+        self.figure = self._new_figure((x0, x1), (y0, y1))
+        self._draw_image()
+        self._draw_region()
+        self.pane = pn.pane.Bokeh(self.figure, sizing_mode="stretch_width", min_height=320,
+                                  height=self.height)  # fmt: skip
         self.info = pn.pane.HTML(self._info_html, css_classes=["gs-map-info"], margin=(0, 10),
                                  sizing_mode="stretch_width")  # fmt: skip
         self.centre = pn.widgets.RadioButtonGroup.from_param(
@@ -207,81 +205,123 @@ class MapView(pn.viewable.Viewer):
             button_type="light", margin=(0, 10),
         )  # fmt: skip
         without_tooltips(self.centre)
-        self._applied_centre = state.centre  # the centre the plot's x range was last set for
+        results.param.watch(self._draw_image, ["map_version"])
+        state.param.watch(self._draw_image, ["cmap", "clim_mode", "clim", "anomaly"])
         state.param.watch(self._on_centre, ["centre"])
+        state.param.watch(self._draw_region, ["region", "bbox", "point", "centre"])
         results.param.watch(self._notify, ["error"])
 
-    # --- drawing ---------------------------------------------------------------------
-    def _image(self, map_version: int = 0, **_: Any) -> hv.Image:
+    # --- the figure ------------------------------------------------------------------
+    def _new_figure(self, x_range: tuple[float, float], y_range: tuple[float, float]) -> Any:
+        """The figure and its glyphs, each drawn from a data source updated in place."""
+        from bokeh.events import RangesUpdate, SelectionGeometry, Tap
+        from bokeh.models import (
+            BoxSelectTool,
+            ColorBar,
+            ColumnDataSource,
+            HoverTool,
+            LinearColorMapper,
+            Range1d,
+            ResetTool,
+            TapTool,
+            WheelZoomTool,
+        )
+        from bokeh.models.glyphs import Image, Line, Quad, Scatter
+        from bokeh.plotting import figure
+
+        ticks, hover_lon = _lon_formatters()
+        fig = figure(
+            x_range=Range1d(*x_range), y_range=Range1d(*y_range), title="", tools="pan",
+            x_axis_label="longitude", y_axis_label="latitude (°N)", height=self.height,
+            min_height=300, sizing_mode="stretch_width", min_border_right=10, css_classes=["gs-map"],
+            output_backend="webgl" if current().settings.webgl else "canvas",
+        )  # fmt: skip
+        fig.xaxis.formatter = ticks
+        fig.grid.visible = False
+        fig.toolbar.logo = None
+        self._mapper = LinearColorMapper(palette=_palette(self.state.cmap), low=0.0, high=1.0,
+                                         nan_color=NAN_COLOUR)  # fmt: skip
+        self._image_source = ColumnDataSource(_image_data(None))
+        image = glyph_renderer(fig, self._image_source, Image(image="image", x="x", y="y", dw="dw",
+                                                         dh="dh", color_mapper=self._mapper))  # fmt: skip
+        coast = _coastline_xy()
+        glyph_renderer(fig, ColumnDataSource({"x": coast[0], "y": coast[1]}),
+                  Line(x="x", y="y", line_color="black", line_width=0.8))  # fmt: skip
+        self._points_source = ColumnDataSource({"x": [], "y": []})
+        glyph_renderer(fig, self._points_source, Scatter(x="x", y="y", marker="x", size=10,
+                  line_color="magenta", fill_color="magenta", line_width=3))  # fmt: skip
+        self._boxes_source = ColumnDataSource({"left": [], "right": [], "bottom": [], "top": []})
+        glyph_renderer(fig, self._boxes_source, Quad(left="left", right="right", bottom="bottom",
+                  top="top", fill_alpha=0.0, line_color="magenta", line_width=2.5))  # fmt: skip
+        self._hover = HoverTool(renderers=[image], formatters={"$x": hover_lon})
+        box = BoxSelectTool(renderers=[image])
+        wheel = WheelZoomTool()
+        # no box zoom beside box select (the same drag; a region is what the box is for)
+        # and no save tool beside "Map PNG"
+        fig.add_tools(wheel, box, TapTool(renderers=[image]), self._hover, ResetTool())
+        fig.toolbar.active_drag, fig.toolbar.active_scroll = box, wheel
+        self._colourbar = ColorBar(color_mapper=self._mapper, location=(0, 0), label_standoff=8,
+                                   bar_line_color="black", major_tick_line_color="black")  # fmt: skip
+        fig.add_layout(self._colourbar, "right")
+        # the view's callbacks hold it weakly: a closed page's figure never keeps it alive
+        view = weakref.ref(self)
+        fig.on_event(SelectionGeometry, lambda e: call_alive(view, "_on_selection", e))
+        fig.on_event(Tap, lambda e: call_alive(view, "_on_tap", x=e.x, y=e.y))
+        fig.on_event(RangesUpdate, lambda e: call_alive(view, "_on_range", x_range=(e.x0, e.x1),
+                                                   y_range=(e.y0, e.y1)))  # fmt: skip
+
+        def on_size(attr: str, old: Any, new: Any) -> None:
+            size = fig.properties_with_values(include_defaults=False)  # unset until drawn
+            width, height = size.get("inner_width"), size.get("inner_height")
+            call_alive(view, "_on_size", width=width, height=height)
+
+        fig.on_change("inner_width", on_size)
+        fig.on_change("inner_height", on_size)
+        return fig
+
+    def _draw_image(self, *_: Any) -> None:
+        """The current field, colours, title, colour bar and hover: patched in place."""
         field = self._drawn_field()
         words = labels.for_state(self.state)  # the same words as the exports' titles
         label, units = words.variable, words.units
-        vdim = hv.Dimension("value", label=label, unit=units or None)
-        title = ""
-        if field is None:
-            empty = np.full((2, 2), np.nan, dtype="float32")
-            image = hv.Image((np.array([-179.0, 179.0]), np.array([-89.0, 89.0]), empty),
-                             kdims=["lon", "lat"], vdims=[vdim])  # fmt: skip
-            clim = (0.0, 1.0)
-        else:
-            # float32 data stays float32 (half the bytes of float64 on the wire); the
-            # values drawn (and hovered) are the data's own
-            dtype = (
-                "float32" if field.dtype.kind == "f" and field.dtype.itemsize <= 4 else "float64"
-            )
-            values = np.asarray(field.transpose("lat", "lon").values, dtype=dtype)
-            image = hv.Image((field["lon"].values, field["lat"].values, values),
-                             kdims=["lon", "lat"], vdims=[vdim])  # fmt: skip
-            clim = colour_range(values, self.state)
-            title = words.title()  # the resolution is said in the line under the map
+        data = _image_data(field)
+        values = data["image"][0]
+        clim = (0.0, 1.0) if field is None else colour_range(values, self.state)
         clabel = f"{label} ({units})" if units else label
+        title = "" if field is None else words.title()  # the resolution: the line under the map
+        palette = _palette(self.state.cmap)
+        tooltips = [("lon", "$x{custom}"), ("lat", "$y{0.00}°N"), (label, "@image")]
 
-        def set_colourbar_title(plot: Any, element: Any, text: str = clabel) -> None:
-            # HoloViews sets the colour bar's title only when the plot is created
-            colorbar = plot.handles.get("colorbar")
-            if colorbar is not None and colorbar.title != text:
-                colorbar.title = text
+        def change() -> None:
+            self._image_source.data = data
+            set_changed(self._mapper, palette=palette, low=clim[0], high=clim[1])
+            set_changed(self._colourbar, title=clabel)
+            set_changed(self.figure.title, text=title)
+            if self._hover.tooltips != tooltips:
+                self._hover.tooltips = tooltips
 
-        # the hook holds this view weakly: HoloViews keeps an element's options (hooks
-        # included) in a process-wide tree for as long as the element lives, and the
-        # last image lives in this view's plot, so `self` here kept every closed page
-        view = weakref.ref(self)
+        in_document(self.figure, change)
 
-        def follow_centre(plot: Any, element: Any) -> None:
-            # a new centre moves the x axis (HoloViews applies xlim only at creation)
-            map_view, x_range = view(), plot.handles.get("x_range")
-            if map_view is None or x_range is None:
-                return
-            centre = float(map_view.state.centre)
-            if map_view._applied_centre != centre:
-                map_view._applied_centre = centre
-                x_range.update(start=centre - 180.0, end=centre + 180.0)
+    def _draw_region(self, *_: Any) -> None:
+        """The region's marks: a cross at a point, an outline around a box (each turn)."""
+        state, centre = self.state, float(self.state.centre)
+        points: dict[str, list[float]] = {"x": [], "y": []}
+        boxes: dict[str, list[float]] = {"left": [], "right": [], "bottom": [], "top": []}
+        if state.region == POINT and state.point is not None:
+            x = _into_frame(state.point[0], centre)
+            points = {"x": [x - 360.0, x, x + 360.0], "y": [float(state.point[1])] * 3}
+        elif state.bbox is not None and state.region != "Global":
+            for box in _region_boxes(tuple(state.bbox), centre):
+                for key, v in zip(("left", "bottom", "right", "top"), box, strict=True):
+                    boxes[key].append(v)
 
-        return image.opts(title=title, hooks=[set_colourbar_title, follow_centre, drop_glyph_variants],
-            cmap=self.state.cmap, clim=clim, colorbar=True, clabel=clabel,
-            tools=["hover", "box_select", "tap"], active_tools=["box_select", "wheel_zoom"],
-            # no box zoom beside box select (the same drag; a region is what the box is for)
-            # and no save tool beside "Map PNG": 5 Bokeh models fewer per page
-            default_tools=["pan", "wheel_zoom", "reset"],
-            xlabel="longitude", ylabel="latitude (°N)", xformatter=self._formatters[0],
-            hover_tooltips=[("lon", "$x{custom}"), ("lat", "$y{0.00}°N"), (label, "@image")],
-            hover_formatters={"$x": self._formatters[1]}, clipping_colors={"NaN": "#d9d9d9"},
-            responsive=True, min_height=300, height=self.height, xlim=self._xlim, ylim=self._ylim,
-        )  # fmt: skip
+        def change() -> None:
+            if dict(self._points_source.data) != points:
+                self._points_source.data = points
+            if dict(self._boxes_source.data) != boxes:
+                self._boxes_source.data = boxes
 
-    def _region(self, region: str, bbox: Any, point: Any, centre: float = 0.0) -> hv.Overlay:
-        if region == POINT and point is not None:
-            x = _into_frame(point[0], centre)
-            marks = [(x + shift, point[1]) for shift in (-360.0, 0.0, 360.0)]
-            return hv.Points(marks, kdims=["lon", "lat"]).opts(
-                color="magenta", size=10, marker="x", line_width=3, **_REGION_OPTS
-            ) * hv.Rectangles([], kdims=["x0", "y0", "x1", "y1"]).opts(**_REGION_OPTS)
-        boxes = (
-            _region_boxes(tuple(bbox), centre) if bbox is not None and region != "Global" else []
-        )
-        return hv.Points([], kdims=["lon", "lat"]).opts(**_REGION_OPTS) * hv.Rectangles(
-            boxes, kdims=["x0", "y0", "x1", "y1"]
-        ).opts(fill_alpha=0.0, line_color="magenta", line_width=2.5, **_REGION_OPTS)
+        in_document(self.figure, change)
 
     def _drawn_field(self) -> Any:
         """What the image shows: the view's field in the map's frame.
@@ -376,23 +416,24 @@ class MapView(pn.viewable.Viewer):
             if self.results.whole_map and (xr_[0] < w0 or xr_[1] > w1):
                 # panned past the longitudes drawn: draw the field around the new view
                 self._whole_window = self._window_around(*xr_)
-                self._redraw_soon()
+                self._draw_image()
 
-    def _redraw_soon(self) -> None:
-        """Redraw the image after the current callback (a stream's own callback cannot)."""
-        doc = pn.state.curdoc
-        if doc is not None and doc.session_context is not None:
-            doc.add_next_tick_callback(lambda: setattr(self, "redraws", self.redraws + 1))
-        else:
-            self.redraws += 1
+    def _on_selection(self, event: Any) -> None:
+        """A box drawn with box select (its final geometry) becomes the custom box."""
+        geometry = getattr(event, "geometry", None) or {}
+        if geometry.get("type") == "rect" and getattr(event, "final", True):
+            self._on_box(bounds=tuple(geometry[k] for k in ("x0", "y0", "x1", "y1")))
 
     def _on_centre(self, event: Any) -> None:
-        """A new centre: the x axis goes to its home (the hook on the image moves it)."""
+        """A new centre: the x axis goes to its home and the field is drawn around it."""
         centre = float(event.new)
-        self._xlim = (centre - 180.0, centre + 180.0)
-        self._whole_window = self._window_around(*self._xlim)
-        self.state.x_range = self._xlim
-        self.results.set_view(viewport=(*self._xlim, *self.state.y_range))
+        home = (centre - 180.0, centre + 180.0)
+        self._whole_window = self._window_around(*home)
+        self.state.x_range = home
+        self.results.set_view(viewport=(*home, *self.state.y_range))
+        x_range = self.figure.x_range
+        in_document(self.figure, lambda: set_changed(x_range, start=home[0], end=home[1]))
+        self._draw_image()
 
     def _on_size(self, width: Any = None, height: Any = None, **_: Any) -> None:
         if width and height:

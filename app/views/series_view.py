@@ -7,14 +7,11 @@ CSV download), so they can be read off the page.
 
 from __future__ import annotations
 
-import functools
 import html
 import numbers
 import weakref
 from typing import Any
 
-import holoviews as hv
-import holoviews.plotting.bokeh  # noqa: F401  (registers the bokeh backend for .opts)
 import numpy as np
 import pandas as pd
 import panel as pn
@@ -23,7 +20,7 @@ import param
 from app import labels
 from app.exports import series_to_csv
 from app.state import ExplorerState
-from app.views.page_weight import drop_glyph_variants
+from app.views.bokeh_models import call_alive, glyph_renderer, in_document, set_changed
 from app.views.results import ViewResults
 
 __all__ = ["SeriesView", "series_x"]
@@ -40,21 +37,36 @@ def series_x(times: np.ndarray, climatology: bool) -> np.ndarray:
     return np.array([pd.Timestamp(t.isoformat()).to_datetime64() for t in times])
 
 
-def _series_figure_hook(view: weakref.ref, title: str, plot: Any, element: Any) -> None:
-    """HoloViews hook: `SeriesView._figure_hook` of a view that is still alive."""
-    series_view = view()
-    if series_view is not None:
-        series_view._figure_hook(plot, element, title=title)
+#: Colour of the series' curve and points.
+_COLOUR = "#1f5fa8"
 
 
-def _tap(view: weakref.ref, event: Any) -> None:
-    series_view = view()
-    if series_view is not None:
-        series_view._on_tap(x=event.x, y=event.y)
+def _ms(x: Any) -> float:
+    """A series x value as Bokeh places it: milliseconds since the epoch for a datetime."""
+    if isinstance(x, np.datetime64 | pd.Timestamp):
+        return float(np.datetime64(x, "ms").astype("int64"))
+    return float(x)
+
+
+def _padded(lo: float, hi: float, fraction: float) -> tuple[float, float]:
+    """``lo..hi`` widened by ``fraction`` of its span each side (a point gets +-0.5)."""
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return (0.0, 1.0)
+    if lo == hi:
+        return (lo - 0.5, hi + 0.5)
+    pad = fraction * (hi - lo)
+    return (lo - pad, hi + pad)
 
 
 class SeriesView(pn.viewable.Viewer):
-    """Series plot, highlight of the selected time, tap-to-select, summary and CSV text."""
+    """Series plot, highlight of the selected time, tap-to-select, summary and CSV text.
+
+    The plot is a Bokeh figure built here from Bokeh models directly: a new series
+    replaces its source's data and the axis ranges in place, a new time step moves the
+    highlight (a span, or a band for a range), so an update builds no model. Another
+    dataset gets a new figure (Bokeh keeps an axis's type, dates or numbers, for the
+    figure's life).
+    """
 
     height = param.Integer(default=260, doc="Height of the series plot in pixels.")
 
@@ -62,17 +74,20 @@ class SeriesView(pn.viewable.Viewer):
         super().__init__(**params)
         self.state = state
         self.results = results
-        self.pane = pn.pane.HoloViews(self._new_plot(), sizing_mode="stretch_width",
-                                      height=self.height, css_classes=["gs-series"])  # fmt: skip
         self._plot_dataset = state.dataset
-        self._tapped_figures: set[str] = set()
+        self.figure = self._new_figure()
+        self._draw_series()
+        self._draw_highlight()
+        self.pane = pn.pane.Bokeh(self.figure, sizing_mode="stretch_width",
+                                  height=self.height)  # fmt: skip
         results.param.watch(self._on_new_series, ["series_version"])
+        state.param.watch(self._draw_highlight, ["time_mode", "time", "start", "end"])
         self.summary = pn.pane.HTML(
             self._summary_html, sizing_mode="stretch_width", css_classes=["gs-series-summary"]
         )
-        # the figure (some 50 Bokeh models) is put in the page when a series first
-        # arrives, the costly-series prompt when it is first needed: a page whose series
-        # is still being computed is sent without them (see `app.views.page_weight`)
+        # the figure is put in the page when a series first arrives, the costly-series
+        # prompt when it is first needed: a page whose series is still being computed is
+        # sent without them (see `app.views.page_weight`)
         self._figure_slot = pn.Column(pn.Spacer(height=self.height), sizing_mode="stretch_width")
         self.cost = pn.Column(sizing_mode="stretch_width")
         results.param.watch(self._place_figure, ["series_version"])
@@ -96,30 +111,114 @@ class SeriesView(pn.viewable.Viewer):
         if not self.cost.objects and (self.results.series_question or self.results.series_progress):
             self.cost.objects = self._cost_prompt().objects
 
-    def _new_plot(self) -> hv.Overlay:
-        """Curve and highlight as DynamicMaps.
+    # --- the figure ------------------------------------------------------------------------
+    def _new_figure(self) -> Any:
+        """The figure of the state's dataset: curve and points over one source, the
+        selected step (a span) and range (a band), hover and tap."""
+        from bokeh.events import Tap
+        from bokeh.models import (
+            BoxAnnotation,
+            ColumnDataSource,
+            FixedTicker,
+            HoverTool,
+            Range1d,
+            Span,
+            WheelZoomTool,
+        )
+        from bokeh.models.glyphs import Line, Scatter
+        from bokeh.plotting import figure
 
-        The curve is redrawn only for a new series; a new time step only moves the
-        highlight (a small separate element: the curve's data is not re-sent).
-        """
-        for stream in getattr(self, "_streams", ()):
-            stream.unwatch()  # the replaced plot no longer redraws (nor is kept alive)
-        self._streams = [
-            hv.streams.Params(self.results, ["series_version"]),
-            hv.streams.Params(self.state, ["time_mode", "time", "start", "end"]),
-        ]
-        curve = hv.DynamicMap(self._curve, streams=[self._streams[0]])
-        highlight = hv.DynamicMap(self._highlight, streams=[self._streams[1]])
-        self.plot = curve * highlight
-        return self.plot
+        clim = self._climatology()
+        x = self._empty_x(clim)
+        dates = np.issubdtype(x.dtype, np.datetime64)
+        step_units = self.state.sources.info(self.state.dataset).time_units
+        xlabel = "month" if clim else labels.time_axis_text(step_units)
+        # no box zoom nor save tool (the wheel zooms; "Series CSV" saves)
+        fig = figure(
+            x_axis_type="datetime" if dates else "linear", x_range=Range1d(0, 1),
+            y_range=Range1d(0, 1), height=self.height, sizing_mode="stretch_width",
+            title="", tools="pan", x_axis_label=xlabel, min_border_right=10, css_classes=["gs-series"],
+        )  # fmt: skip
+        fig.toolbar.logo = None
+        fig.grid.visible = False
+        if clim:
+            fig.xaxis.ticker = FixedTicker(ticks=list(range(1, 13)))
+            fig.xaxis.major_label_overrides = {
+                i: pd.Timestamp(2000, i, 1).strftime("%b") for i in range(1, 13)
+            }
+        self._source = ColumnDataSource({"time": x, "value": np.array([], dtype="float64")})
+        glyphs = [Line(x="time", y="value", line_color=_COLOUR, line_width=2),
+                  Scatter(x="time", y="value", size=5, line_color=_COLOUR, fill_color=_COLOUR)]  # fmt: skip
+        renderers = [glyph_renderer(fig, self._source, glyph) for glyph in glyphs]
+        x_tip = "@time{%F}" if dates else "@time"
+        self._hover = HoverTool(
+            renderers=renderers, tooltips=[(xlabel, x_tip), ("value", "@value")],
+            formatters={"@time": "datetime"} if dates else {}, mode="mouse",
+        )  # fmt: skip
+        wheel = WheelZoomTool()
+        fig.add_tools(wheel, self._hover, "tap", "reset")
+        fig.toolbar.active_scroll = wheel
+        self._line = Span(location=None, dimension="height", line_color="orange", line_width=2)
+        self._band = BoxAnnotation(fill_color="orange", fill_alpha=0.2, line_alpha=0.0,
+                                   visible=False)  # fmt: skip
+        fig.add_layout(self._line)
+        fig.add_layout(self._band)
+        view = weakref.ref(self)  # a closed page is freed with its document
+        fig.on_event(Tap, lambda event: call_alive(view, "_on_tap", x=event.x, y=event.y))
+        return fig
 
     def _on_new_series(self, event: Any) -> None:
-        """A series of another dataset gets a new plot: Bokeh keeps an axis's type (month
-        numbers for a climatology, dates otherwise) for the plot's life, so a reused plot
-        lost its date labels after a dataset change."""
+        """A new series patches the figure; one of another dataset gets a new figure."""
         if self.state.dataset != self._plot_dataset:
             self._plot_dataset = self.state.dataset
-            self.pane.object = self._new_plot()
+            self.figure = self._new_figure()
+            self._draw_series()
+            self._draw_highlight()
+            self.pane.object = self.figure
+            return
+        self._draw_series()
+
+    def _draw_series(self) -> None:
+        """The series (or none yet), its axis ranges, title and y label, in place."""
+        series = self.results.series
+        clim = self._climatology()
+        if series is None or series.size == 0:
+            x, y = self._empty_x(clim), np.array([], dtype="float64")
+        else:
+            x = series_x(series["time"].values, clim)
+            y = np.asarray(series.values, dtype="float64")
+        words = self._labels()
+        # the y label is the quantity when it fits beside a 260-pixel plot, else the
+        # units (the title names the quantity): a long name was cut off
+        ylabel = (
+            words.quantity if len(words.quantity) <= 28 else (words.units or words.variable[:28])
+        )
+        title = words.series_title() if series is not None else ""
+        finite = y[np.isfinite(y)]
+        if x.size:
+            xs = (_ms(x.min()), _ms(x.max()))
+            x_range = xs if xs[0] < xs[1] else _padded(xs[0], xs[1], 0.0)
+        else:
+            x_range = (0.0, 1.0)
+        if finite.size:
+            y_range = _padded(float(finite.min()), float(finite.max()), 0.1)
+        else:
+            y_range = (0.0, 1.0)
+        fig = self.figure
+
+        def change() -> None:
+            self._source.data = {"time": x, "value": y}
+            set_changed(fig.x_range, start=x_range[0], end=x_range[1], reset_start=x_range[0],
+                 reset_end=x_range[1])  # fmt: skip
+            set_changed(fig.y_range, start=y_range[0], end=y_range[1], reset_start=y_range[0],
+                 reset_end=y_range[1])  # fmt: skip
+            set_changed(fig.title, text=title)
+            set_changed(fig.yaxis[0], axis_label=ylabel)
+            tooltips = [self._hover.tooltips[0], (ylabel, "@value")]
+            if self._hover.tooltips != tooltips:
+                self._hover.tooltips = tooltips
+
+        in_document(fig, change)
 
     # --- helpers ---------------------------------------------------------------------------
     def _climatology(self) -> bool:
@@ -134,61 +233,6 @@ class SeriesView(pn.viewable.Viewer):
         index = info.times.index(label)
         times = self.state.sources.open(self.state.dataset)["time"].values
         return series_x(times[index : index + 1], info.climatology)[0]
-
-    def _plot(self, **_: Any) -> hv.Overlay:
-        """Curve, points and highlight of the current series and time (as drawn)."""
-        return self._curve() * self._highlight()
-
-    def _curve(self, **_: Any) -> hv.Overlay:
-        series = self.results.series
-        clim = self._climatology()
-        step_units = self.state.sources.info(self.state.dataset).time_units
-        xdim = hv.Dimension("time", label="month" if clim else labels.time_axis_text(step_units))
-        words = self._labels()
-        # the y label is the quantity when it fits beside a 260-pixel plot, else the
-        # units (the title names the quantity): a long name was cut off
-        ylabel = (
-            words.quantity if len(words.quantity) <= 28 else (words.units or words.variable[:28])
-        )
-        ydim = hv.Dimension("value", label=ylabel)
-        if series is None or series.size == 0:
-            # typed like the series to come: the first frame fixes the axis (dates or
-            # numbers) for the plot's life, and the series often arrives after it
-            empty = (self._empty_x(clim), np.array([], dtype="float64"))
-            curve = hv.Curve(empty, kdims=[xdim], vdims=[ydim])
-            points = hv.Scatter(empty, kdims=[xdim], vdims=[ydim])
-        else:
-            x = series_x(series["time"].values, clim)
-            y = np.asarray(series.values, dtype="float64")
-            curve = hv.Curve((x, y), kdims=[xdim], vdims=[ydim])
-            points = hv.Scatter((x, y), kdims=[xdim], vdims=[ydim])
-        # no box zoom nor save tool (the wheel zooms; "Series CSV" saves): 5 models fewer
-        opts: dict[str, Any] = dict(responsive=True, height=self.height, tools=["hover", "tap"], framewise=True,
-                                    line_width=2, color="#1f5fa8", default_tools=["pan", "wheel_zoom", "reset"])  # fmt: skip
-        if clim:
-            opts["xticks"] = [(i, pd.Timestamp(2000, i, 1).strftime("%b")) for i in range(1, 13)]
-        title = words.series_title() if series is not None else ""
-        # the hook holds the view weakly: HoloViews keeps an element's options (hooks
-        # included) in a process-wide tree, which would keep every closed page alive
-        opts["hooks"] = [functools.partial(_series_figure_hook, weakref.ref(self), title),
-                         drop_glyph_variants]  # fmt: skip
-        return curve.opts(**opts) * points.opts(size=5, color="#1f5fa8", tools=["hover", "tap"],
-                                                default_tools=[], hooks=[drop_glyph_variants])  # fmt: skip
-
-    def _figure_hook(self, plot: Any, element: Any, title: str = "") -> None:
-        """Title and tap handler on the Bokeh figure itself.
-
-        Neither works through HoloViews here: the figure is an overlay of two
-        DynamicMaps, whose title option is the (empty) outer one's, and a ``Tap``
-        stream on either DynamicMap was never linked to the figure (a tap did nothing).
-        """
-        figure = plot.state
-        if figure.title is not None and figure.title.text != title:
-            figure.title.text = title
-        if figure.id not in self._tapped_figures:
-            self._tapped_figures.add(figure.id)
-            view = weakref.ref(self)
-            figure.on_event("tap", lambda event: _tap(view, event))
 
     def _empty_x(self, climatology: bool) -> np.ndarray:
         """No x values, of the type the dataset's series has (see `series_x`)."""
@@ -209,20 +253,26 @@ class SeriesView(pn.viewable.Viewer):
             return labels.for_state(self.state)
         return labels.view_labels(query, self.state.sources.info(query.dataset))
 
-    def _highlight(self, **_: Any) -> hv.Overlay:
-        """The selected step (a line) and range (a band); empty ones keep the plot's layout."""
-        line, band = hv.VLine(np.nan), hv.VSpan(None, None)
+    def _draw_highlight(self, *_: Any) -> None:
+        """The selected step (a line) or range (a band), moved in place."""
+        line, band = None, (None, None)
         if self.state.time_mode == "range":
             a, b = self._x_of_label(self.state.start), self._x_of_label(self.state.end)
             if a is not None and b is not None:
-                band = hv.VSpan(a, b)
+                band = (_ms(a), _ms(b))
         else:
             t = self._x_of_label(self.state.time)
             if t is not None:
-                line = hv.VLine(t)
-        return line.opts(color="orange", line_width=2, default_tools=[]) * band.opts(
-            color="orange", alpha=0.2, default_tools=[]
-        )
+                line = _ms(t)
+
+        def change() -> None:
+            set_changed(self._line, location=line, visible=line is not None)
+            if band[0] is None:
+                set_changed(self._band, visible=False)  # its edges stay where they were
+            else:
+                set_changed(self._band, left=band[0], right=band[1], visible=True)
+
+        in_document(self.figure, change)
 
     def _on_tap(self, x: Any = None, y: Any = None, **_: Any) -> None:
         series = self.results.series
