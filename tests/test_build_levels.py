@@ -165,18 +165,24 @@ def test_stores_are_read_not_the_raw_data(built, tmp_path) -> None:
     np.testing.assert_array_equal(plan_map(broken, query).compute().values, want)
 
 
-def test_euro_cordex_tas_on_its_2m_height_is_built_and_used(tmp_path) -> None:
-    """The EURO-CORDEX sample: rotated grid, ``tas(time, height=2 m, rlat, rlon)``."""
+def _built_sample(name: str, tmp_path) -> tuple[xr.Dataset, object]:
+    """A copy of the bundled sample ``name``, built with small blocks: (dataset, folder)."""
     from data_catalog import open_dataset
 
-    source = tmp_path / "tas.nc"
-    shutil.copy(SAMPLE / "tas_rotated_grid_EUR11.nc", source)
+    source = tmp_path / name
+    shutil.copy(SAMPLE / name, source)
     config = BuildConfig(max_level=2, ts_max_level=2, base_block=1, unit_steps=1)
     folder = build_derived(
         str(source), tmp_path / "d", scheduler="synchronous", config=config, progress=False
     )
     ds = open_dataset(str(source))
     ds.attrs["gridscope_derived"] = str(folder)
+    return ds, folder
+
+
+def test_euro_cordex_tas_on_its_2m_height_is_built_and_used(tmp_path) -> None:
+    """The EURO-CORDEX sample: rotated grid, ``tas(time, height=2 m, rlat, rlon)``."""
+    ds, folder = _built_sample("tas_rotated_grid_EUR11.nc", tmp_path)
     assert list(DerivedStores(folder).manifest()["variables"]) == ["tas@level=2.0"]
     query = Query(dataset="x", var="tas", start="2006-01-01", end="2006-01-31", agg="mean")
     for level in (None, 2.0):
@@ -262,16 +268,7 @@ def test_build_panel_names_a_damaged_level(built, tmp_path) -> None:
 
 def test_icon_salinity_on_depth_levels_is_built_per_level(tmp_path) -> None:
     """The ICON sample: triangles, ``S(time, depth, cell)`` on three depth levels."""
-    from data_catalog import open_dataset
-
-    source = tmp_path / "icon.nc"
-    shutil.copy(SAMPLE / "triangular_grid_ICON.nc", source)
-    config = BuildConfig(max_level=2, ts_max_level=2, base_block=1, unit_steps=1)
-    folder = build_derived(
-        str(source), tmp_path / "d", scheduler="synchronous", config=config, progress=False
-    )
-    ds = open_dataset(str(source))
-    ds.attrs["gridscope_derived"] = str(folder)
+    ds, folder = _built_sample("triangular_grid_ICON.nc", tmp_path)
     levels = [float(v) for v in ds["S"]["level"].values]
     assert len(levels) == 3
     names = set(DerivedStores(folder).manifest()["variables"])

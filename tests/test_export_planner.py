@@ -15,6 +15,7 @@ from pipelines.synthetic import SyntheticSpec, write_demo_store
 
 BOX = (-61.0, -21.0, 59.0, 41.0)  # W, S, E, N: edges between the 4-degree cell centres
 START, END = "1980-01-01", "1980-03-04"  # steps 0..63: whole aggregate blocks, no raw edge
+RANGE = ["--start", START, "--end", END]
 
 
 @pytest.fixture(scope="module")
@@ -43,22 +44,8 @@ def built(tmp_path_factory) -> tuple[Path, dict[str, np.ndarray]]:
         "lat": t2m["lat"].values,
         "lon": t2m["lon"].values,
     }
-    code = main(
-        [
-            "build",
-            str(source),
-            "--scheduler",
-            "synchronous",
-            "--levels",
-            "2",
-            "--ts-levels",
-            "3",
-            "--base-block",
-            "4",
-            "--unit-steps",
-            "16",
-        ]  # fmt: skip
-    )
+    code = main(["build", str(source), "--scheduler", "synchronous", "--levels", "2",
+                 "--ts-levels", "3", "--base-block", "4", "--unit-steps", "16"])  # fmt: skip
     assert code == 0
     shutil.rmtree(source / "t2m" / "c")
     return source, expected
@@ -76,23 +63,8 @@ def test_range_map_comes_from_the_aggregates_and_equals_brute_force(
 ) -> None:
     source, expected = built
     out = tmp_path / "map.nc"
-    code, err = _export(
-        [
-            "map",
-            str(source),
-            "--var",
-            "t2m",
-            "--start",
-            START,
-            "--end",
-            END,
-            "--agg",
-            agg,
-            "-o",
-            str(out),
-        ],  # fmt: skip
-        capsys,
-    )
+    code, err = _export(["map", str(source), "--var", "t2m", *RANGE, "--agg", agg, "-o", str(out)],
+                        capsys)  # fmt: skip
     assert code == 0, err
     assert err[0].startswith("gridscope export: reads about ")
     assert "temporal aggregates level 0" in err[0] and "+ 0 raw steps" in err[0]
@@ -115,22 +87,8 @@ def test_series_come_from_the_time_series_copy_and_equal_brute_force(
     source, expected = built
     out = tmp_path / "series.csv"
     region = ["--point", "100,-30"] if where == "point" else ["--bbox", ",".join(map(str, BOX))]
-    code, err = _export(
-        [
-            "series",
-            str(source),
-            "--var",
-            "t2m",
-            "--start",
-            START,
-            "--end",
-            END,
-            *region,
-            "-o",
-            str(out),
-        ],  # fmt: skip
-        capsys,
-    )
+    code, err = _export(["series", str(source), "--var", "t2m", *RANGE, *region, "-o", str(out)],
+                        capsys)  # fmt: skip
     assert code == 0, err
     assert err[0].startswith("gridscope export: reads about ")
     assert "time-series copy" in err[0]
@@ -143,21 +101,8 @@ def test_series_come_from_the_time_series_copy_and_equal_brute_force(
 def test_max_bytes_refuses_before_reading(built, tmp_path: Path, capsys) -> None:
     source, _ = built
     out = tmp_path / "map.nc"
-    code, err = _export(
-        [
-            "map",
-            str(source),
-            "--var",
-            "t2m",
-            "--agg",
-            "mean",
-            "--max-bytes",
-            "2kB",
-            "-o",
-            str(out),
-        ],  # fmt: skip
-        capsys,
-    )
+    code, err = _export(["map", str(source), "--var", "t2m", "--agg", "mean", "--max-bytes", "2kB",
+                         "-o", str(out)], capsys)  # fmt: skip
     assert code == 2 and not out.exists()
     assert err[0].startswith("gridscope export: reads about ")
     assert "more than the limit of 2.00 kB" in err[-1] and err[-1].startswith("gridscope: error:")
@@ -209,25 +154,9 @@ def test_a_large_plan_runs_on_the_named_cluster(
     app_runtime.update_settings(inprocess_bytes=1)
     monkeypatch.setattr(pipelines.planner, "_LOCAL_BYTES", 0)  # no local shortcut
     out = tmp_path / "cluster.nc"
-    code, err = _export(
-        [
-            "map",
-            str(source),
-            "--var",
-            "sst",
-            "--start",
-            "1980-01-03",
-            "--end",
-            "1980-02-11",
-            "--agg",
-            "mean",
-            "--scheduler",
-            dask_processes,
-            "-o",
-            str(out),
-        ],  # fmt: skip
-        capsys,
-    )
+    code, err = _export(["map", str(source), "--var", "sst", "--start", "1980-01-03",
+                         "--end", "1980-02-11", "--agg", "mean", "--scheduler", dask_processes,
+                         "-o", str(out)], capsys)  # fmt: skip
     assert code == 0, err
     assert err[0].startswith("gridscope export: reads about ") and "raw steps" in err[0]
     assert f"computing on {dask_processes}" in err[1]
