@@ -81,7 +81,7 @@ class BuildJobs:
 
     @staticmethod
     def _run(progress: BuildProgress, client: Any, options: dict[str, Any]) -> None:
-        from pipelines.build import build_derived
+        from pipelines.locations import build_derived_at
 
         def report(stage: str, done: int, total: int, rate: float) -> None:
             progress.stage, progress.done, progress.total, progress.rate_mb_s = (
@@ -93,7 +93,8 @@ class BuildJobs:
 
         where = {"client": client} if client is not None else {"scheduler": "synchronous"}
         try:
-            folder = build_derived(progress.dataset, progress=report, **where, **options)
+            # a local folder, or an fsspec URL (built in local staging, then uploaded)
+            folder = build_derived_at(progress.dataset, progress=report, **where, **options)
         except Exception as exc:  # shown in the page; the server keeps serving
             progress.state, progress.message = "failed", user_message(exc, progress.dataset)
             return
@@ -105,7 +106,8 @@ class BuildJobs:
                 f"no variable to build: {left_out}; maps and series read the raw data"
             )
             return
-        progress.state, progress.message = "done", f"{folder.name} in {seconds:.0f} s"
+        name = str(folder).rstrip("/").rsplit("/", 1)[-1]
+        progress.state, progress.message = "done", f"{name} in {seconds:.0f} s"
         if left_out:
             progress.message += f"; not built: {left_out} (read from the raw data)"
 
@@ -118,10 +120,11 @@ def _variables_built(source: str, folder: Any) -> tuple[list[str], str]:
 
     from pipelines.build import open_source
     from pipelines.derived import split_store_name
+    from pipelines.locations import join, read_text
     from pipelines.reductions import spatial_dims
 
     try:
-        built = list(json.loads((folder / "manifest.json").read_text()).get("variables", {}))
+        built = list(json.loads(read_text(join(folder, "manifest.json"))).get("variables", {}))
         ds = open_source(source)
         grid = {"time", *spatial_dims(ds)}
     except Exception:  # noqa: BLE001  (the build itself succeeded; say nothing more)

@@ -51,9 +51,11 @@ the missing-chunk check can open without a transactional layer; one JSON file re
 atomically gives all-or-nothing visibility on a local disk; appends within the
 aggregates' layout only add files or replace chunks with the same values for the old
 steps, so they need no copy-on-write, and the rare relayout is a folder of hard links.
-Icechunk (not installed here) would add snapshot history and object-store transactions
-(``s3://``, where ``os.replace`` does not exist); that is the route for fsspec locations,
-not taken yet.
+Icechunk (not installed here) would add snapshot history and object-store transactions.
+On an fsspec location (``s3://``, ``gs://``, ``memory://``: ``gridscope build --out URL`` or
+``$GRIDSCOPE_DERIVED_DIR=URL``) the build runs in a local staging folder, then the
+version's data folder is uploaded and the manifest written last as one object, atomic
+on object stores (`pipelines.locations`); readers open it through fsspec.
 
 Missing chunk files: zarr reads a missing chunk as the fill value, so a deleted chunk
 file of a derived array would silently give wrong maps and series. The build writes
@@ -76,6 +78,7 @@ import math
 import os
 import re
 import threading
+import time
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
@@ -86,6 +89,7 @@ import xarray as xr
 
 from data_catalog.normalise import NORMALISATION_VERSION
 from pipelines.aggregates import BlockTable
+from pipelines.locations import MANIFEST_TTL_S, is_url, join, read_text
 
 __all__ = [
     "ArrayProblem",
@@ -107,8 +111,8 @@ log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 #: A build's own state until it is published (`pipelines.build`); readers never open it.
 NEXT_MANIFEST = "manifest.next.json"
-_REGISTERED: dict[str, Path] = {}
-_OPEN: dict[Path, DerivedStores] = {}
+_REGISTERED: dict[str, Path | str] = {}
+_OPEN: dict[Path | str, DerivedStores] = {}
 _LOCK = threading.Lock()
 
 
@@ -118,15 +122,17 @@ def _slug(source: str) -> str:
     return f"{name}-{digest}"
 
 
-def derived_dir_for(source: str, out: str | os.PathLike[str] | None = None) -> Path:
-    """Folder of ``source``'s derived stores (``out`` given to ``gridscope build --out``)."""
+def derived_dir_for(source: str, out: str | os.PathLike[str] | None = None) -> Any:
+    """Folder of ``source``'s derived stores (``out`` given to ``gridscope build --out``):
+    a `Path`, or a URL string when ``out`` / ``$GRIDSCOPE_DERIVED_DIR`` is an fsspec URL
+    (`pipelines.locations`)."""
     if out is not None:
-        return Path(out) / _slug(source)
+        return join(out, _slug(source))
     # read here, not passed in: `gridscope build`, every server process and the Dask
     # workers must find the same folder, and pipelines never sees the app's settings
     env = os.environ.get("GRIDSCOPE_DERIVED_DIR")
     if env:
-        return Path(env) / _slug(source)
+        return join(env, _slug(source))
     path = Path(str(source).rstrip("/"))
     if not str(source).startswith("virtual:") and path.exists():
         return path.with_name(path.name + ".gridscope")
@@ -135,7 +141,7 @@ def derived_dir_for(source: str, out: str | os.PathLike[str] | None = None) -> P
 
 def register_derived(source: str, folder: str | os.PathLike[str]) -> None:
     """Tell this process that ``source``'s derived stores are in ``folder``."""
-    _REGISTERED[str(source)] = Path(folder)
+    _REGISTERED[str(source)] = join(folder)
 
 
 def level_store_name(var: str, level: float | None) -> str:
@@ -268,16 +274,16 @@ def _candidates(ds: xr.Dataset) -> list[DerivedStores]:
     source = str(ds.attrs.get("gridscope_source", ""))
     folders = []
     if ds.attrs.get("gridscope_derived"):
-        folders.append(Path(str(ds.attrs["gridscope_derived"])))
+        folders.append(join(str(ds.attrs["gridscope_derived"])))
     if source in _REGISTERED:
         folders.append(_REGISTERED[source])
     if source:
         folders.append(derived_dir_for(source))
     out = []
     for folder in folders:
-        if folder.name == MANIFEST:
-            folder = folder.parent
-        if (folder / MANIFEST).exists():
+        if str(folder).rstrip("/").endswith("/" + MANIFEST):
+            folder = join(str(folder).rstrip("/")[: -len(MANIFEST) - 1])
+        if _has_manifest(folder):
             with _LOCK:
                 stores = _OPEN.get(folder)
                 if stores is None:
@@ -335,6 +341,15 @@ def _count_under(path: str, names: list[frozenset[str]]) -> int:
     if len(names) == 1:
         return len(present)
     return sum(_count_under(os.path.join(path, name), names[1:]) for name in present)
+
+
+def _has_manifest(folder: Path | str) -> bool:
+    if not is_url(folder):
+        return (Path(folder) / MANIFEST).exists()
+    try:  # one small read; a reader keeps the stores it opened (`_OPEN`)
+        return folder in _OPEN or bool(read_text(join(folder, MANIFEST)))
+    except (FileNotFoundError, OSError):
+        return False
 
 
 def _level_of(path: str) -> int:
@@ -519,7 +534,7 @@ class VariableStores:
             import zarr
 
             arr = zarr.open_array(
-                self.folder / f"{store}.zarr", path=f"{self.var}/{path}", mode="r"
+                str(join(self.folder, f"{store}.zarr")), path=f"{self.var}/{path}", mode="r"
             )
             self._arrays[key] = arr
         return arr
@@ -528,8 +543,9 @@ class VariableStores:
 class DerivedStores:
     """A derived-store folder; `variable` answers what is usable right now."""
 
-    def __init__(self, folder: Path):
-        self.folder = Path(folder)
+    def __init__(self, folder: Path | str):
+        self.folder = join(folder)  # a Path, or a URL (`pipelines.locations`)
+        self._read_at = -math.inf
         self._mtime: int | None = None
         self._stamp: tuple[int, int] | None = None
         self._manifest: dict[str, Any] = {}
@@ -538,7 +554,10 @@ class DerivedStores:
 
     def manifest(self) -> dict[str, Any]:
         """The manifest, re-read only when the file changed (a build replaces it whole,
-        `write_manifest`: a new file, so its inode and modification time say so)."""
+        `write_manifest`: a new file, so its inode and modification time say so); at a
+        URL, re-read at most every `pipelines.locations.MANIFEST_TTL_S` seconds."""
+        if is_url(self.folder):
+            return self._remote_manifest()
         path = self.folder / MANIFEST
         try:
             info = path.stat()
@@ -558,6 +577,24 @@ class DerivedStores:
                 self._vars = {}
             return self._manifest
 
+    def _remote_manifest(self) -> dict[str, Any]:
+        """The manifest at a URL (one object, written whole: `pipelines.locations`)."""
+        now = time.monotonic()
+        with self._lock:
+            if now - self._read_at < MANIFEST_TTL_S:
+                return self._manifest
+            try:
+                manifest = json.loads(read_text(join(self.folder, MANIFEST)))
+            except FileNotFoundError:
+                manifest = {}
+            except (OSError, json.JSONDecodeError):
+                return self._manifest  # unreachable for now; keep the last good one
+            self._read_at = now
+            if manifest != self._manifest:
+                self._manifest = manifest
+                self._vars = {}
+            return self._manifest
+
     @property
     def version(self) -> str:
         """The id of the version readers see now (changes with every published change:
@@ -567,9 +604,9 @@ class DerivedStores:
         return f"{self.folder}:{manifest.get('version') or self._mtime}"
 
     @property
-    def data_folder(self) -> Path:
-        """The folder of the arrays of the version readers see now."""
-        return self.folder / str(self.manifest().get("data", ""))
+    def data_folder(self) -> Any:
+        """The folder (a `Path` or URL) of the arrays of the version readers see now."""
+        return join(self.folder, str(self.manifest().get("data", "")))
 
     @property
     def problems(self) -> list[str]:
@@ -593,7 +630,7 @@ class DerivedStores:
             stores = self._vars.get(var)
             if stores is None:
                 nsteps = int(manifest["fingerprint"].get("nsteps", 0))
-                data = self.folder / str(manifest.get("data", ""))
+                data = join(self.folder, str(manifest.get("data", "")))
                 problems = self._check(data, var, info, nsteps, str(manifest.get("source", "")))
                 stores = VariableStores(data, var, info, nsteps, problems)
                 self._vars[var] = stores
@@ -601,17 +638,12 @@ class DerivedStores:
 
     def _check(self, data: Path, var: str, info: dict[str, Any], nsteps: int, source: str) -> list:
         """`missing_chunks` for a local folder (logged); remote folders are not listed."""
-        if _is_remote(self.folder):
+        if is_url(self.folder):
             return []
         problems = missing_chunks(data, var, info, nsteps, source)
         for problem in problems:
             log.warning("%s", problem.text)
         return problems
-
-
-def _is_remote(folder: Path) -> bool:
-    """A URL (``gs://...`` becomes ``gs:/...`` as a Path): listing it would be slow."""
-    return re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:/", str(folder)) is not None
 
 
 def write_manifest(folder: Path, manifest: dict[str, Any], name: str = MANIFEST) -> None:

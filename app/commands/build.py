@@ -25,7 +25,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("source", help="catalog id or path of the source dataset")
     parser.add_argument(
-        "--out", default=None, help="folder for derived stores (default: next to the source)"
+        "--out",
+        default=None,
+        help="folder or fsspec URL (s3://..., gs://...) for derived stores (default: "
+        "$GRIDSCOPE_DERIVED_DIR, else next to the source); a URL is built in a local "
+        "staging folder ($GRIDSCOPE_STAGING_DIR) and uploaded, its manifest last",
     )
     parser.add_argument(
         "--levels", type=int, default=3, help="coarsest pyramid/aggregate level (default 3)"
@@ -47,9 +51,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from pipelines.build import BuildConfig, build_derived
+    from pipelines.build import BuildConfig
     from pipelines.cluster import ClusterError
     from pipelines.derived import DerivedStores, derived_dir_for
+    from pipelines.locations import build_derived_at
 
     try:
         spec = cluster_spec(args)
@@ -61,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
             variables=tuple(v.strip() for v in args.vars.split(",")) if args.vars else None,
         )
         before = DerivedStores(derived_dir_for(args.source, args.out)).manifest()
-        folder = build_derived(args.source, args.out, scheduler=spec, config=config)
+        folder = build_derived_at(args.source, args.out, scheduler=spec, config=config)
     except (ValueError, ClusterError) as exc:
         print(f"gridscope: error: {exc}", file=sys.stderr)
         return 2
