@@ -195,4 +195,4 @@ def build_derived_at(source: str, out: str | os.PathLike[str] | None = None, **o
     target = derived_dir_for(source, out)
     if is_url(target):
         return build_to(source, target, **options)
-    return build_derived(source, out, **options)
+    return build_derived(source, None if out is None else join(out), **options)
