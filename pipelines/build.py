@@ -66,7 +66,15 @@ import numpy as np
 import xarray as xr
 
 from data_catalog.grid import grid_of
-from pipelines.aggregates import STATS, BlockTable, block_stats, combine_stats, layout_steps_for
+from pipelines.aggregates import (
+    STAT_DTYPES,
+    STATS,
+    BlockTable,
+    block_stats,
+    combine_stats,
+    layout_steps_for,
+    stored,
+)
 from pipelines.cell_stores import (
     AGG_CHUNK,
     FANOUT,
@@ -139,7 +147,8 @@ class BuildConfig:
 
 _SOURCES: dict[str, xr.Dataset] = {}
 #: Manifest format: 2 lays aggregate rows out for appends (``layout_steps``); 3 stores
-#: time-series levels as float32 block means and valid areas, floats bit-shuffled.
+#: time-series levels as float32 block means and valid areas, floats bit-shuffled, and
+#: aggregates' float32 ``m2`` instead of float64 ``sumsq``.
 _FORMAT = 3
 
 
@@ -198,13 +207,7 @@ def _layout(ds: xr.Dataset, var: str, cfg: BuildConfig) -> dict[str, dict[str, A
                 out["pyramid"][f"L{lev}/{kind}"] = ((nt, nyl, nxl), (tc, nyl, nxl), "float32")
         if lev <= cfg.max_level and table.total:
             tile = (1, min(nyl, 361), min(nxl, 720))
-            for name, dtype in (
-                ("sum", "float64"),
-                ("sumsq", "float64"),
-                ("count", "int32"),
-                ("min", "float32"),
-                ("max", "float32"),
-            ):
+            for name, dtype in _STAT_DTYPES:
                 out["aggregates"][f"L{lev}/{name}"] = ((table.total, nyl, nxl), tile, dtype)
             out["aggregates"][f"L{lev}/shift"] = ((nyl, nxl), (nyl, nxl), "float64")
         if 1 <= lev <= cfg.ts_max_level:
@@ -258,13 +261,7 @@ def _cells_layout(ds: xr.Dataset, cfg: BuildConfig) -> dict[str, dict[str, Any]]
 #: A time-series level's arrays (`pipelines.timeseries_store.level_means`).
 _TS_LEVEL_ARRAYS = ("mean", "area")
 
-_STAT_DTYPES = (
-    ("sum", "float64"),
-    ("sumsq", "float64"),
-    ("count", "int32"),
-    ("min", "float32"),
-    ("max", "float32"),
-)
+_STAT_DTYPES = tuple(STAT_DTYPES.items())
 
 
 def _pyramid_levels(layout: dict[str, dict[str, Any]]) -> int:
@@ -558,8 +555,8 @@ def _run_unit(
             size = b
             while size <= u and size <= nt and stats.sum.shape[0] > 0:
                 first = table.flat_index(size, t0 // size)
-                for name in ("sum", "sumsq", "count", "min", "max"):
-                    writer.write(agg[f"{var}/L{lev}/{name}"], first, getattr(stats, name))
+                for name in STATS:
+                    writer.write(agg[f"{var}/L{lev}/{name}"], first, stored(stats, name))
                 size *= 2
                 if size <= u and size <= nt:
                     stats = combine_stats(stats)
@@ -614,7 +611,7 @@ def _write_blocks(
     while size <= cfg.unit_steps and size <= nt and stats.sum.shape[0] > 0:
         first = table.flat_index(size, t0 // size)
         for name in STATS:
-            writer.write(agg[f"{var}/L{lev}/{name}"], first, getattr(stats, name))
+            writer.write(agg[f"{var}/L{lev}/{name}"], first, stored(stats, name))
         size *= 2
         if size <= cfg.unit_steps and size <= nt:
             stats = combine_stats(stats)
@@ -654,12 +651,7 @@ def _write_cell_unit(
 def _concat_stats(parts: list) -> Any:
     from pipelines.aggregates import BlockStats
 
-    return BlockStats(
-        **{
-            n: np.concatenate([getattr(p, n) for p in parts])
-            for n in ("sum", "sumsq", "count", "min", "max")
-        }
-    )
+    return BlockStats(**{n: np.concatenate([getattr(p, n) for p in parts]) for n in STATS})
 
 
 def _run_combine(
@@ -680,15 +672,10 @@ def _run_combine(
     dst0 = table.offset(size)
     for k in range(first, n):  # one output block at a time keeps memory at one frame
         rows = slice(src0 + 2 * k, src0 + 2 * k + 2)
-        parts = BlockStats(
-            **{
-                name: agg[f"{var}/L{level}/{name}"][rows]
-                for name in ("sum", "sumsq", "count", "min", "max")
-            }
-        )
+        parts = BlockStats(**{name: agg[f"{var}/L{level}/{name}"][rows] for name in STATS})
         out = combine_stats(parts)
         for name in STATS:
-            outputs[name][dst0 + k : dst0 + k + 1] = getattr(out, name)
+            outputs[name][dst0 + k : dst0 + k + 1] = stored(out, name)
     marker = _combine_marker(Path(folder), var, level, size, nt)
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text("done\n")

@@ -16,7 +16,7 @@ true areas in position order. Per variable (see `pipelines.derived` for the fold
   bound there). A box series reads each whole tile of the box's cover
   (`CellGrid.cover`) as one block and only the cells of tiles its edge crosses as
   values, so it reads O(perimeter) values per step, and sums in float64;
-- ``aggregates.zarr/<var>/L0/{sum,sumsq,count,min,max}`` (block, position) and
+- ``aggregates.zarr/<var>/L0/{sum,m2,count,min,max}`` (block, position) and
   ``L0/shift`` (position): the temporal aggregates of `pipelines.aggregates` per cell.
 
 **Z-order tile index.** Aligned runs of ``4**l`` positions (``l >= 3``) are tiles; the
@@ -75,7 +75,7 @@ import numpy as np
 import xarray as xr
 
 from data_catalog.grid import EARTH_RADIUS_M, unit_vectors
-from pipelines.aggregates import block_stats, decompose_range, finish
+from pipelines.aggregates import block_stats, decompose_range, finish, stat_of
 from pipelines.query import Query, QueryError
 from pipelines.reductions import spatial_dims
 from pipelines.selection import _no_cell_error, bbox_cell_mask, nearest_cell_index
@@ -948,7 +948,7 @@ _NEEDED = {
     "min": ("min",),
     "max": ("max",),
 }
-_BYTES = {"sum": 8, "sumsq": 8, "count": 4, "min": 4, "max": 4}
+_BYTES = {"sum": 8, "sumsq": 16, "count": 4, "min": 4, "max": 4}  # sumsq: m2 + sum + count
 _METHOD = {"mean": "mean", "min": "minimum", "max": "maximum", "std": "standard_deviation"}
 #: Aggregate blocks read at once per statistic (bounds the memory of a range map).
 _BATCH = 4
@@ -992,13 +992,19 @@ class _RangeSource:
         def raw_stats() -> dict[str, np.ndarray]:
             raw = self.raw(steps)
             stats = block_stats(raw, shift, raw.shape[0])
-            return {n: getattr(stats, n)[0] for n in needed}
+            return {n: stat_of(stats, n)[0] for n in needed}
+
+        def read(stat: str, rows: np.ndarray) -> np.ndarray:
+            return self.cells.read(self.stores.array("aggregates", f"L{self.level}/{stat}"), rows)
 
         def stat_total(name: str) -> np.ndarray:
-            arr = self.stores.array("aggregates", f"L{self.level}/{name}")
             total: dict[str, np.ndarray] = {}
             for k in range(0, len(flat), _BATCH):
-                part = self.cells.read(arr, np.asarray(flat[k : k + _BATCH]))
+                rows = np.asarray(flat[k : k + _BATCH])
+                if name == "sumsq":  # rebuilt per block from m2, sum and count
+                    part = stat_of({n: read(n, rows) for n in ("sum", "m2", "count")}, name)
+                else:
+                    part = read(name, rows)
                 if name in ("min", "max"):
                     part = (np.fmin if name == "min" else np.fmax).reduce(part, axis=0)
                 else:

@@ -11,7 +11,7 @@ source, or ``$GRIDSCOPE_DERIVED_DIR/<slug>/``, or a folder given to ``gridscope 
     data-<id>/                         one version's arrays (below), progress/ and cells/
     data-<id>/progress/<var>/*.done    completed build units (resumability)
     pyramid.zarr/<var>/L<l>/{mean,min,max}          (time, lat_l, lon_l) float32, l >= 1
-    aggregates.zarr/<var>/L<l>/{sum,sumsq,count,min,max}  (block, lat_l, lon_l)
+    aggregates.zarr/<var>/L<l>/{sum,m2,count,min,max}     (block, lat_l, lon_l)
     aggregates.zarr/<var>/L<l>/shift                (lat_l, lon_l) float64
     timeseries.zarr/<var>/values                    (time, lat, lon) float32, long in time
     timeseries.zarr/<var>/L<l>/{mean,area}          (time, lat_l, lon_l) float32, l >= 1
@@ -22,8 +22,8 @@ put in Morton order (``cells/`` holds the order, centres, areas and the pyramid'
 regridding matrices); see `pipelines.cell_stores`::
 
     pyramid.zarr/<var>/L<k>/{mean,min,max}                 (time, nlat_k, 2 nlat_k), k >= 1
-    aggregates.zarr/<var>/L0/{sum,sumsq,count,min,max}     (block, position)
-    aggregates.zarr/<var>/L<k>/{sum,sumsq,count,min,max}   (block, nlat_k, 2 nlat_k)
+    aggregates.zarr/<var>/L0/{sum,m2,count,min,max}        (block, position)
+    aggregates.zarr/<var>/L<k>/{sum,m2,count,min,max}      (block, nlat_k, 2 nlat_k)
     timeseries.zarr/<var>/values                           (time, position) float32
     timeseries.zarr/<var>/L<l>/{mean,area}                 (time, ceil(n / 4**l)) float32
 

@@ -41,7 +41,14 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from pipelines.aggregates import STATS, BlockStats, block_stats, decompose_range, finish
+from pipelines.aggregates import (
+    STATS,
+    BlockStats,
+    block_stats,
+    decompose_range,
+    finish,
+    stat_of,
+)
 from pipelines.cell_stores import LevelRegrid, combine_total, plan_cell_map, plan_cell_series
 from pipelines.derived import VariableStores, find_derived, level_store_name
 from pipelines.evaluate import compute_map, compute_series, field_for
@@ -538,7 +545,8 @@ def _plan_aggregates(
         "min": ("min",),
         "max": ("max",),
     }[agg]
-    per_cell = {"sum": 8, "sumsq": 8, "count": 4, "min": 4, "max": 4}
+    # sumsq is rebuilt from m2, sum and count (`pipelines.aggregates.stat_of`)
+    per_cell = {"sum": 8, "sumsq": 16, "count": 4, "min": 4, "max": 4}
     nbytes = region.ncells * (len(flat) * sum(per_cell[n] for n in needed) + len(steps) * 4)
 
     def run() -> xr.DataArray:
@@ -555,16 +563,14 @@ def _plan_aggregates(
             else None
         )
         block_futures = {
-            name: pool.submit(
-                _block_total, stores.array("aggregates", f"L{level}/{name}"), name, flat, lat, runs
-            )
+            name: pool.submit(_block_total, stores, level, name, flat, lat, runs)
             for name in (needed if flat else ())
         }
         shift = shift_future.result()
         totals: dict[str, np.ndarray] = {}
         if edge_future is not None:
             stats = edge_future.result()
-            totals = {name: getattr(stats, name)[0] for name in needed}
+            totals = {name: stat_of(stats, name)[0] for name in needed}
         for name, future in block_futures.items():
             combine_total(totals, name, future.result())
         values = finish(agg, totals, shift)
@@ -602,16 +608,30 @@ def _pool() -> ThreadPoolExecutor:
 
 
 def _block_total(
-    arr: Any, name: str, flat: list[int], lat: slice, runs: list[tuple[int, int]]
+    stores: VariableStores,
+    level: int,
+    name: str,
+    flat: list[int],
+    lat: slice,
+    runs: list[tuple[int, int]],
 ) -> np.ndarray:
     """One statistic's total over the stored blocks ``flat``, read one block at a time
-    into an in-place accumulator (a fraction of the memory of reading them all at once)."""
+    into an in-place accumulator (a fraction of the memory of reading them all at once);
+    ``sumsq`` is rebuilt per block from ``m2``, ``sum`` and ``count`` (`stat_of`)."""
     dtype = {"count": "int64", "min": None, "max": None}.get(name, "float64")
     op = {"min": np.fmin, "max": np.fmax}.get(name, np.add)
+
+    def read(stat: str, index: int) -> np.ndarray:
+        arr = stores.array("aggregates", f"L{level}/{stat}")
+        parts = [arr[index, lat, a:b] for a, b in runs]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
+
     total: np.ndarray | None = None
     for index in flat:
-        parts = [arr[index, lat, a:b] for a, b in runs]
-        block = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
+        if name == "sumsq":
+            block = stat_of({n: read(n, index) for n in ("sum", "m2", "count")}, name)
+        else:
+            block = read(name, index)
         if total is None:
             total = block.astype(dtype or block.dtype, copy=True)
         else:

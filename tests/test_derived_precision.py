@@ -4,7 +4,8 @@ noise, NaNs that move in time).
 
 Time-series levels are float32 block means + valid areas
 (`pipelines.timeseries_store.level_means`): box series within 1e-5 relative of the
-float64 area-weighted mean. The test builds a small regular store with
+float64 area-weighted mean. Aggregates keep float32 ``m2`` per block
+(`pipelines.aggregates`): range maps' std/mean within 1e-5, min/max exact. The test builds a small regular store with
 `pipelines.build.build_derived` and asks the planner, whose plan must read the coarse
 levels.
 """
@@ -20,8 +21,17 @@ import xarray as xr
 
 from data_catalog import open_dataset
 from pipelines import Query
+from pipelines.aggregates import (
+    STATS,
+    BlockStats,
+    block_stats,
+    combine_stats,
+    finish,
+    stat_of,
+    stored,
+)
 from pipelines.build import BuildConfig, build_derived
-from pipelines.planner import plan_series
+from pipelines.planner import plan_map, plan_series
 from pipelines.timeseries_store import level_means, level_sums
 
 NT = 48
@@ -108,3 +118,65 @@ def test_level_means_bound() -> None:
     got = wsum.sum(axis=1) / warea.sum(axis=1)
     ref = wsum_true.sum(axis=1) / area.sum(axis=1)
     assert np.max(np.abs(got / ref - 1)) <= 2.0**-22
+
+
+def _brute_range(ds: xr.Dataset, var: str, t0: int, t1: int, agg: str) -> np.ndarray:
+    x = np.asarray(ds[var].values[t0:t1], "float64")
+    with np.errstate(invalid="ignore"), __import__("warnings").catch_warnings():
+        __import__("warnings").simplefilter("ignore", RuntimeWarning)
+        return {"mean": np.nanmean, "std": np.nanstd, "min": np.nanmin, "max": np.nanmax}[agg](
+            x, axis=0
+        )
+
+
+@pytest.mark.parametrize("var", ["tas", "anom"])
+def test_range_maps_from_m2_aggregates_within_1e5(built, var) -> None:
+    """Aggregates keep float32 ``m2`` (Chan merges): std/mean rel <= 1e-5 and min/max
+    exact against float64 numpy, for ranges over blocks far from the shift (trend,
+    cycle), with NaNs; the plan must use stored blocks."""
+    labels = [str(t)[:10] for t in built["time"].values]
+    rng = np.random.default_rng(11)
+    spans = [(0, NT), (NT - 20, NT), (5, 37)] + [
+        tuple(sorted(rng.choice(NT, 2, replace=False))) for _ in range(3)
+    ]
+    for a, b in spans:
+        for agg in ("mean", "std", "min", "max"):
+            query = Query(dataset="p", var=var, start=labels[a], end=labels[b - 1], agg=agg)
+            plan = plan_map(built, query)
+            assert plan.description.startswith("temporal aggregates level 0")
+            assert "blocks [none]" not in plan.description
+            got = plan.compute().values
+            ref = _brute_range(built, var, a, b, agg)
+            assert np.array_equal(np.isnan(got), np.isnan(ref))
+            if agg in ("min", "max"):
+                assert np.array_equal(got, ref.astype("float32"), equal_nan=True)
+            else:
+                np.testing.assert_allclose(got, ref, rtol=1e-5, atol=0)
+
+
+def test_m2_blocks_merge_without_cancellation() -> None:
+    """Blocks of a series with a huge offset and a trend 1e4 times its noise: the std
+    rebuilt from stored (float32 m2) blocks merged pairwise matches float64 numpy."""
+    rng = np.random.default_rng(3)
+    t = np.arange(256)[:, None]
+    x = (1e4 + 50.0 * t + rng.normal(0, 0.005, (256, 200))).astype("float32")
+    x[rng.random(x.shape) < 0.2] = np.nan
+    shift = np.nan_to_num(x[0].astype("float64"))
+    stats = block_stats(x, shift, 8)
+    stats = BlockStats(*(stored(stats, n) for n in STATS))  # as stored
+    for _ in range(3):
+        stats = combine_stats(stats)
+        stats = BlockStats(*(stored(stats, n) for n in STATS))
+    # the last 64-step block's std against numpy, and sums of two blocks
+    totals = {n: stat_of(stats, n)[-1] for n in ("sum", "sumsq", "count")}
+    got = finish("std", totals, shift)
+    ref = np.nanstd(x[-64:].astype("float64"), axis=0)
+    np.testing.assert_allclose(got, ref, rtol=1e-5)
+    totals = {n: stat_of(stats, n)[-2:].sum(axis=0) for n in ("sum", "sumsq", "count")}
+    np.testing.assert_allclose(
+        finish("std", totals, shift), np.nanstd(x[-128:].astype("float64"), axis=0), rtol=1e-5
+    )
+    # within a block the trend (50 per step) dominates: the noise alone, over one step pair
+    pair = block_stats(x[-2:], shift, 2)
+    got = finish("std", {n: stat_of(pair, n)[0] for n in ("sum", "sumsq", "count")}, shift)
+    np.testing.assert_allclose(got, np.nanstd(x[-2:].astype("float64"), axis=0), rtol=1e-5)

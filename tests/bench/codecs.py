@@ -41,7 +41,7 @@ def _samples(steps: int) -> dict[str, np.ndarray]:
         "raw sst float32 (NaN land)": sst,
         "pyramid L1 mean float32": lev1["mean"][:4],
         "agg sum float64": stats.sum,
-        "agg sumsq float64": stats.sumsq,
+        "agg m2 float32": stats.m2.astype("float32"),
         "agg count int32": stats.count,
         "ts L1 wsum float64": lev1["wsum"][:2],
         "ts L1 warea float64": lev1["warea"][:2],
