@@ -51,6 +51,15 @@ def start_worker(address: str) -> subprocess.Popen:
     )  # fmt: skip
 
 
+def tasks_done(client) -> int:
+    """Tasks the scheduler of ``client`` has computed so far (counted per task prefix)."""
+    return client.run_on_scheduler(
+        lambda dask_scheduler: sum(
+            tp.state_counts["memory"] for tp in dask_scheduler.task_prefixes.values()
+        )
+    )
+
+
 def stop(processes: list[subprocess.Popen]) -> None:
     for p in processes:
         if p.poll() is None:
@@ -63,9 +72,14 @@ def stop(processes: list[subprocess.Popen]) -> None:
             p.kill()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def dask_processes():
-    """Address of a real scheduler with two single-thread worker processes."""
+    """Address of a real scheduler with two single-thread worker processes.
+
+    One for the whole test session (five modules use it; starting three processes that
+    import distributed costs several seconds of CPU each time): tests connect their own
+    clients and never stop its processes, and a test that checks what ran on it counts
+    tasks before and after (`tasks_done`), never since the start."""
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     processes = [start_scheduler(port)]
