@@ -12,6 +12,7 @@ import fsspec
 import numpy as np
 import pytest
 import xarray as xr
+import zarr
 
 from data_catalog import open_dataset
 from pipelines import Query
@@ -73,6 +74,9 @@ def test_build_publish_and_read_on_memory_url(tmp_path: Path, remote_root: str) 
     manifest = json.loads(fs.cat_file(f"{root}/manifest.json"))
     assert fs.exists(f"{root}/{manifest['data']}/pyramid.zarr/t2m/L1/mean/zarr.json")
     assert not fs.exists(f"{root}/{manifest['data']}/progress")
+    # the pyramid's GeoZarr multiscales attributes, read through fsspec by plain zarr
+    pyramid = zarr.open_group(f"{remote}/{manifest['data']}/pyramid.zarr", path="t2m", mode="r")
+    assert [e["asset"] for e in pyramid.attrs["multiscales"]["layout"]] == ["L1", "L2"]
     assert not list(tmp_path.glob("*.gridscope"))  # nothing beside the source
 
     old = open_dataset(str(source))
