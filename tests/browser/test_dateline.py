@@ -111,7 +111,11 @@ def assert_series_becomes(page, expected: np.ndarray, timeout: float = 30.0) -> 
     np.testing.assert_allclose(got, expected, rtol=1e-5)
 
 
-def test_pacific_centre_shows_data_east_of_180(page, server_url: str, artifacts: Path) -> None:
+def test_pacific_centre_then_boxes_dragged_and_typed_across_180(
+    page, server_url: str, artifacts: Path
+) -> None:
+    """One page at centre=180 (each check below was a test of its own, each with its own
+    page): data east of 180, a box dragged across 180, then a box typed across it."""
     open_dashboard(page, f"{server_url}/?dataset=coads&var=SST&time=Jan&centre=180")
     frame = wait_for_frame(page, 0.0, 360.0)
     pixels = wait_for_map(page)
@@ -124,6 +128,40 @@ def test_pacific_centre_shows_data_east_of_180(page, server_url: str, artifacts:
     assert np.abs(pixel_at(pixels, frame, 20.0, 22.0) - NAN_GREY).max() < 12
     assert "180° (Pacific)" in text_of(page, ".gs-centre")
     assert "centre=180" in page.locator(".gs-link input").input_value()
+
+    # a box dragged from 170E,10N to 130W,10S
+    canvas = page.locator(".gs-map canvas").first.bounding_box()
+
+    def screen(lon: float, lat: float) -> tuple[float, float]:
+        x = frame["left"] + (lon - frame["x0"]) / (frame["x1"] - frame["x0"]) * frame["width"]
+        y = frame["top"] + (frame["y1"] - lat) / (frame["y1"] - frame["y0"]) * frame["height"]
+        return canvas["x"] + x, canvas["y"] + y
+
+    page.mouse.move(*screen(170.0, 10.0))
+    page.mouse.down()
+    page.mouse.move(*screen(200.0, 0.0), steps=5)
+    page.mouse.move(*screen(230.0, -10.0), steps=5)
+    page.mouse.up()
+    link = wait_for_link(page, "bbox=17")  # the drag's west edge, about 170
+    west, south, east, north = (float(v) for v in link.split("bbox=")[1].split("&")[0].split(","))
+    # 170..230 on the 0..360 map is 170E..130W: west > east (within a pixel of the drag)
+    assert abs(west - 170.0) < 1.0 and abs(east + 130.0) < 1.0 and west > east
+    assert_series_becomes(page, box_series(west, south, east, north))
+
+    # then a box typed in the region's fields: 160E..120W
+    for key, value in (("west", "160"), ("south", "-10"), ("east", "-120"), ("north", "10")):
+        box = page.locator(f".gs-{key} input").first
+        box.fill(value)
+        box.press("Enter")
+    wait_for_link(page, "bbox=160,-10,-120,10")
+    wait_for_text(page, ".gs-region-text", r"W 160, S -10, E -120, N 10")
+    # the outline is one rectangle 160..240 on the 0..360 map: its top edge is magenta at 200
+    frame = wait_for_frame(page, 0.0, 360.0)
+    assert_series_becomes(page, box_series(160.0, -10.0, -120.0, 10.0))
+    page.screenshot(path=str(artifacts / "dateline-box.png"), full_page=True)
+    pixels = map_pixels(page)
+    top = pixel_at(pixels, frame, 200.0, 10.0)
+    assert top[0] > 180 and top[2] > 180 and top[1] < 120, f"no outline at 200E: {top}"
 
 
 def test_panning_past_180_still_shows_data(page, server_url: str) -> None:
@@ -161,25 +199,6 @@ def test_panning_past_180_still_shows_data(page, server_url: str) -> None:
     assert is_data_colour(pixel_at(pixels, frame, target, 0.0)), "white past the edge"
 
 
-def test_typed_box_across_180_gives_the_xarray_series(
-    page, server_url: str, artifacts: Path
-) -> None:
-    open_dashboard(page, f"{server_url}/?dataset=coads&var=SST&time=Jan&centre=180")
-    for key, value in (("west", "160"), ("south", "-10"), ("east", "-120"), ("north", "10")):
-        box = page.locator(f".gs-{key} input").first
-        box.fill(value)
-        box.press("Enter")
-    wait_for_link(page, "bbox=160,-10,-120,10")
-    wait_for_text(page, ".gs-region-text", r"W 160, S -10, E -120, N 10")
-    # the outline is one rectangle 160..240 on the 0..360 map: its top edge is magenta at 200
-    frame = wait_for_frame(page, 0.0, 360.0)
-    assert_series_becomes(page, box_series(160.0, -10.0, -120.0, 10.0))
-    page.screenshot(path=str(artifacts / "dateline-box.png"), full_page=True)
-    pixels = map_pixels(page)
-    top = pixel_at(pixels, frame, 200.0, 10.0)
-    assert top[0] > 180 and top[2] > 180 and top[1] < 120, f"no outline at 200E: {top}"
-
-
 def box_series(west: float, south: float, east: float, north: float) -> np.ndarray:
     """COADS SST's area-weighted mean over a box crossing 180, straight from xarray."""
     from data_catalog import open_dataset
@@ -190,28 +209,6 @@ def box_series(west: float, south: float, east: float, north: float) -> np.ndarr
     inside = ((lon >= west) | (lon <= east)) & (lat >= south) & (lat <= north)
     weights = ds["cell_area"].where(inside & sst.notnull())
     return ((sst * weights).sum(("lat", "lon")) / weights.sum(("lat", "lon"))).values
-
-
-def test_box_dragged_across_180(page, server_url: str) -> None:
-    open_dashboard(page, f"{server_url}/?dataset=coads&var=SST&time=Jan&centre=180")
-    frame = wait_for_frame(page, 0.0, 360.0)
-    canvas = page.locator(".gs-map canvas").first.bounding_box()
-
-    def screen(lon: float, lat: float) -> tuple[float, float]:
-        x = frame["left"] + (lon - frame["x0"]) / (frame["x1"] - frame["x0"]) * frame["width"]
-        y = frame["top"] + (frame["y1"] - lat) / (frame["y1"] - frame["y0"]) * frame["height"]
-        return canvas["x"] + x, canvas["y"] + y
-
-    page.mouse.move(*screen(170.0, 10.0))
-    page.mouse.down()
-    page.mouse.move(*screen(200.0, 0.0), steps=5)
-    page.mouse.move(*screen(230.0, -10.0), steps=5)
-    page.mouse.up()
-    link = wait_for_link(page, "bbox=17")  # the drag's west edge, about 170
-    west, south, east, north = (float(v) for v in link.split("bbox=")[1].split("&")[0].split(","))
-    # 170..230 on the 0..360 map is 170E..130W: west > east (within a pixel of the drag)
-    assert abs(west - 170.0) < 1.0 and abs(east + 130.0) < 1.0 and west > east
-    assert_series_becomes(page, box_series(west, south, east, north))
 
 
 def test_link_keeps_the_centre_and_png_has_data_at_200e(
