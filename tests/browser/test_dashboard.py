@@ -85,17 +85,16 @@ def expected_series(query_fields: dict) -> np.ndarray:
     return compute_series(open_dataset(query.dataset), query).values
 
 
-def test_page_loads_with_a_map_of_data(page, server_url: str, artifacts: Path) -> None:
-    open_dashboard(page, server_url)
-    pixels = wait_for_map(page)
-    assert colourful(pixels) > 100, "colours should vary across the map"
-    page.screenshot(path=str(artifacts / "01-loaded.png"), full_page=True)
-    assert "Dask" in text_of(page, ".gs-cluster")
-
-
-def test_variable_and_time_change_the_picture(page, server_url: str, artifacts: Path) -> None:
+def test_page_loads_with_a_map_then_variable_and_time_change_it(
+    page, server_url: str, artifacts: Path
+) -> None:
+    """The first page shows a map of data (and its cluster); a new variable, then a new
+    time, each change the picture (one page: these were two tests opening the same one)."""
     open_dashboard(page, server_url)
     before = wait_for_map(page)
+    assert colourful(before) > 100, "colours should vary across the map"
+    page.screenshot(path=str(artifacts / "01-loaded.png"), full_page=True)
+    assert "Dask" in text_of(page, ".gs-cluster")
     page.locator(".gs-var select").select_option(label="AIR TEMPERATURE (DEG C)")
     after_var, seconds_var = wait_for_change(page, before)
     page.locator(".gs-time select").select_option(label="Jul")
