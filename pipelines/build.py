@@ -102,7 +102,7 @@ from pipelines.multiscales import write_multiscales
 from pipelines.pyramid import coarsen_fields
 from pipelines.reductions import spatial_dims
 from pipelines.selection import is_regular, level_index
-from pipelines.timeseries_store import level_means
+from pipelines.timeseries_store import level_means, stored_levels
 
 __all__ = ["BuildConfig", "build_derived", "open_source"]
 
@@ -148,7 +148,8 @@ class BuildConfig:
 _SOURCES: dict[str, xr.Dataset] = {}
 #: Manifest format: 2 lays aggregate rows out for appends (``layout_steps``); 3 stores
 #: time-series levels as float32 block means and valid areas, floats bit-shuffled, and
-#: aggregates' float32 ``m2`` instead of float64 ``sumsq``.
+#: aggregates' float32 ``m2`` instead of float64 ``sumsq``, and only every other
+#: time-series level (`pipelines.timeseries_store.stored_levels`).
 _FORMAT = 3
 
 
@@ -210,7 +211,7 @@ def _layout(ds: xr.Dataset, var: str, cfg: BuildConfig) -> dict[str, dict[str, A
             for name, dtype in _STAT_DTYPES:
                 out["aggregates"][f"L{lev}/{name}"] = ((table.total, nyl, nxl), tile, dtype)
             out["aggregates"][f"L{lev}/shift"] = ((nyl, nxl), (nyl, nxl), "float64")
-        if 1 <= lev <= cfg.ts_max_level:
+        if lev in stored_levels(cfg.ts_max_level):
             for name in _TS_LEVEL_ARRAYS:
                 out["timeseries"][f"L{lev}/{name}"] = (
                     (nt, nyl, nxl),
@@ -233,7 +234,7 @@ def _cells_layout(ds: xr.Dataset, cfg: BuildConfig) -> dict[str, dict[str, Any]]
     u = cfg.unit_steps
     out: dict[str, dict[str, Any]] = {"pyramid": {}, "aggregates": {}, "timeseries": {}}
     out["timeseries"]["values"] = ((nt, n), (u, min(TS_CHUNK, n)), "float32")
-    for lev in range(1, cfg.ts_max_level + 1):
+    for lev in stored_levels(cfg.ts_max_level):
         m = math.ceil(n / FANOUT**lev)
         for name in _TS_LEVEL_ARRAYS:
             out["timeseries"][f"L{lev}/{name}"] = ((nt, m), (u, min(TS_CHUNK, m)), "float32")
@@ -530,7 +531,7 @@ def _run_unit(
         for lev in range(1, cfg.max_level + 1):
             for kind in ("mean", "min", "max"):
                 writer.write(pyr[f"{var}/L{lev}/{kind}"], t0, levels[lev - 1][kind])
-        for lev in range(1, cfg.ts_max_level + 1):
+        for lev in stored_levels(cfg.ts_max_level):
             # the pyramid's mean field is the time-series level's block mean
             writer.write(ts[f"{var}/L{lev}/mean"], t0, levels[lev - 1]["mean"])
             writer.write(ts[f"{var}/L{lev}/area"], t0, levels[lev - 1]["warea"].astype("float32"))
@@ -632,6 +633,8 @@ def _write_cell_unit(
         writer.write(ts[f"{var}/values"], t0, values)
         sums = block_sums(values, grid.area, cfg.ts_max_level)
         for lev, (wsum, warea) in enumerate(sums, start=1):
+            if lev not in stored_levels(cfg.ts_max_level):
+                continue
             mean, area = level_means(wsum, warea)
             writer.write(ts[f"{var}/L{lev}/mean"], t0, mean)
             writer.write(ts[f"{var}/L{lev}/area"], t0, area)
@@ -1062,6 +1065,7 @@ def build_derived(
             {
                 "max_level": _pyramid_levels(layout),
                 "ts_max_level": cfg.ts_max_level,
+                "ts_levels": list(stored_levels(cfg.ts_max_level)),
                 "base_block": cfg.base_block,
                 "unit_steps": cfg.unit_steps,
                 "complete": {},

@@ -383,15 +383,16 @@ class BoxCover:
             int(ends[-1]) if ends.size else 0
         )
 
-    def blocks(self, max_level: int) -> tuple[dict[int, np.ndarray], np.ndarray]:
-        """The cover as block-sum levels ``1..max_level`` (tiles above ``max_level`` split
-        into their blocks, tiles finer than level 1 into positions) and single positions."""
+    def blocks(self, levels: tuple[int, ...]) -> tuple[dict[int, np.ndarray], np.ndarray]:
+        """The cover as blocks of the stored time-series ``levels`` (each tile split into
+        blocks of the coarsest stored level not above its own, tiles finer than any
+        into positions) and single positions."""
         out: dict[int, list[np.ndarray]] = {}
         singles = [self.singles]
         for lev, idx in self.tiles.items():
             if not idx.size:
                 continue
-            use = min(lev, max_level)
+            use = max((v for v in levels if 1 <= v <= lev), default=0)
             if use < 1:
                 size = FANOUT**lev
                 singles.append((idx[:, None] * size + np.arange(size)).ravel())
@@ -754,7 +755,7 @@ def plan_cell_series(
 
     assert query.bbox is not None
     cover = grid.cover(query.bbox)
-    blocks, singles = cover.blocks(stores.ts_max_level)
+    blocks, singles = cover.blocks(stores.ts_levels)
     ncells = cover.count
     if ncells == 0:
         raise _no_cell_error(query.bbox)

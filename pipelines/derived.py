@@ -509,6 +509,13 @@ class VariableStores:
         return min([int(self.info["ts_max_level"])] + broken)
 
     @property
+    def ts_levels(self) -> tuple[int, ...]:
+        """The time-series levels stored and usable now (``1..ts_max_level`` when the
+        manifest does not say; `pipelines.timeseries_store.stored_levels`)."""
+        stored = self.info.get("ts_levels") or range(1, int(self.info["ts_max_level"]) + 1)
+        return tuple(int(lev) for lev in stored if int(lev) <= self.ts_max_level)
+
+    @property
     def has_timeseries(self) -> bool:
         return bool(self.complete.get("timeseries")) and not any(
             p.component == "timeseries" and p.path == "values" for p in self.problems

@@ -794,11 +794,13 @@ def plan_series(ds: xr.Dataset, query: Query, *, max_bytes: int | None = None) -
     i0, i1 = region.lat_slice.start, region.lat_slice.stop
     chunks = {
         lev: tuple(stores.array("timeseries", "values" if lev == 0 else f"L{lev}/mean").chunks[1:])
-        for lev in range(stores.ts_max_level + 1)
+        for lev in (0, *stores.ts_levels)
     }
     pieces = []
     for a, b in region.runs:
-        pieces += cheapest_cover(i0, i1, a, b, ny, nx, stores.ts_max_level, chunks)
+        pieces += cheapest_cover(
+            i0, i1, a, b, ny, nx, stores.ts_max_level, chunks, levels=stores.ts_levels
+        )
     area0 = _grid(ds, 0).cell_area
     ncells_read = sum((p[2] - p[1]) * (p[4] - p[3]) * (1 if p[0] == 0 else 2) for p in pieces)
     nbytes = ncells_read * nsteps * 4

@@ -25,7 +25,29 @@ import math
 
 import numpy as np
 
-__all__ = ["cheapest_cover", "decompose_rectangle", "level_means", "level_sums", "lon_runs"]
+__all__ = [
+    "cheapest_cover",
+    "decompose_rectangle",
+    "level_means",
+    "level_sums",
+    "lon_runs",
+    "stored_levels",
+]
+
+
+def stored_levels(max_level: int) -> tuple[int, ...]:
+    """The time-series levels a build stores up to ``max_level``: every other one
+    (2, 4, ...: blocks 4x4, 16x16 cells, each 16 times fewer than the last), or level 1
+    alone when ``max_level`` is 1.
+
+    Level 1 alone would cost a quarter of the raw data again; the strips between two
+    stored levels are at most three blocks (cells) thick, and a read decodes whole
+    chunks of 32 x 32 blocks anyway, so skipping the odd levels costs a region series
+    little (`cheapest_cover` picks the cover by chunks decoded).
+    """
+    if max_level == 1:
+        return (1,)
+    return tuple(range(2, max_level + 1, 2))
 
 
 def level_means(wsum: np.ndarray, warea: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -60,17 +82,32 @@ def lon_runs(indices: list[int] | tuple[int, ...]) -> list[tuple[int, int]]:
 
 
 def decompose_rectangle(
-    i0: int, i1: int, j0: int, j1: int, ny: int, nx: int, max_level: int
+    i0: int,
+    i1: int,
+    j0: int,
+    j1: int,
+    ny: int,
+    nx: int,
+    max_level: int,
+    levels: tuple[int, ...] | None = None,
 ) -> list[tuple[int, int, int, int, int]]:
     """Cover level-0 cells ``[i0, i1) x [j0, j1)`` with aligned blocks of levels 0..max_level.
 
-    Returns ``(level, bi0, bi1, bj0, bj1)`` pieces: block index ranges at ``level``.
-    Blocks at the grid's far edges may hold fewer cells (partial blocks); such a block
-    counts as inside when the rectangle reaches the edge.
+    ``levels``: the levels stored (default all of ``1..max_level``); level 0 (the cells)
+    always is. Returns ``(level, bi0, bi1, bj0, bj1)`` pieces: block index ranges at
+    ``level``. Blocks at the grid's far edges may hold fewer cells (partial blocks);
+    such a block counts as inside when the rectangle reaches the edge.
     """
     out: list[tuple[int, int, int, int, int]] = []
-    _cover(i0, i1, j0, j1, ny, nx, max_level, out)
+    usable = _usable(max_level, levels)
+    _cover(i0, i1, j0, j1, ny, nx, usable, len(usable) - 1, out)
     return out
+
+
+def _usable(max_level: int, levels: tuple[int, ...] | None) -> tuple[int, ...]:
+    """Level 0 and the stored levels up to ``max_level``, ascending."""
+    stored = range(1, max_level + 1) if levels is None else levels
+    return (0, *sorted(lev for lev in stored if 1 <= lev <= max_level))
 
 
 def _inner(a: int, b: int, n: int, s: int) -> tuple[int, int]:
@@ -79,9 +116,21 @@ def _inner(a: int, b: int, n: int, s: int) -> tuple[int, int]:
     return lo, hi
 
 
-def _cover(i0: int, i1: int, j0: int, j1: int, ny: int, nx: int, level: int, out: list) -> None:
+def _cover(
+    i0: int,
+    i1: int,
+    j0: int,
+    j1: int,
+    ny: int,
+    nx: int,
+    levels: tuple[int, ...],
+    k: int,
+    out: list,
+) -> None:
+    """Cover with ``levels[k]`` blocks and, around them, the next finer stored level."""
     if i0 >= i1 or j0 >= j1:
         return
+    level = levels[k]
     if level == 0:
         out.append((0, i0, i1, j0, j1))
         return
@@ -89,16 +138,16 @@ def _cover(i0: int, i1: int, j0: int, j1: int, ny: int, nx: int, level: int, out
     bi0, bi1 = _inner(i0, i1, ny, s)
     bj0, bj1 = _inner(j0, j1, nx, s)
     if bi0 >= bi1 or bj0 >= bj1:
-        _cover(i0, i1, j0, j1, ny, nx, level - 1, out)
+        _cover(i0, i1, j0, j1, ny, nx, levels, k - 1, out)
         return
     out.append((level, bi0, bi1, bj0, bj1))
     ci0, ci1 = bi0 * s, min(bi1 * s, ny)
     cj0, cj1 = bj0 * s, min(bj1 * s, nx)
     # strips south and north of the core over the full width, then west and east of it
-    _cover(i0, ci0, j0, j1, ny, nx, level - 1, out)
-    _cover(ci1, i1, j0, j1, ny, nx, level - 1, out)
-    _cover(ci0, ci1, j0, cj0, ny, nx, level - 1, out)
-    _cover(ci0, ci1, cj1, j1, ny, nx, level - 1, out)
+    _cover(i0, ci0, j0, j1, ny, nx, levels, k - 1, out)
+    _cover(ci1, i1, j0, j1, ny, nx, levels, k - 1, out)
+    _cover(ci0, ci1, j0, cj0, ny, nx, levels, k - 1, out)
+    _cover(ci0, ci1, cj1, j1, ny, nx, levels, k - 1, out)
 
 
 Piece = tuple[int, int, int, int, int]
@@ -129,21 +178,24 @@ def cheapest_cover(
     chunks: dict[int, tuple[int, int]],
     cell_cost: float = 8.0,
     min_saving: float = 65536.0,
+    levels: tuple[int, ...] | None = None,
 ) -> list[Piece]:
     """A cover of ``[i0, i1) x [j0, j1)`` like `decompose_rectangle`, but the cheapest to
     read of a few candidates: the quadtree cover, or an aligned core at one level with the
     border strips covered by the quadtree up to a lower level (0: the raw cells).
 
+    ``levels``: the levels stored (default all of ``1..max_level``, `stored_levels`).
     ``chunks[level]`` is the (lat, lon) chunk shape of that level's arrays. Thin strips at
     every intermediate level each decode a row of whole chunks; a wider raw strip that
     stays inside the raw level's chunks it touches anyway is often much cheaper.
     Another cover replaces the quadtree one only when it saves at least ``min_saving``
     bytes per step: small reads keep the quadtree cover (and its use of every level).
     """
-    quadtree = decompose_rectangle(i0, i1, j0, j1, ny, nx, max_level)
+    usable = _usable(max_level, levels)
+    quadtree = decompose_rectangle(i0, i1, j0, j1, ny, nx, max_level, usable)
     quadtree_cost = _cover_cost(quadtree, chunks, cell_cost)
     best, best_cost = quadtree, quadtree_cost
-    for core in range(1, max_level + 1):
+    for core in usable[1:]:
         s = 2**core
         bi0, bi1 = _inner(i0, i1, ny, s)
         bj0, bj1 = _inner(j0, j1, nx, s)
@@ -157,10 +209,10 @@ def cheapest_cover(
             (ci0, ci1, j0, cj0),
             (ci0, ci1, cj1, j1),
         ]
-        for low in range(0, core):
+        for low in (lev for lev in usable if lev < core):
             pieces: list[Piece] = [(core, bi0, bi1, bj0, bj1)]
             for a, b, c, d in strips:
-                pieces += decompose_rectangle(a, b, c, d, ny, nx, low)
+                pieces += decompose_rectangle(a, b, c, d, ny, nx, low, usable)
             cost = _cover_cost(pieces, chunks, cell_cost)
             if cost < best_cost:
                 best, best_cost = pieces, cost

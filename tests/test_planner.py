@@ -71,13 +71,15 @@ def test_cheapest_cover_covers_each_cell_once():
     rng = np.random.default_rng(0)
     ny, nx, max_level = 181, 360, 5
     chunks = {0: (32, 32), **{lev: (min(32, -(-ny // 2**lev)), 32) for lev in range(1, 6)}}
-    for _ in range(200):
+    for k in range(200):
         i0, i1 = sorted(int(v) for v in rng.integers(0, ny + 1, 2))
         j0, j1 = sorted(int(v) for v in rng.integers(0, nx + 1, 2))
         count = np.zeros((ny, nx), dtype=int)
+        levels = (None, (2, 4), (1, 3, 5), (4,))[k % 4]  # all levels, or the ones stored
         for lev, bi0, bi1, bj0, bj1 in cheapest_cover(
-            i0, i1, j0, j1, ny, nx, max_level, chunks, min_saving=0
+            i0, i1, j0, j1, ny, nx, max_level, chunks, min_saving=0, levels=levels
         ):
+            assert lev == 0 or levels is None or lev in levels
             s = 2**lev
             count[bi0 * s : min(bi1 * s, ny), bj0 * s : min(bj1 * s, nx)] += 1
         expected = np.zeros((ny, nx), dtype=int)
