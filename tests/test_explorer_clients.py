@@ -24,7 +24,12 @@ def _tasks(cluster) -> int:
 
 @pytest.fixture(scope="module")
 def clusters():
+    """Two LocalClusters and their clients, made as a notebook makes them (each the
+    default client when made)."""
+    import dask
+
     distributed = pytest.importorskip("distributed")
+    scheduler = dask.config.get("scheduler", None)
     made = []
     try:
         for _ in range(2):
@@ -35,9 +40,13 @@ def clusters():
             made.append((cluster, distributed.Client(cluster)))
         yield made
     finally:
-        for cluster, client in made:
+        # last made, first closed: each client restores the dask scheduler setting it
+        # found, so closing in the other order would leave later tests' computes asking
+        # for a distributed client that no longer exists
+        for cluster, client in reversed(made):
             client.close()
             cluster.close()
+    assert dask.config.get("scheduler", None) == scheduler
 
 
 def test_two_explorers_compute_on_their_own_clients(clusters) -> None:
