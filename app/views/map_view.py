@@ -191,8 +191,9 @@ class MapView(pn.viewable.Viewer):
         y0, y1 = state.y_range
         if results.screen is None:
             results.set_view(screen=(700, self.height - 110))  # until the browser says
-        if (x0, x1, y0, y1) != (-180.0, 180.0, -90.0, 90.0):
-            results.set_view(viewport=(x0, x1, y0, y1))
+        # the view shown from the start (the browser sends ranges only when they change):
+        # a large grid's first frame is planned for it, at screen resolution
+        results.set_view(viewport=(x0, x1, y0, y1))
         self.figure = self._new_figure((x0, x1), (y0, y1))
         self._draw_image()
         self._draw_region()
@@ -271,8 +272,12 @@ class MapView(pn.viewable.Viewer):
                                                    y_range=(e.y0, e.y1)))  # fmt: skip
 
         def on_size(attr: str, old: Any, new: Any) -> None:
-            size = fig.properties_with_values(include_defaults=False)  # unset until drawn
-            width, height = size.get("inner_width"), size.get("inner_height")
+            from bokeh.core.property.descriptors import UnsetValueError
+
+            try:  # the browser sends the width, then the height
+                width, height = fig.inner_width, fig.inner_height
+            except UnsetValueError:
+                return
             call_alive(view, "_on_size", width=width, height=height)
 
         fig.on_change("inner_width", on_size)

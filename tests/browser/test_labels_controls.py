@@ -112,6 +112,8 @@ def test_address_bar_holds_the_full_state_from_the_first_load(page, served) -> N
 def test_controls_follow_the_dataset(page, served) -> None:
     url, plev = served
     open_page(page, url)
+    # the map may be drawn before the dataset menu has its options
+    page.wait_for_selector(".gs-dataset select option", state="attached")
     options = page.locator(".gs-dataset select option").all_text_contents()
     assert any(o.endswith("(remote)") for o in options), options  # listed, marked
     page.get_by_text("Anomaly against a baseline").first.click()  # the words, not the box
