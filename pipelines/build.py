@@ -90,6 +90,7 @@ from pipelines.derived import (
     _OPEN,
     MANIFEST,
     NEXT_MANIFEST,
+    STORE_FORMAT,
     derived_dir_for,
     fingerprint,
     level_store_name,
@@ -146,11 +147,11 @@ class BuildConfig:
 
 
 _SOURCES: dict[str, xr.Dataset] = {}
-#: Manifest format: 2 lays aggregate rows out for appends (``layout_steps``); 3 stores
-#: time-series levels as float32 block means and valid areas, floats bit-shuffled, and
-#: aggregates' float32 ``m2`` instead of float64 ``sumsq``, and only every other
-#: time-series level (`pipelines.timeseries_store.stored_levels`).
-_FORMAT = 3
+#: Manifest format (`pipelines.derived.STORE_FORMAT`): 2 lays aggregate rows out for
+#: appends (``layout_steps``); 3 stores time-series levels as float32 block means and
+#: valid areas, only every other one (`pipelines.timeseries_store.stored_levels`),
+#: aggregates' float32 ``m2`` instead of float64 ``sumsq``, floats bit-shuffled.
+_FORMAT = STORE_FORMAT
 
 
 def open_source(source: str, nsteps: int | None = None) -> xr.Dataset:

@@ -111,6 +111,10 @@ log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 #: A build's own state until it is published (`pipelines.build`); readers never open it.
 NEXT_MANIFEST = "manifest.next.json"
+#: The layout of the arrays this code reads and `pipelines.build` writes (the manifest's
+#: ``format``): 3 = float32 time-series level means and areas, aggregates' float32
+#: ``m2``. Stores of another format are not read (a build rebuilds them).
+STORE_FORMAT = 3
 _REGISTERED: dict[str, Path | str] = {}
 _OPEN: dict[Path | str, DerivedStores] = {}
 _LOCK = threading.Lock()
@@ -631,8 +635,8 @@ class DerivedStores:
     def variable(self, var: str) -> VariableStores | None:
         manifest = self.manifest()
         info = manifest.get("variables", {}).get(var)
-        if info is None:
-            return None
+        if info is None or manifest.get("format") != STORE_FORMAT:
+            return None  # other formats hold other arrays: read them as not built
         with self._lock:
             stores = self._vars.get(var)
             if stores is None:

@@ -180,3 +180,28 @@ def test_m2_blocks_merge_without_cancellation() -> None:
     pair = block_stats(x[-2:], shift, 2)
     got = finish("std", {n: stat_of(pair, n)[0] for n in ("sum", "sumsq", "count")}, shift)
     np.testing.assert_allclose(got, np.nanstd(x[-2:].astype("float64"), axis=0), rtol=1e-5)
+
+
+def test_stores_of_another_format_are_not_read(built) -> None:
+    """A manifest of another layout (e.g. format 2: float64 sumsq, wsum/warea) is read
+    as 'not built': brute force, never the new code misreading old arrays."""
+    import json
+    import time
+
+    from pipelines.derived import STORE_FORMAT, find_derived
+
+    query = Query(dataset="p", var="tas", bbox=BOXES[1])
+    assert plan_series(built, query).description.startswith("time-series copy")
+    path = find_derived(built).folder / "manifest.json"
+    manifest = json.loads(path.read_text())
+    try:
+        path.write_text(json.dumps(manifest | {"format": STORE_FORMAT - 1}))
+        time.sleep(1.1)  # readers re-read the manifest once a second at most
+        plan = plan_series(built, query)
+        assert plan.description.startswith("brute force"), plan.description
+        np.testing.assert_allclose(
+            plan.compute().values, _brute_box_mean(built, "tas", BOXES[1]), rtol=1e-6
+        )
+    finally:
+        path.write_text(json.dumps(manifest))
+        time.sleep(1.1)
