@@ -77,6 +77,9 @@ def test_launcher_entry_is_registered(jupyter_url):
 
 
 def test_dashboard_through_the_proxy(page, jupyter_url, artifacts: Path):
+    # the proxy starts gridscope (its cluster, its datasets) on this first request: on a
+    # loaded 2-core machine the first map took over the default 30 s (a failed run)
+    page.set_default_timeout(90_000)
     page.goto(f"{jupyter_url}?token={TOKEN}")  # sets Jupyter's auth cookie
     open_dashboard(page, f"{jupyter_url}gridscope/?dataset=coads&var=SST&time=Jan")
     assert page.url.startswith(f"{jupyter_url}gridscope/")
