@@ -191,9 +191,8 @@ class MapView(pn.viewable.Viewer):
         y0, y1 = state.y_range
         if results.screen is None:
             results.set_view(screen=(700, self.height - 110))  # until the browser says
-        # the view shown from the start (the browser sends ranges only when they change):
-        # a large grid's first frame is planned for it, at screen resolution
-        results.set_view(viewport=(x0, x1, y0, y1))
+        if (x0, x1, y0, y1) != (-180.0, 180.0, -90.0, 90.0):
+            results.set_view(viewport=(x0, x1, y0, y1))
         self.figure = self._new_figure((x0, x1), (y0, y1))
         self._draw_image()
         self._draw_region()
@@ -441,8 +440,15 @@ class MapView(pn.viewable.Viewer):
         self._draw_image()
 
     def _on_size(self, width: Any = None, height: Any = None, **_: Any) -> None:
+        """The plot's size once the browser has drawn it, and the view it shows (the
+        browser sends ranges only when they change): a large grid's next frame is
+        planned for that view at screen resolution."""
         if width and height:
-            self.results.set_view(screen=(int(width), int(height)))
+            viewport = None
+            if self.results.viewport is None:
+                x, y = self.figure.x_range, self.figure.y_range
+                viewport = (x.start, x.end, y.start, y.end)
+            self.results.set_view(viewport=viewport, screen=(int(width), int(height)))
 
     def __panel__(self) -> pn.viewable.Viewable:
         return pn.Column(
