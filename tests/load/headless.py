@@ -38,6 +38,7 @@ import psutil
 
 from tests.conftest import REPO_ROOT
 from tests.load.api import api_run
+from tests.load.heap import heap_reports, next_reading
 from tests.load.memory import MemorySampler, Sample, listening_pid
 from tests.load.protocol import ACTIONS, ProtocolSession
 
@@ -207,22 +208,8 @@ async def _sessions(cfg: HeadlessConfig, url: str, pid: int | None, result: Head
     return sessions
 
 
-async def _heap_after(log: Path | None, seen: int, timeout: float) -> dict | None:
-    from tests.load.run import heap_reports
-
-    deadline = time.monotonic() + timeout
-    while log is not None and time.monotonic() < deadline:
-        reports = heap_reports(log)
-        if len(reports) > seen:
-            return reports[-1]
-        await asyncio.sleep(0.5)
-    return None
-
-
 async def _drive(cfg: HeadlessConfig, url: str, pid: int | None, log: Path | None,
                  result: HeadlessResult) -> None:  # fmt: skip
-    from tests.load.run import heap_reports
-
     sampler = MemorySampler(pid) if pid else None
     t = time.monotonic()
     # a warm session that did every action once stays open: the reference holds it
@@ -237,7 +224,8 @@ async def _drive(cfg: HeadlessConfig, url: str, pid: int | None, log: Path | Non
     probe = ProtocolSession(url, -2, query={"dataset": "coads"}, seed=cfg.seed)
     await probe.open()
     await probe.close()
-    result.heap["reference"] = await _heap_after(log, seen, 45.0)
+    # the warm session stays open: the readings compared hold that one session
+    result.heap["reference"] = await next_reading(log, seen, 45.0, sessions=1)
     if sampler is not None:
         result.memory["reference"] = _mem(await _settled(sampler))
     result.durations["warm_up_s"] = round(time.monotonic() - t, 1)
@@ -249,7 +237,8 @@ async def _drive(cfg: HeadlessConfig, url: str, pid: int | None, log: Path | Non
     t = time.monotonic()
     for s in sessions:
         await s.close()
-    result.heap["after"] = await _heap_after(log, seen, cfg.release_wait_s)
+    # not before every closed session is discarded (a reading holding one counts its page)
+    result.heap["after"] = await next_reading(log, seen, cfg.release_wait_s, sessions=1)
     if sampler is not None:
         await asyncio.sleep(2.0)
         result.memory["after"] = _mem(await _settled(sampler))

@@ -143,7 +143,6 @@ class ProtocolSession:
                 for target, source in self.targets.items():
                     if model == source and (attr == "data" or kind != "ModelChanged"):
                         self.changes[target] += 1
-                        self._changed.set()
             if kind == "ModelChanged":
                 self._learn(event.get("new"))
                 if model in self.values and attr == "value":
@@ -153,6 +152,9 @@ class ProtocolSession:
                 elif model == self.error_box and attr == "text" and event.get("new"):
                     self.stats.errors.append(f"session {self.stats.index}: error shown: "
                                              f"{str(event['new'])[:200]}")  # fmt: skip
+        # whoever waits re-checks: a page drawn in batches brings its widgets in patches
+        # that change no data (`open` waits for them)
+        self._changed.set()
 
     async def _read(self) -> None:
         try:

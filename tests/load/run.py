@@ -61,6 +61,7 @@ import psutil
 
 from tests.browser.conftest import CHROMIUM_ARGS, free_port, stop_server, wait_for_liveness
 from tests.conftest import CHROMIUM_PATH, REPO_ROOT
+from tests.load.heap import has_reading, heap_reports, next_reading
 from tests.load.memory import MemorySampler, Sample, listening_pid
 from tests.load.session import ACTIONS, Session
 
@@ -68,8 +69,6 @@ RESULTS = REPO_ROOT / "bench-results"
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 #: Memory after closing the sessions may exceed the reference by this fraction.
 LEAK_TOLERANCE = 0.10
-#: The server's log line after it collected closed sessions (`app.server.memory_report`).
-HEAP_LINE = re.compile(r"memory after sessions closed: blocks=(\d+) objects=(\d+) rss_mib=([\d.]+)")
 #: Server flags that make Bokeh discard closed sessions promptly (seconds), passed when
 #: ``gridscope serve --help`` offers them; Bokeh's defaults (15 s lifetime, checked every
 #: 17 s) leave a closed session in memory for up to 32 s.
@@ -146,25 +145,6 @@ def _within(after: Sample, ref: Sample) -> bool:
     """After-close memory back within tolerance of the reference, server and total."""
     return (after.server_mib <= ref.server_mib * (1 + LEAK_TOLERANCE)
             and after.total_mib <= ref.total_mib * (1 + LEAK_TOLERANCE))  # fmt: skip
-
-
-def heap_reports(log: Path | None) -> list[dict[str, float]]:
-    """The server's live-heap readings in its log, oldest first."""
-    if log is None or not log.exists():
-        return []
-    return [{"blocks": int(m[1]), "objects": int(m[2]), "rss_mib": float(m[3])}
-            for m in HEAP_LINE.finditer(log.read_text(errors="replace"))]  # fmt: skip
-
-
-async def _next_heap_report(log: Path | None, seen: int, timeout: float) -> dict | None:
-    """The first reading after the `seen` ones, waiting up to `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while log is not None and time.monotonic() < deadline:
-        reports = heap_reports(log)
-        if len(reports) > seen:
-            return reports[-1]
-        await asyncio.sleep(0.5)
-    return None
 
 
 def session_flags() -> list[str]:
@@ -302,7 +282,8 @@ async def _drive(cfg: LoadConfig, url: str, sampler: MemorySampler | None, resul
                     await probe.open()
                     await probe.close()
                     result.errors += probe.stats.errors
-                    result.heap["reference"] = await _next_heap_report(heap_log, seen, 45.0)
+                    # the warm session stays open: the reference holds that one
+                    result.heap["reference"] = await next_reading(heap_log, seen, 45.0, sessions=1)
                 result.durations["warmup_s"] = round(time.monotonic() - t, 1)
             if sampler is not None:
                 await asyncio.sleep(1.0)
@@ -358,6 +339,7 @@ async def _drive(cfg: LoadConfig, url: str, sampler: MemorySampler | None, resul
                 }  # fmt: skip
                 result.durations["load_s"] = round(load_s, 1)
                 heap_seen = len(heap_reports(heap_log))
+                held = 1 if warm is not None else 0  # sessions the server keeps: the warm one
                 for s in sessions:
                     await s.close()
                 stop.set()
@@ -409,14 +391,14 @@ async def _drive(cfg: LoadConfig, url: str, sampler: MemorySampler | None, resul
                     after = sampler.sample()
                     if (after is not None and ref is not None and _within(after, ref)
                             and time.monotonic() - closed_at >= release_min
-                            and (heap_log is None or len(heap_reports(heap_log)) > heap_seen)):  # fmt: skip
+                            and (heap_log is None or has_reading(heap_log, heap_seen, held))):  # fmt: skip
                         # confirm with a settled reading before stopping early
                         after = await _settled_sample(sampler)
                         if after is not None and _within(after, ref):
                             break
                 mem["after"] = after
-                reports = heap_reports(heap_log)
-                result.heap["after"] = reports[-1] if len(reports) > heap_seen else None
+                # no closed session still held (a reading with one counts its whole page)
+                result.heap["after"] = await next_reading(heap_log, heap_seen, 1.0, sessions=held)
                 result.durations["release_s"] = round(time.monotonic() - closed_at, 1)
             if warm is not None:
                 await warm.check_problems(with_text=True)
