@@ -370,3 +370,47 @@ def test_a_dataset_out_of_reach_is_503_and_not_retried_on_every_request() -> Non
     (listing,) = _fetch_all(ctx, ["datasets"])
     assert listing.code == 200 and calls == ["far"]
     assert "cannot reach" in json.loads(listing.body)["datasets"][0]["error"]
+
+
+def test_a_warm_request_reads_its_query_once_and_its_store_at_most_once_per_window(
+    tmp_path, monkeypatch
+) -> None:
+    """A popular link costs lookups: its query string is read once, its store's files are
+    looked at no more than once per ``version_check_seconds``, and a changed store is
+    answered anew after that window (new ETag, computed again)."""
+    import os
+
+    from app.api import handlers
+    from data_catalog import open_dataset
+
+    path = tmp_path / "coads.nc"
+    shutil.copy(SAMPLES_DIR / "coads_climatology.cdf", path)
+    ds = open_dataset(str(path))
+    ctx = ApiContext(
+        sources=DatasetSources.from_datasets({"c": ds}),
+        cache=AnswerCache(2**22),
+        version_check_seconds=3600.0,
+    )
+    reads, looks = [], []
+    parse, version = handlers.parse_params, answers.store_version
+    monkeypatch.setattr(handlers, "parse_params", lambda *a, **k: reads.append(a) or parse(*a, **k))
+    monkeypatch.setattr(answers, "store_version", lambda d: looks.append(1) or version(d))
+    path_ = "map.json?dataset=c&var=SST&time=Jan"
+    first, *again = _fetch_all(ctx, [path_] * 5)
+    assert first.code == 200 and first.headers["X-Gridscope-Cache"] == "miss"
+    assert all(r.code == 200 and r.headers["X-Gridscope-Cache"] == "hit" for r in again)
+    assert {r.headers["Etag"] for r in again} == {first.headers["Etag"]}
+    assert {r.body for r in again} == {first.body}
+    (same,) = _fetch_all(ctx, [path_], {"If-None-Match": first.headers["Etag"]})
+    assert same.code == 304 and same.headers["Etag"] == first.headers["Etag"]
+    assert len(reads) == 1 and len(looks) == 1
+    expected = ds["SST"].isel(time=0).values  # brute force: the January map itself
+    got = np.array(json.loads(first.body)["values"], dtype=float)
+    np.testing.assert_array_equal(got, expected)
+
+    stat = path.stat()  # the file is rewritten: seen once the window has passed
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    ctx.version_check_seconds = 0.0
+    (changed,) = _fetch_all(ctx, [path_])
+    assert changed.code == 200 and changed.headers["Etag"] != first.headers["Etag"]
+    assert changed.headers["X-Gridscope-Cache"] == "miss" and len(looks) == 2

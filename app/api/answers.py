@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import hashlib
 import io
 import json
@@ -70,6 +71,11 @@ SERIES_FORMATS = {"csv": "text/csv; charset=utf-8", "json": "application/json"}
 _SLUG = re.compile(r"[a-z0-9][a-z0-9_-]*")
 #: Seconds before a dataset that failed to open (a remote store out of reach) is tried again.
 RETRY_FAILED_SECONDS = 60.0
+#: Seconds a dataset's store version is trusted before its files are looked at again: a
+#: rebuilt or appended store is answered from within this long after it is published.
+VERSION_CHECK_SECONDS = 1.0
+#: Request query strings whose reading (`parse_params`) is remembered per context.
+REMEMBERED_REQUESTS = 4096
 
 
 @dataclasses.dataclass
@@ -106,8 +112,14 @@ class ApiContext:
     max_age: int = 3600
     catalog_ids: frozenset[str] = frozenset()
     public: bool = False
+    version_check_seconds: float = VERSION_CHECK_SECONDS
     opened: set[str] = dataclasses.field(default_factory=set)
     failed: dict[str, tuple[float, str]] = dataclasses.field(default_factory=dict)
+    #: dataset (or ``""``: the whole catalog) -> (when it was checked, its store version)
+    versions: dict[str, tuple[float, str]] = dataclasses.field(default_factory=dict)
+    _requests: dict[tuple[str, str], tuple[ApiParams, str]] = dataclasses.field(
+        default_factory=dict, repr=False
+    )
 
     @classmethod
     def from_runtime(cls, sources: DatasetSources, runtime: Any = None) -> ApiContext:
@@ -130,6 +142,30 @@ class ApiContext:
             public=runtime.limits.public,
         )
 
+    def request(
+        self, endpoint: str, text: str, read: Callable[[str], tuple[ApiParams, str]]
+    ) -> tuple[ApiParams, str]:
+        """``read(text)`` (the request and its normal form), remembered per endpoint.
+
+        A popular link repeats the same query string, so a warm request or a 304 costs a
+        dict lookup instead of parsing and normalising it again. Only requests that read
+        without error are kept, at most `REMEMBERED_REQUESTS` (the oldest go first).
+        """
+        known = self._requests.get((endpoint, text))
+        if known is None:
+            known = read(text)
+            if len(self._requests) >= REMEMBERED_REQUESTS:
+                del self._requests[next(iter(self._requests))]
+            self._requests[(endpoint, text)] = known
+        return known
+
+    def recent_version(self, dataset: str) -> str | None:
+        """``dataset``'s store version if it was checked under `version_check_seconds` ago."""
+        seen = self.versions.get(dataset)
+        if seen is not None and time.monotonic() - seen[0] < self.version_check_seconds:
+            return seen[1]
+        return None
+
     def cache_control(self, dataset: str | None = None) -> str:
         """Public and cacheable for catalog data; revalidated (ETag) for other sources."""
         if dataset is None or dataset in self.catalog_ids:
@@ -146,6 +182,7 @@ def cache_key(etag: str, version: str) -> str:
     return ("local:" if "memory=" in version else "") + "api:" + etag + suffix
 
 
+@functools.lru_cache(maxsize=REMEMBERED_REQUESTS)
 def etag_for(endpoint: str, key: str, version: str) -> str:
     """The strong ETag of an answer (quoted, as the header carries it).
 
@@ -173,11 +210,19 @@ def open_for(ctx: ApiContext, dataset: str) -> xr.Dataset:
 async def dataset_version(ctx: ApiContext, dataset: str) -> str:
     """The store version of ``dataset``, opening it in a thread the first time only.
 
-    Once open, finding the version costs a few file-metadata calls (microseconds), so a
-    cached answer or a 304 is found without a thread hop.
+    Once open, finding the version costs file-metadata calls (`app.sources` checks
+    whether the source grew, `store_version` reads the stores' stamps), so a cached
+    answer or a 304 is found without a thread hop; and it is looked at no more than once
+    per `ApiContext.version_check_seconds`: a popular link costs a dict lookup.
     """
+    version = ctx.recent_version(dataset)
+    if version is not None:
+        return version
+    checked = time.monotonic()
     if dataset in ctx.opened:
-        return store_version(open_for(ctx, dataset))
+        version = store_version(open_for(ctx, dataset))
+        ctx.versions[dataset] = (checked, version)
+        return version
     failed = ctx.failed.get(dataset)
     if failed is not None and time.monotonic() - failed[0] < RETRY_FAILED_SECONDS:
         raise ApiError(503, "dataset", failed[1], retry_after=int(RETRY_FAILED_SECONDS))
@@ -190,6 +235,7 @@ async def dataset_version(ctx: ApiContext, dataset: str) -> str:
         raise
     ctx.failed.pop(dataset, None)
     ctx.opened.add(dataset)
+    ctx.versions[dataset] = (checked, version)
     return version
 
 
@@ -366,8 +412,13 @@ def catalog_version(ctx: ApiContext) -> str:
     """The store versions of all datasets (the catalog listing's ETag input).
 
     A dataset that cannot be opened (a remote store without network) is listed with
-    its error and tried again at most once a minute, not on every request.
+    its error and tried again at most once a minute, not on every request. Looked at no
+    more than once per `ApiContext.version_check_seconds`, like `dataset_version`.
     """
+    version = ctx.recent_version("")
+    if version is not None:
+        return version
+    checked = time.monotonic()
     parts = []
     for dataset in ctx.sources.ids:
         failed = ctx.failed.get(dataset)
@@ -382,7 +433,8 @@ def catalog_version(ctx: ApiContext) -> str:
             continue
         ctx.failed.pop(dataset, None)
         ctx.opened.add(dataset)
-    return "\n".join(parts)
+    ctx.versions[""] = (checked, "\n".join(parts))
+    return ctx.versions[""][1]
 
 
 def _dataset_entry(ctx: ApiContext, dataset: str) -> dict[str, Any]:

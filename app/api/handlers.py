@@ -86,9 +86,6 @@ class _ApiHandler(tornado.web.RequestHandler):
             self.set_header("Retry-After", str(retry or 2))
         self.finish(error_body(field, message))
 
-    def _params(self, *, screen: bool) -> ApiParams:
-        return parse_params(self.request.query, screen=screen)
-
     async def _answer(
         self,
         endpoint: str,
@@ -125,16 +122,27 @@ class _ApiHandler(tornado.web.RequestHandler):
         self.finish(answer.body)
 
 
+def _map_request(text: str) -> tuple[ApiParams, str]:
+    params = parse_params(text, screen=True)
+    return params, params.key()
+
+
+def _series_request(text: str) -> tuple[ApiParams, str]:
+    params = parse_params(text, screen=False)
+    return params, answers.series_query(params.query).to_json()
+
+
 class MapHandler(_ApiHandler):
     """``GET /api/v1/map.{png,nc,json}?<permalink query>[&width=&height=]``."""
 
     async def get(self, fmt: str) -> None:
         dataset = None
         try:
-            params = self._params(screen=True)
+            endpoint = f"map.{fmt}"
+            params, key = self.ctx.request(endpoint, self.request.query, _map_request)
             dataset = params.query.dataset
             await self._answer(
-                f"map.{fmt}", params.key(), dataset, MAP_FORMATS[fmt],
+                endpoint, key, dataset, MAP_FORMATS[fmt],
                 lambda: answers.map_answer(self.ctx, fmt, params),
             )  # fmt: skip
         except Exception as exc:  # noqa: BLE001  (every failure is an answer in words)
@@ -147,11 +155,11 @@ class SeriesHandler(_ApiHandler):
     async def get(self, fmt: str) -> None:
         dataset = None
         try:
-            params = self._params(screen=False)
+            endpoint = f"series.{fmt}"
+            params, key = self.ctx.request(endpoint, self.request.query, _series_request)
             dataset = params.query.dataset
             await self._answer(
-                f"series.{fmt}", answers.series_query(params.query).to_json(), dataset,
-                SERIES_FORMATS[fmt],
+                endpoint, key, dataset, SERIES_FORMATS[fmt],
                 lambda: answers.series_answer(self.ctx, fmt, params),
             )  # fmt: skip
         except Exception as exc:  # noqa: BLE001
@@ -165,7 +173,9 @@ class DatasetsHandler(_ApiHandler):
         try:
             if self.request.query:
                 raise ApiError(400, "query", "datasets takes no parameters")
-            versions = await in_thread(answers.catalog_version, self.ctx)
+            versions = self.ctx.recent_version("") or await in_thread(
+                answers.catalog_version, self.ctx
+            )
 
             async def make() -> bytes:
                 document = await in_thread(answers.datasets_document, self.ctx)
@@ -182,14 +192,14 @@ class QueryHandler(_ApiHandler):
     async def get(self) -> None:
         dataset = None
         try:
-            params = self._params(screen=True)
+            params, key = self.ctx.request("query", self.request.query, _map_request)
             dataset = params.query.dataset
 
             async def make() -> bytes:
                 document = await in_thread(answers.query_document, self.ctx, params)
                 return json.dumps(document, allow_nan=False).encode()
 
-            await self._answer("query", params.key(), dataset, _JSON, make)
+            await self._answer("query", key, dataset, _JSON, make)
         except Exception as exc:  # noqa: BLE001
             self._fail(exc, dataset)
 
