@@ -1,7 +1,8 @@
 """Temporal aggregate levels: exact, decomposable statistics per block of time steps.
 
-Blocks have power-of-two multiples of a base size ``B`` (``B, 2B, 4B, ...``) and are
-aligned: block ``b`` of size ``s`` covers steps ``[b*s, (b+1)*s)``; only complete blocks
+Blocks have power-of-four multiples of a base size ``B`` (``B, 4B, 16B, ...``: each
+size combines 4 of the last; every 2x cost a third more rows for a range map that reads
+at most 3 instead of 1 block of each size per end) and are aligned: block ``b`` of size ``s`` covers steps ``[b*s, (b+1)*s)``; only complete blocks
 are stored. For each block and cell they hold
 
 - ``sum`` of ``x - shift`` (float64; ``shift`` is a per-cell constant, the first
@@ -76,6 +77,7 @@ class BlockTable:
     base: int
     max_size: int | None = None  # largest size usable now (a build in progress)
     layout_steps: int | None = None
+    ratio: int = 4  # each size is this many of the last
 
     @property
     def sizes(self) -> tuple[int, ...]:
@@ -83,7 +85,7 @@ class BlockTable:
         s = self.base
         while s <= self.nsteps:
             out.append(s)
-            s *= 2
+            s *= self.ratio
         return tuple(out)
 
     @property
@@ -107,7 +109,7 @@ class BlockTable:
     def total(self) -> int:
         """Rows of the flat index (those of sizes longer than the record stay empty)."""
         rows = self.layout_steps or self.nsteps
-        return sum(rows // s for s in BlockTable(rows, self.base).sizes)
+        return sum(rows // s for s in BlockTable(rows, self.base, ratio=self.ratio).sizes)
 
     def flat_index(self, size: int, block: int) -> int:
         return self.offset(size) + block

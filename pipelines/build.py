@@ -150,7 +150,8 @@ _SOURCES: dict[str, xr.Dataset] = {}
 #: Manifest format (`pipelines.derived.STORE_FORMAT`): 2 lays aggregate rows out for
 #: appends (``layout_steps``); 3 stores time-series levels as float32 block means and
 #: valid areas, only every other one (`pipelines.timeseries_store.stored_levels`),
-#: aggregates' float32 ``m2`` instead of float64 ``sumsq``, floats bit-shuffled.
+#: aggregates' float32 ``m2`` instead of float64 ``sumsq``, floats bit-shuffled; 4 has
+#: aggregate block sizes 4x apart (`pipelines.aggregates.BlockTable`).
 _FORMAT = STORE_FORMAT
 
 
@@ -536,32 +537,12 @@ def _run_unit(
             # the pyramid's mean field is the time-series level's block mean
             writer.write(ts[f"{var}/L{lev}/mean"], t0, levels[lev - 1]["mean"])
             writer.write(ts[f"{var}/L{lev}/area"], t0, levels[lev - 1]["warea"].astype("float32"))
-        table = _table(nt, cfg)
-        b = cfg.base_block
-        nblocks = (t1 - t0) // b
         for lev in range(0, cfg.max_level + 1):
-            if nblocks == 0 or f"{var}/L{lev}/sum" not in agg:
-                continue
             if lev == 0:
                 mean, vmin, vmax = values, None, None
             else:
                 mean, vmin, vmax = (levels[lev - 1][k] for k in ("mean", "min", "max"))
-            shift = agg[f"{var}/L{lev}/shift"][...]
-            stats = block_stats(
-                mean[: nblocks * b],
-                shift,
-                b,
-                None if vmin is None else vmin[: nblocks * b],
-                None if vmax is None else vmax[: nblocks * b],
-            )
-            size = b
-            while size <= u and size <= nt and stats.sum.shape[0] > 0:
-                first = table.flat_index(size, t0 // size)
-                for name in STATS:
-                    writer.write(agg[f"{var}/L{lev}/{name}"], first, stored(stats, name))
-                size *= 2
-                if size <= u and size <= nt:
-                    stats = combine_stats(stats)
+            _write_blocks(writer, agg, var, lev, mean, vmin, vmax, t0, nt, cfg)
         writer.wait()
     finally:
         writer.close()
@@ -610,13 +591,15 @@ def _write_blocks(
         None if vmax is None else vmax[:cut],
     )
     size = b
-    while size <= cfg.unit_steps and size <= nt and stats.sum.shape[0] > 0:
+    for target in (s for s in table.sizes if s <= cfg.unit_steps):
+        while size < target and stats.sum.shape[0] > 1:
+            stats = combine_stats(stats)  # pairs: twice per size
+            size *= 2
+        if size != target or stats.sum.shape[0] == 0:
+            break  # a unit at the record's end too short for blocks this long
         first = table.flat_index(size, t0 // size)
         for name in STATS:
             writer.write(agg[f"{var}/L{lev}/{name}"], first, stored(stats, name))
-        size *= 2
-        if size <= cfg.unit_steps and size <= nt:
-            stats = combine_stats(stats)
 
 
 def _write_cell_unit(
@@ -661,8 +644,9 @@ def _concat_stats(parts: list) -> Any:
 def _run_combine(
     folder: str, var: str, level: int, size: int, nt: int, cfg: BuildConfig, first: int = 0
 ) -> int:
-    """Blocks ``first..`` of ``size`` steps from pairs of stored blocks of ``size // 2``
-    (an append combines only the blocks its new steps complete); returns their number."""
+    """Blocks ``first..`` of ``size`` steps from the stored blocks of the next shorter
+    size (4 per block, combined in pairs; an append combines only the blocks its new
+    steps complete); returns their number."""
     import zarr
 
     from pipelines.aggregates import BlockStats
@@ -670,14 +654,16 @@ def _run_combine(
     agg = zarr.open_group(Path(folder) / "aggregates.zarr", mode="r+")
     outputs = {name: _dense(agg[f"{var}/L{level}/{name}"]) for name in STATS}
     table = _table(nt, cfg)
-    half = size // 2
+    shorter = max(s for s in table.sizes if s < size)
+    ratio = size // shorter
     n = table.count(size)
-    src0 = table.offset(half)
+    src0 = table.offset(shorter)
     dst0 = table.offset(size)
-    for k in range(first, n):  # one output block at a time keeps memory at one frame
-        rows = slice(src0 + 2 * k, src0 + 2 * k + 2)
-        parts = BlockStats(**{name: agg[f"{var}/L{level}/{name}"][rows] for name in STATS})
-        out = combine_stats(parts)
+    for k in range(first, n):  # one output block at a time keeps memory at a few frames
+        rows = slice(src0 + ratio * k, src0 + ratio * (k + 1))
+        out = BlockStats(**{name: agg[f"{var}/L{level}/{name}"][rows] for name in STATS})
+        while out.sum.shape[0] > 1:
+            out = combine_stats(out)
         for name in STATS:
             outputs[name][dst0 + k : dst0 + k + 1] = stored(out, name)
     marker = _combine_marker(Path(folder), var, level, size, nt)
@@ -915,8 +901,13 @@ def _rows_of(array_dir: Path) -> int:
 
 
 def _layout_length(rows: int, base: int) -> int:
-    """The record length a flat index of ``rows`` rows is laid out for (rows = 2 L / B - 1)."""
-    return (rows + 1) * base // 2
+    """The record length (``base * 2**k``) a flat index of ``rows`` rows is laid out for."""
+    length = base
+    while BlockTable(length, base).total < rows:
+        length *= 2
+    if BlockTable(length, base).total != rows:
+        raise ValueError(f"{rows} aggregate rows fit no layout of base {base}")
+    return length
 
 
 @contextlib.contextmanager

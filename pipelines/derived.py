@@ -112,9 +112,10 @@ MANIFEST = "manifest.json"
 #: A build's own state until it is published (`pipelines.build`); readers never open it.
 NEXT_MANIFEST = "manifest.next.json"
 #: The layout of the arrays this code reads and `pipelines.build` writes (the manifest's
-#: ``format``): 3 = float32 time-series level means and areas, aggregates' float32
-#: ``m2``. Stores of another format are not read (a build rebuilds them).
-STORE_FORMAT = 3
+#: ``format``): 4 = float32 time-series level means and areas, aggregates' float32
+#: ``m2`` and block sizes 4x apart. Stores of another format are not read (a build
+#: rebuilds them).
+STORE_FORMAT = 4
 _REGISTERED: dict[str, Path | str] = {}
 _OPEN: dict[Path | str, DerivedStores] = {}
 _LOCK = threading.Lock()

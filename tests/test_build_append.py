@@ -13,6 +13,7 @@ import pytest
 import xarray as xr
 
 from pipelines import Query
+from pipelines.aggregates import BlockTable
 from pipelines.build import BuildConfig, build_derived
 from pipelines.derived import DerivedStores
 from pipelines.synthetic import SyntheticSpec, write_demo_store
@@ -76,7 +77,7 @@ def test_append_equals_a_fresh_build_and_costs_the_new_steps(
     assert last["appended_from"] == N
     assert last["units"] == nvars * (math.ceil(total / u) - N // u)
     assert _manifest(fresh)["last_build"]["units"] == nvars * math.ceil(total / u)
-    sizes = [u * 2**k for k in range(1, 10) if u * 2**k <= total]
+    sizes = [s for s in BlockTable(total, CONFIG.base_block).sizes if s > u]
     assert last["blocks_combined"] == nvars * nlevels * sum(total // s - N // s for s in sizes)
 
 

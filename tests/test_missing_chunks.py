@@ -78,9 +78,9 @@ def _assert_map_equal(got: xr.DataArray, ref: xr.DataArray) -> None:
     np.testing.assert_allclose(got.values, ref.values, rtol=1e-5, atol=0)
 
 
-def _row_of_32_block() -> int:
+def _row_of_16_block() -> int:
     layout = layout_steps_for(NSTEPS, CONFIG.base_block)  # the build's flat layout
-    return BlockTable(NSTEPS, CONFIG.base_block, layout_steps=layout).flat_index(32, 1)
+    return BlockTable(NSTEPS, CONFIG.base_block, layout_steps=layout).flat_index(16, 1)
 
 
 def test_deleted_aggregate_chunk_is_reported_and_the_map_stays_exact(
@@ -90,10 +90,10 @@ def test_deleted_aggregate_chunk_is_reported_and_the_map_stays_exact(
     reference = compute_map(memory, RANGE)
     before = plan_map(_pristine(built), RANGE)
     assert before.description.startswith("temporal aggregates level 0")
-    assert "1x32" in before.description  # the block whose count chunk is deleted
+    assert "4x16" in before.description  # one of them: the block whose count chunk is deleted
     _assert_map_equal(before.compute(), reference)
 
-    row = _row_of_32_block()
+    row = _row_of_16_block()
     folder, ds = _damaged_copy(built, tmp_path, f"aggregates.zarr/sst/L0/count/c/{row}/0/0")
     with caplog.at_level(logging.WARNING, logger="pipelines.derived"):
         after = plan_map(ds, RANGE)
@@ -111,7 +111,7 @@ def test_deleted_aggregate_chunk_is_reported_and_the_map_stays_exact(
 def test_without_the_check_the_deleted_chunk_gives_wrong_numbers(built, tmp_path) -> None:
     """The hazard itself: a manifest without array records (an older build) is used
     unverified, and the same deletion then changes the answer."""
-    row = _row_of_32_block()
+    row = _row_of_16_block()
     folder, ds = _damaged_copy(built, tmp_path, f"aggregates.zarr/sst/L0/count/c/{row}/0/0")
     manifest = json.loads((folder / "manifest.json").read_text())
     del manifest["variables"]["sst"]["arrays"]
@@ -138,7 +138,7 @@ def test_deleted_coarse_aggregate_chunk_falls_back_to_the_pyramid_level(built, t
     reference = compute_map(level_dataset(built[3], 1, "mean"), RANGE)
     _assert_map_equal(before.compute(), reference)
 
-    row = _row_of_32_block()
+    row = _row_of_16_block()
     _, ds = _damaged_copy(built, tmp_path, f"aggregates.zarr/sst/L1/sum/c/{row}/0/0")
     after = plan_map(ds, RANGE, screen=screen)
     assert after.description == "brute force on pyramid level 1 (mean field)"
@@ -208,7 +208,7 @@ def test_deleted_timeseries_chunk_is_reported_and_the_series_stays_exact(
 
 
 def test_rebuild_restores_a_damaged_variable(built, tmp_path) -> None:
-    row = _row_of_32_block()
+    row = _row_of_16_block()
     folder, ds = _damaged_copy(built, tmp_path, f"aggregates.zarr/sst/L0/count/c/{row}/0/0")
     assert _problems(ds)
     rebuilt = build_derived(
@@ -233,7 +233,7 @@ def test_dashboard_names_the_damaged_array_without_paths(built, tmp_path) -> Non
         return BuildView(state)
 
     assert not panel_for(_pristine(built)).damage.visible
-    row = _row_of_32_block()
+    row = _row_of_16_block()
     _, ds = _damaged_copy(built, tmp_path, f"aggregates.zarr/sst/L0/count/c/{row}/0/0")
     shown = panel_for(ds).damage
     assert shown.visible

@@ -51,9 +51,11 @@ def test_segment_tree_decomposition_covers_exactly() -> None:
         blocks, steps = decompose_range(t0, t1, table)
         covered = sorted(steps + [t for s, b in blocks for t in range(b * s, (b + 1) * s)])
         assert covered == list(range(t0, t1))
-        assert len(steps) < 16 and len(blocks) <= 2 * len(table.sizes)
-    limited = BlockTable(nsteps=1000, base=8, max_size=16)
-    assert max(s for s, _ in decompose_range(0, 1000, limited)[0]) == 16
+        # at most ratio - 1 blocks of each size at each end
+        assert len(steps) < 16 and len(blocks) <= 2 * (table.ratio - 1) * len(table.sizes)
+    limited = BlockTable(nsteps=1000, base=8, max_size=32)
+    assert max(s for s, _ in decompose_range(0, 1000, limited)[0]) == 32
+    assert table.sizes == (8, 32, 128, 512)
 
 
 def test_errors_are_query_errors(virtual) -> None:
