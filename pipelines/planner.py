@@ -66,15 +66,16 @@ from pipelines.selection import (
 )
 from pipelines.timeseries_store import cheapest_cover, level_sums, lon_runs
 
-__all__ = ["Plan", "PlanBudgetError", "plan_map", "plan_series"]
+__all__ = ["LOCAL_BYTES", "Plan", "PlanBudgetError", "plan_map", "plan_series"]
 
 Viewport = tuple[float, float, float, float]
 Screen = tuple[int, int]
 
 #: Coarsest level the fallback (no derived stores) coarsens to.
 _FALLBACK_MAX_LEVEL = 6
-#: Plans reading less than this run on local threads, not on a distributed cluster.
-_LOCAL_BYTES = 256e6
+#: Plans reading less than this run on local threads, not on a distributed cluster
+#: (``gridscope export`` starts no cluster for them either).
+LOCAL_BYTES = 256 * 10**6
 
 
 class PlanBudgetError(QueryError):
@@ -230,7 +231,7 @@ def _read(arr: Any, lead: Any, lat: slice, runs: list[tuple[int, int]]) -> np.nd
 
 
 def _compute_local(obj: xr.DataArray, nbytes: float) -> xr.DataArray:
-    if nbytes < _LOCAL_BYTES:
+    if nbytes < LOCAL_BYTES:
         return obj.compute(scheduler="threads")
     return obj.compute()
 

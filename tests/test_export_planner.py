@@ -144,16 +144,15 @@ def test_env_budget_refuses_like_the_flag(built, tmp_path: Path, capsys, app_run
 def test_a_large_plan_runs_on_the_named_cluster(
     built, tmp_path: Path, capsys, app_runtime, dask_processes, monkeypatch
 ) -> None:
-    """Above the in-process limit the plan's Dask graphs (here: the range's raw edge
-    steps beside the stored blocks) run on the --scheduler cluster; same numbers."""
+    """Above the planner's local limit the plan's Dask graphs (here: the range's raw
+    edge steps beside the stored blocks) run on the --scheduler cluster; same numbers."""
     import distributed
 
     import pipelines.planner
     from data_catalog import open_dataset
 
     source, _ = built
-    app_runtime.update_settings(inprocess_bytes=1)
-    monkeypatch.setattr(pipelines.planner, "_LOCAL_BYTES", 0)  # no local shortcut
+    monkeypatch.setattr(pipelines.planner, "LOCAL_BYTES", 0)  # every plan is "large"
     with distributed.Client(dask_processes, set_as_default=False) as client:
         before = tasks_done(client)  # the cluster is the test session's: count from here
     out = tmp_path / "cluster.nc"
@@ -165,6 +164,35 @@ def test_a_large_plan_runs_on_the_named_cluster(
     assert f"computing on {dask_processes}" in err[1]
     with distributed.Client(dask_processes, set_as_default=False) as client:
         assert tasks_done(client) > before, "nothing ran on the cluster"
+    sst = open_dataset(str(source))["sst"].sel(time=slice("1980-01-03", "1980-02-11"))
+    with xr.open_dataset(out) as written:
+        np.testing.assert_allclose(
+            written["sst"].transpose("lat", "lon").values, sst.mean("time").values, rtol=1e-5
+        )
+
+
+def test_a_plan_under_the_planners_local_limit_starts_no_cluster(
+    built, tmp_path: Path, capsys, app_runtime, monkeypatch
+) -> None:
+    """The planner computes a plan under `pipelines.planner.LOCAL_BYTES` on local
+    threads whatever cluster there is, so export starts none for it, even with a cluster
+    flag and a dashboard in-process limit it is above; same numbers as xarray."""
+    import pipelines.cluster
+    from data_catalog import open_dataset
+
+    def no_cluster(*args, **kwargs):
+        raise AssertionError("export started a cluster for a plan the planner runs locally")
+
+    monkeypatch.setattr(pipelines.cluster, "connect", no_cluster)
+    app_runtime.update_settings(inprocess_bytes=1)  # GRIDSCOPE_INPROCESS_BYTES: the dashboard's
+    source, _ = built
+    out = tmp_path / "local.nc"
+    code, err = _export(["map", str(source), "--var", "sst", "--start", "1980-01-03",
+                         "--end", "1980-02-11", "--agg", "mean", "--scheduler", "tcp://nowhere:1",
+                         "-o", str(out)], capsys)  # fmt: skip
+    assert code == 0, err
+    assert err[0].startswith("gridscope export: reads about ") and "raw steps" in err[0]
+    assert err[1] == "gridscope export: computing in this process"
     sst = open_dataset(str(source))["sst"].sel(time=slice("1980-01-03", "1980-02-11"))
     with xr.open_dataset(out) as written:
         np.testing.assert_allclose(

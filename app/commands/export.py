@@ -128,23 +128,21 @@ def run(args: argparse.Namespace) -> int:
 def _compute(plan: Any, args: argparse.Namespace) -> Any:
     """Run ``plan``, with progress on stderr.
 
-    A plan reading less than the in-process limit (``GRIDSCOPE_INPROCESS_BYTES``, as in
-    the dashboard) runs in this process, as does any plan with ``--scheduler
-    synchronous``; a larger one sends its Dask graphs to the cluster the flags name
-    (a LocalCluster by default), started for this export and closed after it.
+    A plan reading less than the planner's own local limit
+    (`pipelines.planner.LOCAL_BYTES`: the planner computes such plans on local threads
+    whatever cluster there is) runs in this process, as does any plan with
+    ``--scheduler synchronous``; a larger one sends its Dask graphs to the cluster the
+    flags name (a LocalCluster by default), started for this export and closed after it.
     """
     import time
 
     from app.commands.cluster_flags import cluster_spec
-    from app.runtime import current
+    from pipelines import planner
     from pipelines.cluster import ClusterError, connect, disconnect
 
     started = time.monotonic()
     spec = None
-    if (
-        plan.estimated_bytes > current().settings.inprocess_bytes
-        and args.scheduler != "synchronous"
-    ):
+    if plan.estimated_bytes >= planner.LOCAL_BYTES and args.scheduler != "synchronous":
         try:
             spec = cluster_spec(args)
         except ClusterError as exc:
