@@ -74,14 +74,15 @@ def _coastline_xy() -> np.ndarray:
 
     Repeated at each of `_COAST_TURNS` (a line never crosses the antimeridian, so each
     copy is drawn as it is): continuous across 180 on any centred map. Rows, so that
-    each is a contiguous array sent as it is.
+    each is a contiguous array sent as it is (~40,000 points, 320 kB in float32).
     """
     pieces = []
     for shift in _COAST_TURNS:
         for line in coastline_paths():
             pieces.append(line + np.array([shift, 0.0]))
             pieces.append(np.full((1, 2), np.nan))
-    return np.ascontiguousarray(np.concatenate(pieces).T)
+    # float32: half the bytes every page sends (1e-5 degrees is well under a pixel)
+    return np.ascontiguousarray(np.concatenate(pieces).T, dtype="float32")
 
 
 @functools.cache

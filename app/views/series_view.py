@@ -74,20 +74,20 @@ class SeriesView(pn.viewable.Viewer):
         super().__init__(**params)
         self.state = state
         self.results = results
+        # the figure is built for the first series (a page whose series is still being
+        # computed is sent, and built, without it), again for another dataset's
         self._plot_dataset = state.dataset
-        self.figure = self._new_figure()
-        self._draw_series()
-        self._draw_highlight()
-        self.pane = pn.pane.Bokeh(self.figure, sizing_mode="stretch_width",
-                                  height=self.height)  # fmt: skip
+        self.figure: Any = None
+        self.pane: Any = None
+        if results.series is not None:
+            self._ensure_figure()
         results.param.watch(self._on_new_series, ["series_version"])
         state.param.watch(self._draw_highlight, ["time_mode", "time", "start", "end"])
         self.summary = pn.pane.HTML(
             self._summary_html, sizing_mode="stretch_width", css_classes=["gs-series-summary"]
         )
         # the figure is put in the page when a series first arrives, the costly-series
-        # prompt when it is first needed: a page whose series is still being computed is
-        # sent without them (see `app.views.page_weight`)
+        # prompt when it is first needed (see `app.views.page_weight`)
         self._figure_slot = pn.Column(pn.Spacer(height=self.height), sizing_mode="stretch_width")
         self.cost = pn.Column(sizing_mode="stretch_width")
         results.param.watch(self._place_figure, ["series_version"])
@@ -100,6 +100,7 @@ class SeriesView(pn.viewable.Viewer):
         (`pn.state.onload`) when the series came with it (e.g. from the answer cache)."""
         if self.results.series is None or self._figure_slot.objects[0] is self.pane:
             return
+        self._ensure_figure()
 
         def place() -> None:
             if self._figure_slot.objects[0] is not self.pane:
@@ -167,16 +168,26 @@ class SeriesView(pn.viewable.Viewer):
         fig.on_event(Tap, lambda event: call_alive(view, "_on_tap", x=event.x, y=event.y))
         return fig
 
+    def _ensure_figure(self) -> bool:
+        """A figure for the state's dataset, drawn; whether a new one was built."""
+        if self.figure is not None and self.state.dataset == self._plot_dataset:
+            return False
+        self._plot_dataset = self.state.dataset
+        self.figure = self._new_figure()
+        self._draw_series()
+        self._draw_highlight()
+        if self.pane is None:
+            self.pane = pn.pane.Bokeh(self.figure, sizing_mode="stretch_width", height=self.height)
+        else:
+            self.pane.object = self.figure
+        return True
+
     def _on_new_series(self, event: Any) -> None:
         """A new series patches the figure; one of another dataset gets a new figure."""
-        if self.state.dataset != self._plot_dataset:
-            self._plot_dataset = self.state.dataset
-            self.figure = self._new_figure()
+        if self.figure is None and self.results.series is None:
+            return  # nothing to draw yet
+        if not self._ensure_figure():
             self._draw_series()
-            self._draw_highlight()
-            self.pane.object = self.figure
-            return
-        self._draw_series()
 
     def _draw_series(self) -> None:
         """The series (or none yet), its axis ranges, title and y label, in place."""
@@ -255,6 +266,8 @@ class SeriesView(pn.viewable.Viewer):
 
     def _draw_highlight(self, *_: Any) -> None:
         """The selected step (a line) or range (a band), moved in place."""
+        if self.figure is None:
+            return
         line, band = None, (None, None)
         if self.state.time_mode == "range":
             a, b = self._x_of_label(self.state.start), self._x_of_label(self.state.end)
