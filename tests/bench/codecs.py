@@ -56,6 +56,7 @@ def _codecs() -> dict[str, Any]:
         "blosc-lz4 c5 shuffle": Blosc(cname="lz4", clevel=5, shuffle=Blosc.SHUFFLE),
         "blosc-lz4 c1 shuffle": Blosc(cname="lz4", clevel=1, shuffle=Blosc.SHUFFLE),
         "blosc-lz4 c5 bitshuffle": Blosc(cname="lz4", clevel=5, shuffle=Blosc.BITSHUFFLE),
+        "blosc-lz4 c1 bitshuffle": Blosc(cname="lz4", clevel=1, shuffle=Blosc.BITSHUFFLE),
         "blosc-zstd c1 shuffle": Blosc(cname="zstd", clevel=1, shuffle=Blosc.SHUFFLE),
         "blosc-zstd c1 bitshuffle": Blosc(cname="zstd", clevel=1, shuffle=Blosc.BITSHUFFLE),
         "blosc-zstd c3 shuffle": Blosc(cname="zstd", clevel=3, shuffle=Blosc.SHUFFLE),
