@@ -238,7 +238,7 @@ class MapView(pn.viewable.Viewer):
             output_backend="webgl" if current().settings.webgl else "canvas",
         )  # fmt: skip
         fig.xaxis.formatter = ticks
-        fig.grid.visible = False
+        fig.center = []  # no grid lines (nor their two models)
         fig.toolbar.logo = None
         self._mapper = LinearColorMapper(palette=_palette(self.state.cmap), low=0.0, high=1.0,
                                          nan_color=NAN_COLOUR)  # fmt: skip

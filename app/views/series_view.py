@@ -141,7 +141,7 @@ class SeriesView(pn.viewable.Viewer):
             title="", tools="pan", x_axis_label=xlabel, min_border_right=10, css_classes=["gs-series"],
         )  # fmt: skip
         fig.toolbar.logo = None
-        fig.grid.visible = False
+        fig.center = []  # no grid lines (nor their two models)
         if clim:
             fig.xaxis.ticker = FixedTicker(ticks=list(range(1, 13)))
             fig.xaxis.major_label_overrides = {
