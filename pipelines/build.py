@@ -35,16 +35,15 @@ those by default), and the manifest records each array's shape and chunks, so a
 deleted chunk file is detected (`pipelines.derived.missing_chunks`) instead of read as
 the fill value. A re-run rebuilds a variable whose arrays lack chunk files.
 
-Codecs: blosc-lz4 (clevel 5, byte shuffle) everywhere, chosen by measurement
-(``python -m tests.bench.codecs``, one thread, synthetic 0.25-degree t2m fields, on
-this 2-core machine while other work shared it, so +-30%): raw float32 field ratio
-1.58, encode ~1.1 GB/s, decode ~2.6 GB/s; blosc-zstd clevel 3 gives ratio 1.71 but
-encodes at ~0.24 GB/s and decodes at ~1.5 GB/s. Float64 block sums: lz4 2.41x at
-2.7 / 3.6 GB/s vs zstd-3 2.59x at 0.44 / 1.0 GB/s; int32 counts and float64 area
-sums compress >100x with either. zstd's 5-10% smaller output costs 4-10x the encode
-time (the build's bottleneck: a unit writes ~5.5x the bytes it reads) and ~2x the
-decode time (what interactive reads pay), so lz4 wins. Writing uncompressed would
-save ~45% of the encode+write CPU but double the derived stores on disk.
+Codecs: blosc-lz4 clevel 5 (`_compressor`), chosen by measurement
+(``python -m tests.bench.codecs``: synthetic 0.25-degree t2m, one thread): bit shuffling
+for the time-series copy and the aggregates' floats (ratio +5-15% over byte shuffling:
+time-series chunk 1.54 -> 1.70, float64 block sums 2.06 -> 2.37, at about the same
+encode speed), byte shuffling for counts and areas (~120x vs ~60x) and for the pyramid
+fields (bit shuffling packs a cell grid's mostly-NaN levels ~30% worse, and gains only
+~3% on a full field). blosc-zstd gives the same ratios as lz4 with bit shuffling but
+encodes 3-10x slower, and encoding is the build's largest stage
+(``python -m tests.bench.build_bounds``).
 """
 
 from __future__ import annotations
