@@ -48,15 +48,18 @@ class _ApiHandler(tornado.web.RequestHandler):
 
     def initialize(self, ctx: ApiContext) -> None:
         self.ctx = ctx
-        self.set_default_headers()  # Tornado set them once before the context was known
+        if ctx.public:  # Tornado set the defaults before the context was known
+            self._public_headers()
 
     def set_default_headers(self) -> None:
-        ctx = getattr(self, "ctx", None)
-        if ctx is not None and ctx.public:  # read-only public data: any site may fetch it
-            self.set_header("Access-Control-Allow-Origin", "*")
+        if getattr(self, "ctx", None) is not None and self.ctx.public:
+            self._public_headers()
         self.set_header("X-Content-Type-Options", "nosniff")
         # which server process answered (`gridscope serve --num-procs`: 0..N-1; else 0)
         self.set_header("X-Gridscope-Process", str(tornado.process.task_id() or 0))
+
+    def _public_headers(self) -> None:
+        self.set_header("Access-Control-Allow-Origin", "*")  # read-only public data
 
     async def head(self, *args: str) -> None:
         """Headers only (link checkers and crawlers ask so): Tornado drops the body."""
