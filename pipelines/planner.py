@@ -546,8 +546,8 @@ def _plan_aggregates(
         "min": ("min",),
         "max": ("max",),
     }[agg]
-    # sumsq is rebuilt from m2, sum and count (`pipelines.aggregates.stat_of`)
-    per_cell = {"sum": 8, "sumsq": 16, "count": 4, "min": 4, "max": 4}
+    # sumsq is rebuilt from m2 and the sum and count read anyway (`_block_totals`)
+    per_cell = {"sum": 8, "sumsq": 4, "count": 4, "min": 4, "max": 4}
     nbytes = region.ncells * (len(flat) * sum(per_cell[n] for n in needed) + len(steps) * 4)
 
     def run() -> xr.DataArray:
@@ -563,17 +563,20 @@ def _plan_aggregates(
             if steps
             else None
         )
-        block_futures = {
-            name: pool.submit(_block_total, stores, level, name, flat, lat, runs)
-            for name in (needed if flat else ())
-        }
+        # the blocks in up to 3 interleaved shares, each share's statistics read once
+        shares = min(len(flat), 3)
+        block_futures = [
+            pool.submit(_block_totals, stores, level, needed, flat[k::shares], lat, runs)
+            for k in range(shares)
+        ]
         shift = shift_future.result()
         totals: dict[str, np.ndarray] = {}
         if edge_future is not None:
             stats = edge_future.result()
             totals = {name: stat_of(stats, name)[0] for name in needed}
-        for name, future in block_futures.items():
-            combine_total(totals, name, future.result())
+        for future in block_futures:
+            for name, total in future.result().items():
+                combine_total(totals, name, total)
         values = finish(agg, totals, shift)
         return _map_result(values, region, da, query, level)
 
@@ -608,37 +611,39 @@ def _pool() -> ThreadPoolExecutor:
     return _POOL
 
 
-def _block_total(
+def _block_totals(
     stores: VariableStores,
     level: int,
-    name: str,
+    names: tuple[str, ...],
     flat: list[int],
     lat: slice,
     runs: list[tuple[int, int]],
-) -> np.ndarray:
-    """One statistic's total over the stored blocks ``flat``, read one block at a time
-    into an in-place accumulator (a fraction of the memory of reading them all at once);
-    ``sumsq`` is rebuilt per block from ``m2``, ``sum`` and ``count`` (`stat_of`)."""
-    dtype = {"count": "int64", "min": None, "max": None}.get(name, "float64")
-    op = {"min": np.fmin, "max": np.fmax}.get(name, np.add)
+) -> dict[str, np.ndarray]:
+    """The statistics ``names`` totalled over the stored blocks ``flat``, read one block
+    at a time into in-place accumulators (a fraction of the memory of reading them all
+    at once); each stored array is read once per block, and ``sumsq`` is rebuilt per
+    block from ``m2``, ``sum`` and ``count`` (`stat_of`)."""
+    stored = {n for n in names if n != "sumsq"} | (
+        {"sum", "m2", "count"} if "sumsq" in names else set()
+    )
 
     def read(stat: str, index: int) -> np.ndarray:
         arr = stores.array("aggregates", f"L{level}/{stat}")
         parts = [arr[index, lat, a:b] for a, b in runs]
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
 
-    total: np.ndarray | None = None
+    totals: dict[str, np.ndarray] = {}
     for index in flat:
-        if name == "sumsq":
-            block = stat_of({n: read(n, index) for n in ("sum", "m2", "count")}, name)
-        else:
-            block = read(name, index)
-        if total is None:
-            total = block.astype(dtype or block.dtype, copy=True)
-        else:
-            op(total, block, out=total)
-    assert total is not None
-    return total
+        block = {stat: read(stat, index) for stat in sorted(stored)}
+        for name in names:
+            value = stat_of(block, name)
+            if name not in totals:
+                dtype = {"count": "int64", "min": None, "max": None}.get(name, "float64")
+                totals[name] = value.astype(dtype or value.dtype, copy=True)
+            else:
+                op = {"min": np.fmin, "max": np.fmax}.get(name, np.add)
+                op(totals[name], value, out=totals[name])
+    return totals
 
 
 def _edge_stats(
