@@ -24,22 +24,26 @@ Prints a table with the goals of issue 13 beside each figure and writes
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import statistics
 import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import psutil
 
 from tests.conftest import REPO_ROOT
 from tests.load.api import api_run
+from tests.load.figures import ms, percentiles, write_result
 from tests.load.heap import heap_reports, next_reading
-from tests.load.memory import MemorySampler, Sample, listening_pid
+from tests.load.memory import (
+    MemorySampler,
+    listening_pid,
+    mib_figures,
+    settled_sample,
+    tree_cpu_seconds,
+)
 from tests.load.protocol import ACTIONS, ProtocolSession
 
 __all__ = ["GOALS", "HeadlessConfig", "HeadlessResult", "format_table", "run_headless"]
@@ -102,50 +106,10 @@ class HeadlessResult:
     goals_missed: list[str] = field(default_factory=list)
 
 
-def _pct(values: list[float]) -> dict[str, Any]:
-    if not values:
-        return {"n": 0, "p50_ms": None, "p95_ms": None, "max_ms": None}
-    ms = np.asarray(values) * 1000
-    return {"n": len(values), "p50_ms": round(float(np.percentile(ms, 50)), 1),
-            "p95_ms": round(float(np.percentile(ms, 95)), 1), "max_ms": round(float(ms.max()), 1)}  # fmt: skip
-
-
-def _tree_cpu(pid: int) -> float:
-    """CPU seconds (user + system) of ``pid`` and its descendants."""
-    try:
-        proc = psutil.Process(pid)
-        procs = [proc, *proc.children(recursive=True)]
-    except psutil.Error:
-        return 0.0
-    total = 0.0
-    for p in procs:
-        try:
-            t = p.cpu_times()
-            total += t.user + t.system
-        except psutil.Error:
-            pass
-    return total
-
-
 async def _cpu_rate(pid: int, seconds: float) -> float:
-    before = _tree_cpu(pid)
+    before = tree_cpu_seconds(pid)
     await asyncio.sleep(seconds)
-    return (_tree_cpu(pid) - before) / seconds
-
-
-def _mem(s: Sample | None) -> dict[str, float] | None:
-    if s is None:
-        return None
-    return {"server_mib": round(s.server_mib, 1), "workers_mib": round(s.workers_mib, 1),
-            "total_mib": round(s.total_mib, 1)}  # fmt: skip
-
-
-async def _settled(sampler: MemorySampler, n: int = 3) -> Sample | None:
-    got = [s for s in (sampler.sample() for _ in range(n)) if s is not None]
-    if not got:
-        return None
-    return Sample(got[-1].t, statistics.median(g.server_mib for g in got),
-                  statistics.median(g.workers_mib for g in got))  # fmt: skip
+    return (tree_cpu_seconds(pid) - before) / seconds
 
 
 async def _page_cpu(cfg: HeadlessConfig, url: str, pid: int, result: HeadlessResult) -> None:
@@ -153,18 +117,18 @@ async def _page_cpu(cfg: HeadlessConfig, url: str, pid: int, result: HeadlessRes
     costs = []
     for i in range(cfg.cpu_pages + 1):  # the first page of the process is a warm-up
         idle = await _cpu_rate(pid, 1.0)
-        cpu0, t0 = _tree_cpu(pid), time.monotonic()
+        cpu0, t0 = tree_cpu_seconds(pid), time.monotonic()
         page = ProtocolSession(url, -100 - i, query={"dataset": "coads"}, seed=cfg.seed)
         if await page.open():
             for _ in range(40):  # what the page queued after its first render counts too
                 if await _cpu_rate(pid, 0.3) <= idle + 0.02:
                     break
             if i:
-                costs.append(_tree_cpu(pid) - cpu0 - idle * (time.monotonic() - t0))
+                costs.append(tree_cpu_seconds(pid) - cpu0 - idle * (time.monotonic() - t0))
         result.errors += page.stats.errors
         await page.close()
     await asyncio.sleep(1.0)
-    result.cpu_per_page_ms = _pct([max(c, 0.0) for c in costs])
+    result.cpu_per_page_ms = percentiles([max(c, 0.0) for c in costs])
 
 
 async def _sessions(cfg: HeadlessConfig, url: str, pid: int | None, result: HeadlessResult,
@@ -173,7 +137,7 @@ async def _sessions(cfg: HeadlessConfig, url: str, pid: int | None, result: Head
     started = time.monotonic()
     deadline = started + ramp + cfg.seconds
     sessions: list[ProtocolSession] = []
-    cpu0 = _tree_cpu(pid) if pid else 0.0
+    cpu0 = tree_cpu_seconds(pid) if pid else 0.0
     me = psutil.Process()
     own0 = sum(me.cpu_times()[:2])
 
@@ -193,16 +157,18 @@ async def _sessions(cfg: HeadlessConfig, url: str, pid: int | None, result: Head
     await asyncio.gather(sample(), *(user(slot) for slot in range(cfg.sessions)))
     took = time.monotonic() - started
     result.durations["sessions_s"] = round(took, 1)
-    result.cpu = {"server_tree_cores": round((_tree_cpu(pid) - cpu0) / took, 2) if pid else None,
+    result.cpu = {"server_tree_cores": round((tree_cpu_seconds(pid) - cpu0) / took, 2) if pid else None,
                   "client_cores": round((sum(me.cpu_times()[:2]) - own0) / took, 2),
                   "machine_cores": os.cpu_count()}  # fmt: skip
     lat = [v for s in sessions for _, v in s.stats.latencies]
     result.sessions = len(sessions)
     result.sessions_ready = sum(s.stats.page_ready_s is not None for s in sessions)
     result.actions = len(lat)
-    result.update = {"all": _pct(lat), **{k: _pct([v for s in sessions for kk, v in s.stats.latencies
+    result.update = {"all": percentiles(lat), **{k: percentiles([v for s in sessions for kk, v in s.stats.latencies
                                                    if kk == k]) for k in ACTIONS}}  # fmt: skip
-    result.page_ready = _pct([s.stats.page_ready_s for s in sessions if s.stats.page_ready_s])
+    result.page_ready = percentiles(
+        [s.stats.page_ready_s for s in sessions if s.stats.page_ready_s]
+    )
     for s in sessions:
         result.errors += s.stats.errors
     return sessions
@@ -227,12 +193,12 @@ async def _drive(cfg: HeadlessConfig, url: str, pid: int | None, log: Path | Non
     # the warm session stays open: the readings compared hold that one session
     result.heap["reference"] = await next_reading(log, seen, 45.0, sessions=1)
     if sampler is not None:
-        result.memory["reference"] = _mem(await _settled(sampler))
+        result.memory["reference"] = mib_figures(await settled_sample(sampler))
     result.durations["warm_up_s"] = round(time.monotonic() - t, 1)
 
     sessions = await _sessions(cfg, url, pid, result, sampler)
     if sampler is not None and sampler.samples:
-        result.memory["peak"] = _mem(max(sampler.samples, key=lambda s: s.total_mib))
+        result.memory["peak"] = mib_figures(max(sampler.samples, key=lambda s: s.total_mib))
     seen = len(heap_reports(log)) if log else 0
     t = time.monotonic()
     for s in sessions:
@@ -241,7 +207,7 @@ async def _drive(cfg: HeadlessConfig, url: str, pid: int | None, log: Path | Non
     result.heap["after"] = await next_reading(log, seen, cfg.release_wait_s, sessions=1)
     if sampler is not None:
         await asyncio.sleep(2.0)
-        result.memory["after"] = _mem(await _settled(sampler))
+        result.memory["after"] = mib_figures(await settled_sample(sampler))
     result.durations["release_s"] = round(time.monotonic() - t, 1)
     result.errors += [e for e in warm.stats.errors if e not in result.errors]
     await warm.close()
@@ -320,9 +286,7 @@ async def run_headless_async(cfg: HeadlessConfig) -> HeadlessResult:
         result.durations["total_s"] = round(time.monotonic() - started, 1)
         result.machine["load_avg_after"] = [round(x, 2) for x in os.getloadavg()]
     result.goals_missed = _goals(result)
-    if cfg.out is not None:
-        cfg.out.parent.mkdir(parents=True, exist_ok=True)
-        cfg.out.write_text(json.dumps(asdict(result), indent=1, default=str))
+    write_result(cfg.out, result)
     return result
 
 
@@ -332,9 +296,6 @@ def run_headless(cfg: HeadlessConfig) -> HeadlessResult:
 
 def format_table(r: HeadlessResult) -> str:
     """The measured figures beside the goals of issue 13."""
-
-    def ms(v: Any) -> str:
-        return "-" if v is None else f"{v:,.0f}"
 
     def verdict(ok: bool | None) -> str:
         return "" if ok is None else ("ok" if ok else "MISSED")

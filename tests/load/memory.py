@@ -1,7 +1,9 @@
-"""Resident memory of the server process and, separately, of its children (Dask workers)."""
+"""Resident memory and CPU time of the server process and, separately, of its children (Dask workers)."""
 
 from __future__ import annotations
 
+import asyncio
+import statistics
 import time
 from dataclasses import dataclass, field
 
@@ -52,19 +54,49 @@ class MemorySampler:
 
     def cpu_seconds(self) -> float:
         """CPU time (user+system) used so far by the server and its children."""
+        return tree_cpu_seconds(self.pid)
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) of ``pid`` and its descendants."""
+    try:
+        proc = psutil.Process(pid)
+        procs = [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    total = 0.0
+    for p in procs:
         try:
-            proc = psutil.Process(self.pid)
-            procs = [proc, *proc.children(recursive=True)]
+            t = p.cpu_times()
+            total += t.user + t.system
         except psutil.Error:
-            return 0.0
-        total = 0.0
-        for p in procs:
-            try:
-                t = p.cpu_times()
-                total += t.user + t.system
-            except psutil.Error:
-                pass
-        return total
+            pass
+    return total
+
+
+async def settled_sample(sampler: MemorySampler, n: int = 3, every: float = 0.5) -> Sample | None:
+    """Median of a few samples (memory read right after a burst jitters)."""
+    got: list[Sample] = []
+    for _ in range(n):
+        s = sampler.sample()
+        if s is not None:
+            got.append(s)
+        await asyncio.sleep(every)
+    if not got:
+        return None
+    return Sample(
+        got[-1].t,
+        statistics.median(g.server_mib for g in got),
+        statistics.median(g.workers_mib for g in got),
+    )
+
+
+def mib_figures(s: Sample | None) -> dict[str, float] | None:
+    """A sample as the results' ``{server_mib, workers_mib, total_mib}``."""
+    if s is None:
+        return None
+    return {"server_mib": round(s.server_mib, 1), "workers_mib": round(s.workers_mib, 1),
+            "total_mib": round(s.total_mib, 1)}  # fmt: skip
 
 
 def listening_pid(port: int) -> int | None:

@@ -44,10 +44,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import re
-import statistics
 import subprocess
 import sys
 import time
@@ -56,13 +54,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-import numpy as np
 import psutil
 
 from tests.browser.conftest import CHROMIUM_ARGS, free_port, stop_server, wait_for_liveness
 from tests.conftest import CHROMIUM_PATH, REPO_ROOT
+from tests.load.figures import ms, percentiles, write_result
 from tests.load.heap import has_reading, heap_reports, next_reading
-from tests.load.memory import MemorySampler, Sample, listening_pid
+from tests.load.memory import MemorySampler, Sample, listening_pid, mib_figures, settled_sample
 from tests.load.session import ACTIONS, Session
 
 RESULTS = REPO_ROOT / "bench-results"
@@ -124,21 +122,6 @@ class LoadResult:
     @property
     def ok(self) -> bool:
         return not self.errors and self.leak is False
-
-
-def _pct(values: list[float]) -> dict[str, Any]:
-    if not values:
-        return {"n": 0, "p50_ms": None, "p95_ms": None, "max_ms": None}
-    arr = np.asarray(values) * 1000
-    return {"n": len(values), "p50_ms": round(float(np.percentile(arr, 50)), 1),
-            "p95_ms": round(float(np.percentile(arr, 95)), 1), "max_ms": round(float(arr.max()), 1)}  # fmt: skip
-
-
-def _mem(s: Sample | None) -> dict[str, float] | None:
-    if s is None:
-        return None
-    return {"server_mib": round(s.server_mib, 1), "workers_mib": round(s.workers_mib, 1),
-            "total_mib": round(s.total_mib, 1)}  # fmt: skip
 
 
 def _within(after: Sample, ref: Sample) -> bool:
@@ -241,23 +224,6 @@ async def _sample_loop(
             pass
 
 
-async def _settled_sample(sampler: MemorySampler, n: int = 3, every: float = 0.5) -> Sample | None:
-    """Median of a few samples (memory read right after a burst jitters)."""
-    got: list[Sample] = []
-    for _ in range(n):
-        s = sampler.sample()
-        if s is not None:
-            got.append(s)
-        await asyncio.sleep(every)
-    if not got:
-        return None
-    return Sample(
-        got[-1].t,
-        statistics.median(g.server_mib for g in got),
-        statistics.median(g.workers_mib for g in got),
-    )
-
-
 async def _drive(cfg: LoadConfig, url: str, sampler: MemorySampler | None, result: LoadResult,
                  started: float, heap_log: Path | None) -> None:  # fmt: skip
     from playwright.async_api import async_playwright
@@ -287,7 +253,7 @@ async def _drive(cfg: LoadConfig, url: str, sampler: MemorySampler | None, resul
                 result.durations["warmup_s"] = round(time.monotonic() - t, 1)
             if sampler is not None:
                 await asyncio.sleep(1.0)
-                mem["reference"] = await _settled_sample(sampler)
+                mem["reference"] = await settled_sample(sampler)
 
             # --- load ---------------------------------------------------------------------
             stop = asyncio.Event()
@@ -357,12 +323,12 @@ async def _drive(cfg: LoadConfig, url: str, sampler: MemorySampler | None, resul
             result.sessions_loaded = sum(s.stats.load_s is not None for s in sessions)
             result.sessions_with_updates = sum(bool(s.stats.latencies) for s in sessions)
             result.actions = len(lat)
-            result.latency = {"all": _pct(lat)}
+            result.latency = {"all": percentiles(lat)}
             for kind in ACTIONS:
-                result.latency[kind] = _pct(
+                result.latency[kind] = percentiles(
                     [v for s in sessions for k, v in s.stats.latencies if k == kind]
                 )
-            result.page_load = _pct(
+            result.page_load = percentiles(
                 [s.stats.load_s for s in sessions if s.stats.load_s is not None]
             )
             if sampler is not None and sampler.samples:
@@ -393,7 +359,7 @@ async def _drive(cfg: LoadConfig, url: str, sampler: MemorySampler | None, resul
                             and time.monotonic() - closed_at >= release_min
                             and (heap_log is None or has_reading(heap_log, heap_seen, held))):  # fmt: skip
                         # confirm with a settled reading before stopping early
-                        after = await _settled_sample(sampler)
+                        after = await settled_sample(sampler)
                         if after is not None and _within(after, ref):
                             break
                 mem["after"] = after
@@ -406,7 +372,7 @@ async def _drive(cfg: LoadConfig, url: str, sampler: MemorySampler | None, resul
                 await warm.close()
         finally:
             await browser.close()
-    result.memory.update({k: _mem(v) for k, v in mem.items()})
+    result.memory.update({k: mib_figures(v) for k, v in mem.items()})
 
 
 async def run_load_async(cfg: LoadConfig) -> LoadResult:
@@ -435,8 +401,8 @@ async def run_load_async(cfg: LoadConfig) -> LoadResult:
             sampler = MemorySampler(proc.pid)
         if sampler is not None:
             await asyncio.sleep(2.0)
-            start = await _settled_sample(sampler)
-            result.memory["start"] = _mem(start)
+            start = await settled_sample(sampler)
+            result.memory["start"] = mib_figures(start)
         try:
             heap_log = None if cfg.url else cfg.log
             await asyncio.wait_for(
@@ -466,9 +432,7 @@ async def run_load_async(cfg: LoadConfig) -> LoadResult:
         result.memory["timeline"] = [
             [s.t, round(s.server_mib, 1), round(s.workers_mib, 1)] for s in sampler.samples
         ]
-    if cfg.out is not None:
-        cfg.out.parent.mkdir(parents=True, exist_ok=True)
-        cfg.out.write_text(json.dumps(asdict(result), indent=1, default=str))
+    write_result(cfg.out, result)
     return result
 
 
@@ -477,9 +441,6 @@ def run_load(cfg: LoadConfig) -> LoadResult:
 
 
 def format_table(r: LoadResult) -> str:
-    def ms(v: Any) -> str:
-        return "-" if v is None else f"{v:,.0f}"
-
     churn = r.config.get("session_s")
     lines = [f"gridscope load test: {r.config['sessions']} concurrent users x {r.config['minutes']} min, "
              f"{r.sessions} sessions" + (f" (each ~{churn:g} s)" if churn else "") + " "
