@@ -949,7 +949,13 @@ _NEEDED = {
     "min": ("min",),
     "max": ("max",),
 }
-_BYTES = {"sum": 8, "sumsq": 16, "count": 4, "min": 4, "max": 4}  # sumsq: m2 + sum + count
+_BYTES = {
+    "sum": 8,
+    "sumsq": 4,
+    "count": 4,
+    "min": 4,
+    "max": 4,
+}  # sumsq: m2 (sum, count read anyway)
 _METHOD = {"mean": "mean", "min": "minimum", "max": "maximum", "std": "standard_deviation"}
 #: Aggregate blocks read at once per statistic (bounds the memory of a range map).
 _BATCH = 4
@@ -984,7 +990,7 @@ class _RangeSource:
 
     def totals(self, t0: int, t1: int, needed: tuple[str, ...]) -> dict[str, np.ndarray]:
         """``needed`` statistics of steps ``[t0, t1)`` (stored blocks plus raw edge steps),
-        the raw steps' statistics and each statistic's blocks read at the same time."""
+        the raw steps' statistics and shares of the blocks read at the same time."""
         blocks, steps = decompose_range(t0, t1, self.table)
         flat = sorted(self.table.flat_index(s, b) for s, b in blocks)
         shift = self.shift
@@ -998,26 +1004,33 @@ class _RangeSource:
         def read(stat: str, rows: np.ndarray) -> np.ndarray:
             return self.cells.read(self.stores.array("aggregates", f"L{self.level}/{stat}"), rows)
 
-        def stat_total(name: str) -> np.ndarray:
-            total: dict[str, np.ndarray] = {}
-            for k in range(0, len(flat), _BATCH):
-                rows = np.asarray(flat[k : k + _BATCH])
-                if name == "sumsq":  # rebuilt per block from m2, sum and count
-                    part = stat_of({n: read(n, rows) for n in ("sum", "m2", "count")}, name)
-                else:
-                    part = read(name, rows)
-                if name in ("min", "max"):
-                    part = (np.fmin if name == "min" else np.fmax).reduce(part, axis=0)
-                else:
-                    part = part.sum(axis=0, dtype="int64" if name == "count" else "float64")
-                combine_total(total, name, part)
-            return total[name]
+        # sumsq is rebuilt per block from m2, sum and count (`stat_of`)
+        stored = {n for n in needed if n != "sumsq"} | (
+            {"sum", "m2", "count"} if "sumsq" in needed else set()
+        )
 
+        def share_totals(batches: list[np.ndarray]) -> dict[str, np.ndarray]:
+            """Totals over some batches of blocks, each stored array read once."""
+            total: dict[str, np.ndarray] = {}
+            for rows in batches:
+                block = {stat: read(stat, rows) for stat in sorted(stored)}
+                for name in needed:
+                    part = stat_of(block, name)
+                    if name in ("min", "max"):
+                        part = (np.fmin if name == "min" else np.fmax).reduce(part, axis=0)
+                    else:
+                        part = part.sum(axis=0, dtype="int64" if name == "count" else "float64")
+                    combine_total(total, name, part)
+            return total
+
+        batches = [np.asarray(flat[k : k + _BATCH]) for k in range(0, len(flat), _BATCH)]
+        shares = min(len(batches), 3)  # the batches in up to 3 interleaved shares
         edge = tasks.submit(raw_stats) if steps else None
-        parts = {name: tasks.submit(stat_total, name) for name in needed} if flat else {}
+        parts = [tasks.submit(share_totals, batches[k::shares]) for k in range(shares)]
         totals: dict[str, np.ndarray] = edge.result() if edge is not None else {}
-        for name, future in parts.items():
-            combine_total(totals, name, future.result())
+        for future in parts:
+            for name, value in future.result().items():
+                combine_total(totals, name, value)
         return totals
 
     def cost(self, t0: int, t1: int, needed: tuple[str, ...]) -> tuple[int, str]:
