@@ -287,7 +287,7 @@ def test_cli_refuses_a_star_origin_and_paths_in_public_mode(capsys) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["serve", "--max-request-bytes", "lots"])
     assert exc.value.code == 2
-    assert "expected a size" in capsys.readouterr().err
+    assert "expected a positive size such as 2GB" in capsys.readouterr().err
 
 
 def test_pins_are_minimums_in_pyproject(repo_root) -> None:
