@@ -109,8 +109,10 @@ def test_pages_opened_together_never_stall_liveness(server, tmp_path: Path) -> N
     worst = max(took for took, _ in answers)
     limit = LIVENESS_LIMIT * max(1.0, *(load for _, load in answers))
     slow = [round(took, 2) for took, _ in answers if took > LIVENESS_LIMIT]
-    print(f"worst /liveness {worst:.2f} s (limit {limit:.2f} s) with {PAGES} pages; "
-          f"maps after {[round(w, 1) for w in waits]} s")
+    print(
+        f"worst /liveness {worst:.2f} s (limit {limit:.2f} s) with {PAGES} pages; "
+        f"maps after {[round(w, 1) for w in waits]} s"
+    )
     assert worst <= limit, (
         f"/liveness took {worst:.2f} s while {PAGES} pages were built "
         f"(limit {limit:.2f} s; slow answers {slow}; maps after {[round(w, 1) for w in waits]})"

@@ -68,10 +68,14 @@ def _updates(state: Any) -> dict[str, Callable[[], None]]:
     info = state.sources.info(state.dataset)
     other_var = next(v for v in info.variables if v != state.var)
     return {
-        "time": lambda: setattr(state, "time", info.times[(info.times.index(state.time) + 1) % len(info.times)]),  # fmt: skip
+        "time": lambda: setattr(
+            state, "time", info.times[(info.times.index(state.time) + 1) % len(info.times)]
+        ),  # fmt: skip
         "var": lambda: setattr(state, "var", other_var),
         "point": lambda: state.param.update(region="Point", point=(10.0 + np.random.rand(), 20.0)),
-        "box": lambda: state.param.update(region="Custom box", bbox=(-30.0, -10.0, 20.0 + np.random.rand(), 15.0), point=None),  # fmt: skip
+        "box": lambda: state.param.update(
+            region="Custom box", bbox=(-30.0, -10.0, 20.0 + np.random.rand(), 15.0), point=None
+        ),  # fmt: skip
     }
 
 
