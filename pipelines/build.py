@@ -25,7 +25,10 @@ scratch. Aggregate rows are laid out for the next power of two of the record
 (`pipelines.aggregates.layout_steps_for`), so an append moves no row until the record
 passes it; then the new version is a new data folder of hard links with the rows at
 their new places. The published version stays in use until the append is complete.
-Cell stores of non-regular grids (`pipelines.cell_stores`) are rebuilt whole instead.
+Cell stores of non-regular grids (`pipelines.cell_stores`) append the same way: their
+``cells/`` (order, centres, areas, regridding matrices) depend on the cells alone, so
+they are kept when the grid's centres and areas equal them bit for bit (`_same_cells`;
+otherwise the stores are rebuilt, and the log says why).
 
 Variables: each one on time and the horizontal grid, and each vertical level of one
 that also has a ``level`` axis, built as its own variable (``var@level=<value>``, see
@@ -780,8 +783,8 @@ def _appended_from(manifest: dict[str, Any], ds: xr.Dataset) -> int | None:
     variables = manifest.get("variables", {})
     if not old or "nsteps" not in old or not variables or "data" not in manifest:
         return None
-    if any(v.get("layout") != "grid" or "layout_steps" not in v for v in variables.values()):
-        return None  # cell stores (pipelines.cell_stores) and older layouts: rebuilt whole
+    if any("layout_steps" not in v for v in variables.values()):
+        return None  # older layouts: rebuilt whole
     if any(not v.get("complete", {}).get("pyramid") for v in variables.values()):
         return None  # an unfinished build of the shorter record: start again
     n = int(old["nsteps"])
@@ -791,6 +794,35 @@ def _appended_from(manifest: dict[str, Any], ds: xr.Dataset) -> int | None:
     if not same or int(new["nsteps"]) <= n or str(ds["time"].values[n - 1]) != old["time1"]:
         return None
     return n
+
+
+def _same_cells(data: Path, ds: xr.Dataset) -> bool:
+    """Whether the cell stores in ``data`` (`pipelines.cell_stores`) were built for
+    ``ds``'s cells: centres and areas equal, bit for bit, to ``cells/`` in its position
+    order, so the order, the tile index and the regridding matrices (functions of them
+    alone) hold for the grown record and an append may keep them. The fingerprint
+    compares a few centres and the total area only. True for a regular grid."""
+    if is_regular(ds):
+        return True
+    cells = data / "cells"
+    try:
+        order = np.load(cells / "order.npy")
+        stored = {name: np.load(cells / f"{name}.npy") for name in ("lon", "lat", "area")}
+    except (FileNotFoundError, ValueError) as exc:
+        log.warning("rebuilding, not appending: the cell stores in %s lack cells/ (%s)", data, exc)
+        return False
+    grid = grid_of(ds)
+    for name, values in stored.items():
+        now = np.asarray(getattr(grid, name), "float64").ravel()
+        if now.size != order.size or not np.array_equal(now[order], values, equal_nan=True):
+            log.warning(
+                "rebuilding, not appending: the grid's cell %s changed since the stores in %s "
+                "were built (only the time axis may grow for an append)",
+                "centres" if name != "area" else "areas",
+                data,
+            )
+            return False
+    return True
 
 
 def _start_append(
@@ -1050,6 +1082,8 @@ def build_derived(
             manifest = published  # built, or being built: resume (or nothing to do)
         else:
             appended_from = _appended_from(published, ds)
+            if appended_from is not None and not _same_cells(folder / published["data"], ds):
+                appended_from = None  # a non-regular grid's cells changed: rebuilt (logged)
             if appended_from is not None:  # the source gained steps: grow every variable
                 old = folder / published["data"]
                 if not any(
