@@ -155,7 +155,9 @@ _SOURCES: dict[str, xr.Dataset] = {}
 #: appends (``layout_steps``); 3 stores time-series levels as float32 block means and
 #: valid areas, only every other one (`pipelines.timeseries_store.stored_levels`),
 #: aggregates' float32 ``m2`` instead of float64 ``sumsq``, floats bit-shuffled; 4 has
-#: aggregate block sizes 4x apart (`pipelines.aggregates.BlockTable`).
+#: aggregate block sizes 4x apart (`pipelines.aggregates.BlockTable`); 5 stores a regular
+#: grid's pyramid levels as the mean field only (the planner coarsens min/max fields
+#: from the raw data where a range map's edge steps need them).
 _FORMAT = STORE_FORMAT
 
 
@@ -211,9 +213,10 @@ def _layout(ds: xr.Dataset, var: str, cfg: BuildConfig) -> dict[str, dict[str, A
         s = 2**lev
         nyl, nxl = math.ceil(ny / s), math.ceil(nx / s)
         if 1 <= lev <= cfg.max_level:
+            # the mean field only: the planner coarsens a level's min/max field from the
+            # raw cells for the few steps that need it (a range map's edge steps)
             tc = min(u, 4 ** (lev - 1))
-            for kind in ("mean", "min", "max"):
-                out["pyramid"][f"L{lev}/{kind}"] = ((nt, nyl, nxl), (tc, nyl, nxl), "float32")
+            out["pyramid"][f"L{lev}/mean"] = ((nt, nyl, nxl), (tc, nyl, nxl), "float32")
         if lev <= cfg.max_level and table.total:
             tile = (1, min(nyl, 361), min(nxl, 720))
             for name, dtype in _STAT_DTYPES:
@@ -537,8 +540,8 @@ def _run_unit(
         area = np.asarray(ds["cell_area"].values, "float64")
         levels = coarsen_fields(values, area, max(cfg.max_level, cfg.ts_max_level))
         for lev in range(1, cfg.max_level + 1):
-            for kind in ("mean", "min", "max"):
-                writer.write(pyr[f"{var}/L{lev}/{kind}"], t0, levels[lev - 1][kind])
+            # min/max fields only feed the aggregates' blocks below, in memory
+            writer.write(pyr[f"{var}/L{lev}/mean"], t0, levels[lev - 1]["mean"])
         for lev in stored_levels(cfg.ts_max_level):
             # the pyramid's mean field is the time-series level's block mean
             writer.write(ts[f"{var}/L{lev}/mean"], t0, levels[lev - 1]["mean"])

@@ -10,7 +10,7 @@ source, or ``$GRIDSCOPE_DERIVED_DIR/<slug>/``, or a folder given to ``gridscope 
     manifest.next.json                 a build's own state until it publishes (resume)
     data-<id>/                         one version's arrays (below), progress/ and cells/
     data-<id>/progress/<var>/*.done    completed build units (resumability)
-    pyramid.zarr/<var>/L<l>/{mean,min,max}          (time, lat_l, lon_l) float32, l >= 1
+    pyramid.zarr/<var>/L<l>/mean                    (time, lat_l, lon_l) float32, l >= 1
     aggregates.zarr/<var>/L<l>/{sum,m2,count,min,max}     (block, lat_l, lon_l)
     aggregates.zarr/<var>/L<l>/shift                (lat_l, lon_l) float64
     timeseries.zarr/<var>/values                    (time, lat, lon) float32, long in time
@@ -113,9 +113,10 @@ MANIFEST = "manifest.json"
 NEXT_MANIFEST = "manifest.next.json"
 #: The layout of the arrays this code reads and `pipelines.build` writes (the manifest's
 #: ``format``): 4 = float32 time-series level means and areas, aggregates' float32
-#: ``m2`` and block sizes 4x apart. Stores of another format are not read (a build
+#: ``m2`` and block sizes 4x apart; 5 = a regular grid's pyramid holds the mean field
+#: only (no per-step min/max). Stores of another format are not read (a build
 #: rebuilds them).
-STORE_FORMAT = 4
+STORE_FORMAT = 5
 _REGISTERED: dict[str, Path | str] = {}
 _OPEN: dict[Path | str, DerivedStores] = {}
 _LOCK = threading.Lock()

@@ -1,9 +1,10 @@
 """GeoZarr ``multiscales`` metadata on the pyramid store, so other viewers find its levels.
 
 The pyramid of a variable on a regular grid is the zarr group
-``pyramid.zarr/<var>/`` with one child group per level, ``L<l>/{mean,min,max}``
+``pyramid.zarr/<var>/`` with one child group per level, ``L<l>/mean``
 (``(time, lat_l, lon_l)``, level ``l`` averaging blocks of ``2**l x 2**l`` source cells,
-`pipelines.build`). `multiscales_attrs` describes these levels in the attributes of
+`pipelines.build`; no per-step min/max fields: the planner derives those from the raw
+data where it needs them). `multiscales_attrs` describes these levels in the attributes of
 that group following the zarr conventions that GeoZarr is made of:
 
 - ``multiscales`` (https://github.com/zarr-conventions/multiscales, UUID
@@ -109,8 +110,6 @@ def multiscales_attrs(lat: np.ndarray, lon: np.ndarray, levels: list[int]) -> di
         "proj:code": "EPSG:4326",
         "gridscope:level_arrays": {
             "mean": "area-weighted mean of the block's cells",
-            "min": "minimum of the block's cells",
-            "max": "maximum of the block's cells",
         },
     }
 

@@ -394,8 +394,12 @@ def plan_map(
             return _plan_aggregates(
                 ds, da, query, region, level, stores, kind, t0, t1, key, max_bytes
             )
+        if level > 0 and kind in ("min", "max"):
+            # no stored min/max fields: the level's min/max field over the range is the
+            # range's min/max of the raw data, coarsened (fmin/fmax commute)
+            return _plan_brute_coarsened(ds, da, query, level, boxes, kind, key, max_bytes, t0, t1)
         if level > 0:
-            return _plan_brute_on_level(ds, da, query, region, level, stores, kind, key, max_bytes)
+            return _plan_brute_on_level(ds, da, query, region, level, stores, key, max_bytes)
         return _plan_brute(ds, da, query, region0, 0, key, max_bytes, t0, t1)
 
     exact_coarsen = not query.is_anomaly and (single or kind in ("min", "max"))
@@ -444,6 +448,36 @@ def _plan_brute(
     )
 
 
+def _fine_cells(region: _Region, level: int, ny: int, nx: int) -> tuple[slice, list[slice]]:
+    """The level-0 cells under a level-``level`` region: its rows, and per run of level
+    columns (`_Region.runs`) the run's level-0 columns. Both start on a block edge, and
+    only a run's last block can be partial (the grid's last row or column), so
+    `coarsen_fields` on each run's cells gives exactly the level's blocks."""
+    s = 2**level
+    lat = region.lat_slice
+    rows = slice(lat.start * s, min(lat.stop * s, ny))
+    return rows, [slice(a * s, min(b * s, nx)) for a, b in region.runs]
+
+
+def _fine_ncells(region: _Region, level: int, ny: int, nx: int) -> int:
+    rows, cols = _fine_cells(region, level, ny, nx)
+    return (rows.stop - rows.start) * sum(c.stop - c.start for c in cols)
+
+
+def _coarsen_runs(
+    values: np.ndarray, area: np.ndarray, cols: list[slice], level: int, kind: str
+) -> np.ndarray:
+    """``values`` (..., rows, the runs' columns joined) coarsened to ``level``'s ``kind``
+    field run by run (`_fine_cells`), joined again."""
+    out, start = [], 0
+    for c in cols:
+        width = c.stop - c.start
+        part = np.ascontiguousarray(values[..., start : start + width])
+        out.append(coarsen_fields(part, area[:, start : start + width], level)[-1][kind])
+        start += width
+    return out[0] if len(out) == 1 else np.concatenate(out, axis=-1)
+
+
 def _plan_brute_coarsened(
     ds: xr.Dataset,
     da: xr.DataArray,
@@ -457,21 +491,19 @@ def _plan_brute_coarsened(
     t1: int,
 ) -> Plan:
     region = _region(_grid(ds, level), boxes)
-    s = 2**level
-    ny = ds.sizes["lat"]
-    lat_fine = np.arange(int(region.lat_index[0]) * s, min((int(region.lat_index[-1]) + 1) * s, ny))
-    lon_fine = (region.lon_index[:, None] * s + np.arange(s)[None, :]).ravel()
+    rows, cols = _fine_cells(region, level, ds.sizes["lat"], ds.sizes["lon"])
+    lon_fine = np.concatenate([np.arange(c.start, c.stop) for c in cols])
     nsteps = 1 if query.time is not None else max(t1 - t0, 1)
-    nbytes = lat_fine.size * lon_fine.size * nsteps * da.dtype.itemsize
-    crop = _only_step(da, query).isel(lat=_as_indexer(lat_fine), lon=_as_indexer(lon_fine))
+    nbytes = (rows.stop - rows.start) * lon_fine.size * nsteps * da.dtype.itemsize
+    crop = _only_step(da, query).isel(lat=rows, lon=_as_indexer(lon_fine))
     crop = crop.assign_coords(lon=("lon", np.arange(lon_fine.size, dtype="float64")))
     fine = xr.Dataset({query.var: crop}, attrs=dict(ds.attrs))
-    area = np.asarray(ds["cell_area"].values)[np.ix_(lat_fine, lon_fine)]
+    area = np.asarray(ds["cell_area"].values)[rows][:, lon_fine]
     q = query.replace(bbox=None, level=None)
 
     def run() -> xr.DataArray:
         full = _compute_local(compute_map(fine, q), nbytes)
-        values = coarsen_fields(np.asarray(full.values)[None], area, level)[-1][kind][0]
+        values = _coarsen_runs(np.asarray(full.values), area, cols, level, kind)
         return _map_result(values, region, da, query, level, full.coords.get("time"))
 
     return Plan(
@@ -548,7 +580,12 @@ def _plan_aggregates(
     }[agg]
     # sumsq is rebuilt from m2 and the sum and count read anyway (`_block_totals`)
     per_cell = {"sum": 8, "sumsq": 4, "count": 4, "min": 4, "max": 4}
-    nbytes = region.ncells * (len(flat) * sum(per_cell[n] for n in needed) + len(steps) * 4)
+    # a min/max's edge steps at level >= 1 are the raw cells under the region (`_edge_raw`)
+    edge_cells = region.ncells
+    if level and agg in ("min", "max"):
+        edge_cells = _fine_ncells(region, level, da.sizes["lat"], da.sizes["lon"])
+    nbytes = region.ncells * len(flat) * sum(per_cell[n] for n in needed)
+    nbytes += edge_cells * len(steps) * 4
 
     def run() -> xr.DataArray:
         lat, runs = region.lat_slice, region.runs
@@ -672,7 +709,10 @@ def _edge_raw(
     agg: str,
     steps: list[int],
 ) -> np.ndarray:
-    """The raw edge steps of a range over the region (steps, lat, lon), as stored."""
+    """The edge steps of a range over the region (steps, lat, lon): the raw data at
+    level 0, the pyramid's stored mean field at level >= 1 for a mean or std, and for a
+    min/max the raw cells under the region coarsened to the level's min/max field (the
+    build stores no per-step min/max fields: `pipelines.build`)."""
     if level == 0:
         sub = da.isel(
             time=_as_indexer(np.asarray(steps)),
@@ -680,17 +720,25 @@ def _edge_raw(
             lon=_as_indexer(region.lon_index),
         )
         return np.asarray(_compute_local(sub, len(steps) * region.ncells * 4).values)
-    field = {"min": "min", "max": "max"}.get(agg, "mean")
-    return _read(stores.array("pyramid", f"L{level}/{field}"), steps, region.lat_slice, region.runs)
+    if agg in ("min", "max"):
+        rows, cols = _fine_cells(region, level, da.sizes["lat"], da.sizes["lon"])
+        lon_fine = np.concatenate([np.arange(c.start, c.stop) for c in cols])
+        sub = da.isel(time=_as_indexer(np.asarray(steps)), lat=rows, lon=_as_indexer(lon_fine))
+        nbytes = len(steps) * (rows.stop - rows.start) * lon_fine.size * 4
+        raw = np.asarray(_compute_local(sub, nbytes).values)
+        area = np.asarray(da["cell_area"].values)[rows][:, lon_fine]
+        return _coarsen_runs(raw, area, cols, level, agg)
+    return _read(stores.array("pyramid", f"L{level}/mean"), steps, region.lat_slice, region.runs)
 
 
 def _level_dataarray(
-    ds: xr.Dataset, da: xr.DataArray, stores: VariableStores, level: int, kind: str
+    ds: xr.Dataset, da: xr.DataArray, stores: VariableStores, level: int
 ) -> xr.Dataset:
+    """The pyramid's stored mean field of ``level`` as a lazy dataset."""
     import dask.array as dsa
 
     grid = _grid(ds, level)
-    arr = stores.array("pyramid", f"L{level}/{kind}")
+    arr = stores.array("pyramid", f"L{level}/mean")
     data = dsa.from_zarr(arr)
     out = xr.DataArray(
         data,
@@ -713,11 +761,12 @@ def _plan_brute_on_level(
     region: _Region,
     level: int,
     stores: VariableStores,
-    kind: str,
     key: Hashable,
     max_bytes: int | None,
 ) -> Plan:
-    level_ds = _level_dataarray(ds, da, stores, level, kind)
+    """A map on the level's mean field (an anomaly, or a mean/std before the level's
+    aggregates are complete) by brute force."""
+    level_ds = _level_dataarray(ds, da, stores, level)
     plan = _plan_brute(
         level_ds,
         level_ds[query.var],
@@ -729,7 +778,7 @@ def _plan_brute_on_level(
         0,
         level_ds.sizes["time"],
     )
-    plan.description = f"brute force on pyramid level {level} ({kind} field)"
+    plan.description = f"brute force on pyramid level {level} (mean field)"
     return plan
 
 

@@ -12,6 +12,12 @@ level is a dataset in its own right:
 A map at level ``L`` is, by definition, the query evaluated on the level-``L`` dataset
 (the ``mean`` field, or the ``min``/``max`` field for a min/max over time), so planner
 answers at any zoom level have a brute-force reference (`level_dataset`).
+
+The build stores only the ``mean`` field of a regular grid's levels (`pipelines.build`);
+the ``min``/``max`` fields are computed in memory for the aggregates' blocks, and the
+planner coarsens them from the raw data for the few steps it needs (`coarsen_fields`
+on aligned blocks gives the same values: the min/max of a block does not depend on how
+it is reached).
 """
 
 from __future__ import annotations

@@ -205,3 +205,124 @@ def test_stores_of_another_format_are_not_read(built) -> None:
     finally:
         path.write_text(json.dumps(manifest))
         time.sleep(1.1)
+
+
+@pytest.fixture(scope="module")
+def uneven(tmp_path_factory):
+    """A 4-degree synthetic store (46 x 90 cells: level-2 blocks are partial on both
+    axes; ``sst`` NaN over land) built to level 2 with 4-step blocks."""
+    from pipelines.synthetic import SyntheticSpec, write_demo_store
+
+    root = tmp_path_factory.mktemp("uneven")
+    path = write_demo_store(
+        SyntheticSpec(nsteps=40, resolution=4.0, seed=5), root / "u.zarr", progress=False
+    )
+    config = BuildConfig(max_level=2, ts_max_level=2, base_block=4, unit_steps=16)
+    folder = build_derived(
+        str(path), out=root / "d", scheduler="synchronous", config=config, progress=False
+    )
+    ds = open_dataset(str(path))
+    return ds, ds.load(), folder
+
+
+def _level_reference(memory: xr.Dataset, query: Query, level: int, viewport) -> xr.DataArray:
+    """The query on the level-``level`` dataset (`level_dataset`), cropped to the view."""
+    from pipelines import compute_map
+    from pipelines.pyramid import field_kind, level_dataset
+    from pipelines.selection import select_bbox
+
+    kind = field_kind(query.agg, query.time is not None, query.is_anomaly)
+    out = compute_map(level_dataset(memory, level, kind), query)
+    x0, x1, y0, y1 = viewport
+    return select_bbox(out, (x0, y0, x1, y1))
+
+
+# whole globe, and a view across the antimeridian (two runs of columns, the partial
+# last column of a level inside the first); screens giving levels 0, 1 and 2
+VIEWS = [((-180.0, 180.0, -90.0, 90.0), (22, 11)), ((100.0, 80.0, -70.0, 85.0), (40, 20))]
+
+
+@pytest.mark.parametrize("agg", ["min", "max"])
+def test_min_max_range_maps_at_coarse_levels_without_stored_min_max_fields(uneven, agg) -> None:
+    """The pyramid stores only mean fields; a min/max range map at level >= 1 takes its
+    edge steps from the raw cells under the view, coarsened: exactly the level-L
+    dataset's answer, and the plan counts those raw cells' bytes."""
+    import zarr
+
+    from pipelines.derived import DerivedStores
+
+    ds, memory, folder = uneven
+    pyramid = zarr.open_group(DerivedStores(folder).data_folder / "pyramid.zarr", mode="r")
+    assert sorted(pyramid["sst"]["L2"].array_keys()) == ["mean"]
+    labels = [str(t)[:10] for t in ds["time"].values]
+    levels = set()
+    for viewport, screen in VIEWS:
+        for a, b in [(1, 39), (3, 22), (0, 40)]:  # raw steps at both ends, one end, none
+            for var in ("sst", "t2m"):
+                query = Query(dataset="u", var=var, start=labels[a], end=labels[b - 1], agg=agg)
+                plan = plan_map(ds, query, viewport=viewport, screen=screen)
+                got = plan.compute()
+                level = got.attrs["gridscope_level"]
+                levels.add(level)
+                assert plan.description.startswith(f"temporal aggregates level {level}")
+                ref = _level_reference(memory, query, level, viewport)
+                np.testing.assert_array_equal(got["lon"].values, ref["lon"].values)
+                np.testing.assert_array_equal(got.values, ref.values)
+                # bytes: the stored blocks' min/max, plus every raw cell under the view
+                # for each edge step (4**level per level cell, fewer at the grid's edges)
+                nblocks = sum(
+                    int(n)
+                    for n in re.findall(
+                        r"(\d+)x\d+", plan.description.split("blocks [")[1].split("]")[0]
+                    )
+                )
+                edges = int(re.search(r"\+ (\d+) raw steps", plan.description).group(1))
+                fine = _raw_cells_under(memory, got, level)
+                assert plan.estimated_bytes == 4 * (nblocks * got.size + edges * fine)
+                if level and a:
+                    assert edges and fine > 2 * got.size
+    assert levels >= {1, 2}
+
+
+def _raw_cells_under(memory: xr.Dataset, got: xr.DataArray, level: int) -> int:
+    """How many level-0 cells the level-``level`` cells of ``got`` cover."""
+    from pipelines.pyramid import level_grid
+
+    lat0, lon0 = memory["lat"].values, memory["lon"].values
+    grid = level_grid(lat0, lon0, memory["cell_area"].values, level)
+    s = 2**level
+    rows = np.searchsorted(grid.lat, got["lat"].values)
+    lon = (got["lon"].values + 180.0) % 360.0 - 180.0  # a view across the antimeridian
+    cols = np.searchsorted(grid.lon, lon)
+    assert np.array_equal(grid.lat[rows], got["lat"].values)
+    np.testing.assert_allclose(grid.lon[cols], lon, atol=1e-9)
+    nrows = sum(min((i + 1) * s, lat0.size) - i * s for i in rows)
+    ncols = sum(min((j + 1) * s, lon0.size) - j * s for j in cols)
+    return int(nrows * ncols)
+
+
+def test_min_max_maps_before_the_aggregates_are_complete(uneven, monkeypatch) -> None:
+    """Without usable aggregates a coarse min/max range map is the raw data's min/max,
+    coarsened (not a stored min/max field): exactly the level-L dataset's answer, its
+    bytes those of the raw cells under the view; a mean still reads the mean field."""
+    from pipelines.derived import VariableStores
+
+    monkeypatch.setattr(VariableStores, "block_table", lambda self, level: None)
+    ds, memory, _ = uneven
+    labels = [str(t)[:10] for t in ds["time"].values]
+    for viewport, screen in VIEWS:
+        for agg in ("min", "max", "mean"):
+            query = Query(dataset="u", var="sst", start=labels[2], end=labels[30], agg=agg)
+            plan = plan_map(ds, query, viewport=viewport, screen=screen)
+            got = plan.compute()
+            level = got.attrs["gridscope_level"]
+            assert level >= 1
+            ref = _level_reference(memory, query, level, viewport)
+            if agg == "mean":
+                assert plan.description == f"brute force on pyramid level {level} (mean field)"
+                np.testing.assert_allclose(got.values, ref.values, rtol=1e-6)
+                continue
+            assert plan.description.startswith("brute force on the raw data, coarsened exactly")
+            np.testing.assert_array_equal(got["lon"].values, ref["lon"].values)
+            np.testing.assert_array_equal(got.values, ref.values)
+            assert plan.estimated_bytes == 4 * 29 * _raw_cells_under(memory, got, level)
