@@ -24,6 +24,20 @@ trend, cycle and NaNs against float64 numpy). Storing the sum of squares as floa
 instead cost 8 bytes per block and cell compressing only 1.3-1.5x; ``m2`` costs 4
 compressing ~1.6x.
 
+Why ``sum`` stays float64: a float32 ``sum`` moves a block's mean by up to ``2**-24`` of
+``|mean - shift|``, harmless for a mean (relative error ``2**-24 * max|x - shift| /
+|mean|``) but not for a std, whose between-block part ``sum(sum_b**2 / n_b) / n -
+mean_d**2`` is then off by ~``2**-23 * (mean_d / std)**2`` relative. The shift is the
+first step's value (0 where it is NaN), so ``mean_d / std`` is large wherever a range
+is far from the first step relative to its spread: a cell whose first step is missing
+(sea ice: 271 K +- 0.2 about a shift of 0: std wrong by 40-100 %), a strong trend (1e4
++ 50 per step, the last 16 of 512 steps: 5e-4), even a seasonal cycle of +-20 K over 2
+K noise (5e-6, half the 1e-5 budget). Measured with ``tests/test_derived_precision.py::
+test_block_sums_stay_float64``. Nor would it save bytes: float64 sums of a few float32
+inputs have zero low mantissa bits, which bit shuffling packs away (1 GB bench store,
+t2m, one unit's 8-step block sums, blosc-lz4 bitshuffle: 26.1 MB float64, 25.4 MB
+float32).
+
 All block sizes live in one array per statistic (a flat block index, see
 `BlockTable`), so a query reads each statistic with one orthogonal selection.
 `decompose_range` splits any step range into the fewest aligned blocks plus fewer
