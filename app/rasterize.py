@@ -22,11 +22,14 @@ A pixel that no cell reaches is NaN. Both are small numba kernels compiled with
 ``cache=True`` (a server start loads them from disk instead of compiling for seconds).
 
 What does not depend on the values is kept per grid (`_grid_index`, keyed by a
-fingerprint of the coordinates): the cells sorted by a lon/lat bin of their centre, so
-a frame visits only the cells of the bins in view (plus cells larger than the bins,
-always visited), and the midway corners of a 2-D grid without bounds. A frame then costs
-about the cells in view plus the pixels: a 0.1-degree ocean grid of 6.5 M cells takes
-tens of milliseconds seen whole, a few when zoomed in.
+fingerprint of the coordinates): the flat centres, the midway corners of a 2-D grid
+without bounds and, from a grid's second frame on when a frame shows less than half of
+it, the cells sorted by a lon/lat bin of their centre, so a frame visits only the cells
+of the bins in view (plus cells larger than the bins, always visited). A view that a
+planner cut out of a larger grid is drawn whole, and its polygons (a window of the
+larger grid's) are copied only when drawn as polygons. A frame then costs about the
+cells in view plus the pixels: a 0.1-degree ocean grid of 6.5 M cells takes tens of
+milliseconds seen whole, a few when zoomed in.
 
 Longitudes: the viewport is given in the map's own frame, which may run past 180
 (a Pacific-centred map runs 0..360, and panning goes further). Cells are copied at
@@ -49,7 +52,6 @@ import threading
 import warnings
 import weakref
 from collections.abc import Hashable
-from dataclasses import dataclass
 from typing import Any
 
 import numba
@@ -64,6 +66,8 @@ _INDEX_MIN_CELLS = 20_000
 _CELLS_PER_BIN = 32.0
 #: Grids whose index (and midway corners) are kept, most recently used last.
 _CACHE_SIZE = 6
+#: The most bytes of the kept grids' copies (centres, flat polygons, bin order).
+_CACHE_BYTES = 768 * 2**20
 #: The most vertices a polygon may have (a cell's own, plus three for a polar cap).
 _MAX_VERTICES = 64
 
@@ -340,28 +344,109 @@ def _draw_points(
 # per grid: what does not depend on the values
 
 
-@dataclass(frozen=True)
 class _GridIndex:
-    """A grid's flat centres and polygons, and its cells sorted by lon/lat bin."""
+    """A grid's flat centres and polygons, and (once a frame shows a small part of it)
+    its cells sorted by lon/lat bin.
 
-    lon: np.ndarray
-    lat: np.ndarray
-    lon_bounds: np.ndarray  # (cell, nv); (0, 0) without polygons
-    lat_bounds: np.ndarray
-    order: np.ndarray | None  # cells by bin (None: visit all)
-    bin_start: np.ndarray | None  # (nby * nbx + 2,): bin b is order[start[b]:start[b + 1]]
-    bin_deg: float
-    nbx: int
-    nby: int
-    reach: float  # the farthest a binned cell's polygon reaches from its centre (deg)
+    The polygons are kept as given (``cells + (nv,)``, any memory layout: a planner's
+    view of a larger grid's bounds is a window of them) and copied flat only when a frame
+    draws polygons or the bins are built; a frame of cells smaller than its pixels draws
+    their centres and samples a few polygons (`sample_bounds`), so it copies none.
+    """
+
+    def __init__(
+        self,
+        lon: np.ndarray,
+        lat: np.ndarray,
+        lon_bounds: np.ndarray | None,
+        lat_bounds: np.ndarray | None,
+    ):
+        self.lon, self.lat = lon, lat
+        self._given = None if lon_bounds is None or lat_bounds is None else (lon_bounds, lat_bounds)
+        self._flat: tuple[np.ndarray, np.ndarray] | None = None
+        self.order: np.ndarray | None = None  # cells by bin (None: visit all)
+        self.bin_start: np.ndarray | None = None  # bin b is order[start[b]:start[b + 1]]
+        self.bin_deg, self.nbx, self.nby = 360.0, 1, 1
+        self.reach = 180.0  # the farthest a binned cell's polygon reaches from its centre
+        self.frames = 0
+        self._lock = threading.Lock()
 
     @property
     def size(self) -> int:
         return int(self.lon.size)
 
     @property
+    def nbytes(self) -> int:
+        flat = 0 if self._flat is None else self._flat[0].nbytes + self._flat[1].nbytes
+        order = 0 if self.order is None else self.order.nbytes
+        return int(self.lon.nbytes + self.lat.nbytes + flat + order)
+
+    @property
     def has_polygons(self) -> bool:
-        return self.lon_bounds.shape[0] == self.lon.size and self.lon_bounds.shape[1] > 0
+        return self._given is not None and self._given[0].shape[-1] > 0
+
+    def flat_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """The polygons as contiguous float64 ``(cell, nv)`` (copied once)."""
+        with self._lock:
+            if self._flat is None:
+                if not self.has_polygons:
+                    self._flat = (np.empty((0, 0)), np.empty((0, 0)))
+                else:
+                    lonb, latb = self._given  # type: ignore[misc]
+                    nv = lonb.shape[-1]
+                    self._flat = (_flat64(lonb).reshape(self.size, nv),
+                                  _flat64(latb).reshape(self.size, nv))  # fmt: skip
+            return self._flat
+
+    def sample_bounds(self, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The polygons ``(len(cells), nv)`` of a few cells (no copy of the others)."""
+        if self._flat is not None and self._flat[0].size:
+            return self._flat[0][cells], self._flat[1][cells]
+        lonb, latb = self._given  # type: ignore[misc]
+        where = np.unravel_index(cells, lonb.shape[:-1])
+        return np.asarray(lonb[where], "float64"), np.asarray(latb[where], "float64")
+
+    def in_frame_share(self, frame: tuple[float, float, float, float]) -> float:
+        """The share of (a sample of) the centres inside ``frame`` (any turn of the globe)."""
+        x0, x1, y0, y1 = frame
+        step = max(self.size // 2048, 1)
+        lon, lat = self.lon[::step], self.lat[::step]
+        inside_lat = (lat >= y0) & (lat <= y1)
+        if x1 - x0 >= 360.0:
+            inside = inside_lat
+        else:
+            east = (lon - x0) % 360.0  # degrees east of the frame's west edge
+            inside = inside_lat & (east <= x1 - x0)
+        return float(inside.mean()) if lon.size else 1.0
+
+    def index_for(self, frame: tuple[float, float, float, float]) -> None:
+        """Sort the cells by bin from the grid's second frame on, when this frame shows
+        less than half of them (a view a planner cut out is drawn whole, unsorted)."""
+        with self._lock:
+            self.frames += 1
+            wanted = (
+                self.order is None
+                and self.frames > 1
+                and self.size >= _INDEX_MIN_CELLS
+                and self.in_frame_share(frame) < 0.5
+            )
+        if wanted:
+            self._build_bins()
+
+    def _build_bins(self) -> None:
+        n = self.size
+        # bins divide 360 exactly, so a column of bins is the same at every turn of the globe
+        nbx = int(np.ceil(360.0 / np.clip(np.sqrt(64800.0 * _CELLS_PER_BIN / n), 0.1, 10.0)))
+        bin_deg = 360.0 / nbx
+        nby = int(np.ceil(180.0 / bin_deg))
+        lonb, latb = self.flat_bounds()
+        bins, reach = _index_cells(self.lon, self.lat, lonb, latb, bin_deg, nbx, nby, 2 * bin_deg)
+        order, start = _counting_sort(bins, nbx * nby + 1)
+        with self._lock:
+            if self.order is None:
+                self.bin_deg, self.nbx, self.nby, self.reach = bin_deg, nbx, nby, float(reach)
+                self.bin_start = start
+                self.order = order  # last: a frame reading ``order`` sees the rest set
 
     def ranges(
         self, frame: tuple[float, float, float, float], margin: float
@@ -402,43 +487,26 @@ def _flat64(a: Any) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(a, dtype="float64"))
 
 
-def _build_index(
-    lon: np.ndarray, lat: np.ndarray, lon_bounds: np.ndarray, lat_bounds: np.ndarray
-) -> _GridIndex:
-    n = lon.size
-    if n < _INDEX_MIN_CELLS:
-        return _GridIndex(lon, lat, lon_bounds, lat_bounds, None, None, 360.0, 1, 1, 180.0)
-    # bins divide 360 exactly, so a column of bins is the same at every turn of the globe
-    nbx = int(np.ceil(360.0 / np.clip(np.sqrt(64800.0 * _CELLS_PER_BIN / n), 0.1, 10.0)))
-    bin_deg = 360.0 / nbx
-    nby = int(np.ceil(180.0 / bin_deg))
-    bins, reach = _index_cells(lon, lat, lon_bounds, lat_bounds, bin_deg, nbx, nby, 2 * bin_deg)
-    order, start = _counting_sort(bins, nbx * nby + 1)
-    return _GridIndex(
-        lon, lat, lon_bounds, lat_bounds, order, start, bin_deg, nbx, nby, float(reach)
-    )
-
-
 def _fingerprint(arrays: tuple[np.ndarray | None, ...]) -> str:
     """A digest of coordinate arrays: shapes, an even sample of their values and, for
-    the centres (the first two), their sums (one pass over each)."""
+    the centres (the first two), their sums (one pass over each, no copy of a window)."""
     h = hashlib.blake2b(digest_size=20)
     for k, a in enumerate(arrays):
         if a is None:
             h.update(b"none")
             continue
-        flat = a.reshape(-1)
-        total = float(np.add.reduce(flat)) if k < 2 else 0.0
+        total = float(np.add.reduce(a, axis=None)) if k < 2 else 0.0
         h.update(repr((a.shape, a.dtype.str, total)).encode())
-        h.update(np.ascontiguousarray(flat[:: max(flat.size // 8192, 1)]).tobytes())
-        h.update(np.ascontiguousarray(flat[-64:]).tobytes())
+        if a.size:
+            picks = np.r_[
+                np.arange(0, a.size, max(a.size // 8192, 1)), np.arange(max(a.size - 64, 0), a.size)
+            ]
+            h.update(np.ascontiguousarray(a[np.unravel_index(picks, a.shape)]).tobytes())
     return h.hexdigest()
 
 
 _INDEXES: collections.OrderedDict[str, _GridIndex] = collections.OrderedDict()
 _SEEN: dict[tuple[int, ...], tuple[tuple[Any, ...], str]] = {}
-#: Grids drawn once: the second frame of one builds and keeps its index.
-_ONCE: collections.OrderedDict[str, None] = collections.OrderedDict()
 _LOCK = threading.Lock()
 
 
@@ -455,10 +523,8 @@ def _grid_index(
     dataset or a reopened file shares it); the fingerprint itself is remembered for the
     very array objects it was computed from (while they live), so a dashboard's frames
     over one grid cost no hashing. A 2-D grid without bounds gets its midway corners here.
-
-    A grid is indexed and kept from its second frame on: the cells of one view that a
-    planner cut out for that view alone are drawn whole, without building (and keeping
-    in memory) an index that no other frame would use.
+    Grids are kept most recently used last, at most `_CACHE_SIZE` of them and
+    `_CACHE_BYTES` of copies (the latest always).
     """
     arrays = (lon, lat, lon_bounds, lat_bounds)
     ident = tuple(id(a) for a in arrays)
@@ -482,34 +548,32 @@ def _grid_index(
         if index is not None:
             _INDEXES.move_to_end(key)
             return index
+    ncell = lon.size
     if lon_bounds is None or lat_bounds is None:
         if len(shape) == 2 and min(shape) >= 2:
             lon_bounds, lat_bounds = _corners_2d(lon.reshape(shape), lat.reshape(shape))
         else:
-            lon_bounds = lat_bounds = np.empty((0, 0))
-    ncell = lon.size
-    if lon_bounds.size:
-        lon_bounds = _flat64(lon_bounds).reshape(ncell, -1)
-        lat_bounds = _flat64(lat_bounds).reshape(ncell, -1)
-        if lon_bounds.shape != lat_bounds.shape or lon_bounds.shape[1] > _MAX_VERTICES:
+            lon_bounds = lat_bounds = None
+    if lon_bounds is not None and lat_bounds is not None:
+        nv = lon_bounds.shape[-1] if lon_bounds.ndim else 0
+        if (
+            lon_bounds.shape != lat_bounds.shape
+            or lon_bounds.size != ncell * nv
+            or nv > _MAX_VERTICES
+        ):
             raise ValueError(
                 f"cell polygons need lon and lat bounds of one shape with at most "
                 f"{_MAX_VERTICES} corners, not {lon_bounds.shape} and {lat_bounds.shape}"
             )
-    lon, lat = _flat64(lon).ravel(), _flat64(lat).ravel()
-    with _LOCK:
-        again = key in _ONCE
-        if not again:
-            _ONCE[key] = None
-            while len(_ONCE) > 64:
-                _ONCE.popitem(last=False)
-    if not again:
-        return _GridIndex(lon, lat, lon_bounds, lat_bounds, None, None, 360.0, 1, 1, 180.0)
-    index = _build_index(lon, lat, lon_bounds, lat_bounds)
+        if lon_bounds.shape[:-1] != tuple(shape) and lon_bounds.shape[:-1] != (ncell,):
+            lon_bounds = lon_bounds.reshape(ncell, nv)
+            lat_bounds = lat_bounds.reshape(ncell, nv)
+    index = _GridIndex(_flat64(lon).ravel(), _flat64(lat).ravel(), lon_bounds, lat_bounds)
     with _LOCK:
         _INDEXES[key] = index
-        while len(_INDEXES) > _CACHE_SIZE:
-            _INDEXES.popitem(last=False)
+        total = sum(i.nbytes for i in _INDEXES.values())
+        while len(_INDEXES) > 1 and (len(_INDEXES) > _CACHE_SIZE or total > _CACHE_BYTES):
+            total -= _INDEXES.popitem(last=False)[1].nbytes
     return index
 
 
@@ -551,7 +615,7 @@ def _smaller_than_pixels(
     run = np.searchsorted(np.cumsum(lengths), picks, side="right")
     pos = starts[run] + picks - (np.cumsum(lengths) - lengths)[run]
     cells = pos if direct or index.order is None else index.order[pos]
-    lonb, latb = index.lon_bounds[cells], index.lat_bounds[cells]
+    lonb, latb = index.sample_bounds(cells)
     centre = index.lon[cells][:, None]
     lonb = centre + ((lonb - centre + 180.0) % 360.0) - 180.0
     with warnings.catch_warnings():
@@ -615,7 +679,7 @@ def _draw_cells(
         return pixels, shape, "polygons"
     sums, counts = np.zeros(screen[::-1]), np.zeros(screen[::-1])
     _draw_polygons(index.order if index.order is not None else np.empty(0, np.int32),
-                   *ranges, index.lon, index.lat, index.lon_bounds, index.lat_bounds,
+                   *ranges, index.lon, index.lat, *index.flat_bounds(),
                    values, *frame, sums, counts)  # fmt: skip
     return _mean(sums, counts), screen, "polygons"
 
@@ -736,9 +800,9 @@ def rasterize_to_screen(
             lon_bounds = lon_bounds.transpose(*dims, ...).values
         if isinstance(lat_bounds, xr.DataArray):
             lat_bounds = lat_bounds.transpose(*dims, ...).values
-        lon_bounds = np.asarray(lon_bounds, dtype="float64")
-        lat_bounds = np.asarray(lat_bounds, dtype="float64")
+        lon_bounds, lat_bounds = np.asarray(lon_bounds), np.asarray(lat_bounds)
     index = _grid_index(lon, lat, lon_bounds, lat_bounds, shape)
+    index.index_for(frame)
     values = _values(field, dims)
     pixels, out_shape, how = _draw_cells(index, values, frame, screen)
     out = _empty(frame, out_shape).copy(data=pixels)

@@ -62,6 +62,7 @@ statistics up to float rounding (sums in float64; min/max exact).
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import itertools
@@ -71,6 +72,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import numba
 import numpy as np
 import xarray as xr
 
@@ -875,6 +877,7 @@ class _NativeView:
     place: np.ndarray  # flat index into the answer of each position
     template: xr.DataArray  # the answer's dims and coordinates (no time)
     bounds: tuple[np.ndarray, np.ndarray] | None
+    keep: Any = None  # what the view's cache key names, alive while it is kept
 
     def answer(self, values: np.ndarray, name: str, attrs: dict, **coords: Any) -> xr.DataArray:
         out = np.full(self.template.shape, np.nan, "float32")
@@ -889,39 +892,117 @@ class _NativeView:
         return result
 
 
+@numba.njit(cache=True, nogil=True)
+def _rect_kernel(order, cand, ncols, r0, r1, c0, c1):  # pragma: no cover  (numba)
+    """The rows and columns ``(r0, r1, c0, c1)`` spanned by the cells at positions
+    ``cand`` that lie in the given ones, and how many do (one pass, no temporaries)."""
+    lo_r, hi_r, lo_c, hi_c, n = r1, r0 - 1, c1, c0 - 1, 0
+    for k in range(cand.shape[0]):
+        flat = order[cand[k]]
+        r = flat // ncols
+        c = flat - r * ncols
+        if r0 <= r < r1 and c0 <= c < c1:
+            lo_r, hi_r = min(lo_r, r), max(hi_r, r)
+            lo_c, hi_c = min(lo_c, c), max(hi_c, c)
+            n += 1
+    return lo_r, hi_r + 1, lo_c, hi_c + 1, n
+
+
+@numba.njit(cache=True, nogil=True)
+def _place_kernel(order, pos, ncols, r0, c0, width):  # pragma: no cover  (numba)
+    """Flat index in the ``(r0.., c0..)`` window of ``width`` columns of each position."""
+    out = np.empty(pos.shape[0], np.int64)
+    for k in range(pos.shape[0]):
+        flat = order[pos[k]]
+        r = flat // ncols
+        out[k] = (r - r0) * width + (flat - r * ncols - c0)
+    return out
+
+
+#: A plan's native views kept for the next steps of the same view (most recent last).
+_VIEWS: collections.OrderedDict[tuple, _NativeView] = collections.OrderedDict()
+_VIEWS_SIZE = 4
+_VIEWS_LOCK = threading.Lock()
+
+
+def _identity(a: np.ndarray | None) -> tuple:
+    """What identifies an array's values while it lives: its buffer, shape and strides."""
+    if a is None:
+        return ()
+    return (a.__array_interface__["data"][0], a.shape, a.strides, a.dtype.str)
+
+
 def _native_view(
     grid: CellGrid,
     da: xr.DataArray,
     boxes: list[tuple[float, float, float, float]],
     bounds: tuple[np.ndarray, np.ndarray] | None,
 ) -> _NativeView:
+    """Where the cells of ``boxes`` go in the brute force's layout (see `_NativeView`).
+
+    Kept for the last few views (keyed by the grid, the boxes and the very coordinate
+    and bound arrays, which the entry holds): the next step of a view reads values only,
+    and its coordinates are the same arrays, so the drawing finds its cached grid.
+    """
     dims = spatial_dims(da)
     shape = tuple(int(da.sizes[d]) for d in dims)
+    coords = {name: c for name, c in da.coords.items() if c.dims and set(c.dims) <= set(dims)}
+    arrays = {
+        name: np.asarray(c.transpose(*(d for d in dims if d in c.dims)).values)
+        for name, c in coords.items()
+    }
+    key = (
+        id(grid),
+        dims,
+        shape,
+        tuple(tuple(float(v) for v in box) for box in boxes),
+        tuple((name, _identity(a)) for name, a in arrays.items()),
+        tuple(_identity(b) for b in bounds) if bounds is not None else None,
+    )
+    with _VIEWS_LOCK:
+        view = _VIEWS.get(key)
+        if view is not None:
+            _VIEWS.move_to_end(key)
+            return view
+    view = _make_native_view(grid, dims, shape, boxes, coords, arrays, bounds)
+    with _VIEWS_LOCK:
+        # the key's buffers stay alive (and unique) while the entry holds them
+        view.keep = (grid, arrays, bounds)
+        _VIEWS[key] = view
+        while len(_VIEWS) > _VIEWS_SIZE:
+            _VIEWS.popitem(last=False)
+    return view
+
+
+def _make_native_view(
+    grid: CellGrid,
+    dims: tuple,
+    shape: tuple[int, ...],
+    boxes: list[tuple[float, float, float, float]],
+    coords: dict[Any, xr.DataArray],
+    arrays: dict[Any, np.ndarray],
+    bounds: tuple[np.ndarray, np.ndarray] | None,
+) -> _NativeView:
     pos: np.ndarray | None = None
     rect = (0, shape[0], 0, shape[-1])
     for box in boxes:
         cand = grid.box_positions(box)
         if len(dims) == 2:
-            rows, cols = np.divmod(grid.order[cand], shape[1])
-            keep = (rows >= rect[0]) & (rows < rect[1]) & (cols >= rect[2]) & (cols < rect[3])
-            rows, cols = rows[keep], cols[keep]
-            if rows.size == 0:
+            *span, kept = _rect_kernel(grid.order, cand, shape[1], *rect)
+            if kept == 0:
                 raise _no_cell_error(box)
-            rect = (int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1)
+            rect = tuple(int(v) for v in span)
         pos = cand if pos is None else np.intersect1d(pos, cand, assume_unique=True)
         if len(dims) == 1 and pos.size == 0:
             raise _no_cell_error(box)
     if pos is None:
         pos = np.arange(grid.order.size)
-    native = grid.order[pos]
     # the answer's coordinates: the spatial ones, cropped (numpy, not through dask)
-    coords = {name: c for name, c in da.coords.items() if c.dims and set(c.dims) <= set(dims)}
     if len(dims) == 2:
-        rows, cols = np.divmod(native, shape[1])
         window = (slice(rect[0], rect[1]), slice(rect[2], rect[3]))
-        place = (rows - rect[0]) * (rect[3] - rect[2]) + (cols - rect[2])
+        place = _place_kernel(grid.order, pos, shape[1], rect[0], rect[2], rect[3] - rect[2])
         cropped = {
-            name: (dims, np.asarray(c.transpose(*dims).values)[window], c.attrs)
+            name: (dims, arrays[name][window], c.attrs)
             for name, c in coords.items()
             if len(c.dims) == 2
         }
@@ -929,13 +1010,12 @@ def _native_view(
         if bounds is not None:
             bounds = (bounds[0][window], bounds[1][window])
     else:
+        native = grid.order[pos]
         chosen = np.zeros(grid.order.size, bool)
         chosen[native] = True
         cells = np.flatnonzero(chosen)  # native order (no sort)
         place = (np.cumsum(chosen) - 1)[native]
-        cropped = {
-            name: (c.dims, np.asarray(c.values)[cells], c.attrs) for name, c in coords.items()
-        }
+        cropped = {name: (c.dims, arrays[name][cells], c.attrs) for name, c in coords.items()}
         out_shape = (cells.size,)
         if bounds is not None:
             bounds = (bounds[0][cells], bounds[1][cells])
