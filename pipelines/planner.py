@@ -8,7 +8,9 @@ as soon as a running build completes them) and picks:
 - a map of one step: the coarsest pyramid level with at least screen resolution over
   the viewport (level 0 is the raw data);
 - a mean/min/max/std map over a time range: that level's temporal aggregates, a
-  segment-tree cover of the range by the fewest stored blocks plus raw edge steps;
+  segment-tree cover of the range by the fewest stored blocks plus raw edge steps
+  (at level >= 1 the pyramid's mean field of those steps, or for a min/max the raw
+  cells under the view coarsened: the pyramid stores no per-step min/max fields);
 - a point or region series: the time-series copy (region: quadtree cover by coarse
   blocks plus thin strips, area-weighted in float64);
 - anything else (anomalies, nothing built yet): brute force (`compute_map` /
