@@ -273,12 +273,22 @@ def _draw_polygons(
                 bot, top = min(bot, ys[k]), max(top, ys[k])
             if top < y0 or bot > y1:
                 continue
-            j0 = max(int(np.floor((bot - y0) / dy - 0.5)), 0)
-            j1 = min(int(np.ceil((top - y0) / dy - 0.5)) + 1, height)
+            # the rows whose pixel centre lies within the polygon's latitudes (widened by
+            # far more than rounding: other rows cross none of its edges)
+            j0 = max(int(np.ceil((bot - y0) / dy - 0.5 - 1e-6)), 0)
+            j1 = min(int(np.floor((top - y0) / dy - 0.5 + 1e-6)) + 1, height)
+            if j0 >= j1:
+                continue
             k0 = int(np.ceil((x0 - hi) / 360.0))
             k1 = int(np.floor((x1 - lo) / 360.0))
             for turn in range(k0, k1 + 1):
                 shift = 360.0 * turn
+                # no pixel centre column within the polygon's longitudes (widened by far
+                # more than rounding): it holds no pixel centre (a cell thinner than a pixel)
+                a = (lo + shift - x0) / dx - 0.5
+                b = (hi + shift - x0) / dx - 0.5
+                if np.floor(b + 1e-6) < np.ceil(a - 1e-6):
+                    continue
                 for j in range(j0, j1):
                     yc = y0 + dy * (j + 0.5)
                     m = 0
