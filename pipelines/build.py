@@ -465,10 +465,22 @@ def _encode_write(
 
 
 def _read_steps(ds: xr.Dataset, var: str, t0: int, t1: int) -> np.ndarray:
-    """Steps ``[t0, t1)`` of ``var`` as (time, lat, lon) float32, read once."""
+    """Steps ``[t0, t1)`` of ``var`` as (time, lat, lon) float32, read once.
+
+    A dask-backed field's blocks are stored straight into one float32 array: no
+    concatenation of them afterwards (``compute`` copies every byte once more, and its
+    graph handling costs as much again: 0.57 -> 0.32 CPU s for 56 steps of 721x1440).
+    """
+    from dask import is_dask_collection
+
     da = _field(ds, var).isel(time=slice(t0, t1)).transpose("time", "lat", "lon")
-    values = np.asarray(da.compute(scheduler="synchronous").values)
-    return np.ascontiguousarray(values, dtype="float32")
+    if is_dask_collection(da.data):
+        import dask.array
+
+        out = np.empty(da.shape, dtype="float32")
+        dask.array.store(da.data, out, lock=False, scheduler="synchronous")
+        return out
+    return np.ascontiguousarray(np.asarray(da.values), dtype="float32")
 
 
 def _field(ds: xr.Dataset, name: str) -> xr.DataArray:
