@@ -897,9 +897,10 @@ def _rect_kernel(order, cand, ncols, r0, r1, c0, c1):  # pragma: no cover  (numb
     """The rows and columns ``(r0, r1, c0, c1)`` spanned by the cells at positions
     ``cand`` that lie in the given ones, and how many do (one pass, no temporaries)."""
     lo_r, hi_r, lo_c, hi_c, n = r1, r0 - 1, c1, c0 - 1, 0
+    inv = 1.0 / ncols
     for k in range(cand.shape[0]):
         flat = order[cand[k]]
-        r = flat // ncols
+        r = int((flat + 0.5) * inv)  # flat // ncols, exact below 2**50 cells
         c = flat - r * ncols
         if r0 <= r < r1 and c0 <= c < c1:
             lo_r, hi_r = min(lo_r, r), max(hi_r, r)
@@ -912,9 +913,10 @@ def _rect_kernel(order, cand, ncols, r0, r1, c0, c1):  # pragma: no cover  (numb
 def _place_kernel(order, pos, ncols, r0, c0, width):  # pragma: no cover  (numba)
     """Flat index in the ``(r0.., c0..)`` window of ``width`` columns of each position."""
     out = np.empty(pos.shape[0], np.int64)
+    inv = 1.0 / ncols
     for k in range(pos.shape[0]):
         flat = order[pos[k]]
-        r = flat // ncols
+        r = int((flat + 0.5) * inv)  # flat // ncols, exact below 2**50 cells
         out[k] = (r - r0) * width + (flat - r * ncols - c0)
     return out
 
@@ -1019,7 +1021,9 @@ def _make_native_view(
         out_shape = (cells.size,)
         if bounds is not None:
             bounds = (bounds[0][cells], bounds[1][cells])
-    template = xr.DataArray(np.broadcast_to(np.int8(0), out_shape), dims=dims, coords=cropped)
+    # assigned, not given to the constructor (which copies every coordinate)
+    template = xr.DataArray(np.broadcast_to(np.int8(0), out_shape), dims=dims)
+    template = template.assign_coords(cropped)
     return _NativeView(_NativeCells(pos), place, template, bounds)
 
 
