@@ -1000,39 +1000,39 @@ def _run_units(
     todo: list[tuple[str, int]],
     cfg: BuildConfig,
     nsteps: int,
-) -> Iterator[int]:
+) -> Iterator[tuple[str, int]]:
     """Run the units ``todo`` where `_units_client` says (a client's cluster, that many
-    threads of this process, or this thread when None), yielding the raw bytes each
-    read as it finishes. ``nsteps``: the record length planned for (a worker that opened
-    the source before it grew re-opens it)."""
+    threads of this process, or this thread when None), yielding each one's variable
+    and the raw bytes it read as it finishes. ``nsteps``: the record length planned
+    for (a worker that opened the source before it grew re-opens it)."""
     if client is None:
         for var, u in todo:
-            yield _run_unit(source, str(folder), var, u, cfg, nsteps)
+            yield var, _run_unit(source, str(folder), var, u, cfg, nsteps)
         return
     if isinstance(client, int):
         from concurrent.futures import ThreadPoolExecutor, as_completed
 
         pool = ThreadPoolExecutor(max_workers=client, thread_name_prefix="gridscope-unit")
         try:
-            futures = [
-                pool.submit(_run_unit, source, str(folder), var, u, cfg, nsteps)
+            futures = {
+                pool.submit(_run_unit, source, str(folder), var, u, cfg, nsteps): var
                 for var, u in todo
-            ]
+            }
             for fut in as_completed(futures):
-                yield fut.result()
+                yield futures[fut], fut.result()
         finally:  # an error (or a consumer that stops) leaves no unit queued
             pool.shutdown(wait=True, cancel_futures=True)
         return
     from distributed import as_completed as completed
 
-    futures = [
-        client.submit(_run_unit, source, str(folder), var, u, cfg, nsteps, pure=False)
+    futures = {
+        client.submit(_run_unit, source, str(folder), var, u, cfg, nsteps, pure=False): var
         for var, u in todo
-    ]
+    }
     # the client's own loop: as_completed otherwise looks for a default client, and
     # neither `connect`'s clients nor the dashboard's are made the default
-    for fut in completed(futures, loop=client.loop):
-        yield fut.result()
+    for fut in completed(list(futures), loop=client.loop):
+        yield futures[fut], fut.result()
 
 
 def build_derived(
@@ -1072,6 +1072,7 @@ def build_derived(
     Path
         The derived folder (holding ``manifest.json``).
     """
+    called = _time.perf_counter()  # the whole build's figures count from here
     if client is not None and scheduler is not None:
         raise ValueError("give build_derived a client or a scheduler, not both")
     cfg = config or BuildConfig()
@@ -1196,19 +1197,11 @@ def build_derived(
                 sys.stderr.write("\n")
             sys.stderr.flush()
 
-    if todo:
-        with _units_client(scheduler, client) as units_client:
-            for unit_bytes in _run_units(units_client, source, data, todo, cfg, nt):
-                nbytes += unit_bytes
-                done_units += 1
-                report("units", done_units, total_units)
-    build_seconds = _time.perf_counter() - started
-    if stop_after_units is not None:
-        return folder
-
     table = _table(nt, cfg)
-    combined = 0
-    for var in variables:
+
+    def combine(var: str) -> int:
+        """Record ``var``'s units complete, then combine its blocks longer than a unit
+        (one size at a time, each recorded when done); returns the blocks combined."""
         info = manifest["variables"][var]
         complete = info["complete"]
         done = set(complete.get("aggregate_sizes") or [])  # a re-run keeps what is done
@@ -1216,6 +1209,7 @@ def build_derived(
         complete["aggregate_sizes"] = sorted(done | {s for s in table.sizes if s <= cfg.unit_steps})
         _save(folder, manifest, publish)
         blocks_from = int(info.get("blocks_from", 0))
+        count = 0
         for size in table.sizes:
             if size <= cfg.unit_steps or size in done:
                 continue
@@ -1224,12 +1218,43 @@ def build_derived(
                     continue  # a non-regular grid's cell stores have level 0 only
                 if not _combine_marker(data, var, lev, size, nt).exists():
                     first = blocks_from // size  # blocks complete before an append: kept
-                    combined += _run_combine(str(data), var, lev, size, nt, cfg, first)
+                    count += _run_combine(str(data), var, lev, size, nt, cfg, first)
             info["complete"]["aggregate_sizes"].append(size)
             _save(folder, manifest, publish)
         info.pop("blocks_from", None)
+        return count
+
+    # a variable's long blocks are combined on a thread of this process as soon as its
+    # last unit is done, while the units of the next variables keep the cores busy (one
+    # thread: the manifest is changed and saved by it alone until the units are done)
+    from concurrent.futures import ThreadPoolExecutor
+
+    left = {var: 0 for var in variables}
+    for var, _u in todo:
+        left[var] += 1
+    combiner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gridscope-combine")
+    combines: list[Any] = []
+    try:
+        if stop_after_units is None:
+            combines += [combiner.submit(combine, var) for var in variables if not left[var]]
+        if todo:
+            with _units_client(scheduler, client) as units_client:
+                for var, unit_bytes in _run_units(units_client, source, data, todo, cfg, nt):
+                    nbytes += unit_bytes
+                    done_units += 1
+                    report("units", done_units, total_units)
+                    left[var] -= 1
+                    if not left[var] and stop_after_units is None:
+                        combines.append(combiner.submit(combine, var))
+        build_seconds = _time.perf_counter() - started
+        combined = sum(fut.result() for fut in combines)
+    finally:
+        combiner.shutdown(wait=True, cancel_futures=True)
+    if stop_after_units is not None:
+        return folder
+
     if nbytes:  # a re-run with nothing left to do keeps the last real build's figures
-        total_seconds = _time.perf_counter() - started
+        total_seconds = _time.perf_counter() - called
         manifest["last_build"] = {
             # units of work, for appends: units read and written, blocks combined
             "units": len(todo),
@@ -1238,8 +1263,9 @@ def build_derived(
             "seconds": round(total_seconds, 2),
             "unit_seconds": round(build_seconds, 2),
             "bytes_read": nbytes,
-            # raw bytes read per second of the whole build (cluster start, units,
-            # combining the long blocks); units_mb_per_s leaves out the combine step
+            # raw bytes read per second of the whole build (opening the source and
+            # creating the arrays, cluster start, units, combining the long blocks, the
+            # last variable's after its units); units_mb_per_s: until the last unit
             "mb_per_s": round(nbytes / 1e6 / max(total_seconds, 1e-9), 1),
             "units_mb_per_s": round(nbytes / 1e6 / max(build_seconds, 1e-9), 1),
         }
