@@ -712,9 +712,10 @@ def _edge_raw(
     steps: list[int],
 ) -> np.ndarray:
     """The edge steps of a range over the region (steps, lat, lon): the raw data at
-    level 0, the pyramid's stored mean field at level >= 1 for a mean or std, and for a
-    min/max the raw cells under the region coarsened to the level's min/max field (the
-    build stores no per-step min/max fields: `pipelines.build`)."""
+    level 0, the pyramid's stored mean field at level >= 1 for a mean or std; for a
+    min/max at level >= 1 one field, the steps' min/max of the raw cells under the
+    region coarsened to the level (the build stores no per-step min/max fields:
+    `pipelines.build`)."""
     if level == 0:
         sub = da.isel(
             time=_as_indexer(np.asarray(steps)),
@@ -729,7 +730,9 @@ def _edge_raw(
         nbytes = len(steps) * (rows.stop - rows.start) * lon_fine.size * 4
         raw = np.asarray(_compute_local(sub, nbytes).values)
         area = np.asarray(da["cell_area"].values)[rows][:, lon_fine]
-        return _coarsen_runs(raw, area, cols, level, agg)
+        # fmin/fmax commute: the steps' min/max first (one pass), then one field coarsened
+        field = {"min": np.fmin, "max": np.fmax}[agg].reduce(raw, axis=0)[None]
+        return _coarsen_runs(field, area, cols, level, agg)
     return _read(stores.array("pyramid", f"L{level}/mean"), steps, region.lat_slice, region.runs)
 
 
