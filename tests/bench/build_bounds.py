@@ -122,6 +122,11 @@ def measure(
             setattr(b, name, fn)
         b._SlabWriter.__init__ = init
         shutil.rmtree(tmp, ignore_errors=True)
+    if not rows:
+        raise SystemExit(
+            f"no complete unit of {unit_steps} steps among --units {units} "
+            f"(the source has {nt} steps: units 0..{nt // unit_steps - 1})"
+        )
     cpu = float(np.median([r["cpu_s"] for r in rows]))
     nbytes = rows[0]["bytes_read"]
     stages = {
@@ -175,7 +180,7 @@ def derived_bytes(data: Path) -> dict[str, dict[str, int]]:
     return {"kinds": kinds, "arrays": arrays}
 
 
-def full_build(source: str, variables: tuple[str, ...]) -> dict[str, Any]:
+def full_build(source: str, variables: tuple[str, ...], base_block: int = 8) -> dict[str, Any]:
     """Build ``variables`` of ``source`` whole (a LocalCluster) into a temporary folder:
     MB/s, and bytes on disk per derived array kind against the raw variables' bytes."""
     import os
@@ -186,7 +191,8 @@ def full_build(source: str, variables: tuple[str, ...]) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="gridscope-full-"))
     try:
         t = time.perf_counter()
-        folder = build_derived(source, tmp, config=BuildConfig(variables=variables), progress=False)
+        config = BuildConfig(variables=variables, base_block=base_block)
+        folder = build_derived(source, tmp, config=config, progress=False)
         seconds = time.perf_counter() - t
         manifest = json.loads((folder / "manifest.json").read_text())
         sizes = derived_bytes(DerivedStores(folder).data_folder)
@@ -232,11 +238,18 @@ def main(argv: list[str] | None = None) -> int:
         help="also build the whole source and print bytes on disk per derived array kind",
     )
     parser.add_argument("--variables", default="t2m", help="variables of --full (comma list)")
+    parser.add_argument(
+        "--base-block", type=int, default=8, help="shortest aggregate block (BuildConfig)"
+    )
     args = parser.parse_args(argv)
-    result = measure(args.source, [int(u) for u in args.units.split(",")])
+    result = measure(
+        args.source, [int(u) for u in args.units.split(",")], base_block=args.base_block
+    )
     print(json.dumps({k: v for k, v in result.items() if k != "units"}, indent=1))
     if args.full:
-        result["full"] = full_build(args.source, tuple(args.variables.split(",")))
+        result["full"] = full_build(
+            args.source, tuple(args.variables.split(",")), base_block=args.base_block
+        )
         _print_full(result["full"])
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
