@@ -38,6 +38,13 @@ inputs have zero low mantissa bits, which bit shuffling packs away (1 GB bench s
 t2m, one unit's 8-step block sums, blosc-lz4 bitshuffle: 26.1 MB float64, 25.4 MB
 float32).
 
+The base size is 8 steps (`pipelines.build.BuildConfig.base_block`), measured against 16
+on the 1 GB bench store (t2m, 120 daily steps, whole-globe range maps of 30-120 steps,
+both stores in one process, queries interleaved, load 5-6 on 2 cores): 16 halves the
+aggregates (278 -> 126 MB) but doubles the raw edge steps (up to 30), and range maps
+got slower: full resolution median/p95 165/415 -> 282/721 ms, level 1 79/181 ->
+101/477 ms.
+
 All block sizes live in one array per statistic (a flat block index, see
 `BlockTable`), so a query reads each statistic with one orthogonal selection.
 `decompose_range` splits any step range into the fewest aligned blocks plus fewer
