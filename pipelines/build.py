@@ -155,9 +155,10 @@ _SOURCES: dict[str, xr.Dataset] = {}
 #: appends (``layout_steps``); 3 stores time-series levels as float32 block means and
 #: valid areas, only every other one (`pipelines.timeseries_store.stored_levels`),
 #: aggregates' float32 ``m2`` instead of float64 ``sumsq``, floats bit-shuffled; 4 has
-#: aggregate block sizes 4x apart (`pipelines.aggregates.BlockTable`); 5 stores a regular
-#: grid's pyramid levels as the mean field only (the planner coarsens min/max fields
-#: from the raw data where a range map's edge steps need them).
+#: aggregate block sizes 4x apart (`pipelines.aggregates.BlockTable`); 5 stores the
+#: pyramid levels (of regular grids and cell stores) as the mean field only (the planner
+#: makes min/max fields from the raw data or native cells where a range map's edge
+#: steps need them).
 _FORMAT = STORE_FORMAT
 
 
@@ -256,12 +257,13 @@ def _cells_layout(ds: xr.Dataset, cfg: BuildConfig) -> dict[str, dict[str, Any]]
     for lev, nlat in enumerate(pyramid_shapes(grid_of(ds).area, cfg.max_level), start=1):
         shape = (nlat, 2 * nlat)
         tc = min(u, 4 ** (lev - 1))
-        for kind in ("mean", "min", "max"):
-            out["pyramid"][f"L{lev}/{kind}"] = (
-                (nt, *shape),
-                (tc, min(shape[0], 512), min(shape[1], 1024)),
-                "float32",
-            )
+        # the mean field only: a range map's edge steps make a level's min/max field from
+        # the native cells (`pipelines.cell_stores.LevelMembers`)
+        out["pyramid"][f"L{lev}/mean"] = (
+            (nt, *shape),
+            (tc, min(shape[0], 512), min(shape[1], 1024)),
+            "float32",
+        )
         if table.total:
             tile = (1, min(shape[0], 361), min(shape[1], 720))
             for name, dtype in _STAT_DTYPES:
@@ -646,8 +648,8 @@ def _write_cell_unit(
         _write_blocks(writer, agg, var, 0, values, None, None, t0, nt, cfg)
         for lev in range(1, len(grid.level_rows[: cfg.max_level]) + 1):
             fields = level_fields(values, grid.level(lev))
-            for kind in ("mean", "min", "max"):
-                writer.write(pyr[f"{var}/L{lev}/{kind}"], t0, fields[kind])
+            # min/max fields only feed the aggregates' blocks, in memory
+            writer.write(pyr[f"{var}/L{lev}/mean"], t0, fields["mean"])
             _write_blocks(
                 writer, agg, var, lev, fields["mean"], fields["min"], fields["max"], t0, nt, cfg
             )

@@ -21,7 +21,7 @@ On rotated, projected, curvilinear and unstructured grids (manifest
 put in Morton order (``cells/`` holds the order, centres, areas and the pyramid's
 regridding matrices); see `pipelines.cell_stores`::
 
-    pyramid.zarr/<var>/L<k>/{mean,min,max}                 (time, nlat_k, 2 nlat_k), k >= 1
+    pyramid.zarr/<var>/L<k>/mean                           (time, nlat_k, 2 nlat_k), k >= 1
     aggregates.zarr/<var>/L0/{sum,m2,count,min,max}        (block, position)
     aggregates.zarr/<var>/L<k>/{sum,m2,count,min,max}      (block, nlat_k, 2 nlat_k)
     timeseries.zarr/<var>/values                           (time, position) float32
@@ -113,9 +113,9 @@ MANIFEST = "manifest.json"
 NEXT_MANIFEST = "manifest.next.json"
 #: The layout of the arrays this code reads and `pipelines.build` writes (the manifest's
 #: ``format``): 4 = float32 time-series level means and areas, aggregates' float32
-#: ``m2`` and block sizes 4x apart; 5 = a regular grid's pyramid holds the mean field
-#: only (no per-step min/max). Stores of another format are not read (a build
-#: rebuilds them).
+#: ``m2`` and block sizes 4x apart; 5 = the pyramid holds the mean field only (no
+#: per-step min/max), on regular grids and on cell stores. Stores of another format
+#: are not read (a build rebuilds them).
 STORE_FORMAT = 5
 _REGISTERED: dict[str, Path | str] = {}
 _OPEN: dict[Path | str, DerivedStores] = {}

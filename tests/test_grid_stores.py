@@ -428,6 +428,81 @@ def _derived_folders(ds):
     yield stores.data_folder  # the published version's arrays and cells/
 
 
+@pytest.mark.parametrize("source_chunks", ["per step", "whole record"])
+def test_level_min_max_range_maps_make_edge_steps_from_the_native_cells(
+    built, source_chunks: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pyramid stores no per-step min/max fields; a min/max range map on a level
+    makes its edge steps' fields from the native cells under the view (from the source,
+    or from the time-series copy when the source's chunks are long in time): the
+    extremes over the range of the native cells whose centres lie in each level cell,
+    exactly (an antimeridian view, ranges with and without edge steps)."""
+    from data_catalog.grid import grid_of
+
+    ds, labels = built, _labels(built)
+    stores = _find(ds)
+    assert all(path.endswith("/mean") for path in stores.info["arrays"]["pyramid"])
+    if source_chunks == "whole record":
+        ds = ds.chunk(time=-1)  # a step read from the source decodes them all
+    import pipelines.cell_stores as cs
+
+    source_reads = []
+    real = cs._source_window
+
+    def counted(*args):
+        source_reads.append(args[1].size)
+        return real(*args)
+
+    monkeypatch.setattr(cs, "_source_window", counted)
+    g = grid_of(ds)
+    lon, lat = g.lon.ravel(), g.lat.ravel()
+    raw = np.asarray(ds["tos"].values).reshape(ds.sizes["time"], -1)
+    viewport = (150.0, 250.0, -50.0, 30.0)
+    edges = 0
+    ranges = [(3, 28, "min"), (1, 34, "max"), (2, 33, "max"), (5, 6, "min"), (7, 7, "max")]
+    for a, b, agg in ranges:
+        query = Query(dataset="g", var="tos", start=labels[a], end=labels[b], agg=agg)
+        plan = plan_map(ds, query, viewport=viewport, screen=(3, 2))
+        got = plan.compute()
+        level = got.attrs["gridscope_level"]
+        assert level >= 1 and plan.description.startswith("temporal aggregates on pyramid")
+        nlat = cell_grid_rows(ds)[level - 1]
+        res = 180.0 / nlat
+        row = np.minimum(((lat + 90) // res).astype(int), nlat - 1)
+        col = (((lon + 180) % 360) // res).astype(int) % (2 * nlat)
+        with np.errstate(invalid="ignore"):
+            extreme = getattr(np, f"nan{agg}")
+            per_cell = extreme(raw[a : b + 1], axis=0)  # NaN where never valid
+        want = np.full(got.shape, np.nan, "float32")
+        rows = np.floor((got["lat"].values + 90) / res).astype(int)
+        cols = np.floor(((got["lon"].values + 180) % 360) / res).astype(int)
+        for i, r in enumerate(rows):
+            for j, c in enumerate(cols):
+                cell = per_cell[(row == r) & (col == c)]
+                if cell.size and not np.all(np.isnan(cell)):
+                    want[i, j] = extreme(cell)
+        assert np.isfinite(want).sum() > 10
+        assert np.array_equal(got.values, want, equal_nan=True)
+        edges += "raw steps (of the native cells" in plan.description
+    assert edges >= 3  # ranges with edge steps, made from the native cells
+    # the edge steps came from the source read a step at a time, or from the copy
+    assert bool(source_reads) == (source_chunks == "per step")
+
+
+def cell_grid_rows(ds) -> list[int]:
+    from pipelines.cell_stores import cell_grid
+
+    return cell_grid(next(iter(_derived_folders(ds)))).level_rows
+
+
+def _find(ds):
+    from pipelines.derived import find_derived
+
+    stores = find_derived(ds)
+    assert stores is not None
+    return stores.variable("tos")
+
+
 def test_box_mask_equals_bbox_cell_mask() -> None:
     from pipelines.cell_stores import CellGrid
     from pipelines.selection import bbox_cell_mask
