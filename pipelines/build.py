@@ -665,11 +665,19 @@ def _concat_stats(parts: list) -> Any:
 
 
 def _run_combine(
-    folder: str, var: str, level: int, size: int, nt: int, cfg: BuildConfig, first: int = 0
+    folder: str,
+    var: str,
+    level: int,
+    size: int,
+    nt: int,
+    cfg: BuildConfig,
+    first: int = 0,
+    last: int | None = None,
 ) -> int:
-    """Blocks ``first..`` of ``size`` steps from the stored blocks of the next shorter
-    size (4 per block, combined in pairs; an append combines only the blocks its new
-    steps complete); returns their number."""
+    """Blocks ``first..last`` (default: to the end) of ``size`` steps from the stored
+    blocks of the next shorter size (4 per block, combined in pairs; an append combines
+    only the blocks its new steps complete; a build combines blocks while the units of
+    later steps run); returns their number. The marker says all blocks are done."""
     import zarr
 
     from pipelines.aggregates import BlockStats
@@ -682,17 +690,19 @@ def _run_combine(
     n = table.count(size)
     src0 = table.offset(shorter)
     dst0 = table.offset(size)
-    for k in range(first, n):  # one output block at a time keeps memory at a few frames
+    stop = n if last is None else min(last, n)
+    for k in range(first, stop):  # one output block at a time keeps memory at a few frames
         rows = slice(src0 + ratio * k, src0 + ratio * (k + 1))
         out = BlockStats(**{name: agg[f"{var}/L{level}/{name}"][rows] for name in STATS})
         while out.sum.shape[0] > 1:
             out = combine_stats(out)
         for name in STATS:
             outputs[name][dst0 + k : dst0 + k + 1] = stored(out, name)
-    marker = _combine_marker(Path(folder), var, level, size, nt)
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text("done\n")
-    return max(n - first, 0)
+    if stop == n:
+        marker = _combine_marker(Path(folder), var, level, size, nt)
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text("done\n")
+    return max(stop - first, 0)
 
 
 def _write_shifts(ds: xr.Dataset, folder: Path, var: str, cfg: BuildConfig) -> None:
@@ -1002,14 +1012,14 @@ def _run_units(
     todo: list[tuple[str, int]],
     cfg: BuildConfig,
     nsteps: int,
-) -> Iterator[tuple[str, int]]:
+) -> Iterator[tuple[str, int, int]]:
     """Run the units ``todo`` where `_units_client` says (a client's cluster, that many
-    threads of this process, or this thread when None), yielding each one's variable
-    and the raw bytes it read as it finishes. ``nsteps``: the record length planned
+    threads of this process, or this thread when None), yielding each one's variable,
+    unit and the raw bytes it read as it finishes. ``nsteps``: the record length planned
     for (a worker that opened the source before it grew re-opens it)."""
     if client is None:
         for var, u in todo:
-            yield var, _run_unit(source, str(folder), var, u, cfg, nsteps)
+            yield var, u, _run_unit(source, str(folder), var, u, cfg, nsteps)
         return
     if isinstance(client, int):
         from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -1017,24 +1027,24 @@ def _run_units(
         pool = ThreadPoolExecutor(max_workers=client, thread_name_prefix="gridscope-unit")
         try:
             futures = {
-                pool.submit(_run_unit, source, str(folder), var, u, cfg, nsteps): var
+                pool.submit(_run_unit, source, str(folder), var, u, cfg, nsteps): (var, u)
                 for var, u in todo
             }
             for fut in as_completed(futures):
-                yield futures[fut], fut.result()
+                yield *futures[fut], fut.result()
         finally:  # an error (or a consumer that stops) leaves no unit queued
             pool.shutdown(wait=True, cancel_futures=True)
         return
     from distributed import as_completed as completed
 
     futures = {
-        client.submit(_run_unit, source, str(folder), var, u, cfg, nsteps, pure=False): var
+        client.submit(_run_unit, source, str(folder), var, u, cfg, nsteps, pure=False): (var, u)
         for var, u in todo
     }
     # the client's own loop: as_completed otherwise looks for a default client, and
     # neither `connect`'s clients nor the dashboard's are made the default
     for fut in completed(list(futures), loop=client.loop):
-        yield futures[fut], fut.result()
+        yield *futures[fut], fut.result()
 
 
 def build_derived(
@@ -1200,54 +1210,102 @@ def build_derived(
             sys.stderr.flush()
 
     table = _table(nt, cfg)
+    unit = cfg.unit_steps
+    long_sizes = [s for s in table.sizes if s > unit]
+    # per variable: the units done, the levels with aggregates, and per (level, size)
+    # of the blocks longer than a unit the next block to combine (blocks before it are
+    # stored: combined already, or complete before an append)
+    units_done = {var: set(range(nunits)) - {u for v, u in todo if v == var} for var in variables}
+    levels: dict[str, list[int]] = {}
+    next_block: dict[str, dict[tuple[int, int], int]] = {}
+    for var in variables:
+        info = manifest["variables"][var]
+        arrays = info.get("arrays", {}).get("aggregates", {"L0/sum": 1})
+        # a non-regular grid's cell stores have level 0 only
+        levels[var] = [lev for lev in range(cfg.max_level + 1) if f"L{lev}/sum" in arrays]
+        recorded = set(info["complete"].get("aggregate_sizes") or [])
+        blocks_from = int(info.get("blocks_from", 0))
+        next_block[var] = {
+            (lev, size): table.count(size)
+            if size in recorded or _combine_marker(data, var, lev, size, nt).exists()
+            else blocks_from // size
+            for size in long_sizes
+            for lev in levels[var]
+        }
 
-    def combine(var: str) -> int:
-        """Record ``var``'s units complete, then combine its blocks longer than a unit
-        (one size at a time, each recorded when done); returns the blocks combined."""
+    def inputs_stored(var: str, lev: int, size: int, k: int, units: frozenset[int]) -> bool:
+        """Whether block ``k`` of ``size`` steps can be combined: the blocks of the next
+        shorter size it is made of are stored (written by units that are done, or
+        combined)."""
+        shorter = max(s for s in table.sizes if s < size)
+        if shorter <= unit:
+            first, last = k * size // unit, ((k + 1) * size - 1) // unit
+            return all(u in units for u in range(first, last + 1))
+        return next_block[var][(lev, shorter)] >= (k + 1) * (size // shorter)
+
+    def advance(var: str, units: frozenset[int]) -> int:
+        """Combine ``var``'s long blocks whose inputs are stored; returns their number."""
+        count = 0
+        for size in long_sizes:
+            for lev in levels[var]:
+                k0 = k = next_block[var][(lev, size)]
+                while k < table.count(size) and inputs_stored(var, lev, size, k, units):
+                    k += 1
+                if k > k0:
+                    count += _run_combine(str(data), var, lev, size, nt, cfg, k0, k)
+                    next_block[var][(lev, size)] = k
+        return count
+
+    def finish(var: str) -> int:
+        """Record ``var``'s units complete, then its blocks longer than a unit (the rest
+        combined, one size at a time, each recorded when done); returns the blocks
+        combined."""
         info = manifest["variables"][var]
         complete = info["complete"]
         done = set(complete.get("aggregate_sizes") or [])  # a re-run keeps what is done
         complete.update(pyramid=True, timeseries=True)
-        complete["aggregate_sizes"] = sorted(done | {s for s in table.sizes if s <= cfg.unit_steps})
+        complete["aggregate_sizes"] = sorted(done | {s for s in table.sizes if s <= unit})
         _save(folder, manifest, publish)
-        blocks_from = int(info.get("blocks_from", 0))
         count = 0
-        for size in table.sizes:
-            if size <= cfg.unit_steps or size in done:
+        for size in long_sizes:
+            if size in done:
                 continue
-            for lev in range(0, cfg.max_level + 1):
-                if f"L{lev}/sum" not in info.get("arrays", {}).get("aggregates", {"L0/sum": 1}):
-                    continue  # a non-regular grid's cell stores have level 0 only
-                if not _combine_marker(data, var, lev, size, nt).exists():
-                    first = blocks_from // size  # blocks complete before an append: kept
+            for lev in levels[var]:
+                if not _combine_marker(data, var, lev, size, nt).exists():  # writes it
+                    first = next_block[var][(lev, size)]
                     count += _run_combine(str(data), var, lev, size, nt, cfg, first)
+                next_block[var][(lev, size)] = table.count(size)
             info["complete"]["aggregate_sizes"].append(size)
             _save(folder, manifest, publish)
         info.pop("blocks_from", None)
         return count
 
-    # a variable's long blocks are combined on a thread of this process as soon as its
-    # last unit is done, while the units of the next variables keep the cores busy (one
-    # thread: the manifest is changed and saved by it alone until the units are done)
+    # long blocks are combined on a thread of this process while the units of later
+    # steps run, each as soon as the blocks it is made of are stored, and a variable is
+    # recorded complete as soon as its last unit is done (one thread: the manifest and
+    # ``next_block`` are changed by it alone until the units are done)
     from concurrent.futures import ThreadPoolExecutor
 
-    left = {var: 0 for var in variables}
-    for var, _u in todo:
-        left[var] += 1
     combiner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gridscope-combine")
     combines: list[Any] = []
     try:
         if stop_after_units is None:
-            combines += [combiner.submit(combine, var) for var in variables if not left[var]]
+            combines += [
+                combiner.submit(finish, var) for var in variables if len(units_done[var]) == nunits
+            ]
         if todo:
             with _units_client(scheduler, client) as units_client:
-                for var, unit_bytes in _run_units(units_client, source, data, todo, cfg, nt):
+                for var, u, unit_bytes in _run_units(units_client, source, data, todo, cfg, nt):
                     nbytes += unit_bytes
                     done_units += 1
                     report("units", done_units, total_units)
-                    left[var] -= 1
-                    if not left[var] and stop_after_units is None:
-                        combines.append(combiner.submit(combine, var))
+                    if stop_after_units is not None:
+                        continue
+                    units_done[var].add(u)
+                    if len(units_done[var]) == nunits:
+                        combines.append(combiner.submit(finish, var))
+                    elif long_sizes:
+                        combines.append(combiner.submit(advance, var, frozenset(units_done[var])))
         build_seconds = _time.perf_counter() - started
         combined = sum(fut.result() for fut in combines)
     finally:
