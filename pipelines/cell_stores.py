@@ -40,8 +40,9 @@ a DataArray cannot hold ``(cell, nv)`` coordinates), so the dashboard draws poly
 Map pyramid: levels ``k = 1..max_level`` are regular global lat-lon grids of
 ``nlat_k x 2 nlat_k`` cells (`pyramid_shapes`: level 1 about twice the native cell
 size, each next level about twice as coarse), filled by an area-weighted sparse
-regridding matrix per level (`regrid_matrix`, ``cells/regrid_L<k>.npz``, computed once
-per grid): **each native cell's whole area goes to the target cell containing its
+regridding matrix per level (`regrid_matrix`, made from ``cells/`` when a level is
+first used: as fast as loading a stored one, which would add ~12 bytes per cell and
+level): **each native cell's whole area goes to the target cell containing its
 centre**. We chose this over exact polygon overlaps because (a) the levels are coarser
 than the native grid, where a cell straddling a target edge moves at most half a native
 cell, (b) it needs no cell polygons (point clouds have none) and no spherical polygon
@@ -330,11 +331,9 @@ def write_cell_grid(
     folder: Path, lon: np.ndarray, lat: np.ndarray, area: np.ndarray, max_level: int = 0
 ) -> None:
     """Write ``cells/{order,lon,lat,area}.npy`` (position order) for a grid's cells, and
-    the regridding matrix of each pyramid level (``cells/regrid_L<k>.npz``, columns in
-    position order) with ``cells/levels.json``."""
+    the rows of each pyramid level (``cells/levels.json``; their regridding matrices are
+    functions of these, `CellGrid.level`)."""
     import json
-
-    from scipy import sparse
 
     order = cell_order(lon, lat)
     out = Path(folder) / "cells"
@@ -345,9 +344,6 @@ def write_cell_grid(
         "area": np.asarray(area, "float64").ravel()[order],
     }
     shapes = pyramid_shapes(arrays["area"], max_level)
-    for k, nlat in enumerate(shapes, start=1):
-        matrix = regrid_matrix(arrays["lon"], arrays["lat"], arrays["area"], nlat)
-        sparse.save_npz(out / f"regrid_L{k}.npz", matrix)
     (out / "levels.json").write_text(json.dumps({"nlat": shapes}))
     for name, arr in (("order", order), *arrays.items()):  # order last: it marks completion
         tmp = out / f".{name}.tmp.npy"
@@ -475,19 +471,16 @@ class CellGrid:
         return list(json.loads((self.folder / "cells" / "levels.json").read_text())["nlat"])
 
     def level(self, k: int) -> LevelRegrid:
-        """Pyramid level ``k`` (>= 1), its matrix loaded once."""
+        """Pyramid level ``k`` (>= 1), its regridding matrix made once (`regrid_matrix`)."""
         cache = self.__dict__.setdefault("_levels", {})
         if k not in cache:
-            from scipy import sparse
-
-            assert self.folder is not None
-            matrix = sparse.load_npz(self.folder / "cells" / f"regrid_L{k}.npz").tocsr()
-            cache[k] = LevelRegrid(self.level_rows[k - 1], matrix)
+            nlat = self.level_rows[k - 1]
+            cache[k] = LevelRegrid(nlat, regrid_matrix(self.lon, self.lat, self.area, nlat))
         return cache[k]
 
     def level_geometry(self, k: int) -> LevelRegrid:
         """Pyramid level ``k``'s coordinates and covered areas (a bincount of the cells'
-        areas by target cell: milliseconds, where loading the matrix takes seconds)."""
+        areas by target cell: no sparse matrix)."""
         cache = self.__dict__.setdefault("_geometry", {})
         if k not in cache:
             nlat = self.level_rows[k - 1]

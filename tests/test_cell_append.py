@@ -42,24 +42,14 @@ def _build(source: Path, out: Path) -> Path:
 
 
 def _files(folder: Path) -> dict[str, str]:
-    """Every file of the derived arrays and of ``cells/`` (the regridding matrices by
-    their arrays: a zip's bytes hold its write time) and its checksum."""
-    from scipy import sparse
-
+    """Every file of the derived arrays and of ``cells/``, and its checksum."""
     folder = DerivedStores(folder).data_folder  # the published version's arrays
     out = {}
     for store in ("pyramid.zarr", "aggregates.zarr", "timeseries.zarr", "cells"):
         for path in sorted((folder / store).rglob("*")):
             if not path.is_file():
                 continue
-            if path.suffix == ".npz":
-                m = sparse.load_npz(path).tocsr()
-                data = b"".join(
-                    np.ascontiguousarray(a).tobytes() for a in (m.indptr, m.indices, m.data)
-                )
-            else:
-                data = path.read_bytes()
-            out[str(path.relative_to(folder))] = hashlib.sha256(data).hexdigest()
+            out[str(path.relative_to(folder))] = hashlib.sha256(path.read_bytes()).hexdigest()
     return out
 
 
