@@ -96,12 +96,14 @@ __all__ = [
     "FANOUT",
     "BoxCover",
     "CellGrid",
+    "LevelMembers",
     "LevelRegrid",
     "block_sums",
     "cell_grid",
     "cell_order",
     "combine_total",
     "gather",
+    "level_extremes",
     "level_fields",
     "plan_cell_map",
     "plan_cell_series",
@@ -278,15 +280,15 @@ class LevelMembers:
 
     ncols: int
     perm: np.ndarray  # positions, by level cell (int32)
-    targets: np.ndarray  # the level cell of each, ascending (int32)
+    offsets: np.ndarray  # level cell i's members: perm[offsets[i]:offsets[i + 1]]
 
     def of(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The members of the level cells ``rows x cols`` (output row-major, in the
         given orders): their positions, grouped by level cell; each non-empty group's
         start; and the flat output index of those groups."""
         keys = (np.asarray(rows, "int64")[:, None] * self.ncols + np.asarray(cols)[None, :]).ravel()
-        lo = np.searchsorted(self.targets, keys, "left")
-        counts = np.searchsorted(self.targets, keys, "right") - lo
+        lo = self.offsets[keys]
+        counts = self.offsets[keys + 1] - lo
         starts = np.cumsum(counts) - counts
         take = np.arange(int(counts.sum())) - np.repeat(starts - lo, counts)
         present = np.flatnonzero(counts)
@@ -497,7 +499,8 @@ class CellGrid:
             nlat = self.level_rows[k - 1]
             target = target_index(self.lon, self.lat, nlat).astype("int32")
             perm = np.argsort(target, kind="stable").astype("int32")
-            cache[k] = LevelMembers(2 * nlat, perm, target[perm])
+            counts = np.bincount(target, minlength=2 * nlat * nlat)
+            cache[k] = LevelMembers(2 * nlat, perm, np.r_[0, np.cumsum(counts)])
         return cache[k]
 
     @functools.cached_property
