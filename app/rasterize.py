@@ -68,6 +68,8 @@ _CELLS_PER_BIN = 32.0
 _CACHE_SIZE = 6
 #: The most bytes of the kept grids' copies (centres, flat polygons, bin order).
 _CACHE_BYTES = 768 * 2**20
+#: Frames per grid whose pixel/cell pairs are kept (a few views' next steps).
+_PAIRS_KEPT = 2
 #: The most vertices a polygon may have (a cell's own, plus three for a polar cap).
 _MAX_VERTICES = 64
 
@@ -247,12 +249,19 @@ def _counting_sort(bins, nbins):  # pragma: no cover  (numba)
 @numba.njit(cache=True, nogil=True)
 def _draw_polygons(
     order, starts, stops, direct, lon, lat, lonb, latb, values,
-    x0, x1, y0, y1, sums, counts,
+    x0, x1, y0, y1, sums, counts, pix, cell,
 ):  # pragma: no cover  (numba)  # fmt: skip
     """Add each cell's value to the pixels whose centre its polygon contains (even-odd
     rule; an edge holds the pixel centres on its lower/left side only), at every copy
-    of the cell 360 degrees apart that reaches the frame."""
+    of the cell 360 degrees apart that reaches the frame.
+
+    With room in ``pix`` (flat pixel) and ``cell``, record those pairs instead, in the
+    order the values would be added, for every cell whatever its value (`_replay` adds
+    another step's values in the same order); returns how many, -1 when out of room.
+    """
     height, width = sums.shape
+    record = pix.shape[0] > 0
+    npairs = 0
     dx = (x1 - x0) / width
     dy = (y1 - y0) / height
     xs = np.empty(_MAX_VERTICES + 3)
@@ -262,7 +271,7 @@ def _draw_polygons(
         for p in range(starts[r], stops[r]):
             c = p if direct else order[p]
             v = values[c]
-            if not np.isfinite(v) or not np.isfinite(lon[c]) or not np.isfinite(lat[c]):
+            if not (record or np.isfinite(v)) or not np.isfinite(lon[c]) or not np.isfinite(lat[c]):
                 continue
             n = _polygon(lon[c], lat[c], lonb[c], latb[c], xs, ys)
             if n == 0:
@@ -313,9 +322,30 @@ def _draw_polygons(
                         while i < width and x0 + dx * (i + 0.5) < left:
                             i += 1
                         while i < width and x0 + dx * (i + 0.5) < right:
-                            sums[j, i] += v
-                            counts[j, i] += 1.0
+                            if record:
+                                if npairs == pix.shape[0]:
+                                    return -1
+                                pix[npairs] = j * width + i
+                                cell[npairs] = c
+                                npairs += 1
+                            else:
+                                sums[j, i] += v
+                                counts[j, i] += 1.0
                             i += 1
+    return npairs
+
+
+@numba.njit(cache=True, nogil=True)
+def _replay(pix, cell, values, sums, counts):  # pragma: no cover  (numba)
+    """Add the finite values of recorded ``(pixel, cell)`` pairs, in their order (the
+    additions `_draw_polygons` makes for these values, in the same order)."""
+    flat_sums = sums.reshape(-1)
+    flat_counts = counts.reshape(-1)
+    for k in range(pix.shape[0]):
+        v = values[cell[k]]
+        if np.isfinite(v):
+            flat_sums[pix[k]] += v
+            flat_counts[pix[k]] += 1.0
 
 
 @numba.njit(cache=True, nogil=True)
@@ -379,6 +409,11 @@ class _GridIndex:
         self.bin_deg, self.nbx, self.nby = 360.0, 1, 1
         self.reach = 180.0  # the farthest a binned cell's polygon reaches from its centre
         self.frames = 0
+        # per (frame, screen) drawn as polygons: times seen, then the recorded pairs
+        self._seen: dict[tuple, int] = {}
+        self._pairs: collections.OrderedDict[tuple, tuple[np.ndarray, np.ndarray]] = (
+            collections.OrderedDict()
+        )
         self._lock = threading.Lock()
 
     @property
@@ -389,7 +424,30 @@ class _GridIndex:
     def nbytes(self) -> int:
         flat = 0 if self._flat is None else self._flat[0].nbytes + self._flat[1].nbytes
         order = 0 if self.order is None else self.order.nbytes
-        return int(self.lon.nbytes + self.lat.nbytes + flat + order)
+        pairs = sum(p.nbytes + c.nbytes for p, c in list(self._pairs.values()))
+        return int(self.lon.nbytes + self.lat.nbytes + flat + order + pairs)
+
+    def pairs(self, key: tuple) -> tuple[tuple[np.ndarray, np.ndarray] | None, bool]:
+        """The recorded ``(pixel, cell)`` pairs of a frame (None: not recorded), and
+        whether to record them now (the frame's second drawing: a view's next step)."""
+        with self._lock:
+            pairs = self._pairs.get(key)
+            if pairs is not None:
+                self._pairs.move_to_end(key)
+                return pairs, False
+            if len(self._seen) > 64:
+                self._seen.clear()
+            self._seen[key] = self._seen.get(key, 0) + 1
+            return None, self._seen[key] > 1
+
+    def keep_pairs(self, key: tuple, pairs: tuple[np.ndarray, np.ndarray], order: Any) -> None:
+        """Keep a frame's pairs (the last `_PAIRS_KEPT` frames), unless the cells were
+        sorted into bins meanwhile (``order`` is what they were drawn with)."""
+        with self._lock:
+            if order is self.order:
+                self._pairs[key] = pairs
+                while len(self._pairs) > _PAIRS_KEPT:
+                    self._pairs.popitem(last=False)
 
     @property
     def has_polygons(self) -> bool:
@@ -457,6 +515,7 @@ class _GridIndex:
                 self.bin_deg, self.nbx, self.nby, self.reach = bin_deg, nbx, nby, float(reach)
                 self.bin_start = start
                 self.order = order  # last: a frame reading ``order`` sees the rest set
+                self._pairs.clear()  # recorded in the unsorted order
 
     def ranges(
         self, frame: tuple[float, float, float, float], margin: float
@@ -688,9 +747,25 @@ def _draw_cells(
         pixels, shape = _draw_centres(index, values, frame, screen, full_resolution=True)
         return pixels, shape, "polygons"
     sums, counts = np.zeros(screen[::-1]), np.zeros(screen[::-1])
-    _draw_polygons(index.order if index.order is not None else np.empty(0, np.int32),
-                   *ranges, index.lon, index.lat, *index.flat_bounds(),
-                   values, *frame, sums, counts)  # fmt: skip
+    key = (frame, screen)
+    pairs, record = index.pairs(key)
+    if pairs is None:
+        order = index.order
+        args = (order if order is not None else np.empty(0, np.int32), *ranges, index.lon,
+                index.lat, *index.flat_bounds(), values, *frame, sums, counts)  # fmt: skip
+        if record:
+            # the frame's second drawing (a view's next step): which cell goes to which
+            # pixel is recorded once, and each later step only adds its values
+            room = 4 * screen[0] * screen[1] + 1024
+            pix, cell = np.empty(room, np.int32), np.empty(room, np.int64)
+            n = _draw_polygons(*args, pix, cell)
+            if n >= 0:
+                pairs = (pix[:n].copy(), cell[:n].copy())
+                index.keep_pairs(key, pairs, order)
+        if pairs is None:
+            _draw_polygons(*args, np.empty(0, np.int32), np.empty(0, np.int64))
+            return _mean(sums, counts), screen, "polygons"
+    _replay(pairs[0], pairs[1], values, sums, counts)
     return _mean(sums, counts), screen, "polygons"
 
 
@@ -866,7 +941,8 @@ def warm_up() -> None:
     for dtype in ("float32", "float64"):
         grid = xr.DataArray(np.ones((2, 2), dtype), dims=("y", "x"),
                             coords={"lon": (("y", "x"), lon), "lat": (("y", "x"), lat)})  # fmt: skip
-        rasterize_to_screen(grid, None, (8, 4))
+        for _ in range(3):  # drawn, recorded, replayed
+            rasterize_to_screen(grid, None, (8, 4))
         cells = grid.stack(cell=("y", "x")).drop_vars(["cell", "y", "x"])
         rasterize_to_screen(cells, None, (8, 4))
     flat = np.ascontiguousarray(lon.ravel())

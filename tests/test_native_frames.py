@@ -171,3 +171,48 @@ def test_bins_only_for_frames_that_show_a_small_part_of_the_grid() -> None:
         np.isnan(out.values) & np.isnan(want)
     )
     assert same[~near_edge].all()
+
+
+def test_next_steps_of_a_view_replay_its_pixels_exactly() -> None:
+    """From a frame's second drawing on, which cell goes to which pixel is recorded and
+    replayed with each step's values: every step equal to the brute force, and bit for
+    bit to the frame drawn directly (values that turn NaN or back included)."""
+    from app import rasterize
+
+    field, blon, blat = _curvilinear_with_bounds(360, 165)
+    # polygons 1.5 times their cell: neighbours overlap, many pixels hold several cells
+    centre = field["lon"].values[..., None]
+    blon = centre + 1.5 * (((blon - centre + 180.0) % 360.0) - 180.0)
+    blat = field["lat"].values[..., None] + 1.5 * (blat - field["lat"].values[..., None])
+    sub, wlon, wlat = _window(field, blon, blat, slice(20, 150), slice(50, 330))
+    lon, lat = sub["lon"].values.ravel(), sub["lat"].values.ravel()
+    flat_lon = np.ascontiguousarray(wlon).reshape(-1, 4)
+    flat_lat = np.ascontiguousarray(wlat).reshape(-1, 4)
+    viewport, screen = (140.3, 230.9, -30.1, 40.7), (240, 180)
+    rng = np.random.default_rng(8)
+    for step in range(4):
+        values = rng.normal(size=sub.shape)
+        values[rng.random(sub.shape) < 0.2] = np.nan  # another land mask each step
+        frame = sub.copy(data=values)
+        out = rasterize_to_screen(frame, viewport, screen, lon_bounds=wlon, lat_bounds=wlat)
+        want, near_edge = _brute_polygons(values.ravel(), lon, lat, flat_lon, flat_lat, out)
+        same = np.isclose(out.values, want, rtol=0, atol=1e-12) | (
+            np.isnan(out.values) & np.isnan(want)
+        )
+        assert same[~near_edge].all(), (step, (~same & ~near_edge).sum())
+        assert (np.isfinite(want) & ~np.isclose(want, values.ravel()[0])).mean() > 0.3
+        # the same grid (and bins) drawn directly, nothing recorded
+        index = rasterize._grid_index(sub["lon"].values, sub["lat"].values, wlon, wlat,
+                                      sub.shape)  # fmt: skip
+        with index._lock:
+            pairs, seen = dict(index._pairs), dict(index._seen)
+            index._pairs.clear()
+            index._seen.clear()
+        fresh = rasterize_to_screen(frame, viewport, screen, lon_bounds=wlon, lat_bounds=wlat)
+        with index._lock:
+            index._pairs.update(pairs)
+            index._seen.update(seen)
+        if step:  # (the first frame was drawn before the bins: other orders of addition)
+            np.testing.assert_array_equal(out.values, fresh.values)
+    index = rasterize._grid_index(sub["lon"].values, sub["lat"].values, wlon, wlat, sub.shape)
+    assert index._pairs  # the later steps were replayed
