@@ -1085,6 +1085,7 @@ def build_derived(
         The derived folder (holding ``manifest.json``).
     """
     called = _time.perf_counter()  # the whole build's figures count from here
+    cpu0 = _time.process_time()
     if client is not None and scheduler is not None:
         raise ValueError("give build_derived a client or a scheduler, not both")
     cfg = config or BuildConfig()
@@ -1293,14 +1294,19 @@ def build_derived(
             combines += [
                 combiner.submit(finish, var) for var in variables if len(units_done[var]) == nunits
             ]
+        ran_here = True  # the units ran in this process (threads, or this thread)
         if todo:
             with _units_client(scheduler, client) as units_client:
+                ran_here = units_client is None or isinstance(units_client, int)
                 for var, u, unit_bytes in _run_units(units_client, source, data, todo, cfg, nt):
                     nbytes += unit_bytes
                     done_units += 1
                     report("units", done_units, total_units)
                     if stop_after_units is not None:
                         continue
+                    failed = next((f for f in combines if f.done() and f.exception()), None)
+                    if failed is not None:
+                        failed.result()  # a combine failed: stop now, not after the units
                     units_done[var].add(u)
                     if len(units_done[var]) == nunits:
                         combines.append(combiner.submit(finish, var))
@@ -1329,6 +1335,11 @@ def build_derived(
             "mb_per_s": round(nbytes / 1e6 / max(total_seconds, 1e-9), 1),
             "units_mb_per_s": round(nbytes / 1e6 / max(build_seconds, 1e-9), 1),
         }
+        if ran_here:
+            # CPU seconds of this process (all its threads) over the whole build: the
+            # build's own CPU, which other work on the machine changes far less than the
+            # wall time (nbytes / cpu_seconds * cores: the rate on cores of its own)
+            manifest["last_build"]["cpu_seconds"] = round(_time.process_time() - cpu0, 2)
     manifest.pop("appending", None)
     for var in variables:  # GeoZarr multiscales attributes naming the pyramid's levels
         if manifest["variables"][var].get("layout") == "grid":

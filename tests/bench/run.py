@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import time
 from pathlib import Path
@@ -73,12 +74,18 @@ def store_fields(
     ``build_mb_per_s``: the raw bytes the
     build read, uncompressed (``last_build.bytes_read``, as `tests.bench.build_bounds`
     counts them) per second of the whole build's wall time (``build`` is that record;
-    ``fresh``: built in this run, else the recorded build of a reused store).
+    ``fresh``: built in this run, else the recorded build of a reused store);
+    ``build_cpu_seconds``: the build process's CPU seconds (``last_build.cpu_seconds``:
+    a local build's units run in that process) and ``build_cpu_mb_per_s``: the raw
+    bytes per second of that CPU spread over this machine's cores, the rate the build
+    would reach with the cores to itself (the wall-time figure counts every other
+    process sharing them).
     """
     raw_b, derived_b = disk_bytes(raw), derived_bytes(derived)
     built = sum(disk_bytes(Path(raw) / v) for v in variables)
     seconds = float(build.get("seconds") or 0.0)
     read = int(build.get("bytes_read") or 0)
+    cpu = float(build.get("cpu_seconds") or 0.0)
     return {
         "raw_bytes": raw_b,
         "raw_bytes_built": built,
@@ -88,8 +95,15 @@ def store_fields(
         "build_bytes_read": read,
         "build_seconds": round(seconds, 2),
         "build_mb_per_s": round(read / 1e6 / seconds, 1) if seconds else None,
+        "build_cpu_seconds": round(cpu, 2) if cpu else None,
+        "build_cpu_mb_per_s": round(read / 1e6 / cpu * _cores(), 1) if cpu else None,
         "build_fresh": fresh,
     }
+
+
+def _cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _last_build(folder: Path) -> dict[str, Any]:
@@ -832,7 +846,8 @@ def _print_store(name: str, sec: dict[str, Any]) -> None:
     print(
         f"{name}: build {sec['build_mb_per_s']} MB/s = {sec['build_bytes_read'] / 1e6:.1f} MB "
         f"raw input read (uncompressed float32) / {sec['build_seconds']} s whole build{steps} "
-        f"({how})",
+        f"({how}); {sec.get('build_cpu_seconds')} CPU s: {sec.get('build_cpu_mb_per_s')} MB/s "
+        f"on {_cores()} cores of its own",
         flush=True,
     )
     if "append_seconds" in sec:
