@@ -1011,6 +1011,46 @@ class _NativeView:
             result.attrs["gridscope_lon_bounds"], result.attrs["gridscope_lat_bounds"] = self.bounds
         return result
 
+    def read_steps(self, arr: Any, steps: list[int]) -> np.ndarray:
+        """``arr[steps, cells]`` of the time-series copy ``arr`` (time, position).
+
+        A chunk holds a unit of steps, all decoded to read one: from the second step of
+        one unit read for this view on, the view's cells of the whole unit are kept
+        (one unit of one view, at most `_UNIT_BYTES`), so a time player's next steps
+        read nothing.
+        """
+        positions = self.cells.positions
+        if len(steps) != 1:
+            return gather(arr, np.asarray(steps), positions)
+        global _UNIT
+        step, size = int(steps[0]), int(arr.chunks[0])
+        first = step - step % size
+        key = (id(self), id(arr), first)
+        with _UNIT_LOCK:
+            kept = _UNIT
+            if kept is not None and kept[0] == key and kept[1] is arr and kept[2] is self:
+                return kept[3][step - first : step - first + 1]
+            again = _UNITS_ASKED.get(key, 0) > 0
+            if len(_UNITS_ASKED) > 64:
+                _UNITS_ASKED.clear()
+            _UNITS_ASKED[key] = 1
+        stop = min(first + size, int(arr.shape[0]))
+        if not again or (stop - first) * positions.size * arr.dtype.itemsize > _UNIT_BYTES:
+            return gather(arr, np.asarray(steps), positions)
+        unit = gather(arr, slice(first, stop), positions)
+        unit.flags.writeable = False  # handed out as views
+        with _UNIT_LOCK:
+            _UNIT = (key, arr, self, unit)
+        return unit[step - first : step - first + 1]
+
+
+#: The steps of one chunk's unit of a view's cells (key, array, view, values), kept for
+#: a time player's next steps, and which units were read once.
+_UNIT: tuple | None = None
+_UNITS_ASKED: dict[tuple, int] = {}
+_UNIT_LOCK = threading.Lock()
+_UNIT_BYTES = 128 * 2**20
+
 
 @numba.njit(cache=True, nogil=True)
 def _rect_kernel(order, cand, ncols, r0, r1, c0, c1):  # pragma: no cover  (numba)
@@ -1412,9 +1452,7 @@ def plan_cell_map(
 
         def raw(steps: list[int]) -> np.ndarray:
             if stores.has_timeseries:
-                return gather(
-                    stores.array("timeseries", "values"), np.asarray(steps), native_cells.positions
-                )
+                return view.read_steps(stores.array("timeseries", "values"), steps)
             return _raw_steps(da, grid.order[native_cells.positions], steps)
 
         def result(values: np.ndarray, **coords: Any) -> xr.DataArray:

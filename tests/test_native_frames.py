@@ -216,3 +216,21 @@ def test_next_steps_of_a_view_replay_its_pixels_exactly() -> None:
             np.testing.assert_array_equal(out.values, fresh.values)
     index = rasterize._grid_index(sub["lon"].values, sub["lat"].values, wlon, wlat, sub.shape)
     assert index._pairs  # the later steps were replayed
+
+
+def test_a_time_player_on_one_view_equals_brute_force(curvilinear) -> None:
+    """Consecutive steps of one view: from the second step of a chunk's unit on, the
+    view's cells of the whole unit are kept and later steps read from them."""
+    from pipelines import cell_stores
+
+    ds, view_a, view_b = curvilinear, (-60.2, 40.9, -50.3, 30.6), (-60.2, 40.9, -30.3, 50.6)
+    n = ds.sizes["time"]
+    # view A's steps, a few again, then view B on steps whose unit A keeps
+    for step, viewport in [*((s, view_a) for s in [*range(n), 2, 1]), (2, view_b),
+                           (3, view_b), (n - 2, view_b)]:  # fmt: skip
+        label, ref, _ = _brute(ds, step, viewport)
+        query = Query(dataset="g", var="tos", time=label)
+        got = plan_map(ds, query, viewport=viewport, screen=(4000, 2000)).compute()
+        assert np.array_equal(got.values, ref.values, equal_nan=True), step
+        assert str(got["time"].values)[:10] == label
+    assert cell_stores._UNIT is not None and not cell_stores._UNIT[3].flags.writeable
