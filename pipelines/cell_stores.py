@@ -51,11 +51,13 @@ over whole target cells equals the native one, and each matrix row sums to the a
 its target cell covers. A level's ``mean`` is the area-weighted mean of the valid
 native cells in each target cell, ``min``/``max`` their extremes (NaN where no valid
 centre falls). As for regular grids, a level-``k`` answer is the query evaluated on the
-level-``k`` dataset; temporal aggregates are stored per level as on regular grids. Only
-the ``mean`` field is stored per step: a min/max range map's few edge steps (outside
-its stored blocks) make the level's min/max field from the native cells under the view
-(`LevelMembers`: the cells sorted by level cell, one slice each), exactly; storing them
-took two thirds of the pyramid's bytes.
+level-``k`` dataset; temporal aggregates are stored per level as on regular grids. The
+``mean`` field is stored per step at every level, the ``min``/``max`` fields from level
+`pipelines.pyramid.MINMAX_FROM_LEVEL` (2) on: at level 1 a min/max range map's few edge
+steps (outside its stored blocks) make the level's min/max field from the native cells
+under the view (`LevelMembers`: the cells sorted by level cell, one slice each),
+exactly, reading a few native cells per level cell, where at level ``k`` it would be
+``~4**k`` (level 1's fields would be three quarters of the min/max fields' bytes).
 
 Appends: the cells' order, centres, areas and regridding matrices depend on the cells
 alone, so a source that gained time steps on the same cells grows its stores in place
@@ -276,7 +278,7 @@ class LevelMembers:
     """The native cells of each cell of a pyramid level: positions sorted by the level
     cell their centre lies in (`target_index`, as the regridding matrix), so a level
     cell's members are one slice; what a level's min/max field is made from where the
-    stores keep none (a range map's edge steps)."""
+    stores keep none (a range map's edge steps at level 1, `pipelines.pyramid.MINMAX_FROM_LEVEL`)."""
 
     ncols: int
     perm: np.ndarray  # positions, by level cell (int32)
@@ -914,10 +916,10 @@ class _LevelEdges:
     """The extreme (min or max) over some steps of a pyramid level's min / max field over
     a region, made from the native cells under it (`LevelMembers`, `level_extremes`:
     equal to the extreme of the fields the build computes, since extremes commute).
-    The stores keep no per-step min/max fields (two thirds of the pyramid's bytes): only
-    the few edge steps of a range map need them, outside its stored blocks (fewer than
-    ``2 * base_block``), and a min/max needs only their extreme, so the native values
-    are reduced over the steps first and grouped by level cell once.
+    The stores keep no per-step min/max fields below `pipelines.pyramid.MINMAX_FROM_LEVEL`
+    (level 1): only the few edge steps of a range map need them, outside its stored
+    blocks (fewer than ``2 * base_block``), and a min/max needs only their extreme, so
+    the native values are reduced over the steps first and grouped by level cell once.
 
     The native values come from the time-series copy or the source, whichever decodes
     fewer steps for them: the copy's chunks hold ``unit_steps`` steps, a source's as it
@@ -1014,42 +1016,55 @@ class _NativeView:
     def read_steps(self, arr: Any, steps: list[int]) -> np.ndarray:
         """``arr[steps, cells]`` of the time-series copy ``arr`` (time, position).
 
-        A chunk holds a unit of steps, all decoded to read one: from the second step of
-        one unit read for this view on, the view's cells of the whole unit are kept
-        (one unit of one view, at most `_UNIT_BYTES`), so a time player's next steps
-        read nothing.
+        A chunk holds a unit of steps, all decoded to read one: the chunks decoded for
+        one step of a view are kept (one unit of one view, at most `_UNIT_BYTES`), so a
+        time player's next steps in that unit decode nothing.
         """
-        positions = self.cells.positions
-        if len(steps) != 1:
-            return gather(arr, np.asarray(steps), positions)
         global _UNIT
-        step, size = int(steps[0]), int(arr.chunks[0])
-        first = step - step % size
-        key = (id(self), id(arr), first)
+        positions = self.cells.positions
+        reader = _chunks(arr)
+        if len(steps) != 1 or reader.dir is None or len(reader.chunks) != 2:
+            return gather(arr, np.asarray(steps), positions)
+        step, size = int(steps[0]), reader.chunks[0]
+        key = (id(self), id(arr), step // size)
         with _UNIT_LOCK:
             kept = _UNIT
-            if kept is not None and kept[0] == key and kept[1] is arr and kept[2] is self:
-                return kept[3][step - first : step - first + 1]
-            again = _UNITS_ASKED.get(key, 0) > 0
-            if len(_UNITS_ASKED) > 64:
-                _UNITS_ASKED.clear()
-            _UNITS_ASKED[key] = 1
-        stop = min(first + size, int(arr.shape[0]))
-        if not again or (stop - first) * positions.size * arr.dtype.itemsize > _UNIT_BYTES:
-            return gather(arr, np.asarray(steps), positions)
-        unit = gather(arr, slice(first, stop), positions)
-        unit.flags.writeable = False  # handed out as views
-        with _UNIT_LOCK:
-            _UNIT = (key, arr, self, unit)
-        return unit[step - first : step - first + 1]
+        if kept is not None and kept[0] == key and kept[1] is arr and kept[2] is self:
+            blocks = kept[3]
+        else:
+            blocks = {}
+        pieces, n = _axis_pieces(positions, reader.shape[1], reader.chunks[1])
+        out = np.empty(n, reader.dtype)
+        row = step % size
+
+        def fill(piece: tuple) -> None:
+            cid, local, where = piece
+            block = blocks.get(cid)
+            if block is None:
+                block = blocks[cid] = reader.chunk((step // size, cid))  # read-only
+            out[where] = block[row, local]
+
+        cached = [p for p in pieces if p[0] in blocks]
+        missing = [p for p in pieces if p[0] not in blocks]
+        if len(missing) > 1:
+            list(_pool().map(fill, missing))  # decoded on threads
+        elif missing:
+            fill(missing[0])
+        for piece in cached:
+            fill(piece)
+        if kept is None or blocks is not kept[3]:
+            nbytes = len(blocks) * int(np.prod(reader.chunks)) * reader.dtype.itemsize
+            if nbytes <= _UNIT_BYTES:
+                with _UNIT_LOCK:
+                    _UNIT = (key, arr, self, blocks)
+        return out[None]
 
 
-#: The steps of one chunk's unit of a view's cells (key, array, view, values), kept for
-#: a time player's next steps, and which units were read once.
+#: The decoded time-series chunks of one unit of a view's cells (key, array, view,
+#: {chunk: values}), kept for a time player's next steps.
 _UNIT: tuple | None = None
-_UNITS_ASKED: dict[tuple, int] = {}
 _UNIT_LOCK = threading.Lock()
-_UNIT_BYTES = 128 * 2**20
+_UNIT_BYTES = 160 * 2**20
 
 
 @numba.njit(cache=True, nogil=True)
@@ -1396,7 +1411,7 @@ def plan_cell_map(
     if "time" not in da.dims:
         return None
     from pipelines.planner import _region
-    from pipelines.pyramid import field_kind
+    from pipelines.pyramid import field_kind, stores_minmax
     from pipelines.selection import range_indices, step_index
 
     grid = cell_grid(stores.folder)
@@ -1424,12 +1439,18 @@ def plan_cell_map(
         cells: _LevelCells | _NativeCells = _LevelCells(region)
         lev_cells = cells
 
-        edges = _LevelEdges(grid, level, region, kind, da, stores) if kind != "mean" else None
+        # a min/max's edge steps: the stored field from MINMAX_FROM_LEVEL on, at level 1
+        # (no stored per-step min/max field) made from the native cells
+        edges = (
+            _LevelEdges(grid, level, region, kind, da, stores)
+            if kind != "mean" and not stores_minmax(level)
+            else None
+        )
 
         def raw(steps: list[int]) -> np.ndarray:
-            if edges is not None:  # no stored per-step min/max fields: from the native cells
+            if edges is not None:
                 return edges.read(steps)
-            return lev_cells.read(stores.array("pyramid", f"L{level}/mean"), np.asarray(steps))
+            return lev_cells.read(stores.array("pyramid", f"L{level}/{kind}"), np.asarray(steps))
 
         def result(values: np.ndarray, **coords: Any) -> xr.DataArray:
             return xr.DataArray(
