@@ -36,6 +36,9 @@ month, the stored statistics of ``x - shift`` become those of ``x - clim``). The
 back in the brute force's layout (`pipelines.selection.select_bbox`), and for a screen
 with the cells' polygons cropped to them (``attrs["gridscope_lon_bounds"]``, ``..lat..``:
 a DataArray cannot hold ``(cell, nv)`` coordinates), so the dashboard draws polygons.
+The last few views' layouts (`_native_view`) and the chunks decoded for a view's step
+(`_NativeView.read_steps`: a chunk holds a unit of steps) are kept, so the next steps
+of a view (a time player) read values only, mostly without decoding.
 
 Map pyramid: levels ``k = 1..max_level`` are regular global lat-lon grids of
 ``nlat_k x 2 nlat_k`` cells (`pyramid_shapes`: level 1 about twice the native cell
