@@ -104,7 +104,7 @@ from pipelines.derived import (
     write_manifest,
 )
 from pipelines.multiscales import write_multiscales
-from pipelines.pyramid import coarsen_fields
+from pipelines.pyramid import coarsen_fields, stores_minmax
 from pipelines.reductions import spatial_dims
 from pipelines.selection import is_regular, level_index
 from pipelines.timeseries_store import level_means, stored_levels
@@ -155,10 +155,11 @@ _SOURCES: dict[str, xr.Dataset] = {}
 #: appends (``layout_steps``); 3 stores time-series levels as float32 block means and
 #: valid areas, only every other one (`pipelines.timeseries_store.stored_levels`),
 #: aggregates' float32 ``m2`` instead of float64 ``sumsq``, floats bit-shuffled; 4 has
-#: aggregate block sizes 4x apart (`pipelines.aggregates.BlockTable`); 5 stores the
-#: pyramid levels (of regular grids and cell stores) as the mean field only (the planner
-#: makes min/max fields from the raw data or native cells where a range map's edge
-#: steps need them).
+#: aggregate block sizes 4x apart (`pipelines.aggregates.BlockTable`); 5 stored the
+#: pyramid levels (of regular grids and cell stores) as the mean field only; 6 stores
+#: the per-step min/max fields again from level `MINMAX_FROM_LEVEL` (2) on, level 1's
+#: being made from the native cells where a range map's edge steps need them (a
+#: format-5 store has none at level 2: it is rebuilt, never read without them).
 _FORMAT = STORE_FORMAT
 
 
@@ -214,10 +215,11 @@ def _layout(ds: xr.Dataset, var: str, cfg: BuildConfig) -> dict[str, dict[str, A
         s = 2**lev
         nyl, nxl = math.ceil(ny / s), math.ceil(nx / s)
         if 1 <= lev <= cfg.max_level:
-            # the mean field only: the planner coarsens a level's min/max field from the
-            # raw cells for the few steps that need it (a range map's edge steps)
+            # per-step min/max fields from MINMAX_FROM_LEVEL on (`pipelines.pyramid`); below
+            # it the planner coarsens them from the raw cells for a range map's edge steps
             tc = min(u, 4 ** (lev - 1))
-            out["pyramid"][f"L{lev}/mean"] = ((nt, nyl, nxl), (tc, nyl, nxl), "float32")
+            for kind in ("mean", "min", "max") if stores_minmax(lev) else ("mean",):
+                out["pyramid"][f"L{lev}/{kind}"] = ((nt, nyl, nxl), (tc, nyl, nxl), "float32")
         if lev <= cfg.max_level and table.total:
             tile = (1, min(nyl, 361), min(nxl, 720))
             for name, dtype in _STAT_DTYPES:
@@ -257,13 +259,14 @@ def _cells_layout(ds: xr.Dataset, cfg: BuildConfig) -> dict[str, dict[str, Any]]
     for lev, nlat in enumerate(pyramid_shapes(grid_of(ds).area, cfg.max_level), start=1):
         shape = (nlat, 2 * nlat)
         tc = min(u, 4 ** (lev - 1))
-        # the mean field only: a range map's edge steps make a level's min/max field from
-        # the native cells (`pipelines.cell_stores.LevelMembers`)
-        out["pyramid"][f"L{lev}/mean"] = (
-            (nt, *shape),
-            (tc, min(shape[0], 512), min(shape[1], 1024)),
-            "float32",
-        )
+        # per-step min/max fields from MINMAX_FROM_LEVEL on (`pipelines.pyramid`); below it
+        # a range map's edge steps make them from the native cells (`LevelMembers`)
+        for kind in ("mean", "min", "max") if stores_minmax(lev) else ("mean",):
+            out["pyramid"][f"L{lev}/{kind}"] = (
+                (nt, *shape),
+                (tc, min(shape[0], 512), min(shape[1], 1024)),
+                "float32",
+            )
         if table.total:
             tile = (1, min(shape[0], 361), min(shape[1], 720))
             for name, dtype in _STAT_DTYPES:
@@ -554,8 +557,9 @@ def _run_unit(
         area = np.asarray(ds["cell_area"].values, "float64")
         levels = coarsen_fields(values, area, max(cfg.max_level, cfg.ts_max_level))
         for lev in range(1, cfg.max_level + 1):
-            # min/max fields only feed the aggregates' blocks below, in memory
-            writer.write(pyr[f"{var}/L{lev}/mean"], t0, levels[lev - 1]["mean"])
+            # level 1's min/max fields only feed the aggregates' blocks below, in memory
+            for kind in ("mean", "min", "max") if stores_minmax(lev) else ("mean",):
+                writer.write(pyr[f"{var}/L{lev}/{kind}"], t0, levels[lev - 1][kind])
         for lev in stored_levels(cfg.ts_max_level):
             # the pyramid's mean field is the time-series level's block mean
             writer.write(ts[f"{var}/L{lev}/mean"], t0, levels[lev - 1]["mean"])
@@ -648,8 +652,9 @@ def _write_cell_unit(
         _write_blocks(writer, agg, var, 0, values, None, None, t0, nt, cfg)
         for lev in range(1, len(grid.level_rows[: cfg.max_level]) + 1):
             fields = level_fields(values, grid.level(lev))
-            # min/max fields only feed the aggregates' blocks, in memory
-            writer.write(pyr[f"{var}/L{lev}/mean"], t0, fields["mean"])
+            # level 1's min/max fields only feed the aggregates' blocks, in memory
+            for kind in ("mean", "min", "max") if stores_minmax(lev) else ("mean",):
+                writer.write(pyr[f"{var}/L{lev}/{kind}"], t0, fields[kind])
             _write_blocks(
                 writer, agg, var, lev, fields["mean"], fields["min"], fields["max"], t0, nt, cfg
             )

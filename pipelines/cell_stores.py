@@ -54,11 +54,13 @@ over whole target cells equals the native one, and each matrix row sums to the a
 its target cell covers. A level's ``mean`` is the area-weighted mean of the valid
 native cells in each target cell, ``min``/``max`` their extremes (NaN where no valid
 centre falls). As for regular grids, a level-``k`` answer is the query evaluated on the
-level-``k`` dataset; temporal aggregates are stored per level as on regular grids. Only
-the ``mean`` field is stored per step: a min/max range map's few edge steps (outside
-its stored blocks) make the level's min/max field from the native cells under the view
-(`LevelMembers`: the cells sorted by level cell, one slice each), exactly; storing them
-took two thirds of the pyramid's bytes.
+level-``k`` dataset; temporal aggregates are stored per level as on regular grids. The
+``mean`` field is stored per step at every level, the ``min``/``max`` fields from level
+`pipelines.pyramid.MINMAX_FROM_LEVEL` (2) on: at level 1 a min/max range map's few edge
+steps (outside its stored blocks) make the level's min/max field from the native cells
+under the view (`LevelMembers`: the cells sorted by level cell, one slice each),
+exactly, reading a few native cells per level cell, where at level ``k`` it would be
+``~4**k`` (level 1's fields would be three quarters of the min/max fields' bytes).
 
 Appends: the cells' order, centres, areas and regridding matrices depend on the cells
 alone, so a source that gained time steps on the same cells grows its stores in place
@@ -279,7 +281,7 @@ class LevelMembers:
     """The native cells of each cell of a pyramid level: positions sorted by the level
     cell their centre lies in (`target_index`, as the regridding matrix), so a level
     cell's members are one slice; what a level's min/max field is made from where the
-    stores keep none (a range map's edge steps)."""
+    stores keep none (a range map's edge steps at level 1: `MINMAX_FROM_LEVEL`)."""
 
     ncols: int
     perm: np.ndarray  # positions, by level cell (int32)
@@ -917,10 +919,10 @@ class _LevelEdges:
     """The extreme (min or max) over some steps of a pyramid level's min / max field over
     a region, made from the native cells under it (`LevelMembers`, `level_extremes`:
     equal to the extreme of the fields the build computes, since extremes commute).
-    The stores keep no per-step min/max fields (two thirds of the pyramid's bytes): only
-    the few edge steps of a range map need them, outside its stored blocks (fewer than
-    ``2 * base_block``), and a min/max needs only their extreme, so the native values
-    are reduced over the steps first and grouped by level cell once.
+    The stores keep no per-step min/max fields below `pipelines.pyramid.MINMAX_FROM_LEVEL`
+    (level 1): only the few edge steps of a range map need them, outside its stored
+    blocks (fewer than ``2 * base_block``), and a min/max needs only their extreme, so
+    the native values are reduced over the steps first and grouped by level cell once.
 
     The native values come from the time-series copy or the source, whichever decodes
     fewer steps for them: the copy's chunks hold ``unit_steps`` steps, a source's as it
@@ -1412,7 +1414,7 @@ def plan_cell_map(
     if "time" not in da.dims:
         return None
     from pipelines.planner import _region
-    from pipelines.pyramid import field_kind
+    from pipelines.pyramid import field_kind, stores_minmax
     from pipelines.selection import range_indices, step_index
 
     grid = cell_grid(stores.folder)
@@ -1440,12 +1442,18 @@ def plan_cell_map(
         cells: _LevelCells | _NativeCells = _LevelCells(region)
         lev_cells = cells
 
-        edges = _LevelEdges(grid, level, region, kind, da, stores) if kind != "mean" else None
+        # a min/max's edge steps: the stored field from MINMAX_FROM_LEVEL on, at level 1
+        # (no stored per-step min/max field) made from the native cells
+        edges = (
+            _LevelEdges(grid, level, region, kind, da, stores)
+            if kind != "mean" and not stores_minmax(level)
+            else None
+        )
 
         def raw(steps: list[int]) -> np.ndarray:
-            if edges is not None:  # no stored per-step min/max fields: from the native cells
+            if edges is not None:
                 return edges.read(steps)
-            return lev_cells.read(stores.array("pyramid", f"L{level}/mean"), np.asarray(steps))
+            return lev_cells.read(stores.array("pyramid", f"L{level}/{kind}"), np.asarray(steps))
 
         def result(values: np.ndarray, **coords: Any) -> xr.DataArray:
             return xr.DataArray(

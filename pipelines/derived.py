@@ -11,6 +11,7 @@ source, or ``$GRIDSCOPE_DERIVED_DIR/<slug>/``, or a folder given to ``gridscope 
     data-<id>/                         one version's arrays (below), progress/ and cells/
     data-<id>/progress/<var>/*.done    completed build units (resumability)
     pyramid.zarr/<var>/L<l>/mean                    (time, lat_l, lon_l) float32, l >= 1
+    pyramid.zarr/<var>/L<l>/{min,max}               (time, lat_l, lon_l) float32, l >= 2
     aggregates.zarr/<var>/L<l>/{sum,m2,count,min,max}     (block, lat_l, lon_l)
     aggregates.zarr/<var>/L<l>/shift                (lat_l, lon_l) float64
     timeseries.zarr/<var>/values                    (time, lat, lon) float32, long in time
@@ -22,13 +23,16 @@ put in Morton order (``cells/`` holds the order, centres, areas and the pyramid'
 regridding matrices); see `pipelines.cell_stores`::
 
     pyramid.zarr/<var>/L<k>/mean                           (time, nlat_k, 2 nlat_k), k >= 1
+    pyramid.zarr/<var>/L<k>/{min,max}                      (time, nlat_k, 2 nlat_k), k >= 2
     aggregates.zarr/<var>/L0/{sum,m2,count,min,max}        (block, position)
     aggregates.zarr/<var>/L<k>/{sum,m2,count,min,max}      (block, nlat_k, 2 nlat_k)
     timeseries.zarr/<var>/values                           (time, position) float32
     timeseries.zarr/<var>/L<l>/{mean,area}                 (time, ceil(n / 4**l)) float32
 
-(the ``*.zarr`` and ``cells/`` paths are inside the version's data folder; stores
-built before versions have them in the folder itself and no ``data`` entry).
+(per-step min/max fields from level `pipelines.pyramid.MINMAX_FROM_LEVEL` on: the
+planner makes level 1's from the native cells where it needs them; the ``*.zarr`` and
+``cells/`` paths are inside the version's data folder; stores built before versions
+have them in the folder itself and no ``data`` entry).
 
 ``<var>`` is a variable's name, or ``<var>@level=<value>`` for one vertical level of a
 variable that has a ``level`` axis (`level_store_name`: each level is built as its own
@@ -113,10 +117,11 @@ MANIFEST = "manifest.json"
 NEXT_MANIFEST = "manifest.next.json"
 #: The layout of the arrays this code reads and `pipelines.build` writes (the manifest's
 #: ``format``): 4 = float32 time-series level means and areas, aggregates' float32
-#: ``m2`` and block sizes 4x apart; 5 = the pyramid holds the mean field only (no
-#: per-step min/max), on regular grids and on cell stores. Stores of another format
-#: are not read (a build rebuilds them).
-STORE_FORMAT = 5
+#: ``m2`` and block sizes 4x apart; 5 = the pyramid held the mean field only (no
+#: per-step min/max), on regular grids and on cell stores; 6 = per-step min/max fields
+#: again from level `pipelines.pyramid.MINMAX_FROM_LEVEL` (2) on. Stores of another
+#: format are not read (a build rebuilds them; the planner answers by brute force).
+STORE_FORMAT = 6
 _REGISTERED: dict[str, Path | str] = {}
 _OPEN: dict[Path | str, DerivedStores] = {}
 _LOCK = threading.Lock()

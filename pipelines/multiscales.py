@@ -1,10 +1,11 @@
 """GeoZarr ``multiscales`` metadata on the pyramid store, so other viewers find its levels.
 
 The pyramid of a variable on a regular grid is the zarr group
-``pyramid.zarr/<var>/`` with one child group per level, ``L<l>/mean``
-(``(time, lat_l, lon_l)``, level ``l`` averaging blocks of ``2**l x 2**l`` source cells,
-`pipelines.build`; no per-step min/max fields: the planner derives those from the raw
-data where it needs them). `multiscales_attrs` describes these levels in the attributes of
+``pyramid.zarr/<var>/`` with one child group per level, ``L<l>/mean`` and from level
+`pipelines.pyramid.MINMAX_FROM_LEVEL` (2) on ``L<l>/{min,max}`` (``(time, lat_l,
+lon_l)``, level ``l`` averaging blocks of ``2**l x 2**l`` source cells, `pipelines.build`;
+level 1 has no per-step min/max fields: the planner derives those from the raw data
+where it needs them). `multiscales_attrs` describes these levels in the attributes of
 that group following the zarr conventions that GeoZarr is made of:
 
 - ``multiscales`` (https://github.com/zarr-conventions/multiscales, UUID
@@ -35,6 +36,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from pipelines.pyramid import MINMAX_FROM_LEVEL, stores_minmax
 
 __all__ = ["CONVENTIONS", "multiscales_attrs", "write_multiscales"]
 
@@ -87,6 +90,10 @@ def multiscales_attrs(lat: np.ndarray, lon: np.ndarray, levels: list[int]) -> di
     lon0 = float(lon[0]) - dlon / 2
     layout = []
     previous = None
+    arrays = {"mean": "area-weighted mean of the block's cells"}
+    if any(stores_minmax(level) for level in levels):
+        arrays["min"] = f"minimum of the block's cells (levels >= {MINMAX_FROM_LEVEL})"
+        arrays["max"] = f"maximum of the block's cells (levels >= {MINMAX_FROM_LEVEL})"
     for level in sorted(levels):
         f = 2**level
         shape = [-(-int(lat.size) // f), -(-int(lon.size) // f)]
@@ -108,9 +115,7 @@ def multiscales_attrs(lat: np.ndarray, lon: np.ndarray, levels: list[int]) -> di
         "multiscales": {"layout": layout, "resampling_method": "average"},
         "spatial:dimensions": ["lat", "lon"],
         "proj:code": "EPSG:4326",
-        "gridscope:level_arrays": {
-            "mean": "area-weighted mean of the block's cells",
-        },
+        "gridscope:level_arrays": arrays,
     }
 
 

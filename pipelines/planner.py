@@ -9,8 +9,9 @@ as soon as a running build completes them) and picks:
   the viewport (level 0 is the raw data);
 - a mean/min/max/std map over a time range: that level's temporal aggregates, a
   segment-tree cover of the range by the fewest stored blocks plus raw edge steps
-  (at level >= 1 the pyramid's mean field of those steps, or for a min/max the raw
-  cells under the view coarsened: the pyramid stores no per-step min/max fields);
+  (at level >= 1 the pyramid's field of those steps: the mean, or for a min/max its
+  stored min/max field from `pipelines.pyramid.MINMAX_FROM_LEVEL` (2) on and at level 1
+  the raw cells under the view coarsened, 4 per level cell);
 - a point or region series: the time-series copy (region: quadtree cover by coarse
   blocks plus thin strips, area-weighted in float64);
 - anything else (anomalies, nothing built yet): brute force (`compute_map` /
@@ -54,7 +55,7 @@ from pipelines.aggregates import (
 from pipelines.cell_stores import LevelRegrid, combine_total, plan_cell_map, plan_cell_series
 from pipelines.derived import VariableStores, find_derived, level_store_name
 from pipelines.evaluate import compute_map, compute_series, field_for
-from pipelines.pyramid import LevelGrid, coarsen_fields, field_kind, level_grid
+from pipelines.pyramid import LevelGrid, coarsen_fields, field_kind, level_grid, stores_minmax
 from pipelines.query import Query, QueryError
 from pipelines.reductions import anomaly, monthly_climatology, spatial_dims
 from pipelines.selection import (
@@ -396,12 +397,14 @@ def plan_map(
             return _plan_aggregates(
                 ds, da, query, region, level, stores, kind, t0, t1, key, max_bytes
             )
-        if level > 0 and kind in ("min", "max"):
-            # no stored min/max fields: the level's min/max field over the range is the
-            # range's min/max of the raw data, coarsened (fmin/fmax commute)
+        if level > 0 and kind in ("min", "max") and not stores_minmax(level):
+            # level 1 stores no min/max fields: the level's min/max field over the range
+            # is the range's min/max of the raw data, coarsened (fmin/fmax commute)
             return _plan_brute_coarsened(ds, da, query, level, boxes, kind, key, max_bytes, t0, t1)
         if level > 0:
-            return _plan_brute_on_level(ds, da, query, region, level, stores, key, max_bytes)
+            return _plan_brute_on_level(
+                ds, da, query, region, level, stores, kind, key, max_bytes, t0, t1
+            )
         return _plan_brute(ds, da, query, region0, 0, key, max_bytes, t0, t1)
 
     exact_coarsen = not query.is_anomaly and (single or kind in ("min", "max"))
@@ -582,9 +585,9 @@ def _plan_aggregates(
     }[agg]
     # sumsq is rebuilt from m2 and the sum and count read anyway (`_block_totals`)
     per_cell = {"sum": 8, "sumsq": 4, "count": 4, "min": 4, "max": 4}
-    # a min/max's edge steps at level >= 1 are the raw cells under the region (`_edge_raw`)
+    # a min/max's edge steps at level 1 are the raw cells under the region (`_edge_raw`)
     edge_cells = region.ncells
-    if level and agg in ("min", "max"):
+    if level and agg in ("min", "max") and not stores_minmax(level):
         edge_cells = _fine_ncells(region, level, da.sizes["lat"], da.sizes["lon"])
     nbytes = region.ncells * len(flat) * sum(per_cell[n] for n in needed)
     nbytes += edge_cells * len(steps) * 4
@@ -712,10 +715,11 @@ def _edge_raw(
     steps: list[int],
 ) -> np.ndarray:
     """The edge steps of a range over the region (steps, lat, lon): the raw data at
-    level 0, the pyramid's stored mean field at level >= 1 for a mean or std; for a
-    min/max at level >= 1 one field, the steps' min/max of the raw cells under the
-    region coarsened to the level (the build stores no per-step min/max fields:
-    `pipelines.build`)."""
+    level 0, the pyramid's stored field at level >= 1 (mean for a mean or std, the
+    min/max field for a min/max from `pipelines.pyramid.MINMAX_FROM_LEVEL` on); for a
+    min/max at level 1 one field, the steps' min/max of the raw cells under the region
+    coarsened to the level (the build stores no per-step min/max fields there: 4 raw
+    cells per level cell, where level ``L`` would take ``4**L``)."""
     if level == 0:
         sub = da.isel(
             time=_as_indexer(np.asarray(steps)),
@@ -723,7 +727,7 @@ def _edge_raw(
             lon=_as_indexer(region.lon_index),
         )
         return np.asarray(_compute_local(sub, len(steps) * region.ncells * 4).values)
-    if agg in ("min", "max"):
+    if agg in ("min", "max") and not stores_minmax(level):
         rows, cols = _fine_cells(region, level, da.sizes["lat"], da.sizes["lon"])
         lon_fine = np.concatenate([np.arange(c.start, c.stop) for c in cols])
         sub = da.isel(time=_as_indexer(np.asarray(steps)), lat=rows, lon=_as_indexer(lon_fine))
@@ -733,17 +737,18 @@ def _edge_raw(
         # fmin/fmax commute: the steps' min/max first (one pass), then one field coarsened
         field = {"min": np.fmin, "max": np.fmax}[agg].reduce(raw, axis=0)[None]
         return _coarsen_runs(field, area, cols, level, agg)
-    return _read(stores.array("pyramid", f"L{level}/mean"), steps, region.lat_slice, region.runs)
+    field = agg if agg in ("min", "max") else "mean"
+    return _read(stores.array("pyramid", f"L{level}/{field}"), steps, region.lat_slice, region.runs)
 
 
 def _level_dataarray(
-    ds: xr.Dataset, da: xr.DataArray, stores: VariableStores, level: int
+    ds: xr.Dataset, da: xr.DataArray, stores: VariableStores, level: int, kind: str
 ) -> xr.Dataset:
-    """The pyramid's stored mean field of ``level`` as a lazy dataset."""
+    """The pyramid's stored ``kind`` field of ``level`` as a lazy dataset."""
     import dask.array as dsa
 
     grid = _grid(ds, level)
-    arr = stores.array("pyramid", f"L{level}/mean")
+    arr = stores.array("pyramid", f"L{level}/{kind}")
     data = dsa.from_zarr(arr)
     out = xr.DataArray(
         data,
@@ -766,24 +771,19 @@ def _plan_brute_on_level(
     region: _Region,
     level: int,
     stores: VariableStores,
+    kind: str,
     key: Hashable,
     max_bytes: int | None,
+    t0: int,
+    t1: int,
 ) -> Plan:
-    """A map on the level's mean field (an anomaly, or a mean/std before the level's
-    aggregates are complete) by brute force."""
-    level_ds = _level_dataarray(ds, da, stores, level)
-    plan = _plan_brute(
-        level_ds,
-        level_ds[query.var],
-        query,
-        region,
-        level,
-        key,
-        max_bytes,
-        0,
-        level_ds.sizes["time"],
-    )
-    plan.description = f"brute force on pyramid level {level} (mean field)"
+    """A map on the level's stored ``kind`` field (an anomaly, or a range map before
+    the level's aggregates are complete: min/max fields from
+    `pipelines.pyramid.MINMAX_FROM_LEVEL` on) by brute force; its bytes those of the
+    range ``[t0, t1)`` (an anomaly's: every step, for the climatology)."""
+    level_ds = _level_dataarray(ds, da, stores, level, kind)
+    plan = _plan_brute(level_ds, level_ds[query.var], query, region, level, key, max_bytes, t0, t1)
+    plan.description = f"brute force on pyramid level {level} ({kind} field)"
     return plan
 
 

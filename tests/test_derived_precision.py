@@ -242,18 +242,28 @@ def _level_reference(memory: xr.Dataset, query: Query, level: int, viewport) -> 
 VIEWS = [((-180.0, 180.0, -90.0, 90.0), (22, 11)), ((100.0, 80.0, -70.0, 85.0), (40, 20))]
 
 
-@pytest.mark.parametrize("agg", ["min", "max"])
-def test_min_max_range_maps_at_coarse_levels_without_stored_min_max_fields(uneven, agg) -> None:
-    """The pyramid stores only mean fields; a min/max range map at level >= 1 takes its
-    edge steps from the raw cells under the view, coarsened: exactly the level-L
-    dataset's answer, and the plan counts those raw cells' bytes."""
+def _pyramid_arrays(folder) -> dict[str, list[str]]:
+    """The arrays of each level of ``sst``'s pyramid, as stored."""
     import zarr
 
     from pipelines.derived import DerivedStores
 
-    ds, memory, folder = uneven
     pyramid = zarr.open_group(DerivedStores(folder).data_folder / "pyramid.zarr", mode="r")
-    assert sorted(pyramid["sst"]["L2"].array_keys()) == ["mean"]
+    return {name: sorted(group.array_keys()) for name, group in pyramid["sst"].groups()}
+
+
+@pytest.mark.parametrize("agg", ["min", "max"])
+def test_min_max_range_maps_at_coarse_levels(uneven, agg) -> None:
+    """The pyramid stores per-step min/max fields from level 2 on (`MINMAX_FROM_LEVEL`),
+    the mean field at every level; a min/max range map takes its edge steps at level 1
+    from the raw cells under the view, coarsened, and at level 2 from the stored
+    min/max field: both exactly the level-L dataset's answer, and the plan counts the
+    bytes it reads (4**1 raw cells per level cell at level 1, one at level 2)."""
+    from pipelines.pyramid import MINMAX_FROM_LEVEL
+
+    ds, memory, folder = uneven
+    assert MINMAX_FROM_LEVEL == 2
+    assert _pyramid_arrays(folder) == {"L1": ["mean"], "L2": ["max", "mean", "min"]}
     labels = [str(t)[:10] for t in ds["time"].values]
     levels = set()
     for viewport, screen in VIEWS:
@@ -268,8 +278,9 @@ def test_min_max_range_maps_at_coarse_levels_without_stored_min_max_fields(uneve
                 ref = _level_reference(memory, query, level, viewport)
                 np.testing.assert_array_equal(got["lon"].values, ref["lon"].values)
                 np.testing.assert_array_equal(got.values, ref.values)
-                # bytes: the stored blocks' min/max, plus every raw cell under the view
-                # for each edge step (4**level per level cell, fewer at the grid's edges)
+                # bytes: the stored blocks' min/max, plus for each edge step every raw
+                # cell under the view at level 1 (4 per level cell, fewer at the grid's
+                # edges), the stored min/max field at level 2
                 nblocks = sum(
                     int(n)
                     for n in re.findall(
@@ -277,9 +288,9 @@ def test_min_max_range_maps_at_coarse_levels_without_stored_min_max_fields(uneve
                     )
                 )
                 edges = int(re.search(r"\+ (\d+) raw steps", plan.description).group(1))
-                fine = _raw_cells_under(memory, got, level)
+                fine = _raw_cells_under(memory, got, level) if level < 2 else got.size
                 assert plan.estimated_bytes == 4 * (nblocks * got.size + edges * fine)
-                if level and a:
+                if level == 1 and a:
                     assert edges and fine > 2 * got.size
     assert levels >= {1, 2}
 
@@ -302,14 +313,16 @@ def _raw_cells_under(memory: xr.Dataset, got: xr.DataArray, level: int) -> int:
 
 
 def test_min_max_maps_before_the_aggregates_are_complete(uneven, monkeypatch) -> None:
-    """Without usable aggregates a coarse min/max range map is the raw data's min/max,
-    coarsened (not a stored min/max field): exactly the level-L dataset's answer, its
-    bytes those of the raw cells under the view; a mean still reads the mean field."""
+    """Without usable aggregates a min/max range map is at level 1 the raw data's
+    min/max, coarsened (no stored min/max field there), its bytes those of the raw cells
+    under the view; at level 2 the stored min/max field's min/max, its bytes those of
+    that field: both exactly the level-L dataset's answer. A mean reads the mean field."""
     from pipelines.derived import VariableStores
 
     monkeypatch.setattr(VariableStores, "block_table", lambda self, level: None)
     ds, memory, _ = uneven
     labels = [str(t)[:10] for t in ds["time"].values]
+    levels = set()
     for viewport, screen in VIEWS:
         for agg in ("min", "max", "mean"):
             query = Query(dataset="u", var="sst", start=labels[2], end=labels[30], agg=agg)
@@ -317,15 +330,21 @@ def test_min_max_maps_before_the_aggregates_are_complete(uneven, monkeypatch) ->
             got = plan.compute()
             level = got.attrs["gridscope_level"]
             assert level >= 1
+            levels.add(level)
             ref = _level_reference(memory, query, level, viewport)
             if agg == "mean":
                 assert plan.description == f"brute force on pyramid level {level} (mean field)"
                 np.testing.assert_allclose(got.values, ref.values, rtol=1e-6)
                 continue
-            assert plan.description.startswith("brute force on the raw data, coarsened exactly")
             np.testing.assert_array_equal(got["lon"].values, ref["lon"].values)
             np.testing.assert_array_equal(got.values, ref.values)
-            assert plan.estimated_bytes == 4 * 29 * _raw_cells_under(memory, got, level)
+            if level == 1:
+                assert plan.description.startswith("brute force on the raw data, coarsened")
+                assert plan.estimated_bytes == 4 * 29 * _raw_cells_under(memory, got, level)
+            else:
+                assert plan.description == f"brute force on pyramid level {level} ({agg} field)"
+                assert plan.estimated_bytes == 4 * 29 * got.size
+    assert levels == {1, 2}
 
 
 def test_block_sums_stay_float64() -> None:

@@ -429,19 +429,30 @@ def _derived_folders(ds):
 
 
 @pytest.mark.parametrize("source_chunks", ["per step", "whole record"])
-def test_level_min_max_range_maps_make_edge_steps_from_the_native_cells(
+def test_level_min_max_range_maps(
     built, source_chunks: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The pyramid stores no per-step min/max fields; a min/max range map on a level
-    makes its edge steps' fields from the native cells under the view (from the source,
-    or from the time-series copy when the source's chunks are long in time): the
-    extremes over the range of the native cells whose centres lie in each level cell,
-    exactly (an antimeridian view, ranges with and without edge steps)."""
+    """The pyramid stores per-step min/max fields from level 2 on (`MINMAX_FROM_LEVEL`),
+    the mean field at every level. A min/max range map on level 1 makes its edge steps'
+    fields from the native cells under the view (from the source, or from the
+    time-series copy when the source's chunks are long in time), on level 2 reads the
+    stored field: both the extremes over the range of the native cells whose centres
+    lie in each level cell, exactly (an antimeridian view, ranges with and without edge
+    steps), and the plan counts the bytes it reads (level 1: the native cells)."""
+    import re
+
     from data_catalog.grid import grid_of
+    from pipelines.pyramid import MINMAX_FROM_LEVEL
 
     ds, labels = built, _labels(built)
     stores = _find(ds)
-    assert all(path.endswith("/mean") for path in stores.info["arrays"]["pyramid"])
+    nlevels = len(cell_grid_rows(ds))
+    assert MINMAX_FROM_LEVEL == 2 and nlevels == stores.max_level
+    assert sorted(stores.info["arrays"]["pyramid"]) == sorted(
+        f"L{k}/{kind}"
+        for k in range(1, nlevels + 1)
+        for kind in (("mean", "min", "max") if k >= 2 else ("mean",))
+    )
     if source_chunks == "whole record":
         ds = ds.chunk(time=-1)  # a step read from the source decodes them all
     import pipelines.cell_stores as cs
@@ -458,33 +469,46 @@ def test_level_min_max_range_maps_make_edge_steps_from_the_native_cells(
     lon, lat = g.lon.ravel(), g.lat.ravel()
     raw = np.asarray(ds["tos"].values).reshape(ds.sizes["time"], -1)
     viewport = (150.0, 250.0, -50.0, 30.0)
-    edges = 0
+    edges = {1: 0, 2: 0}
     ranges = [(3, 28, "min"), (1, 34, "max"), (2, 33, "max"), (5, 6, "min"), (7, 7, "max")]
-    for a, b, agg in ranges:
-        query = Query(dataset="g", var="tos", start=labels[a], end=labels[b], agg=agg)
-        plan = plan_map(ds, query, viewport=viewport, screen=(3, 2))
-        got = plan.compute()
-        level = got.attrs["gridscope_level"]
-        assert level >= 1 and plan.description.startswith("temporal aggregates on pyramid")
-        nlat = cell_grid_rows(ds)[level - 1]
-        res = 180.0 / nlat
-        row = np.minimum(((lat + 90) // res).astype(int), nlat - 1)
-        col = (((lon + 180) % 360) // res).astype(int) % (2 * nlat)
-        with np.errstate(invalid="ignore"):
-            extreme = getattr(np, f"nan{agg}")
-            per_cell = extreme(raw[a : b + 1], axis=0)  # NaN where never valid
-        want = np.full(got.shape, np.nan, "float32")
-        rows = np.floor((got["lat"].values + 90) / res).astype(int)
-        cols = np.floor(((got["lon"].values + 180) % 360) / res).astype(int)
-        for i, r in enumerate(rows):
-            for j, c in enumerate(cols):
-                cell = per_cell[(row == r) & (col == c)]
-                if cell.size and not np.all(np.isnan(cell)):
-                    want[i, j] = extreme(cell)
-        assert np.isfinite(want).sum() > 10
-        assert np.array_equal(got.values, want, equal_nan=True)
-        edges += "raw steps (of the native cells" in plan.description
-    assert edges >= 3  # ranges with edge steps, made from the native cells
+    for screen in [(3, 2), (10, 6)]:  # level 2 (level 1 where it is the coarsest), 1
+        for a, b, agg in ranges:
+            query = Query(dataset="g", var="tos", start=labels[a], end=labels[b], agg=agg)
+            plan = plan_map(ds, query, viewport=viewport, screen=screen)
+            if plan.level == 0:
+                continue
+            got = plan.compute()
+            level = got.attrs["gridscope_level"]
+            assert level >= 1 and plan.description.startswith("temporal aggregates on pyramid")
+            nlat = cell_grid_rows(ds)[level - 1]
+            res = 180.0 / nlat
+            row = np.minimum(((lat + 90) // res).astype(int), nlat - 1)
+            col = (((lon + 180) % 360) // res).astype(int) % (2 * nlat)
+            with np.errstate(invalid="ignore"):
+                extreme = getattr(np, f"nan{agg}")
+                per_cell = extreme(raw[a : b + 1], axis=0)  # NaN where never valid
+            want = np.full(got.shape, np.nan, "float32")
+            rows = np.floor((got["lat"].values + 90) / res).astype(int)
+            cols = np.floor(((got["lon"].values + 180) % 360) / res).astype(int)
+            for i, r in enumerate(rows):
+                for j, c in enumerate(cols):
+                    cell = per_cell[(row == r) & (col == c)]
+                    if cell.size and not np.all(np.isnan(cell)):
+                        want[i, j] = extreme(cell)
+            assert np.isfinite(want).sum() > 10
+            assert np.array_equal(got.values, want, equal_nan=True)
+            # bytes: the blocks' min/max and, per edge step, the stored level field (level
+            # 2) or the native cells whose centres lie in the view's level cells (level 1)
+            text = plan.description.split("blocks [")[1]
+            nblocks = sum(int(n) for n in re.findall(r"(\d+)x\d+", text.split("]")[0]))
+            nsteps = int(re.search(r"\+ (\d+) raw steps", text).group(1))
+            native = int((np.isin(row, rows) & np.isin(col, cols)).sum())
+            per_step = native if level < 2 else got.size
+            assert plan.estimated_bytes == 4 * (nblocks * got.size + nsteps * per_step)
+            assert ("raw steps (of the native cells" in text) == (nsteps > 0 and level < 2)
+            edges[min(level, 2)] += nsteps > 0
+    assert edges[1] >= 3  # ranges with edge steps, made from the native cells
+    assert edges[2] >= (3 if nlevels >= 2 else 0)  # ... and from the stored fields
     # the edge steps came from the source read a step at a time, or from the copy
     assert bool(source_reads) == (source_chunks == "per step")
 
