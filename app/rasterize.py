@@ -70,6 +70,9 @@ _CACHE_SIZE = 6
 _CACHE_BYTES = 768 * 2**20
 #: Frames per grid whose pixel/cell pairs are kept (a few views' next steps).
 _PAIRS_KEPT = 2
+#: Room for recorded pairs per pixel (a pixel centre is in about one polygon; more
+#: pairs than that: drawn without recording).
+_ROOM_PER_PIXEL = 4
 #: The most vertices a polygon may have (a cell's own, plus three for a polar cap).
 _MAX_VERTICES = 64
 
@@ -756,17 +759,72 @@ def _draw_cells(
         if record:
             # the frame's second drawing (a view's next step): which cell goes to which
             # pixel is recorded once, and each later step only adds its values
-            room = 4 * screen[0] * screen[1] + 1024
+            room = _ROOM_PER_PIXEL * screen[0] * screen[1] + 1024
             pix, cell = np.empty(room, np.int32), np.empty(room, np.int64)
             n = _draw_polygons(*args, pix, cell)
             if n >= 0:
                 pairs = (pix[:n].copy(), cell[:n].copy())
                 index.keep_pairs(key, pairs, order)
         if pairs is None:
-            _draw_polygons(*args, np.empty(0, np.int32), np.empty(0, np.int64))
+            _draw_split(args, ranges, screen)
             return _mean(sums, counts), screen, "polygons"
     _replay(pairs[0], pairs[1], values, sums, counts)
     return _mean(sums, counts), screen, "polygons"
+
+
+def _halves(
+    ranges: tuple[np.ndarray, np.ndarray, bool],
+) -> tuple[tuple[np.ndarray, np.ndarray, bool], tuple[np.ndarray, np.ndarray, bool]]:
+    """The runs of cells cut in two halves, the first half's cells first."""
+    starts, stops, direct = ranges
+    lengths = stops - starts
+    ends = np.cumsum(lengths)
+    half = int(ends[-1]) // 2
+    k = int(np.searchsorted(ends, half, side="right"))
+    k = min(k, starts.size - 1)
+    cut = int(starts[k] + half - (ends[k] - lengths[k]))
+    first = (np.r_[starts[:k], starts[k]], np.r_[stops[:k], cut], direct)
+    second = (np.r_[cut, starts[k + 1 :]], np.r_[stops[k], stops[k + 1 :]], direct)
+    return first, second
+
+
+def _draw_split(
+    args: tuple, ranges: tuple[np.ndarray, np.ndarray, bool], screen: tuple[int, int]
+) -> None:
+    """`_draw_polygons` on two threads, bit for bit as on one: the first half of the
+    cells is drawn on a worker while this thread records the second half's
+    ``(pixel, cell)`` pairs, which are then added in order after the first half's."""
+    order, _, _, _, lon, lat, lonb, latb, values, x0, x1, y0, y1, sums, counts = args
+    total = int((ranges[1] - ranges[0]).sum())
+    none = (np.empty(0, np.int32), np.empty(0, np.int64))
+    if total < _SPLIT_MIN_CELLS:
+        _draw_polygons(*args, *none)
+        return
+    first, second = _halves(ranges)
+    rest = (lon, lat, lonb, latb, values, x0, x1, y0, y1, sums, counts)
+    drawing = _split_pool().submit(_draw_polygons, order, *first, *rest, *none)
+    room = _ROOM_PER_PIXEL * screen[0] * screen[1] + 1024
+    pix, cell = np.empty(room, np.int32), np.empty(room, np.int64)
+    n = _draw_polygons(order, *second, *rest, pix, cell)
+    drawing.result()
+    if n >= 0:
+        _replay(pix[:n], cell[:n], values, sums, counts)
+    else:  # more pairs than room: the second half drawn after the first
+        _draw_polygons(order, *second, *rest, *none)
+
+
+_SPLIT: Any = None
+#: Frames of fewer cells are drawn on one thread.
+_SPLIT_MIN_CELLS = 200_000
+
+
+def _split_pool() -> Any:
+    global _SPLIT
+    if _SPLIT is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _SPLIT = ThreadPoolExecutor(max_workers=2, thread_name_prefix="gridscope-rasterize")
+    return _SPLIT
 
 
 def _fill_gaps(values: np.ndarray) -> np.ndarray:

@@ -235,3 +235,36 @@ def test_a_time_player_on_one_view_equals_brute_force(curvilinear) -> None:
         assert str(got["time"].values)[:10] == label
     kept = cell_stores._UNIT
     assert kept is not None and not any(b.flags.writeable for b in kept[3].values())
+
+
+@pytest.mark.parametrize("room", [4, 0])  # 0: no room for pairs, drawn one half after the other
+def test_a_large_frame_drawn_on_two_threads_equals_one_thread(monkeypatch, room) -> None:
+    """The first half of the cells drawn on a worker, the second half's pairs recorded
+    and added after: bit for bit the one-thread drawing, on overlapping polygons (pixels
+    adding several cells, so the order of additions shows) and equal to brute force."""
+    from app import rasterize
+
+    field, blon, blat = _curvilinear_with_bounds(360, 165)
+    centre = field["lon"].values[..., None]
+    blon = centre + 1.5 * (((blon - centre + 180.0) % 360.0) - 180.0)
+    blat = field["lat"].values[..., None] + 1.5 * (blat - field["lat"].values[..., None])
+    monkeypatch.setattr(rasterize, "_ROOM_PER_PIXEL", room)
+    for viewport, screen in (((100.3, 250.9, -60.1, 70.7), (300, 260)), (None, (500, 300))):
+        outs = []
+        for split in (10**12, 1):
+            monkeypatch.setattr(rasterize, "_SPLIT_MIN_CELLS", split)
+            with rasterize._LOCK:
+                rasterize._INDEXES.clear()  # a first frame each time: drawn directly
+            outs.append(rasterize_to_screen(field, viewport, screen, lon_bounds=blon,
+                                            lat_bounds=blat))  # fmt: skip
+        assert outs[1].attrs["gridscope_rasterized"] == "polygons"
+        np.testing.assert_array_equal(outs[0].values, outs[1].values)
+        if viewport is None:
+            continue  # (whole: the brute force's 8 nearest centres miss some of 1.5x cells)
+        want, near_edge = _brute_polygons(field.values.ravel(), field["lon"].values.ravel(),
+                                          field["lat"].values.ravel(), blon.reshape(-1, 4),
+                                          blat.reshape(-1, 4), outs[1])  # fmt: skip
+        same = np.isclose(outs[1].values, want, rtol=0, atol=1e-12) | (
+            np.isnan(outs[1].values) & np.isnan(want)
+        )
+        assert same[~near_edge].all(), (viewport, (~same & ~near_edge).sum())
