@@ -249,6 +249,7 @@ def test_a_large_frame_drawn_on_two_threads_equals_one_thread(monkeypatch, room)
     blon = centre + 1.5 * (((blon - centre + 180.0) % 360.0) - 180.0)
     blat = field["lat"].values[..., None] + 1.5 * (blat - field["lat"].values[..., None])
     monkeypatch.setattr(rasterize, "_ROOM_PER_PIXEL", room)
+    monkeypatch.setattr(rasterize, "_core_to_spare", lambda: True)
     for viewport, screen in (((100.3, 250.9, -60.1, 70.7), (300, 260)), (None, (500, 300))):
         outs = []
         for split in (10**12, 1):
