@@ -13,6 +13,9 @@ CLI flags and the standard environment variables:
 =====================  ===========================================================
 
 ``--adapt MIN,MAX`` sets adaptive scaling bounds for clusters that can scale.
+A build on a local spec (none of the three) starts no LocalCluster: its units run on
+``n_workers * threads_per_worker`` threads of the building process
+(`pipelines.build.build_derived`; their kernels, codecs and writes release the GIL).
 `connect` makes the `distributed.Client`; `disconnect` closes it and any cluster
 `connect` created for it.
 """
