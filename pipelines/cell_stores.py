@@ -1099,6 +1099,22 @@ def _place_kernel(order, pos, ncols, r0, c0, width):  # pragma: no cover  (numba
     return out
 
 
+@numba.njit(cache=True, nogil=True)
+def _rank_kernel(chosen, native):  # pragma: no cover  (numba)
+    """Place of each of ``native`` among the chosen cells in native order (the count of
+    chosen cells before it), without a cumulative sum over the whole grid."""
+    rank = np.empty(chosen.shape[0], np.int64)
+    k = 0
+    for i in range(chosen.shape[0]):
+        rank[i] = k
+        if chosen[i]:
+            k += 1
+    out = np.empty(native.shape[0], np.int64)
+    for j in range(native.shape[0]):
+        out[j] = rank[native[j]]
+    return out
+
+
 #: A plan's native views kept for the next steps of the same view (most recent last).
 _VIEWS: collections.OrderedDict[tuple, _NativeView] = collections.OrderedDict()
 _VIEWS_SIZE = 4
@@ -1194,7 +1210,7 @@ def _make_native_view(
         chosen = np.zeros(grid.order.size, bool)
         chosen[native] = True
         cells = np.flatnonzero(chosen)  # native order (no sort)
-        place = (np.cumsum(chosen) - 1)[native]
+        place = _rank_kernel(chosen, native)
         cropped = {name: (c.dims, arrays[name][cells], c.attrs) for name, c in coords.items()}
         out_shape = (cells.size,)
         if bounds is not None:

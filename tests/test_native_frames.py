@@ -86,8 +86,8 @@ def test_steps_of_one_view_and_then_other_views_equal_brute_force(curvilinear) -
     assert templates[4] is not templates[0]
 
 
-def test_rect_and_place_kernels_equal_divmod() -> None:
-    from pipelines.cell_stores import _place_kernel, _rect_kernel
+def test_rect_place_and_rank_kernels_equal_numpy() -> None:
+    from pipelines.cell_stores import _place_kernel, _rank_kernel, _rect_kernel
 
     rng = np.random.default_rng(5)
     for ncols, n in ((1, 5000), (7, 50_000), (3600, 400_000), (99_991, 2_000_000)):
@@ -100,6 +100,11 @@ def test_rect_and_place_kernels_equal_divmod() -> None:
         assert _rect_kernel(order, cand, ncols, *rect) == (*want, int(keep.sum()))
         place = _place_kernel(order, cand, ncols, 2, 1, ncols + 3)
         assert np.array_equal(place, (rows - 2) * (ncols + 3) + (cols - 1))
+        # an unstructured view: each cell's place among the chosen ones in native order
+        chosen = np.zeros(n, bool)
+        chosen[order[cand]] = True
+        rank = _rank_kernel(chosen, order[cand])
+        assert np.array_equal(rank, np.searchsorted(np.flatnonzero(chosen), order[cand]))
     # every row's first and last cell (a product with 1/49 rounds below 1 for most
     # rows), and flat indices far beyond any real grid: the float reciprocal stays exact
     for ncols in (3, 49, 3600, 99_991):
