@@ -592,6 +592,15 @@ def _bounds_names(ds: xr.Dataset, name: Hashable) -> list[Hashable]:
     return names
 
 
+def _bounds_variables(ds: xr.Dataset) -> set[Hashable]:
+    """Names of the dataset's cell-bounds variables: named by a variable's ``bounds`` /
+    ``edges`` attribute or by a ``_bnds``/``_bounds``/``_edges``/``_vertices`` suffix."""
+    names: set[Hashable] = set()
+    for name in ds.variables:
+        names.update(_bounds_names(ds, name))
+    return names
+
+
 def _edges(ds: xr.Dataset, name: Hashable, values: np.ndarray) -> np.ndarray:
     """n+1 cell edges of a 1-D axis: its bounds variable, else midpoints between centres."""
     n = values.size
@@ -620,17 +629,23 @@ def _edges(ds: xr.Dataset, name: Hashable, values: np.ndarray) -> np.ndarray:
 def _pairs(ds: xr.Dataset, ndim: int) -> list[tuple[Hashable, Hashable]]:
     """(lon, lat) variable pairs of ``ndim`` dims on the same dims, best first."""
     referenced = _referenced_coordinates(ds)
+    bounds = _bounds_variables(ds)
     roles: dict[str, list[Hashable]] = {"lon": [], "lat": []}
     for name, var in ds.variables.items():
         var = _static(var)
-        if var.ndim != ndim or (ndim == 1 and name in ds.dims):
-            continue
+        if var.ndim != ndim or (ndim == 1 and name in ds.dims) or name in bounds:
+            continue  # bounds are a cell's corners, not a grid of centres
         if not np.issubdtype(var.dtype, np.number):
             continue
         role = _role(name, var, plain_ok=ndim == 1 or name in referenced)
         if role is not None:
             roles[role].append(name)
-    used = _data_dims(ds)
+    # the data a pair describes: not the grid's own lon/lat or bounds (which are data
+    # variables when a store lost its ``coordinates`` attribute, e.g. after an xarray
+    # append; counted as users, a mesh's (cell, vertex) bounds were taken for a 2-D grid)
+    grid_names = {*roles["lon"], *roles["lat"], *bounds}
+    data = [name for name in ds.data_vars if name not in grid_names]
+    used = [set(ds[name].dims) for name in data if ds[name].ndim >= 1]
     scored = []
     for lo in roles["lon"]:
         for la in roles["lat"]:
@@ -638,7 +653,7 @@ def _pairs(ds: xr.Dataset, ndim: int) -> list[tuple[Hashable, Hashable]]:
             if set(_static(ds[la]).dims) != dims:
                 continue
             users = sum(dims <= d for d in used)
-            if ds.data_vars and users == 0:
+            if data and users == 0:
                 continue
             key = _name_key(lo)
             score = (

@@ -78,11 +78,12 @@ def normalise_dataset(ds: xr.Dataset, source: str) -> xr.Dataset:
     DatasetOpenError
         When no horizontal grid can be found, or the time axis cannot be decoded.
     """
+    raw = ds
     native = find_grid(ds, source)
     if native is not None and native.kind == "regular":
         ds, native = _geographic_axes(ds, native), None
     if native is not None:
-        return _normalise_native(ds, native, source)
+        return _some_data_on_grid(raw, _normalise_native(ds, native, source), native.drop)
     ds = _promote_axis_variables(ds)
     ds = _bare_time_dimension(ds)
     axes = _detect_axes(ds, source)
@@ -92,7 +93,8 @@ def normalise_dataset(ds: xr.Dataset, source: str) -> xr.Dataset:
     _check_axis_ranges(lon_raw, lat_raw, lon_name, lat_name, source)
     lon_width_deg = _lon_widths(ds, lon_name, lon_raw)
     lat_sin_extent = _lat_sin_extents(ds, lat_name, lat_raw)
-    ds = ds.drop_vars(_bounds_variable_names(ds, (lon_name, lat_name)), errors="ignore")
+    axis_bounds = _bounds_variable_names(ds, (lon_name, lat_name))
+    ds = ds.drop_vars(axis_bounds, errors="ignore")
     ds = _rename_axes(ds, axes)
 
     climatology = False
@@ -122,7 +124,36 @@ def normalise_dataset(ds: xr.Dataset, source: str) -> xr.Dataset:
     ds.attrs["gridscope_source"] = source
     ds.attrs["gridscope_climatology"] = climatology
     ds.attrs["gridscope_grid"] = "regular"
-    return ds
+    return _some_data_on_grid(raw, ds, (lon_name, lat_name, *axis_bounds))
+
+
+def _some_data_on_grid(
+    raw: xr.Dataset, ds: xr.Dataset, grid_names: Iterable[Hashable]
+) -> xr.Dataset:
+    """``ds``, or a refusal when none of the raw dataset's variables is on the grid found.
+
+    A dataset whose variables all lie off the grid was read wrongly (e.g. a mesh's
+    (cell, vertex) bounds taken for a 2-D grid): opening it empty would be a silent wrong
+    answer. A file of grid descriptors only (no other variables) still opens.
+    """
+    if ds.data_vars:
+        return ds
+    skip = {*grid_names, *_bounds_variable_names(raw, raw.variables)}
+    lost = [
+        f"{name}{tuple(str(d) for d in var.dims)}"
+        for name, var in raw.data_vars.items()
+        if var.ndim >= 1 and name not in skip
+    ]
+    if not lost:
+        return ds
+    kind = ds.attrs["gridscope_grid"]
+    dims = [str(d) for d in NATIVE_DIMS[kind] if d in ds.dims]
+    found = {str(ds[d].attrs.get("original_name", d)) for d in dims}
+    raise DatasetOpenError(
+        f"{ds.attrs['gridscope_source']}: no variable lies on the horizontal grid found "
+        f"({kind}, dims {sorted(found)}): {', '.join(lost)}; gridscope reads variables on "
+        f"{LOOKED_FOR}"
+    )
 
 
 # --- grids other than regular ------------------------------------------------------------
