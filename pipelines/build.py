@@ -58,6 +58,7 @@ import dataclasses
 import itertools
 import logging
 import math
+import os
 import shutil
 import sys
 import threading
@@ -107,7 +108,7 @@ from pipelines.multiscales import write_multiscales
 from pipelines.pyramid import coarsen_fields, stores_minmax
 from pipelines.reductions import spatial_dims
 from pipelines.selection import is_regular, level_index
-from pipelines.timeseries_store import level_means, stored_levels
+from pipelines.timeseries_store import level_means, pack_values, packing_of, stored_levels
 
 __all__ = ["BuildConfig", "build_derived", "open_source"]
 
@@ -203,8 +204,11 @@ def _compressor(store: str, path: str, dtype: str) -> Any:
     return BloscCodec(cname="lz4", clevel=5, shuffle="shuffle" if plain else "bitshuffle")
 
 
-def _layout(ds: xr.Dataset, var: str, cfg: BuildConfig) -> dict[str, dict[str, Any]]:
-    """Every derived array of ``var``: store -> path -> (shape, chunks, dtype)."""
+def _layout(
+    ds: xr.Dataset, var: str, cfg: BuildConfig, packing: dict[str, Any] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Every derived array of ``var``: store -> path -> (shape, chunks, dtype); the
+    time-series copy in ``packing``'s integers when given (`_choose_packing`)."""
     if not is_regular(ds):
         return _cells_layout(ds, cfg)
     ny, nx, nt = ds.sizes["lat"], ds.sizes["lon"], ds.sizes["time"]
@@ -232,7 +236,8 @@ def _layout(ds: xr.Dataset, var: str, cfg: BuildConfig) -> dict[str, dict[str, A
                     (u, min(32, nyl), min(32, nxl)),
                     "float32",
                 )
-    out["timeseries"]["values"] = ((nt, ny, nx), (u, min(32, ny), min(32, nx)), "float32")
+    ts_dtype = packing["dtype"] if packing else "float32"
+    out["timeseries"]["values"] = ((nt, ny, nx), (u, min(32, ny), min(32, nx)), ts_dtype)
     return out
 
 
@@ -317,12 +322,16 @@ def _create_arrays(folder: Path, var: str, layout: dict[str, dict[str, Any]]) ->
             name = f"{var}/{path}"
             if name in root:
                 existing = root[name]
-                if tuple(existing.shape) == tuple(shape) and tuple(existing.chunks) == tuple(
-                    chunks
+                if (
+                    tuple(existing.shape) == tuple(shape)
+                    and tuple(existing.chunks) == tuple(chunks)
+                    and existing.dtype == np.dtype(dtype)
                 ):
                     continue
                 del root[name]
-            fill = 0 if dtype == "int32" else np.nan
+            # integers: 0 (a packed time-series copy's edge chunks are padded with it,
+            # never read; a missing chunk is damage, `pipelines.derived.missing_chunks`)
+            fill = 0 if np.dtype(dtype).kind in "iu" else np.nan
             root.create_array(
                 name,
                 shape=shape,
@@ -469,8 +478,9 @@ def _encode_write(
     os.replace(tmp, path)
 
 
-def _read_steps(ds: xr.Dataset, var: str, t0: int, t1: int) -> np.ndarray:
-    """Steps ``[t0, t1)`` of ``var`` as (time, lat, lon) float32, read once.
+def _read_steps(ds: xr.Dataset, var: str, t0: int, t1: int, dtype: str = "float32") -> np.ndarray:
+    """Steps ``[t0, t1)`` of ``var`` as (time, lat, lon) float32 (or ``dtype``: a packed
+    source's decoded dtype, `_choose_packing`), read once.
 
     A dask-backed field's blocks are stored straight into one float32 array: no
     concatenation of them afterwards (``compute`` copies every byte once more, and its
@@ -482,10 +492,10 @@ def _read_steps(ds: xr.Dataset, var: str, t0: int, t1: int) -> np.ndarray:
     if is_dask_collection(da.data):
         import dask.array
 
-        out = np.empty(da.shape, dtype="float32")
+        out = np.empty(da.shape, dtype=dtype)
         dask.array.store(da.data, out, lock=False, scheduler="synchronous")
         return out
-    return np.ascontiguousarray(np.asarray(da.values), dtype="float32")
+    return np.ascontiguousarray(np.asarray(da.values), dtype=dtype)
 
 
 def _field(ds: xr.Dataset, name: str) -> xr.DataArray:
@@ -547,13 +557,15 @@ def _run_unit(
         values = _read_cells(ds, var, t0, t1, cell_grid(folder_p).order)
         _write_cell_unit(folder_p, var, values, t0, nt, cfg)
         return _mark_unit(folder_p, var, unit, values.nbytes)
-    values = _read_steps(ds, var, t0, t1)
+    packing = _ts_packing(folder_p, var)
+    decoded = _read_steps(ds, var, t0, t1, packing["decoded"] if packing else "float32")
+    values = decoded.astype("float32", copy=False)
     pyr = zarr.open_group(folder_p / "pyramid.zarr", mode="r+")
     agg = zarr.open_group(folder_p / "aggregates.zarr", mode="r+")
     ts = zarr.open_group(folder_p / "timeseries.zarr", mode="r+")
     writer = _SlabWriter()
     try:
-        writer.write(ts[f"{var}/values"], t0, values)
+        writer.write(ts[f"{var}/values"], t0, _ts_codes(decoded, packing, var, t0))
         area = np.asarray(ds["cell_area"].values, "float64")
         levels = coarsen_fields(values, area, max(cfg.max_level, cfg.ts_max_level))
         for lev in range(1, cfg.max_level + 1):
@@ -574,6 +586,63 @@ def _run_unit(
     finally:
         writer.close()
     return _mark_unit(folder_p, var, unit, values.nbytes)
+
+
+def _choose_packing(ds: xr.Dataset, var: str, info: dict[str, Any] | None) -> dict[str, Any] | None:
+    """How ``var``'s time-series copy stores its values: a CF-packed source's integers
+    (half the bytes of float32 for int16, exact for a float64-decoding source too), or
+    float32 (None). Decided once per store, when its arrays are laid out: on the
+    packing's codes and the first step (`pipelines.timeseries_store.packing_of`), then
+    recorded in the manifest (``ts_packing``, missing: float32) and kept; each unit
+    checks its own values again (`_ts_codes`). Cell stores keep a float32 copy."""
+    if info is not None:
+        return info.get("ts_packing")
+    if not is_regular(ds) or os.environ.get("GRIDSCOPE_PACK_TIMESERIES", "1") == "0":
+        return None
+    da = _field(ds, var)
+    if "scale_factor" not in da.encoding and "add_offset" not in da.encoding:
+        return None
+    first = _read_steps(ds, var, 0, 1, str(da.dtype)) if np.dtype(da.dtype).kind == "f" else None
+    packing, why = packing_of(da, first)
+    log.info("build %s: time-series copy %s", var, why if packing else f"float32 ({why})")
+    if packing is not None:
+        packing["decoded"] = str(da.dtype)
+    return packing
+
+
+def _mark_packing(folder: Path, var: str, packing: dict[str, Any] | None) -> None:
+    """Record ``packing`` on the time-series ``values`` array (what the units encode by)."""
+    if packing is not None:
+        import zarr
+
+        arr = zarr.open_array(folder / "timeseries.zarr", path=f"{var}/values", mode="r+")
+        arr.attrs["gridscope_packing"] = packing
+
+
+def _ts_packing(folder: Path, var: str) -> dict[str, Any] | None:
+    """The packing the time-series ``values`` array was laid out with (`_mark_packing`)."""
+    import json
+
+    meta = folder / "timeseries.zarr" / var / "values" / "zarr.json"
+    return json.loads(meta.read_text()).get("attributes", {}).get("gridscope_packing")
+
+
+def _ts_codes(decoded: np.ndarray, packing: dict[str, Any] | None, var: str, t0: int) -> np.ndarray:
+    """A unit's time-series values as stored: float32, or the packed codes, every one
+    checked to decode to the value bit for bit (a value that does not stops the build
+    with a message: never a silently different copy)."""
+    if packing is None:
+        return decoded
+    codes, bad = pack_values(decoded, packing)
+    if bad >= 0:
+        step = t0 + bad // max(math.prod(decoded.shape[1:]), 1)
+        raise ValueError(
+            f"build {var}: the value {decoded.reshape(-1)[bad]!r} at step {step} is not one "
+            f"the source's packing ({packing}) decodes to, so the packed time-series copy "
+            "would differ from the data; delete the derived folder and build again with "
+            "GRIDSCOPE_PACK_TIMESERIES=0 (a float32 copy)"
+        )
+    return codes
 
 
 def _mark_unit(folder: Path, var: str, unit: int, nbytes: int) -> int:
@@ -1150,7 +1219,8 @@ def build_derived(
         write_cell_grid(data, grid.lon, grid.lat, grid.area, cfg.max_level)
     for var in variables:
         _forget_if_damaged(data, manifest, var, source, nt)
-        layout = _layout(ds, var, cfg)
+        packing = _choose_packing(ds, var, manifest["variables"].get(var))
+        layout = _layout(ds, var, cfg, packing)
         info = manifest["variables"].setdefault(
             var,
             {
@@ -1168,8 +1238,11 @@ def build_derived(
             _grow_arrays(data, var, layout)
             info["arrays"] = _array_specs(layout)
         info["layout_steps"] = layout_steps_for(nt, cfg.base_block)
+        if packing is not None:
+            info["ts_packing"] = packing
         if not info["complete"] and "blocks_from" not in info:
             _create_arrays(data, var, layout)
+            _mark_packing(data, var, packing)
             _write_shifts(ds, data, var, cfg)
     _save(folder, manifest, publish)
     register_derived(source, folder)

@@ -67,7 +67,7 @@ from pipelines.selection import (
     select_time_range,
     step_index,
 )
-from pipelines.timeseries_store import cheapest_cover, level_sums, lon_runs
+from pipelines.timeseries_store import cheapest_cover, decode_values, level_sums, lon_runs
 
 __all__ = ["LOCAL_BYTES", "Plan", "PlanBudgetError", "plan_map", "plan_series"]
 
@@ -826,11 +826,14 @@ def plan_series(ds: xr.Dataset, query: Query, *, max_bytes: int | None = None) -
         )
 
     times = da["time"].isel(time=slice(r0, r1))
+    # a packed source's copy holds its integers: decoded as xarray decodes the source
+    packing = stores.info.get("ts_packing")
+    itemsize = np.dtype(packing["dtype"]).itemsize if packing else 4
     if query.point is not None:
         i, j = nearest_cell(da, query.point)
 
         def run_point() -> xr.DataArray:
-            values = stores.array("timeseries", "values")[r0:r1, i, j]
+            values = decode_values(stores.array("timeseries", "values")[r0:r1, i, j], packing)
             region_da = xr.DataArray(
                 values,
                 dims="time",
@@ -841,7 +844,7 @@ def plan_series(ds: xr.Dataset, query: Query, *, max_bytes: int | None = None) -
 
         return Plan(
             f"time-series copy, cell ({i}, {j}), steps {r0}..{r1 - 1}",
-            nsteps * 4,
+            nsteps * itemsize,
             0,
             run_point,
             key,
@@ -862,18 +865,21 @@ def plan_series(ds: xr.Dataset, query: Query, *, max_bytes: int | None = None) -
             i0, i1, a, b, ny, nx, stores.ts_max_level, chunks, levels=stores.ts_levels
         )
     area0 = _grid(ds, 0).cell_area
-    ncells_read = sum((p[2] - p[1]) * (p[4] - p[3]) * (1 if p[0] == 0 else 2) for p in pieces)
-    nbytes = ncells_read * nsteps * 4
+    nbytes = nsteps * sum(
+        (p[2] - p[1]) * (p[4] - p[3]) * (itemsize if p[0] == 0 else 8) for p in pieces
+    )
 
     def read_piece(piece: tuple[int, int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
         lev, bi0, bi1, bj0, bj1 = piece
         if lev == 0:
-            x = stores.array("timeseries", "values")[r0:r1, bi0:bi1, bj0:bj1]
+            x = decode_values(
+                stores.array("timeseries", "values")[r0:r1, bi0:bi1, bj0:bj1], packing
+            )
             x = x.reshape(x.shape[0], -1)
             w = np.ascontiguousarray(area0[bi0:bi1, bj0:bj1], dtype="float64").ravel()
             missing = np.isnan(x)
             if missing.any():
-                x = np.where(missing, np.float32(0), x)
+                x = np.where(missing, x.dtype.type(0), x)
                 # the valid cells' area, summed (not total minus missing: all-missing is 0)
                 return x.astype("float64") @ w, (~missing).astype("float64") @ w
             return x.astype("float64") @ w, np.full(x.shape[0], w.sum())

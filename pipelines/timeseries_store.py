@@ -22,15 +22,23 @@ about 4 on disk (the mean ~1.7x compressed, the area almost nothing).
 from __future__ import annotations
 
 import math
+from typing import Any
 
+import numba
 import numpy as np
+import xarray as xr
 
 __all__ = [
+    "PACKED_DTYPES",
     "cheapest_cover",
+    "decode_table",
+    "decode_values",
     "decompose_rectangle",
     "level_means",
     "level_sums",
     "lon_runs",
+    "pack_values",
+    "packing_of",
     "stored_levels",
 ]
 
@@ -221,3 +229,149 @@ def cheapest_cover(
     if whole_cost < best_cost:
         best, best_cost = whole, whole_cost
     return best if best_cost <= quadtree_cost - min_saving else quadtree
+
+
+# --------------------------------------------------------------------------- packing
+
+#: Integer types whose time-series copy stays packed: smaller than the float32 copy, and
+#: few enough codes (<= 65536) that every code's round trip is checked at layout time.
+PACKED_DTYPES = ("int8", "uint8", "int16", "uint16")
+
+
+def _scalar(value: float, kind: str) -> Any:
+    """A scale factor / offset as the type the source's attribute had (it decides the
+    decoded dtype and arithmetic, `xarray.coding.variables._choose_float_dtype`)."""
+    if kind in ("float", "int"):
+        return float(value) if kind == "float" else int(value)
+    return np.dtype(kind).type(value)
+
+
+def _kind(value: Any) -> str:
+    if type(value) in (float, int):
+        return type(value).__name__
+    return np.dtype(type(value)).name
+
+
+def decode_table(packing: dict[str, Any]) -> np.ndarray:
+    """Every code of ``packing``'s integer type decoded by xarray's own CF decoder, in
+    code order from the type's minimum (the fill value's entry NaN).
+
+    Decoding is element by element, so ``table[code - min]`` is bit for bit what xarray
+    gives for a stored code, whatever the scale/offset types do to the arithmetic.
+    """
+    key = tuple(sorted((k, str(v)) for k, v in packing.items()))
+    table = _TABLES.get(key)
+    if table is None:
+        from xarray.conventions import decode_cf_variable
+
+        dtype = np.dtype(packing["dtype"])
+        info = np.iinfo(dtype)
+        codes = np.arange(int(info.min), int(info.max) + 1).astype(dtype)
+        attrs: dict[str, Any] = {"_FillValue": dtype.type(packing["_FillValue"])}
+        for name in ("scale_factor", "add_offset"):
+            if name in packing:
+                attrs[name] = _scalar(packing[name], packing[f"{name}_type"])
+        var = xr.Variable(("code",), codes, attrs)
+        table = np.asarray(decode_cf_variable("values", var, decode_times=False).values)
+        table.setflags(write=False)
+        _TABLES[key] = table
+    return table
+
+
+_TABLES: dict[tuple, np.ndarray] = {}
+
+
+def decode_values(raw: np.ndarray, packing: dict[str, Any] | None) -> np.ndarray:
+    """Stored time-series ``values`` as the source's decoded data: packed codes through
+    `decode_table` (the dtype xarray gives the source), float values as they are
+    (``packing`` None: a float copy, or a store from before packing)."""
+    if packing is None:
+        return raw
+    lo = int(np.iinfo(np.dtype(packing["dtype"])).min)
+    return decode_table(packing)[np.asarray(raw).astype(np.int32) - lo]
+
+
+@numba.njit(cache=True, nogil=True)
+def _encode_kernel(x, bits, offset, scale, table_bits, lo, fill, out):  # pragma: no cover
+    for n in range(x.size):
+        v = x[n]
+        if v != v:
+            out[n] = fill
+            continue
+        k = np.rint((np.float64(v) - offset) / scale)
+        if not (lo <= k < lo + table_bits.size):
+            return n
+        code = int(k)
+        if table_bits[code - lo] != bits[n]:
+            return n
+        out[n] = code
+    return -1
+
+
+def pack_values(x: np.ndarray, packing: dict[str, Any]) -> tuple[np.ndarray, int]:
+    """``x`` (the decoded data, in the dtype xarray gives the source) re-encoded as the
+    CF encoder does (``round((x - add_offset) / scale_factor)``, the fill value for NaN).
+
+    Returns the codes and ``-1`` when every value decodes back bit for bit
+    (`decode_table`), else the flat index of the first one that does not.
+    """
+    table = decode_table(packing)
+    flat = np.ascontiguousarray(x).reshape(-1)
+    if flat.dtype != table.dtype:
+        return np.empty(0, packing["dtype"]), 0
+    uint = np.dtype(f"uint{8 * table.dtype.itemsize}")
+    out = np.empty(flat.size, packing["dtype"])
+    bad = _encode_kernel(
+        flat,
+        flat.view(uint),
+        float(packing.get("add_offset", 0.0)),
+        float(packing.get("scale_factor", 1.0)),
+        table.view(uint),
+        int(np.iinfo(out.dtype).min),
+        int(packing["_FillValue"]),
+        out,
+    )
+    return out.reshape(np.shape(x)), int(bad)
+
+
+def packing_of(da: xr.DataArray, sample: np.ndarray | None = None) -> tuple[dict | None, str]:
+    """How a variable's time-series copy is stored: its source's packed integers, or
+    float32 (``None``), and why.
+
+    Packed when the source is CF-packed (``scale_factor`` / ``add_offset`` on an integer
+    type of `PACKED_DTYPES`, with a ``_FillValue`` or ``missing_value`` for missing
+    cells), xarray's decoder gives the variable's dtype, every code's decoded value
+    re-encodes to a code decoding to it bit for bit, and so does every value of
+    ``sample`` (the decoded data of some steps, e.g. the first: values the dataset
+    changed after decoding would show there). A unit's values are checked again when
+    written (`pack_values`).
+    """
+    enc = da.encoding
+    if "scale_factor" not in enc and "add_offset" not in enc:
+        return None, "not CF-packed"
+    dtype = np.dtype(enc.get("dtype", "float32"))
+    if dtype.name not in PACKED_DTYPES or "_Unsigned" in enc or "_Unsigned" in da.attrs:
+        return None, f"packed as {dtype.name}: only {', '.join(PACKED_DTYPES)} are kept packed"
+    fill = enc.get("_FillValue", enc.get("missing_value"))
+    if fill is None or np.ndim(fill) > 1 or np.size(fill) != 1:
+        return None, "packed without one _FillValue / missing_value for missing cells"
+    packing: dict[str, Any] = {"dtype": dtype.name, "_FillValue": int(np.ravel(fill)[0])}
+    for name in ("scale_factor", "add_offset"):
+        if name in enc:
+            value = enc[name]
+            kind = "float" if np.ndim(value) > 0 else _kind(value)  # xarray: .item()
+            packing[name] = float(np.ravel(value)[0])
+            packing[f"{name}_type"] = kind
+    table = decode_table(packing)
+    if table.dtype != da.dtype:
+        return None, f"xarray decodes the codes to {table.dtype}, the variable is {da.dtype}"
+    valid = table[~np.isnan(table)]
+    _, bad = pack_values(valid, packing)
+    if bad >= 0:
+        return None, f"the decoded value {valid[bad]!r} does not re-encode to itself"
+    if sample is not None:
+        _, bad = pack_values(np.asarray(sample, da.dtype), packing)
+        if bad >= 0:
+            value = np.ravel(sample)[bad]
+            return None, f"the value {value!r} of the first steps is not a decoded code"
+    return packing, f"packed {dtype.name} (scale {packing.get('scale_factor', 1.0)!r})"
