@@ -351,6 +351,52 @@ def _combine_marker(folder: Path, var: str, level: int, size: int, nt: int) -> P
     return folder / "progress" / var / f"combine-L{level}-s{size}-n{nt}.done"
 
 
+class _Arrays:
+    """A zarr group's arrays by path (``group[path]``, ``path in group``), each opened
+    once: opening one parses its metadata, ~5-10 ms of Python holding the GIL, and a
+    unit opens ~50 (3 s of the 1 GB bench store's 15 s of build CPU, units waiting on
+    each other for the GIL)."""
+
+    def __init__(self, group: Any):
+        self._group = group
+        self._arrays: dict[str, Any] = {}
+
+    def __getitem__(self, path: str) -> Any:
+        arr = self._arrays.get(path)
+        if arr is None:  # two threads may open one twice: the same array
+            arr = self._arrays[path] = self._group[path]
+        return arr
+
+    def __contains__(self, path: str) -> bool:
+        try:
+            self[path]
+        except KeyError:
+            return False
+        return True
+
+
+#: `_Arrays` of the derived stores being built, by (data folder, store, record length):
+#: within one build an array's metadata does not change (an append, the only build that
+#: grows arrays in place, is of another record length); cleared by each build.
+_OPENED: dict[tuple[str, str, int], _Arrays] = {}
+_OPENED_LOCK = threading.Lock()
+
+
+def _opened(folder: Path, store: str, nt: int) -> _Arrays:
+    """The arrays of ``folder``'s ``store`` (``"pyramid"``, ...) for a record of ``nt``
+    steps, opened once per build and process."""
+    import zarr
+
+    key = (str(folder), store, nt)
+    with _OPENED_LOCK:
+        arrays = _OPENED.get(key)
+        if arrays is None:
+            if len(_OPENED) >= 30:  # a worker of many builds: keep the latest few
+                _OPENED.clear()
+            arrays = _OPENED[key] = _Arrays(zarr.open_group(folder / f"{store}.zarr", mode="r+"))
+        return arrays
+
+
 class _SlabWriter:
     """Writes whole chunks of zarr v3 arrays straight to a local store, on threads.
 
@@ -363,6 +409,9 @@ class _SlabWriter:
     to ``zarr`` assignment. The files are exactly what zarr writes for a full chunk
     (BytesCodec little-endian, then blosc; edge chunks padded with the fill value).
     """
+
+    #: Raw bytes of the chunks one task encodes and writes.
+    TASK_BYTES = 4 << 20
 
     def __init__(self, threads: int = 2):
         from concurrent.futures import ThreadPoolExecutor
@@ -381,6 +430,7 @@ class _SlabWriter:
         ct = chunks[0]
         encode_key = arr.metadata.chunk_key_encoding.encode_chunk_key
         rest = [range(-(-shape[d] // chunks[d])) for d in range(1, len(shape))]
+        jobs = []
         for c0 in range(start // ct, -(-(start + data.shape[0]) // ct)):
             for cs in itertools.product(*rest):
                 key = encode_key((c0, *cs))
@@ -388,11 +438,15 @@ class _SlabWriter:
                     slice(c * chunks[d], min((c + 1) * chunks[d], shape[d]))
                     for d, c in enumerate(cs, start=1)
                 )
-                self._futures.append(
-                    self._pool.submit(
-                        _encode_write, codec, data, sel, chunks, fill, f"{root}/{key}", self._dirs
-                    )
-                )
+                jobs.append((sel, f"{root}/{key}"))
+        # a few MB of chunks per task: one task (a future, a thread hand-over: ~0.2 ms
+        # of Python holding the GIL) per 256 kB chunk cost ~1 s per unit of 266 MB
+        per_task = max(1, self.TASK_BYTES // (math.prod(chunks) * data.dtype.itemsize))
+        for i in range(0, len(jobs), per_task):
+            batch = jobs[i : i + per_task]
+            self._futures.append(
+                self._pool.submit(_encode_write_many, codec, data, batch, chunks, fill, self._dirs)
+            )
 
     def wait(self) -> None:
         futures, self._futures = self._futures, []
@@ -441,6 +495,19 @@ def _fast_chunk_plan(
         return None
     root = str(Path(str(arr.store.root)) / arr.path)
     return codecs[1]._blosc_codec, chunks, arr.fill_value, root
+
+
+def _encode_write_many(
+    codec: Any,
+    data: np.ndarray,
+    jobs: list[tuple[tuple[slice, ...], str]],
+    chunks: tuple[int, ...],
+    fill: Any,
+    dirs: set[str],
+) -> None:
+    """`_encode_write` each ``(selection, path)`` of ``jobs``."""
+    for sel, path in jobs:
+        _encode_write(codec, data, sel, chunks, fill, path, dirs)
 
 
 def _encode_write(
@@ -546,8 +613,6 @@ def _run_unit(
     pyramid / aggregate kernels (compiled, float32 in, float64 sums) compute the next
     outputs.
     """
-    import zarr
-
     ds = open_source(source, nsteps)
     folder_p = Path(folder)
     nt = ds.sizes["time"]
@@ -560,9 +625,9 @@ def _run_unit(
     packing = _ts_packing(folder_p, var)
     decoded = _read_steps(ds, var, t0, t1, packing["decoded"] if packing else "float32")
     values = decoded.astype("float32", copy=False)
-    pyr = zarr.open_group(folder_p / "pyramid.zarr", mode="r+")
-    agg = zarr.open_group(folder_p / "aggregates.zarr", mode="r+")
-    ts = zarr.open_group(folder_p / "timeseries.zarr", mode="r+")
+    pyr = _opened(folder_p, "pyramid", nt)
+    agg = _opened(folder_p, "aggregates", nt)
+    ts = _opened(folder_p, "timeseries", nt)
     writer = _SlabWriter()
     try:
         writer.write(ts[f"{var}/values"], t0, _ts_codes(decoded, packing, var, t0))
@@ -1163,6 +1228,8 @@ def build_derived(
     if client is not None and scheduler is not None:
         raise ValueError("give build_derived a client or a scheduler, not both")
     cfg = config or BuildConfig()
+    with _OPENED_LOCK:
+        _OPENED.clear()  # arrays opened by an earlier build (maybe since deleted, grown)
     _SOURCES.pop(source, None)  # the source may have gained steps since it was opened
     ds = open_source(source)
     if "time" not in ds.dims:
