@@ -194,13 +194,15 @@ def _table(nt: int, cfg: BuildConfig) -> BlockTable:
 
 def _compressor(store: str, path: str, dtype: str) -> Any:
     """The codec of a derived array (see the module docstring): blosc-lz4 with bit
-    shuffling for the time-series copy and the aggregates' floats, byte shuffling for
-    integer counts and areas (nearly constant: byte shuffling packs them twice as well)
-    and for the pyramid's fields (a cell grid's levels are mostly NaN off the grid's
-    region, which bit shuffling packs ~30% worse)."""
+    shuffling for the time-series copy (a packed source's int16 codes too: 64 steps of
+    synthetic 0.25-degree t2m, 104 MB vs 123 MB byte-shuffled, 157 MB as float32) and the
+    aggregates' floats, byte shuffling for integer counts and areas (nearly constant:
+    byte shuffling packs them twice as well) and for the pyramid's fields (a cell grid's
+    levels are mostly NaN off the grid's region, which bit shuffling packs ~30% worse)."""
     from zarr.codecs import BloscCodec
 
-    plain = dtype.startswith("int") or path.rsplit("/", 1)[-1] == "area" or store == "pyramid"
+    counts = dtype.startswith("int") and path != "values"
+    plain = counts or path.rsplit("/", 1)[-1] == "area" or store == "pyramid"
     return BloscCodec(cname="lz4", clevel=5, shuffle="shuffle" if plain else "bitshuffle")
 
 
