@@ -1236,9 +1236,16 @@ def build_derived(
     ds = open_source(source)
     if "time" not in ds.dims:
         raise ValueError(f"{source}: no time axis, nothing to build")
+    variables = _store_names(ds, cfg.variables, source)
+    if not variables:  # say so: never publish a manifest of no variables
+        skipped = [f"{v}{tuple(map(str, ds[v].dims))}" for v in ds.data_vars]
+        raise ValueError(
+            f"{source}: nothing to build: no variable is on time and the grid "
+            f"({', '.join(['time', *map(str, spatial_dims(ds))])}), with at most a level; "
+            f"skipped: {', '.join(skipped) or 'none (the dataset opened with no variables)'}"
+        )
     folder = derived_dir_for(source, out)
     folder.mkdir(parents=True, exist_ok=True)
-    variables = _store_names(ds, cfg.variables, source)
     nt = ds.sizes["time"]
     config_record = dataclasses.asdict(cfg) | {"variables": None}
 
