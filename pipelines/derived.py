@@ -15,6 +15,7 @@ source, or ``$GRIDSCOPE_DERIVED_DIR/<slug>/``, or a folder given to ``gridscope 
     aggregates.zarr/<var>/L<l>/{sum,m2,count,min,max}     (block, lat_l, lon_l)
     aggregates.zarr/<var>/L<l>/shift                (lat_l, lon_l) float64
     timeseries.zarr/<var>/values                    (time, lat, lon) float32, long in time
+                                                    (a packed source's integers: ts_packing)
     timeseries.zarr/<var>/L<l>/{mean,area}          (time, lat_l, lon_l) float32, l >= 1
 
 On rotated, projected, curvilinear and unstructured grids (manifest

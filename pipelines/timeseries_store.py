@@ -1,6 +1,7 @@
 """Time-series copy: the data chunked long in time and small in space.
 
-Level 0 is the data itself (float32), so a point series is one small read. Coarser
+Level 0 is the data itself (float32; a CF-packed source's own integers, see below), so
+a point series is one small read. Coarser
 levels ``l >= 1`` store per aligned ``2**l x 2**l`` block and step ``mean`` (the
 area-weighted mean of the valid cells, float32, NaN where none is valid) and ``area``
 (the valid cells' area, float32; it compresses ~100x when the mask does not change in
@@ -17,6 +18,17 @@ sign (temperatures in K, SST), far inside the 1e-5 the planner promises
 (``tests/test_timeseries_levels.py`` checks it against float64 brute force). The float64
 sums stored before cost 16 bytes per block and step, hardly compressible; these cost
 about 4 on disk (the mean ~1.7x compressed, the area almost nothing).
+
+Packed sources: a variable stored as int8/uint8/int16/uint16 with ``scale_factor`` /
+``add_offset`` and a fill value (ERA5 netCDF from the CDS, many NOAA files) keeps its
+level 0 as those integers, re-encoded from the decoded data as xarray's CF encoder does
+(`pack_values`), and is read back through xarray's own decoder (`decode_values`): the
+values, and their dtype (float32 or float64, as xarray gives the source), are bit for
+bit the dataset's. `packing_of` decides at layout time (every code and a sample of the
+data must round-trip; else float32), the build records it in the manifest
+(``ts_packing``; missing: float32). 64 steps of synthetic 0.25-degree t2m packed as
+int16 (scale 0.002): 104 MB instead of 157 MB for the float32 copy, the packed netCDF
+source (zlib level 1) being 102 MB.
 """
 
 from __future__ import annotations

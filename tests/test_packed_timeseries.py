@@ -11,6 +11,7 @@ re-encode to themselves keeps the float32 copy, answers still exact.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -178,3 +179,50 @@ def test_packing_round_trip_checks() -> None:
     del da.encoding["_FillValue"]
     da.encoding["dtype"] = np.dtype("int16")
     assert "_FillValue" in packing_of(da)[1]
+
+
+def test_packed_append_equals_a_fresh_build(tmp_path) -> None:
+    """Appending steps to a packed zarr source keeps the int16 copy, byte for byte a
+    fresh build's, and its series exact."""
+    import hashlib
+
+    import zarr
+
+    from pipelines.derived import DerivedStores
+
+    path = _source(tmp_path, "zarr")
+    full = xr.open_zarr(path, decode_times=False)  # still packed on write: same encoding
+    grow, same = tmp_path / "grow.zarr", tmp_path / "same.zarr"
+    full.isel(time=slice(0, 20)).to_zarr(grow)
+    cfg = dataclasses.replace(CONFIG, variables=("f32",))
+    build_derived(
+        str(grow), out=tmp_path / "a", scheduler="synchronous", config=cfg, progress=False
+    )
+    full.isel(time=slice(20, NT)).to_zarr(grow, append_dim="time")
+    appended = build_derived(
+        str(grow), out=tmp_path / "a", scheduler="synchronous", config=cfg, progress=False
+    )
+    full.to_zarr(same)
+    fresh = build_derived(
+        str(same), out=tmp_path / "b", scheduler="synchronous", config=cfg, progress=False
+    )
+
+    def files(folder):
+        data = DerivedStores(folder).data_folder / "timeseries.zarr" / "f32" / "values"
+        return {
+            str(p.relative_to(data)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(data.rglob("*"))
+            if p.is_file()
+        }
+
+    assert json.loads((appended / MANIFEST).read_text())["last_build"]["appended_from"] == 20
+    assert len(files(appended)) > 1 and files(appended) == files(fresh)
+    arr = zarr.open_array(
+        DerivedStores(appended).data_folder / "timeseries.zarr", path="f32/values"
+    )
+    assert arr.dtype == np.int16 and arr.shape[0] == NT
+    ds = open_dataset(str(grow))
+    got = plan_series(ds, Query(dataset="p", var="f32", point=POINTS[1])).compute()
+    i = int(np.argmin(np.abs(ds["lat"].values - POINTS[1][1])))
+    j = int(np.argmin(np.abs(ds["lon"].values - POINTS[1][0])))
+    assert np.array_equal(got.values, ds["f32"].values[:, i, j], equal_nan=True)
