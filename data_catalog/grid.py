@@ -14,7 +14,10 @@ reductions, drawing and exports ask it. Five kinds:
     polar stereographic, transverse Mercator, ...): 1-D projection x/y axes.
 ``curvilinear``
     2-D longitude and latitude variables on the data's two horizontal dimensions, found
-    through the CF ``coordinates`` attribute, ``standard_name`` or degree units.
+    through the CF ``coordinates`` attribute, ``standard_name`` or degree units (never
+    cell bounds, and never a pair only the grid's own variables lie on: a mesh's
+    ``(cell, vertex)`` bounds are its polygons, even when a store lost its
+    ``coordinates`` attribute in an xarray append).
 ``unstructured``
     Cells along one dimension with a longitude and latitude per cell (degrees or radians),
     polygons from vertices (ICON ``clon_vertices``, SCRIP ``grid_corner_lon``, UGRID

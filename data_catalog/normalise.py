@@ -76,7 +76,8 @@ def normalise_dataset(ds: xr.Dataset, source: str) -> xr.Dataset:
     Raises
     ------
     DatasetOpenError
-        When no horizontal grid can be found, or the time axis cannot be decoded.
+        When no horizontal grid can be found, no variable lies on the grid found, or the
+        time axis cannot be decoded.
     """
     raw = ds
     native = find_grid(ds, source)
