@@ -630,4 +630,8 @@ def _mask_outside_valid_range(da: xr.DataArray) -> xr.DataArray:
     if high is not None:
         slack = abs(scale) / 2 if packed else abs(high) * 1e-6
         inside = inside & (da <= high + slack)
-    return da.where(inside)
+    out = da.where(inside)
+    # still the source's decoded values (or missing): keep how they were stored (a
+    # packed variable's time-series copy re-encodes them, `pipelines.build`)
+    out.encoding = dict(da.encoding)
+    return out

@@ -70,6 +70,9 @@ def _source(folder, suffix: str) -> str:
     # decode to one float32 value, some of which re-encode to a code decoding to another
     # one; the layout check keeps a float32 copy (netCDF; zarr decodes to float64)
     ds["fine"] = 300.0 + (ds["fine"] - 280.0) * 0.005
+    # cells above 285 K are missing (data_catalog masks outside CF valid_max, given in
+    # packed units): NaNs the source has no fill value for, stored as the fill value
+    ds["f32"].attrs["valid_max"] = np.int16(2500)
     encoding = {
         "f32": _packed(np.float32(0.002), np.float32(280.0)),
         "f64": _packed(np.float64(0.002), np.float64(280.0)),
@@ -110,6 +113,7 @@ def test_copy_holds_the_packed_integers(built) -> None:
     expected = {"f32": "float32" if kind == "nc" else "float64", "f64": "float64"}
     if kind == "zarr":  # JSON attributes decode to float64: 1e-5 steps are exact there
         expected["fine"] = "float64"
+    assert np.nanmax(ds["f32"].values) <= 285.001  # valid_max applied (half a step slack)
     for var, decoded in expected.items():
         assert ds[var].dtype == decoded
         arr = zarr.open_array(data / "timeseries.zarr", path=f"{var}/values", mode="r")
