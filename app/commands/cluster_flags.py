@@ -39,7 +39,7 @@ def add_cluster_flags(parser: argparse.ArgumentParser, *, in_process: bool = Fal
     group.add_argument("--adapt", metavar="MIN,MAX", type=_adapt_bounds,
                        help="adaptive scaling bounds in workers, e.g. 1,20")  # fmt: skip
     group.add_argument("--workers", metavar="N", type=positive_int, default=2,
-                       help="LocalCluster worker processes (default 2)")  # fmt: skip
+                       help="LocalCluster worker processes (default 2; a local build runs this many threads instead)")  # fmt: skip
 
 
 def cluster_spec(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> ClusterSpec:
