@@ -1180,7 +1180,7 @@ def _make_native_view(
     bounds: tuple[np.ndarray, np.ndarray] | None,
 ) -> _NativeView:
     pos: np.ndarray | None = None
-    rect = (0, shape[0], 0, shape[-1])
+    rect: tuple[int, ...] = (0, shape[0], 0, shape[-1])
     for box in boxes:
         cand = grid.box_positions(box)
         if len(dims) == 2:
@@ -1197,7 +1197,7 @@ def _make_native_view(
     if len(dims) == 2:
         window = (slice(rect[0], rect[1]), slice(rect[2], rect[3]))
         place = _place_kernel(grid.order, pos, shape[1], rect[0], rect[2], rect[3] - rect[2])
-        cropped = {
+        cropped: dict[Any, tuple[Any, np.ndarray, dict[Any, Any]]] = {
             name: (dims, arrays[name][window], c.attrs)
             for name, c in coords.items()
             if len(c.dims) == 2
