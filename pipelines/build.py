@@ -818,13 +818,15 @@ def _run_combine(
     """Blocks ``first..last`` (default: to the end) of ``size`` steps from the stored
     blocks of the next shorter size (4 per block, combined in pairs; an append combines
     only the blocks its new steps complete; a build combines blocks while the units of
-    later steps run); returns their number. The marker says all blocks are done."""
-    import zarr
+    later steps run); returns their number. The marker says all blocks are done.
 
+    Rows are written by `_SlabWriter` (whole chunks, encoded on its threads while the
+    next block is combined; one block in flight keeps memory at a few frames), not
+    through zarr's per-chunk Python path."""
     from pipelines.aggregates import BlockStats
 
-    agg = zarr.open_group(Path(folder) / "aggregates.zarr", mode="r+")
-    outputs = {name: _dense(agg[f"{var}/L{level}/{name}"]) for name in STATS}
+    agg = _opened(Path(folder), "aggregates", nt)
+    arrays = {name: agg[f"{var}/L{level}/{name}"] for name in STATS}
     table = _table(nt, cfg)
     shorter = max(s for s in table.sizes if s < size)
     ratio = size // shorter
@@ -832,13 +834,19 @@ def _run_combine(
     src0 = table.offset(shorter)
     dst0 = table.offset(size)
     stop = n if last is None else min(last, n)
-    for k in range(first, stop):  # one output block at a time keeps memory at a few frames
-        rows = slice(src0 + ratio * k, src0 + ratio * (k + 1))
-        out = BlockStats(**{name: agg[f"{var}/L{level}/{name}"][rows] for name in STATS})
-        while out.sum.shape[0] > 1:
-            out = combine_stats(out)
-        for name in STATS:
-            outputs[name][dst0 + k : dst0 + k + 1] = stored(out, name)
+    writer = _SlabWriter()
+    try:
+        for k in range(first, stop):
+            rows = slice(src0 + ratio * k, src0 + ratio * (k + 1))
+            out = BlockStats(**{name: arrays[name][rows] for name in STATS})
+            while out.sum.shape[0] > 1:
+                out = combine_stats(out)
+            writer.wait()  # the previous block's rows are written
+            for name in STATS:
+                writer.write(arrays[name], dst0 + k, stored(out, name))
+        writer.wait()
+    finally:
+        writer.close()
     if stop == n:
         marker = _combine_marker(Path(folder), var, level, size, nt)
         marker.parent.mkdir(parents=True, exist_ok=True)

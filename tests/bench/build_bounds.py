@@ -152,6 +152,115 @@ def measure(
     }
 
 
+#: Candidate codecs of ``--codecs``: name -> numcodecs Blosc arguments (typesize: the
+#: array's itemsize, as zarr passes it).
+CODECS = {
+    **{f"lz4-{lv}-{sh}": ("lz4", lv, sh, 0) for lv in (1, 3, 5, 9) for sh in ("byte", "bit")},
+    "lz4-5-none": ("lz4", 5, "none", 0),
+    "lz4-1-none": ("lz4", 1, "none", 0),
+    "zstd-1-byte": ("zstd", 1, "byte", 0),
+    "zstd-1-bit": ("zstd", 1, "bit", 0),
+    "lz4-5-bit-bs256k": ("lz4", 5, "bit", 256 << 10),
+    "lz4-5-byte-bs256k": ("lz4", 5, "byte", 256 << 10),
+    "lz4-1-bit-bs256k": ("lz4", 1, "bit", 256 << 10),
+}
+
+
+def codec_table(
+    source: str, unit: int, unit_steps: int = 64, base_block: int = 8, sample_mb: int = 24
+) -> dict[str, Any]:
+    """Encode CPU seconds (thread CPU) and compressed bytes of one unit's derived chunks,
+    per array kind (``store/name``, levels summed) and candidate codec (`CODECS`).
+
+    The unit's writes are captured, then each kind's chunks (evenly sampled, at most
+    ``sample_mb`` raw MB per kind, scaled back up to the unit) are encoded exactly as
+    `pipelines.build._encode_write` does, one thread, blosc's own threads off (as
+    zarr sets them: ``numcodecs.blosc.use_threads = False``)."""
+    from numcodecs import blosc
+    from numcodecs.blosc import Blosc
+
+    import pipelines.build as b
+    from pipelines.build import BuildConfig, build_derived
+    from pipelines.derived import DerivedStores
+
+    cfg = BuildConfig(variables=("t2m",), unit_steps=unit_steps, base_block=base_block)
+    tmp = Path(tempfile.mkdtemp(prefix="gridscope-codecs-"))
+    captured: list[tuple[str, np.ndarray, tuple[int, ...], int]] = []
+    write = b._SlabWriter.write
+
+    def capture(self: Any, arr: Any, start: int, data: np.ndarray) -> None:
+        store = Path(str(arr.store.root)).name.removesuffix(".zarr")
+        kind = f"{store}/{arr.path.rsplit('/', 1)[-1]}"
+        captured.append((kind, data, tuple(int(c) for c in arr.chunks), start))
+
+    try:
+        folder = build_derived(
+            source, tmp, scheduler="synchronous", config=cfg, progress=False, stop_after_units=0
+        )
+        b._SlabWriter.write = capture
+        b._run_unit(source, str(DerivedStores(folder).data_folder), "t2m", unit, cfg)
+    finally:
+        b._SlabWriter.write = write
+        shutil.rmtree(tmp, ignore_errors=True)
+    parts: dict[str, list[np.ndarray]] = {}
+    for kind, data, chunks, start in captured:
+        ct = chunks[0]
+        for c0 in range(start // ct, -(-(start + data.shape[0]) // ct)):
+            block = data[c0 * ct - start : (c0 + 1) * ct - start]
+            ranges = [range(0, data.shape[d], chunks[d]) for d in range(1, data.ndim)]
+            for corner in np.ndindex(*(len(r) for r in ranges)):
+                sel = tuple(
+                    slice(r[i], r[i] + chunks[d + 1])
+                    for d, (r, i) in enumerate(zip(ranges, corner, strict=True))
+                )
+                part = block[(slice(None), *sel)]
+                if part.shape != chunks:  # padded with the fill value, as the writer does
+                    full = np.full(chunks, 0 if data.dtype.kind in "iu" else np.nan, data.dtype)
+                    full[tuple(slice(0, n) for n in part.shape)] = part
+                    part = full
+                parts.setdefault(kind, []).append(part)
+    shuffles = {"none": Blosc.NOSHUFFLE, "byte": Blosc.SHUFFLE, "bit": Blosc.BITSHUFFLE}
+    use_threads = blosc.use_threads
+    blosc.use_threads = False
+    table: dict[str, Any] = {}
+    try:
+        for kind, chunks_ in sorted(parts.items()):
+            raw = sum(p.nbytes for p in chunks_)
+            step = max(1, round(raw / (sample_mb << 20)))
+            sample = [np.ascontiguousarray(p).view("uint8").reshape(-1) for p in chunks_[::step]]
+            scale = raw / sum(s.nbytes for s in sample)
+            row: dict[str, Any] = {
+                "raw_mb": round(raw / 1e6, 1),
+                "dtype": str(chunks_[0].dtype),
+                "chunk_kb": chunks_[0].nbytes >> 10,
+            }
+            for name, (cname, clevel, shuffle, blocksize) in CODECS.items():
+                codec = Blosc(
+                    cname, clevel, shuffles[shuffle], blocksize, typesize=chunks_[0].itemsize
+                )
+                t = time.thread_time()
+                nbytes = sum(len(codec.encode(s)) for s in sample)
+                cpu = time.thread_time() - t
+                row[name] = {"mb": round(nbytes * scale / 1e6, 2), "cpu_s": round(cpu * scale, 3)}
+            table[kind] = row
+    finally:
+        blosc.use_threads = use_threads
+    return table
+
+
+def _print_codecs(table: dict[str, Any]) -> None:
+    names = list(CODECS)
+    print(f"{'kind':<22}{'raw MB':>8}  " + "  ".join(f"{n:>17}" for n in names))
+    for kind, row in table.items():
+        cells = "  ".join(f"{row[n]['mb']:8.1f}/{row[n]['cpu_s']:7.3f}s" for n in names)
+        print(f"{kind:<22}{row['raw_mb']:>8}  {cells}")
+    total = {
+        n: (sum(r[n]["mb"] for r in table.values()), sum(r[n]["cpu_s"] for r in table.values()))
+        for n in names
+    }
+    print(f"{'total':<22}{'':>8}  " + "  ".join(f"{mb:8.1f}/{c:7.3f}s" for mb, c in total.values()))
+
+
 def _tree_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
@@ -241,7 +350,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--base-block", type=int, default=8, help="shortest aggregate block (BuildConfig)"
     )
+    parser.add_argument(
+        "--codecs",
+        action="store_true",
+        help="instead: encode CPU and bytes per derived array kind and candidate codec",
+    )
     args = parser.parse_args(argv)
+    if args.codecs:
+        table = codec_table(args.source, int(args.units.split(",")[0]), base_block=args.base_block)
+        _print_codecs(table)
+        out = Path(args.out).with_name("build_codecs.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(table, indent=1))
+        return 0
     result = measure(
         args.source, [int(u) for u in args.units.split(",")], base_block=args.base_block
     )
