@@ -40,15 +40,16 @@ those by default), and the manifest records each array's shape and chunks, so a
 deleted chunk file is detected (`pipelines.derived.missing_chunks`) instead of read as
 the fill value. A re-run rebuilds a variable whose arrays lack chunk files.
 
-Codecs: blosc-lz4 clevel 5 (`_compressor`), chosen by measurement
-(``python -m tests.bench.codecs``: synthetic 0.25-degree t2m, one thread): bit shuffling
-for the time-series copy and the aggregates' floats (ratio +5-15% over byte shuffling:
-time-series chunk 1.54 -> 1.70, float64 block sums 2.06 -> 2.37, at about the same
-encode speed), byte shuffling for counts and areas (~120x vs ~60x) and for the pyramid
-fields (bit shuffling packs a cell grid's mostly-NaN levels ~30% worse, and gains only
-~3% on a full field). blosc-zstd gives the same ratios as lz4 with bit shuffling but
-encodes 3-10x slower, and encoding is the build's largest stage
-(``python -m tests.bench.build_bounds``).
+Codecs: blosc-lz4 clevel 5 (`_compressor`), chosen by measurement per array kind on a
+real unit (``python -m tests.bench.build_bounds SOURCE --codecs``, figures in
+`_compressor`; synthetic data: ``python -m tests.bench.codecs``): bit shuffling for the
+time-series copy and the aggregates' sums, minima and maxima (ratio +5-15% over byte
+shuffling at about the same encode speed), byte shuffling for counts and areas (~120x
+vs ~60x), the aggregates' m2, and the pyramid fields and time-series level means (bit
+shuffling packs a cell grid's mostly-NaN levels ~30% worse, and gains only ~2% on a
+full field). Other lz4 levels and block sizes change encode CPU and bytes by < 3%;
+blosc-zstd is 1-2% smaller and encodes ~3x slower, and encoding is part of the build's
+largest stage (``python -m tests.bench.build_bounds``).
 """
 
 from __future__ import annotations
@@ -193,16 +194,31 @@ def _table(nt: int, cfg: BuildConfig) -> BlockTable:
 
 
 def _compressor(store: str, path: str, dtype: str) -> Any:
-    """The codec of a derived array (see the module docstring): blosc-lz4 with bit
-    shuffling for the time-series copy (a packed source's int16 codes too: 64 steps of
-    synthetic 0.25-degree t2m, 104 MB vs 123 MB byte-shuffled, 157 MB as float32) and the
-    aggregates' floats, byte shuffling for integer counts and areas (nearly constant:
-    byte shuffling packs them twice as well) and for the pyramid's fields (a cell grid's
-    levels are mostly NaN off the grid's region, which bit shuffling packs ~30% worse)."""
+    """The codec of a derived array (see the module docstring): blosc-lz4 clevel 5 with
+    bit shuffling for the time-series copy (a packed source's int16 codes too) and the
+    aggregates' sums, minima and maxima, byte shuffling for the rest: integer counts
+    and areas (nearly constant: byte shuffling packs them twice as well), the pyramid's
+    fields and the time-series level means (the same fields: a cell grid's levels are
+    mostly NaN off the grid's region, which bit shuffling packs ~30% worse) and the
+    aggregates' m2 (bit shuffling packs it 1.7% better for 50% more encode CPU).
+
+    Measured on one real unit (``python -m tests.bench.build_bounds SOURCE --codecs``:
+    64 steps of the 1 GB bench store's t2m, one thread, encode CPU s / MB): the copy
+    0.21 / 138 (byte shuffling 0.18 / 153: +11%), sums 0.06 / 33 (0.04 / 37), minima
+    and maxima 0.03 / 26 each (0.03 / 28), m2 0.02 / 35.8 (bit 0.03 / 35.2), level
+    means 0.013 / 9.9 (bit 0.018 / 9.8). All kinds: ~0.5 s / 342 MB per unit; lz4 at
+    clevel 1, 3 or 9 or a 256 kB blosc block changes either by < 3%; no shuffling is
+    2x faster and 1.6x larger; blosc-zstd clevel 1 is 1-2% smaller and 2.7x slower.
+    blosc runs single-threaded in the writer's threads (zarr sets
+    ``numcodecs.blosc.use_threads = False``). The unit's other ~1.3 s of
+    "encode+write" is copying chunks out of the slab (~0.2 s) and creating ~1500 chunk
+    files (~0.1-0.8 ms of kernel CPU each)."""
     from zarr.codecs import BloscCodec
 
+    name = path.rsplit("/", 1)[-1]
     counts = dtype.startswith("int") and path != "values"
-    plain = counts or path.rsplit("/", 1)[-1] == "area" or store == "pyramid"
+    level_means = store == "timeseries" and name == "mean"
+    plain = counts or name in ("area", "m2") or level_means or store == "pyramid"
     return BloscCodec(cname="lz4", clevel=5, shuffle="shuffle" if plain else "bitshuffle")
 
 
