@@ -43,9 +43,8 @@ class _Token:
 
 
 @functools.cache
-def _register_cancel_callback() -> None:
-    """A dask pre-task hook: in-process graphs stop at the next task when cancelled/late
-    (registered once per process: `functools.cache`)."""
+def _cancel_callback() -> Any:
+    """A dask pre-task hook: in-process graphs stop at the next task when cancelled/late."""
     from dask.callbacks import Callback
 
     class _Cancel(Callback):
@@ -54,7 +53,23 @@ def _register_cancel_callback() -> None:
             if token is not None:
                 token.check()
 
-    _Cancel().register()
+    return _Cancel()
+
+
+def _ensure_cancel_callback() -> Any:
+    """The hook, put (back) among dask's global callbacks before every in-process job.
+
+    Registering it once is not enough: while a graph runs, dask's local scheduler swaps
+    the process-wide ``Callback.active`` for an empty set and then puts back what it saw
+    (`dask.callbacks.local_callbacks`), so two graphs computed at once on two threads (two
+    pages, a build's threads) can leave it empty for good, and no job could be stopped.
+    A dask collection is also given the hook explicitly (`Job._local_result`).
+    """
+    from dask.callbacks import Callback
+
+    hook = _cancel_callback()
+    Callback.active.add(hook._callback)
+    return hook
 
 
 # --- jobs: compute in-process or on the cluster, cancellable -------------------------
@@ -184,7 +199,7 @@ class Job:
     def _local_result(self, timeout: float | None, deadline: float | None) -> Any:
         if self._error is not None:
             raise self._error
-        _register_cancel_callback()
+        hook = _ensure_cancel_callback()
         previous = getattr(_tls, "token", None)
         _tls.token = token = _Token(self.cancelled, deadline, self.time_limit or timeout)
         try:
@@ -192,10 +207,7 @@ class Job:
             if _is_plan(self._lazy):
                 value = self._lazy()
             else:
-                import dask
-
-                with dask.config.set(scheduler="threads"):
-                    value = self._lazy.compute()
+                value = self._lazy.compute(scheduler="threads", callbacks=[hook._callback])
         finally:
             _tls.token = previous
         token.check()  # uninterruptible work that ran late still counts as late

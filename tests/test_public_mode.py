@@ -227,6 +227,38 @@ def test_cancel_stops_inprocess_work_at_the_next_task() -> None:
     assert len(failures) == 1 and isinstance(failures[0], limits.JobCancelled)
 
 
+def test_cancel_still_stops_work_after_concurrent_graphs_emptied_dasks_callbacks() -> None:
+    """Two graphs computed at once on two threads (dask's `local_callbacks` entered and
+    left interleaved) leave dask's global callbacks empty: jobs must still stop."""
+    from dask.callbacks import Callback, local_callbacks
+
+    jobs.Job(_slow_chain(0.0, tasks=2), 0).result()  # the hook is registered
+    first, second = local_callbacks(), local_callbacks()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    second.__exit__(None, None, None)
+    assert Callback.active == set()
+    for lazy in (_slow_chain(0.2, tasks=15), lambda: _slow_chain(0.2, tasks=15).compute()):
+        job = jobs.Job(lazy, 0)
+        failures: list[BaseException] = []
+
+        def run(job=job, failures=failures) -> None:
+            try:
+                job.result()
+            except BaseException as exc:  # noqa: BLE001
+                failures.append(exc)
+
+        thread = threading.Thread(target=run)
+        t0 = time.monotonic()
+        thread.start()
+        time.sleep(0.3)
+        job.cancel()
+        thread.join(5)
+        assert not thread.is_alive() and time.monotonic() - t0 < 1.5
+        assert len(failures) == 1 and isinstance(failures[0], limits.JobCancelled)
+
+
 def test_a_new_request_of_a_session_cancels_the_old_one(monkeypatch) -> None:
     cancelled: list[jobs.Job] = []
     real_cancel = jobs.Job.cancel
