@@ -7,6 +7,9 @@ compare pipelines against independent numpy brute force.
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -65,3 +68,17 @@ def make_normalised(
     ds["lat"].attrs["units"] = "degrees_north"
     ds.attrs["gridscope_source"] = "synthetic"
     return ds
+
+
+def store_checksums(folder: Path) -> dict[str, str]:
+    """sha256 of every file of the published version's pyramid, aggregates and
+    time-series stores in the derived folder ``folder``, by path in the version."""
+    from pipelines.derived import DerivedStores
+
+    data = DerivedStores(folder).data_folder
+    return {
+        str(p.relative_to(data)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for store in ("pyramid.zarr", "aggregates.zarr", "timeseries.zarr")
+        for p in sorted((data / store).rglob("*"))
+        if p.is_file()
+    }

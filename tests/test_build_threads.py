@@ -3,7 +3,6 @@ later units run; the same bytes as a build one unit after the other, exact block
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from pathlib import Path
 
@@ -16,19 +15,10 @@ from data_catalog import open_dataset
 from pipelines.build import BuildConfig, build_derived
 from pipelines.derived import DerivedStores
 from pipelines.synthetic import SyntheticSpec, write_demo_store
+from tests.pipelines_data import store_checksums
 
 # blocks of 2 and 8 steps written by the units (8 steps each), 32 combined from them
 CONFIG = BuildConfig(max_level=1, ts_max_level=2, base_block=2, unit_steps=8, variables=("t2m",))
-
-
-def _checksums(folder: Path) -> dict[str, str]:
-    folder = DerivedStores(folder).data_folder
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for store in ("pyramid.zarr", "aggregates.zarr", "timeseries.zarr")
-        for p in sorted((folder / store).rglob("*"))
-        if p.is_file()
-    }
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +60,8 @@ def test_local_build_runs_units_on_threads_and_combines_during_them(
     sequential = build_derived(
         str(source), tmp_path / "sync", scheduler="synchronous", config=CONFIG, progress=False
     )
-    sums = _checksums(threaded)
-    assert sums and sums == _checksums(sequential)
+    sums = store_checksums(threaded)
+    assert sums and sums == store_checksums(sequential)
     assert DerivedStores(threaded).manifest()["variables"]["t2m"]["complete"][
         "aggregate_sizes"
     ] == [2, 8, 32]

@@ -8,7 +8,6 @@ them equal brute force on the raw data.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from pathlib import Path
 
@@ -21,9 +20,10 @@ from data_catalog import open_dataset
 from pipelines import Query, compute_map, compute_series
 from pipelines.build import BuildConfig, build_derived
 from pipelines.cluster import ClusterSpec, connect, disconnect
-from pipelines.derived import DerivedStores, derived_dir_for, register_derived
+from pipelines.derived import derived_dir_for, register_derived
 from pipelines.planner import plan_map, plan_series
 from pipelines.synthetic import SyntheticSpec, write_demo_store
+from tests.pipelines_data import store_checksums
 
 pytestmark = pytest.mark.cluster
 
@@ -31,16 +31,6 @@ CONFIG = BuildConfig(max_level=1, ts_max_level=2, base_block=4, unit_steps=16, v
 #: CONFIG as ``gridscope build`` flags
 CONFIG_FLAGS = ["--levels", "1", "--ts-levels", "2", "--base-block", "4", "--unit-steps", "16",
                 "--vars", "sst"]  # fmt: skip
-
-
-def _checksums(folder: Path) -> dict[str, str]:
-    folder = DerivedStores(folder).data_folder  # the published version's arrays
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for store in ("pyramid.zarr", "aggregates.zarr", "timeseries.zarr")
-        for p in sorted((folder / store).rglob("*"))
-        if p.is_file()
-    }
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +47,7 @@ def in_process_sums(source, tmp_path_factory) -> dict[str, str]:
         str(source), tmp_path_factory.mktemp("in-process"), scheduler="synchronous",
         config=CONFIG, progress=False,
     )  # fmt: skip
-    return _checksums(folder)
+    return store_checksums(folder)
 
 
 def test_external_cluster_build_equals_local_and_serves_exact_answers(
@@ -72,8 +62,8 @@ def test_external_cluster_build_equals_local_and_serves_exact_answers(
     local = build_derived(
         str(source), tmp_path / "local", scheduler=None, config=CONFIG, progress=False
     )
-    remote_sums = _checksums(remote)
-    assert remote_sums and remote_sums == _checksums(local) == in_process_sums
+    remote_sums = store_checksums(remote)
+    assert remote_sums and remote_sums == store_checksums(local) == in_process_sums
 
     ds = open_dataset(str(source))
     register_derived(str(source), remote)
@@ -105,4 +95,4 @@ def test_dashboard_build_runs_on_the_apps_own_client(source, tmp_path, dask_proc
         assert client.status == "running"
     finally:
         disconnect(client)
-    assert _checksums(derived_dir_for(str(source), tmp_path)) == in_process_sums
+    assert store_checksums(derived_dir_for(str(source), tmp_path)) == in_process_sums
