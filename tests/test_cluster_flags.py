@@ -20,7 +20,7 @@ import pytest
 from app.cli import build_parser, main
 from app.commands.cluster_flags import cluster_spec
 from pipelines.cluster import ClusterSpec
-from tests.dask_processes import free_port
+from tests.ports import free_port
 
 #: 16 daily steps on a 30-degree grid, computed on read: opening it costs nothing
 SOURCE = "virtual:daily:16:30:0"

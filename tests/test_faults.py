@@ -28,6 +28,7 @@ from app.views.results import ViewResults
 from pipelines import Query, compute_map
 from tests.app_data import make_ds
 from tests.conftest import REPO_ROOT
+from tests.ports import free_port
 
 FAULTS: dict[str, int] = {}
 BIN = Path(sys.executable).parent
@@ -164,14 +165,6 @@ def _expected(query: Query) -> np.ndarray:
     return compute_map(make_ds(0).drop_vars("ua"), query).compute(scheduler="sync").values
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 _ENV = dict(os.environ)
 
 
@@ -233,7 +226,7 @@ def test_worker_killed_mid_query_is_recomputed_and_the_next_query_works(
     tmp_path, monkeypatch
 ) -> None:
     runtime.current().update_settings(inprocess_bytes=0)  # everything goes to the cluster
-    port = _free_port()
+    port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     log = tmp_path / "dask.log"
     procs = [_scheduler(port, log)]
@@ -270,7 +263,7 @@ def test_scheduler_lost_falls_back_says_so_and_reconnects(tmp_path, monkeypatch)
     runtime.current().update_settings(inprocess_bytes=0, reconnect_interval=0.5)
     from app.views.cluster_view import describe_cluster
 
-    port = _free_port()
+    port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     log = tmp_path / "dask.log"
     procs = [_scheduler(port, log)]

@@ -29,7 +29,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -41,6 +40,8 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import numpy as np
+
+from tests.ports import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -85,12 +86,6 @@ class ViewCosts:
             **{f"{key}_ms_p{q}": ms(f"{key}_s", q)
                for key in ("first_cpu", "cpu", "wall") for q in (50, 95)},
         }  # fmt: skip
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _server_cpu(pid: int) -> float:
@@ -198,7 +193,7 @@ def open_page(pid: int, url: str, query: str) -> PageCost:
 def measure(code_root: Path, pages: int, log: Path) -> dict[str, ViewCosts]:
     """Pages of every view (`VIEWS`), one after another, on a server of ``code_root``."""
     costs = {name: ViewCosts() for name in VIEWS}
-    with served(code_root, _free_port(), log) as (pid, url):
+    with served(code_root, free_port(), log) as (pid, url):
         for query in VIEWS.values():
             open_page(pid, url, query)  # warm-up: the process's first page of this view
         for _ in range(pages):

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.conftest import free_port
 from tests.browser.test_dashboard import open_dashboard
+from tests.ports import free_port
 
 pytestmark = pytest.mark.browser
 

@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from tests.browser.conftest import free_port
+from tests.ports import free_port
 
 pytestmark = pytest.mark.browser
 

@@ -251,8 +251,8 @@ def _goals(r: HeadlessResult) -> list[str]:
 
 
 async def run_headless_async(cfg: HeadlessConfig) -> HeadlessResult:
-    from tests.browser.conftest import free_port
     from tests.load.run import start_server, stop_tree
+    from tests.ports import free_port
 
     started = time.monotonic()
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}

@@ -56,12 +56,13 @@ from urllib.parse import urlparse
 
 import psutil
 
-from tests.browser.conftest import CHROMIUM_ARGS, free_port, stop_server, wait_for_liveness
+from tests.browser.conftest import CHROMIUM_ARGS, stop_server, wait_for_liveness
 from tests.conftest import CHROMIUM_PATH, REPO_ROOT
 from tests.load.figures import ms, percentiles, write_result
 from tests.load.heap import has_reading, heap_reports, next_reading
 from tests.load.memory import MemorySampler, Sample, listening_pid, mib_figures, settled_sample
 from tests.load.session import ACTIONS, Session
+from tests.ports import free_port
 
 RESULTS = REPO_ROOT / "bench-results"
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
