@@ -94,6 +94,7 @@ import xarray as xr
 
 from data_catalog.normalise import NORMALISATION_VERSION
 from pipelines.aggregates import BlockTable
+from pipelines.chunk_reader import ChunkReader, reader
 from pipelines.locations import MANIFEST_TTL_S, is_url, join, read_text
 
 __all__ = [
@@ -491,6 +492,7 @@ class VariableStores:
         self.nsteps = nsteps
         self.problems = list(problems)
         self._arrays: dict[str, Any] = {}
+        self._readers: dict[str, ChunkReader | None] = {}
 
     @property
     def layout(self) -> str:
@@ -557,6 +559,14 @@ class VariableStores:
             )
             self._arrays[key] = arr
         return arr
+
+    def reader(self, store: str, path: str) -> ChunkReader | None:
+        """The `pipelines.chunk_reader.ChunkReader` of `array` ``(store, path)`` (None
+        where zarr's own read path must read it: a remote store, other codecs)."""
+        key = f"{store}/{path}"
+        if key not in self._readers:
+            self._readers[key] = reader(self.array(store, path))
+        return self._readers[key]
 
 
 class DerivedStores:

@@ -41,6 +41,7 @@ from collections.abc import Callable, Hashable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+import numba
 import numpy as np
 import xarray as xr
 
@@ -53,6 +54,7 @@ from pipelines.aggregates import (
     stat_of,
 )
 from pipelines.cell_stores import LevelRegrid, combine_total, plan_cell_map, plan_cell_series
+from pipelines.chunk_reader import read
 from pipelines.derived import VariableStores, find_derived, level_store_name
 from pipelines.evaluate import compute_map, compute_series, field_for
 from pipelines.pyramid import LevelGrid, coarsen_fields, field_kind, level_grid, stores_minmax
@@ -597,9 +599,7 @@ def _plan_aggregates(
         pool = _pool()
         # everything is read concurrently; the edge steps are reduced in one numba pass.
         # The edge task waits on the shift task, submitted before it (FIFO): no deadlock.
-        shift_future = pool.submit(
-            _read_2d, stores.array("aggregates", f"L{level}/shift"), lat, runs
-        )
+        shift_future = pool.submit(_read_2d, stores, f"L{level}/shift", lat, runs)
         edge_future = (
             pool.submit(_edge_stats, da, stores, region, level, agg, steps, shift_future)
             if steps
@@ -637,8 +637,25 @@ def _plan_aggregates(
     )
 
 
-def _read_2d(arr: Any, lat: slice, runs: list[tuple[int, int]]) -> np.ndarray:
-    parts = [arr[lat, a:b] for a, b in runs]
+def _read_2d(
+    stores: VariableStores, path: str, lat: slice, runs: list[tuple[int, int]]
+) -> np.ndarray:
+    """A 2-D aggregates array ``path`` (the shift) over (lat, lon runs), runs joined."""
+    return _read_runs(stores, "aggregates", path, (), lat, runs)
+
+
+def _read_runs(
+    stores: VariableStores,
+    store: str,
+    path: str,
+    lead: tuple[slice, ...],
+    lat: slice,
+    runs: list[tuple[int, int]],
+) -> np.ndarray:
+    """``array[lead + (lat, lon run)]`` of a derived array, lon runs joined; whole chunks
+    decoded by `pipelines.chunk_reader` where it reads the array (half zarr's CPU)."""
+    arr, fast = stores.array(store, path), stores.reader(store, path)
+    parts = [read(arr, fast, (*lead, lat, slice(a, b))) for a, b in runs]
     return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
 
 
@@ -663,29 +680,57 @@ def _block_totals(
 ) -> dict[str, np.ndarray]:
     """The statistics ``names`` totalled over the stored blocks ``flat``, read one block
     at a time into in-place accumulators (a fraction of the memory of reading them all
-    at once); each stored array is read once per block, and ``sumsq`` is rebuilt per
-    block from ``m2``, ``sum`` and ``count`` (`stat_of`)."""
-    stored = {n for n in names if n != "sumsq"} | (
-        {"sum", "m2", "count"} if "sumsq" in names else set()
-    )
+    at once); each stored array is read once per block. A mean's or std's ``sum``,
+    ``count`` and ``sumsq`` (rebuilt from ``m2``, ``sum`` and ``count``, `stat_of`) are
+    added in one numba pass per block (`_add_moments`: numpy's temporaries took ~15 ms
+    per full-resolution block, more than decoding it)."""
 
     def read(stat: str, index: int) -> np.ndarray:
-        arr = stores.array("aggregates", f"L{level}/{stat}")
-        parts = [arr[index, lat, a:b] for a, b in runs]
-        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
+        lead = (slice(index, index + 1),)
+        return _read_runs(stores, "aggregates", f"L{level}/{stat}", lead, lat, runs)[0]
 
+    shape = (lat.stop - lat.start, sum(b - a for a, b in runs))
     totals: dict[str, np.ndarray] = {}
+    moments = "sum" in names
+    if moments:
+        totals["sum"] = np.zeros(shape, "float64")
+        totals["count"] = np.zeros(shape, "int64")
+        if "sumsq" in names:
+            totals["sumsq"] = np.zeros(shape, "float64")
+    empty = np.zeros(0)
     for index in flat:
-        block = {stat: read(stat, index) for stat in sorted(stored)}
-        for name in names:
-            value = stat_of(block, name)
-            if name not in totals:
-                dtype = {"count": "int64", "min": None, "max": None}.get(name, "float64")
-                totals[name] = value.astype(dtype or value.dtype, copy=True)
-            else:
-                op = {"min": np.fmin, "max": np.fmax}.get(name, np.add)
-                op(totals[name], value, out=totals[name])
+        if moments:
+            m2 = read("m2", index).reshape(-1) if "sumsq" in names else empty
+            _add_moments(
+                totals["sum"].reshape(-1),
+                totals["count"].reshape(-1),
+                totals["sumsq"].reshape(-1) if "sumsq" in names else empty,
+                read("sum", index).reshape(-1),
+                read("count", index).reshape(-1),
+                m2,
+            )
+        for name, op in (("min", np.fmin), ("max", np.fmax)):
+            if name in names:
+                value = read(name, index)
+                if name not in totals:
+                    totals[name] = np.array(value, copy=True)
+                else:
+                    op(totals[name], value, out=totals[name])
     return totals
+
+
+@numba.njit(cache=True, nogil=True)
+def _add_moments(tsum, tcount, tsumsq, s, c, m2):  # pragma: no cover - numba
+    """Add one block's ``sum`` and ``count`` (and, when ``tsumsq`` is not empty, its
+    ``sumsq = m2 + sum**2 / count``, float64, as `stat_of` computes it) to the totals."""
+    squares = tsumsq.size > 0
+    for k in range(s.size):
+        x = np.float64(s[k])
+        n = c[k]
+        tsum[k] += x
+        tcount[k] += n
+        if squares:
+            tsumsq[k] += np.float64(m2[k]) + (x * x / n if n > 0 else 0.0)
 
 
 def _edge_stats(
