@@ -37,7 +37,7 @@ back in the brute force's layout (`pipelines.selection.select_bbox`), and for a 
 with the cells' polygons cropped to them (``attrs["gridscope_lon_bounds"]``, ``..lat..``:
 a DataArray cannot hold ``(cell, nv)`` coordinates), so the dashboard draws polygons.
 The last few views' layouts (`_native_view`) and the chunks decoded for a view's step
-(`_NativeView.read_steps`: a chunk holds a unit of steps) are kept, so the next steps
+(`_SeriesValues.read_view`: a chunk holds a unit of steps) are kept, so the next steps
 of a view (a time player) read values only, mostly without decoding.
 
 Map pyramid: levels ``k = 1..max_level`` are regular global lat-lon grids of
@@ -95,7 +95,7 @@ from pipelines.aggregates import block_stats, decompose_range, finish, stat_of
 from pipelines.query import Query, QueryError
 from pipelines.reductions import spatial_dims
 from pipelines.selection import _no_cell_error, bbox_cell_mask, nearest_cell_index
-from pipelines.timeseries_store import level_sums
+from pipelines.timeseries_store import decode_values, level_sums
 
 __all__ = [
     "FANOUT",
@@ -829,7 +829,7 @@ def plan_cell_series(
     grid = cell_grid(stores.folder)
     times = da["time"].isel(time=slice(r0, r1))
     nsteps = r1 - r0
-    values = stores.array("timeseries", "values")
+    values = _SeriesValues(stores)
     if query.point is not None:
         pos = grid.nearest(query.point)
         if pos is None:
@@ -841,7 +841,7 @@ def plan_cell_series(
         coords = {k: v for k, v in cell.coords.items() if "time" not in v.dims}
 
         def run_point() -> xr.DataArray:
-            x = gather(values, slice(r0, r1), np.array([pos]))[:, 0]
+            x = values.read(slice(r0, r1), np.array([pos]))[:, 0]
             out = xr.DataArray(
                 x, dims="time", coords={"time": times, **coords}, attrs=dict(da.attrs)
             )
@@ -863,7 +863,7 @@ def plan_cell_series(
     nread = singles.size + sum(2 * b.size for b in blocks.values())  # float32 mean + area
 
     def edge_sums() -> tuple[np.ndarray, np.ndarray]:
-        x = gather(values, slice(r0, r1), singles)
+        x = values.read(slice(r0, r1), singles)
         valid = ~np.isnan(x)
         w = grid.area[singles]
         return np.where(valid, x, np.float32(0)).astype("float64") @ w, valid @ w
@@ -993,7 +993,7 @@ class _LevelEdges:
         lengths = np.asarray(self.da.chunks[self.da.dims.index("time")])
         first = np.cumsum(lengths) - lengths
         raw = lengths[np.unique(np.searchsorted(first, steps, "right") - 1)].sum()
-        unit = int(self.stores.array("timeseries", "values").chunks[0])
+        unit = _SeriesValues(self.stores).unit
         return unit * np.unique(np.asarray(steps) // unit).size < raw
 
     def read(self, steps: list[int]) -> np.ndarray:
@@ -1005,8 +1005,8 @@ class _LevelEdges:
             return out
         if self._from_copy(steps):
             order = np.argsort(positions)
-            arr = self.stores.array("timeseries", "values")
-            values = self.reduce.reduce(gather(arr, np.asarray(steps), positions[order]), axis=0)
+            copy = _SeriesValues(self.stores).read(np.asarray(steps), positions[order])
+            values = self.reduce.reduce(copy, axis=0)
             local = np.empty(positions.size, "int64")
             local[order] = np.arange(positions.size)
         else:
@@ -1059,23 +1059,63 @@ class _NativeView:
             result.attrs["gridscope_lon_bounds"], result.attrs["gridscope_lat_bounds"] = self.bounds
         return result
 
-    def read_steps(self, arr: Any, steps: list[int]) -> np.ndarray:
-        """``arr[steps, cells]`` of the time-series copy ``arr`` (time, position).
+
+#: The decoded time-series chunks of one unit of a view's cells (key, array, view,
+#: {chunk: values}), kept for a time player's next steps.
+_UNIT: tuple | None = None
+_UNIT_LOCK = threading.Lock()
+_UNIT_BYTES = 160 * 2**20
+
+
+class _SeriesValues:
+    """The time-series copy's ``values`` (time, position) of a variable: the one reader
+    of it (a point or box series' cells, a level's min/max edge steps, a native view's
+    steps), reading only the chunks the positions touch (`gather`).
+
+    What it returns is the source's decoded data: a copy stored as a packed source's
+    integer codes (`pipelines.timeseries_store.pack_values`: the manifest's
+    ``ts_packing``, and the array itself in that integer dtype) goes through
+    `pipelines.timeseries_store.decode_values`; a float copy is returned as stored
+    (the cell stores' copy is float32 today, `pipelines.build`, even where the manifest
+    records a packing for the variable).
+    """
+
+    def __init__(self, stores: Any):
+        self.arr = stores.array("timeseries", "values")
+        self.unit = int(self.arr.chunks[0])  # steps per chunk
+        packing = (getattr(stores, "info", None) or {}).get("ts_packing")
+        stored = np.dtype(self.arr.dtype)
+        self.packing = (
+            packing
+            if packing and stored.kind in "iu" and stored == np.dtype(packing["dtype"])
+            else None
+        )
+
+    def _decoded(self, raw: np.ndarray) -> np.ndarray:
+        return decode_values(raw, self.packing) if self.packing is not None else raw
+
+    def read(self, lead: Selector, positions: np.ndarray) -> np.ndarray:
+        """``values[lead, positions]`` (``positions`` sorted), decoded."""
+        return self._decoded(gather(self.arr, lead, positions))
+
+    def read_view(self, view: _NativeView, steps: list[int]) -> np.ndarray:
+        """``values[steps, view's cells]``, decoded.
 
         A chunk holds a unit of steps, all decoded to read one: the chunks decoded for
         one step of a view are kept (one unit of one view, at most `_UNIT_BYTES`), so a
         time player's next steps in that unit decode nothing.
         """
         global _UNIT
-        positions = self.cells.positions
+        arr = self.arr
+        positions = view.cells.positions
         reader = _chunks(arr)
         if len(steps) != 1 or reader.dir is None or len(reader.chunks) != 2:
-            return gather(arr, np.asarray(steps), positions)
+            return self.read(np.asarray(steps), positions)
         step, size = int(steps[0]), reader.chunks[0]
-        key = (id(self), id(arr), step // size)
+        key = (id(view), id(arr), step // size)
         with _UNIT_LOCK:
             kept = _UNIT
-        if kept is not None and kept[0] == key and kept[1] is arr and kept[2] is self:
+        if kept is not None and kept[0] == key and kept[1] is arr and kept[2] is view:
             blocks = kept[3]
         else:
             blocks = {}
@@ -1102,15 +1142,8 @@ class _NativeView:
             nbytes = len(blocks) * int(np.prod(reader.chunks)) * reader.dtype.itemsize
             if nbytes <= _UNIT_BYTES:
                 with _UNIT_LOCK:
-                    _UNIT = (key, arr, self, blocks)
-        return out[None]
-
-
-#: The decoded time-series chunks of one unit of a view's cells (key, array, view,
-#: {chunk: values}), kept for a time player's next steps.
-_UNIT: tuple | None = None
-_UNIT_LOCK = threading.Lock()
-_UNIT_BYTES = 160 * 2**20
+                    _UNIT = (key, arr, view, blocks)
+        return self._decoded(out[None])
 
 
 @numba.njit(cache=True, nogil=True)
@@ -1575,7 +1608,7 @@ def plan_cell_map(
 
         def raw(steps: list[int]) -> np.ndarray:
             if stores.has_timeseries:
-                return view.read_steps(stores.array("timeseries", "values"), steps)
+                return _SeriesValues(stores).read_view(view, steps)
             return _raw_steps(da, grid.order[native_cells.positions], steps)
 
         def result(values: np.ndarray, **coords: Any) -> xr.DataArray:

@@ -94,3 +94,65 @@ def test_moments_into_adds_sums_counts_and_squares(squares: bool) -> None:
     for name, value in want.items():
         assert total[name].dtype == value.dtype and total[name].shape == (5, 6)
         np.testing.assert_allclose(total[name], value, rtol=1e-12)
+
+
+class _Stores:
+    """What `_SeriesValues` reads of a variable's stores: the array and the manifest."""
+
+    def __init__(self, arr, info):
+        self.arr, self.info = arr, info
+
+    def array(self, store: str, path: str):
+        assert (store, path) == ("timeseries", "values")
+        return self.arr
+
+
+def test_series_values_decode_a_packed_copy(tmp_path) -> None:
+    """The one reader of the cell stores' time-series copy gives the source's decoded
+    values whether the copy holds floats or a packed source's integer codes (read
+    through the chunk files, a view's step through the kept unit), and leaves a float
+    copy as stored even where the manifest records a packing."""
+    import xarray as xr
+    import zarr
+    from zarr.codecs import BloscCodec
+
+    from pipelines.timeseries_store import pack_values, packing_of
+
+    rng = np.random.default_rng(3)
+    nt, n = 10, 50
+    raw = rng.integers(-3000, 3000, (nt, n)).astype("int16")
+    raw[rng.random(raw.shape) < 0.2] = -32767
+    attrs = {"scale_factor": 0.01, "add_offset": 280.0, "_FillValue": np.int16(-32767)}
+    var = xr.Variable(("time", "cell"), raw, attrs)
+    decoded = xr.conventions.decode_cf_variable("tos", var)
+    da = xr.DataArray(decoded.values, dims=("time", "cell"))
+    da.encoding = {**attrs, "dtype": np.dtype("int16")}
+    packing, why = packing_of(da, da.values[:1])
+    assert packing is not None, why
+    packing["decoded"] = str(da.dtype)
+    codes, bad = pack_values(da.values, packing)
+    assert bad == -1
+    for name, stored, info in [
+        ("packed", codes, {"ts_packing": packing}),
+        ("float", da.values.astype("float32"), {"ts_packing": packing}),
+        ("float-unmarked", da.values.astype("float32"), {}),
+    ]:
+        arr = zarr.create_array(
+            tmp_path / name, shape=stored.shape, chunks=(4, 16), dtype=stored.dtype,
+            compressors=BloscCodec(cname="lz4", clevel=5),
+        )  # fmt: skip
+        arr[:] = stored
+        values = cs._SeriesValues(_Stores(arr, info))
+        assert values.unit == 4 and (values.packing is not None) == (name == "packed")
+        positions = np.array([0, 3, 17, 18, 40, 49])
+        want = da.values[:, positions]
+        got = values.read(slice(1, 9), positions)
+        np.testing.assert_array_equal(got, want[1:9].astype(got.dtype))
+        assert got.dtype == (da.dtype if name == "packed" else np.float32)
+        view = cs._NativeView(cs._NativeCells(positions), positions, None, None)
+        for step in (5, 6, 2):  # a unit's chunks decoded once, then kept
+            got = values.read_view(view, [step])
+            np.testing.assert_array_equal(got[0], want[step].astype(got.dtype))
+        assert np.array_equal(
+            values.read_view(view, [1, 7]), values.read(np.array([1, 7]), positions)
+        )
