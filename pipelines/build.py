@@ -106,7 +106,7 @@ from pipelines.derived import (
     write_manifest,
 )
 from pipelines.multiscales import write_multiscales
-from pipelines.pyramid import coarsen_fields, stores_minmax
+from pipelines.pyramid import coarsen_fields, levels_needed, stores_minmax
 from pipelines.reductions import spatial_dims
 from pipelines.selection import is_regular, level_index
 from pipelines.timeseries_store import level_means, pack_values, packing_of, stored_levels
@@ -123,7 +123,10 @@ class BuildConfig:
     Parameters
     ----------
     max_level
-        Coarsest pyramid / aggregate level (level l has 2**l x 2**l cells per block).
+        Coarsest pyramid / aggregate level (level l has 2**l x 2**l cells per block);
+        ``None`` (the default): as many as the grid needs
+        (`pipelines.pyramid.levels_needed`: none above a level of at most ~1 M cells),
+        chosen per source by `for_grid`.
     ts_max_level
         Coarsest level of the time-series copy's region sums.
     base_block
@@ -135,7 +138,7 @@ class BuildConfig:
         Variables to build (default: all).
     """
 
-    max_level: int = 3
+    max_level: int | None = None
     ts_max_level: int = 5
     base_block: int = 8
     unit_steps: int = 64
@@ -148,8 +151,23 @@ class BuildConfig:
                 raise ValueError(f"{name} must be a power of two, not {value}")
         if self.unit_steps < self.base_block:
             raise ValueError("unit_steps must be >= base_block")
-        if not 0 <= self.max_level <= 8 or not 0 <= self.ts_max_level <= 10:
+        max_level = 0 if self.max_level is None else self.max_level
+        if not 0 <= max_level <= 8 or not 0 <= self.ts_max_level <= 10:
             raise ValueError("levels out of range (max_level 0..8, ts_max_level 0..10)")
+
+    def for_grid(self, ds: xr.Dataset) -> BuildConfig:
+        """This configuration with ``max_level`` chosen for ``ds``'s grid when it is
+        ``None`` (`pipelines.pyramid.levels_needed` over the cell counts of levels 0..8:
+        a regular grid's 2**l blocks, a cell store's regular levels)."""
+        if self.max_level is not None:
+            return self
+        if is_regular(ds):
+            ny, nx = ds.sizes["lat"], ds.sizes["lon"]
+            cells = [math.ceil(ny / 2**lev) * math.ceil(nx / 2**lev) for lev in range(9)]
+        else:
+            area = grid_of(ds).area
+            cells = [int(np.size(area))] + [2 * n * n for n in pyramid_shapes(area, 8)]
+        return dataclasses.replace(self, max_level=levels_needed(cells))
 
 
 _SOURCES: dict[str, xr.Dataset] = {}
@@ -1268,6 +1286,7 @@ def build_derived(
             f"({', '.join(['time', *map(str, spatial_dims(ds))])}), with at most a level; "
             f"skipped: {', '.join(skipped) or 'none (the dataset opened with no variables)'}"
         )
+    cfg = cfg.for_grid(ds)
     folder = derived_dir_for(source, out)
     folder.mkdir(parents=True, exist_ok=True)
     nt = ds.sizes["time"]

@@ -29,6 +29,10 @@ the raw cells (3 vs 33 MB read), for +49 MB of fields (695 -> 744 MB derived); a
 900x1800 curvilinear grid's 20-28 ms vs 120-155 ms, +33 MB (421 -> 454 MB). Level
 1's fields would be three quarters of the min/max fields' bytes (each level has a
 quarter of the cells of the one before).
+
+How many levels a build stores by default is `levels_needed`: a level pays for itself
+only where the finer level it stands in for would make a frame read more than
+`LEVEL_CELLS` cells.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ import numpy as np
 import xarray as xr
 
 __all__ = [
+    "LEVEL_CELLS",
     "MINMAX_FROM_LEVEL",
     "LevelGrid",
     "coarsen_fields",
@@ -48,6 +53,7 @@ __all__ = [
     "field_kind",
     "level_dataset",
     "level_grid",
+    "levels_needed",
     "stores_minmax",
 ]
 
@@ -57,10 +63,33 @@ __all__ = [
 #: reads them there; below it (level 1) it makes them from the native cells.
 MINMAX_FROM_LEVEL = 2
 
+#: The most cells a level may have for the build to stop there (`levels_needed`).
+#: The planner answers a view at the coarsest level still at least as fine as the screen
+#: (`pipelines.planner`), so a coarser level only ever stands in for a finer one on
+#: screens smaller than the finer level's grid, and saves the difference between reading
+#: the two. Measured on 2 cores (`make bench`, session 6, 0.25-degree grid of 1,038,240
+#: cells answered at level 0): map frame p95 35 ms, range map p95 306 ms, against targets
+#: of 100 and 300 ms. A frame over at most ~1 M cells is therefore already as fast as the
+#: targets allow, and the levels above it cost 0.42x the variable's bytes on disk (the
+#: 10 GB bench store: 2.2 of 7.4 GiB derived) for screens under 720 x 361 pixels.
+LEVEL_CELLS = 2**20
+
 
 def stores_minmax(level: int) -> bool:
     """Whether the derived stores hold pyramid level ``level``'s per-step min/max fields."""
     return level >= MINMAX_FROM_LEVEL
+
+
+def levels_needed(cells: list[int]) -> int:
+    """The coarsest pyramid / aggregate level a build stores by default: the first level
+    with at most `LEVEL_CELLS` cells, given the cell counts of levels 0, 1, 2, ... (the
+    last one when none is that small). Each finer level then has a coarser one for
+    screens smaller than itself, and no level is kept only for screens smaller than a
+    grid that is already cheap to read whole."""
+    for level, n in enumerate(cells):
+        if n <= LEVEL_CELLS:
+            return level
+    return max(len(cells) - 1, 0)
 
 
 def field_kind(agg: str, single_step: bool, anomaly: bool) -> str:

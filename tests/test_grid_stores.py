@@ -34,7 +34,7 @@ def built(request, tmp_path_factory):
     root = tmp_path_factory.mktemp(kind)
     shape = {"curvilinear": (24, 48), "unstructured": (3000,), "mesh": (12,)}[kind]
     path = write_grid_store(kind, root / f"{kind}.zarr", 37, shape=shape, progress=False)
-    return _build(path, BuildConfig(unit_steps=8, base_block=2, ts_max_level=3))
+    return _build(path, BuildConfig(max_level=3, unit_steps=8, base_block=2, ts_max_level=3))
 
 
 def _build(path, config: BuildConfig):
@@ -112,7 +112,7 @@ def test_box_series_equal_brute_force(built) -> None:
 def test_real_bipolar_grid(tmp_path) -> None:
     source = tmp_path / BIPOLAR.name
     shutil.copy(BIPOLAR, source)
-    ds = _build(source, BuildConfig(unit_steps=1, base_block=1, ts_max_level=4))
+    ds = _build(source, BuildConfig(max_level=3, unit_steps=1, base_block=1, ts_max_level=4))
     for box in [(-60.0, 20.0, 0.0, 60.0), (160.0, -50.0, -150.0, 10.0)]:
         query = Query(dataset="g", var="tos", bbox=box)
         plan = plan_series(ds, query)

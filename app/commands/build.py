@@ -10,6 +10,19 @@ import argparse
 from app.commands.cluster_flags import add_cluster_flags, cluster_spec
 
 
+def _levels(text: str) -> int | None:
+    """``--levels``: ``auto`` (None) or an integer 0..8."""
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 8:
+        raise argparse.ArgumentTypeError(f"{text!r}: give 'auto' or a level from 0 to 8")
+    return value
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "build",
@@ -32,7 +45,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "staging folder ($GRIDSCOPE_STAGING_DIR) and uploaded, its manifest last",
     )
     parser.add_argument(
-        "--levels", type=int, default=3, help="coarsest pyramid/aggregate level (default 3)"
+        "--levels",
+        type=_levels,
+        default=None,
+        help="coarsest pyramid/aggregate level, 0..8, or 'auto' (the default: levels "
+        "down to one of at most ~1 M cells; a 0.25-degree global grid needs none)",
     )
     parser.add_argument(
         "--ts-levels", type=int, default=5, help="coarsest time-series region level (default 5)"

@@ -610,7 +610,6 @@ def run_grids(args: argparse.Namespace, screen: tuple[int, int], results: dict[s
                 unit_steps=16,
                 base_block=8,
                 ts_max_level=int(args.grid_ts_levels),
-                max_level=4,
             ),
         )
         wall = time.perf_counter() - t
