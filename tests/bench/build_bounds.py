@@ -44,13 +44,19 @@ class _TimedCodec:
 
 
 def measure(
-    source: str, units: list[int], unit_steps: int = 64, base_block: int = 8
+    source: str,
+    units: list[int],
+    unit_steps: int = 64,
+    base_block: int = 8,
+    options: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     import pipelines.build as b
     from pipelines.build import BuildConfig, build_derived, open_source
     from pipelines.derived import DerivedStores
 
-    cfg = BuildConfig(variables=("t2m",), unit_steps=unit_steps, base_block=base_block)
+    cfg = BuildConfig(
+        variables=("t2m",), unit_steps=unit_steps, base_block=base_block, **(options or {})
+    ).for_grid(open_source(source))
     tmp = Path(tempfile.mkdtemp(prefix="gridscope-bounds-"))
     acc: dict[str, float] = {}
     written = {"bytes": 0, "raw": 0}
@@ -202,6 +208,7 @@ def codec_table(
     from pipelines.derived import DerivedStores
 
     cfg = BuildConfig(variables=("t2m",), unit_steps=unit_steps, base_block=base_block)
+    cfg = cfg.for_grid(b.open_source(source))
     tmp = Path(tempfile.mkdtemp(prefix="gridscope-codecs-"))
     captured: list[tuple[str, np.ndarray, tuple[int, ...], int]] = []
     write = b._SlabWriter.write
@@ -369,6 +376,11 @@ def main(argv: list[str] | None = None) -> int:
         "--base-block", type=int, default=8, help="shortest aggregate block (BuildConfig)"
     )
     parser.add_argument(
+        "--config",
+        default="",
+        help="other BuildConfig integers, e.g. max_level=3,ts_tile=32 (default: a build's)",
+    )
+    parser.add_argument(
         "--codecs",
         action="store_true",
         help="instead: encode CPU and bytes per derived array kind and candidate codec",
@@ -381,8 +393,12 @@ def main(argv: list[str] | None = None) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(table, indent=1))
         return 0
+    options = {k: int(v) for k, v in (kv.split("=") for kv in args.config.split(",") if kv)}
     result = measure(
-        args.source, [int(u) for u in args.units.split(",")], base_block=args.base_block
+        args.source,
+        [int(u) for u in args.units.split(",")],
+        base_block=args.base_block,
+        options=options,
     )
     print(json.dumps({k: v for k, v in result.items() if k != "units"}, indent=1))
     if args.full:
