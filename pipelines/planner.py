@@ -39,6 +39,7 @@ import math
 import os
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import numba
@@ -878,7 +879,9 @@ def plan_series(ds: xr.Dataset, query: Query, *, max_bytes: int | None = None) -
         i, j = nearest_cell(da, query.point)
 
         def run_point() -> xr.DataArray:
-            values = decode_values(stores.array("timeseries", "values")[r0:r1, i, j], packing)
+            arr, fast = _ts_array(stores, 0, "values")
+            cell = read(arr, fast, (slice(r0, r1), slice(i, i + 1), slice(j, j + 1)))
+            values = decode_values(cell[:, 0, 0], packing)
             region_da = xr.DataArray(
                 values,
                 dims="time",
@@ -914,29 +917,12 @@ def plan_series(ds: xr.Dataset, query: Query, *, max_bytes: int | None = None) -
         (p[2] - p[1]) * (p[4] - p[3]) * (itemsize if p[0] == 0 else 8) for p in pieces
     )
 
-    def read_piece(piece: tuple[int, int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
-        lev, bi0, bi1, bj0, bj1 = piece
-        if lev == 0:
-            x = decode_values(
-                stores.array("timeseries", "values")[r0:r1, bi0:bi1, bj0:bj1], packing
-            )
-            x = x.reshape(x.shape[0], -1)
-            w = np.ascontiguousarray(area0[bi0:bi1, bj0:bj1], dtype="float64").ravel()
-            missing = np.isnan(x)
-            if missing.any():
-                x = np.where(missing, x.dtype.type(0), x)
-                # the valid cells' area, summed (not total minus missing: all-missing is 0)
-                return x.astype("float64") @ w, (~missing).astype("float64") @ w
-            return x.astype("float64") @ w, np.full(x.shape[0], w.sum())
-        mean = stores.array("timeseries", f"L{lev}/mean")[r0:r1, bi0:bi1, bj0:bj1]
-        area = stores.array("timeseries", f"L{lev}/area")[r0:r1, bi0:bi1, bj0:bj1]
-        ws, wa = level_sums(mean, area)
-        return ws.sum(axis=(1, 2)), wa.sum(axis=(1, 2))
-
     def run_region() -> xr.DataArray:
         wsum = np.zeros(nsteps)
         warea = np.zeros(nsteps)
-        for ws, wa in _pool().map(read_piece, pieces):
+        tasks = _chunk_cells(pieces, stores)
+        sums = partial(_chunk_sums, stores, r0, r1, packing, area0)
+        for ws, wa in _pool().map(sums, tasks):
             wsum += ws
             warea += wa
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -953,6 +939,105 @@ def plan_series(ds: xr.Dataset, query: Query, *, max_bytes: int | None = None) -
         key,
         max_bytes,
     )
+
+
+def _ts_array(stores: VariableStores, level: int, name: str) -> tuple[Any, Any]:
+    """A time-series array (``values`` at level 0, a level's ``mean``/``area``) and its
+    `pipelines.chunk_reader` reader (None: zarr's read path)."""
+    path = "values" if level == 0 else f"L{level}/{name}"
+    return stores.array("timeseries", path), stores.reader("timeseries", path)
+
+
+def _chunk_cells(
+    pieces: list[tuple[int, int, int, int, int]], stores: VariableStores
+) -> list[tuple[int, int, int, np.ndarray]]:
+    """The cells of a region cover's ``pieces``, grouped by (level, spatial chunk):
+    ``(level, chunk row, chunk column, flat positions in the chunk cropped to the
+    array)``. Each chunk is then decoded once for all the pieces in it (the thin strips
+    around a cover's core share chunks: 10-20% fewer decodes on the bench's boxes), its
+    chunk shape taken from the array (builds choose their tiles)."""
+    cells: dict[tuple[int, int, int], list[np.ndarray]] = {}
+    for lev, bi0, bi1, bj0, bj1 in pieces:
+        arr = _ts_array(stores, lev, "mean")[0]
+        cy, cx = (int(c) for c in arr.chunks[1:])
+        nx = int(arr.shape[2])
+        for ci in range(bi0 // cy, (bi1 - 1) // cy + 1):
+            for cj in range(bj0 // cx, (bj1 - 1) // cx + 1):
+                width = min((cj + 1) * cx, nx) - cj * cx
+                rows = np.arange(max(bi0, ci * cy), min(bi1, (ci + 1) * cy)) - ci * cy
+                cols = np.arange(max(bj0, cj * cx), min(bj1, (cj + 1) * cx)) - cj * cx
+                cells.setdefault((lev, ci, cj), []).append((rows[:, None] * width + cols).ravel())
+    return [(*key, np.sort(np.concatenate(parts))) for key, parts in cells.items()]
+
+
+def _chunk_block(arr: Any, fast: Any, window: tuple[slice, slice], a: int, b: int) -> np.ndarray:
+    """Steps ``[a, b)`` of a (time, lat, lon) array over the spatial ``window`` (one chunk
+    of the level's ``mean``/``values`` array, cropped to the array) as (steps, cells):
+    one decoded chunk where the window and steps lie in one chunk of ``arr``, a read of
+    the selection otherwise (an array chunked differently, or no fast reader)."""
+    ct, cy, cx = (int(c) for c in arr.chunks)
+    rows, cols = window
+    tk, ci, cj = a // ct, rows.start // cy, cols.start // cx
+    one_chunk = (
+        fast is not None
+        and (b - 1) // ct == tk
+        and rows.start % cy == 0
+        and cols.start % cx == 0
+        and rows.stop <= (ci + 1) * cy
+        and cols.stop <= (cj + 1) * cx
+    )
+    if one_chunk:
+        block = fast.chunk((tk, ci, cj))[
+            a - tk * ct : b - tk * ct, : rows.stop - rows.start, : cols.stop - cols.start
+        ]
+    else:
+        block = read(arr, fast, (slice(a, b), rows, cols))
+    return block.reshape(b - a, -1)
+
+
+def _chunk_sums(
+    stores: VariableStores,
+    r0: int,
+    r1: int,
+    packing: dict[str, Any] | None,
+    area0: np.ndarray,
+    task: tuple[int, int, int, np.ndarray],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Area-weighted sums and valid areas (float64, steps ``[r0, r1)``) of the cells
+    ``task`` names in one spatial chunk of one time-series level, read one time chunk
+    at a time: raw values weighted by the cells' areas at level 0, a level's stored
+    means and areas (`level_sums`) above it."""
+    lev, ci, cj, cells = task
+    arr, fast = _ts_array(stores, lev, "mean")
+    ct, cy, cx = (int(c) for c in arr.chunks)
+    rows = slice(ci * cy, min((ci + 1) * cy, int(arr.shape[1])))
+    cols = slice(cj * cx, min((cj + 1) * cx, int(arr.shape[2])))
+    wsum, warea = np.zeros(r1 - r0), np.zeros(r1 - r0)
+    if lev == 0:
+        w = np.asarray(area0[rows, cols], "float64").ravel()[cells]
+    else:
+        area_arr, area_fast = _ts_array(stores, lev, "area")
+    for tk in range(r0 // ct, (r1 - 1) // ct + 1):
+        a, b = max(r0, tk * ct), min(r1, (tk + 1) * ct)
+        out = slice(a - r0, b - r0)
+        if lev == 0:
+            x = decode_values(_chunk_block(arr, fast, (rows, cols), a, b)[:, cells], packing)
+            missing = np.isnan(x)
+            if missing.any():
+                x = np.where(missing, x.dtype.type(0), x)
+                # the valid cells' area, summed (not total minus missing: all-missing is 0)
+                wsum[out] = x.astype("float64") @ w
+                warea[out] = (~missing).astype("float64") @ w
+            else:
+                wsum[out] = x.astype("float64") @ w
+                warea[out] = w.sum()
+        else:
+            mean = _chunk_block(arr, fast, (rows, cols), a, b)[:, cells]
+            area = _chunk_block(area_arr, area_fast, (rows, cols), a, b)[:, cells]
+            ws, wa = level_sums(mean, area)
+            wsum[out] = ws.sum(axis=1)
+            warea[out] = wa.sum(axis=1)
+    return wsum, warea
 
 
 # --------------------------------------------------------------------------- other grids
