@@ -40,6 +40,16 @@ def test_level_members_are_a_stable_sort_by_level_cell() -> None:
         assert np.array_equal(got, np.concatenate(want))
         sizes = [w.size for w in want if w.size]
         assert np.array_equal(starts, np.cumsum(sizes) - sizes)
+    # a level without stored min/max fields (level 1) gets its members with its geometry
+    fresh = cs.CellGrid(np.arange(lon.size), lon, lat, np.ones(lon.size))
+    fresh.__dict__["level_rows"] = [8, 4]
+    fresh.level_geometry(1)
+    fresh.level_geometry(2)
+    assert sorted(fresh.__dict__["_members"]) == [1]
+    built = fresh.__dict__["_members"][1]
+    assert fresh.level_members(1) is built
+    assert np.array_equal(built.perm, grid.level_members(1).perm)
+    assert np.array_equal(built.offsets, grid.level_members(1).offsets)
 
 
 @pytest.mark.parametrize("kind", ["min", "max"])
