@@ -2,8 +2,9 @@
 
 A `dask scheduler` and two `dask worker` processes started on loopback run
 ``gridscope build --scheduler ADDRESS``; the stores they write are byte-identical to
-a LocalCluster build's and to an in-process one's, and the planner's answers from
-them equal brute force on the raw data.
+a local build's (units on threads of this process) and to one in this thread
+(``scheduler="synchronous"``), and the planner's answers from them equal brute force
+on the raw data.
 """
 
 from __future__ import annotations
