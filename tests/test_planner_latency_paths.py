@@ -2,8 +2,9 @@
 
 Region and point series read the time-series copy one decoded chunk at a time, each
 chunk once for every cover piece in it, with chunk shapes taken from the arrays (a build
-may choose other tiles); range maps add blocks' moments in one numba pass and decode
-chunks through `pipelines.chunk_reader`. Checked against float64 numpy on a small store
+may choose other tiles); range maps add blocks' moments in one numba pass, decode chunks
+through `pipelines.chunk_reader`, and a mean/std reads an edge's block less the steps
+outside the range where that reads less. Checked against float64 numpy on a small store
 built with 8x8 tiles (many pieces share chunks), with NaNs that move in time, and
 against zarr's own read path (the readers turned off).
 """
@@ -25,7 +26,7 @@ from pipelines.derived import VariableStores, find_derived
 from pipelines.planner import plan_map, plan_series
 
 NT = 40
-CONFIG = BuildConfig(max_level=1, ts_max_level=4, base_block=2, unit_steps=8)
+CONFIG = BuildConfig(max_level=1, ts_max_level=4, base_block=4, unit_steps=8)
 BOXES = [(-179.5, -89.5, 179.5, 89.5), (-61.0, -17.0, 47.0, 55.0), (3.2, 10.1, 9.9, 14.8)]
 
 
@@ -98,6 +99,9 @@ def test_range_maps_equal_brute_force(built, agg) -> None:
     query = Query(dataset="p", var="tas", start="2000-01-02", end="2000-02-06", agg=agg)
     plan = plan_map(built, query)
     assert plan.description.startswith("temporal aggregates level 0")
+    # steps 1..36: a mean/std reads block 0..3 less step 0 (subtracted), min/max steps 1..3
+    minus = " + 1 raw steps - 1 raw steps " if agg in ("mean", "std") else " + 4 raw steps "
+    assert minus in plan.description
     got = plan.compute().values
     x = np.asarray(built["tas"].values[1:37], "float64")
     reduce = {"mean": np.nanmean, "std": np.nanstd, "min": np.nanmin, "max": np.nanmax}[agg]
