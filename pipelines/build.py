@@ -54,6 +54,7 @@ largest stage (``python -m tests.bench.build_bounds``).
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import itertools
@@ -674,6 +675,12 @@ def _run_unit(
     agg = _opened(folder_p, "aggregates", nt)
     ts = _opened(folder_p, "timeseries", nt)
     writer = _SlabWriter()
+    # the raw cells' aggregate blocks (the unit's largest kernel) on a thread of their
+    # own, beside the pyramid kernels: a unit alone (a small store, a build's last
+    # unit) keeps two cores busy
+    raw_blocks = _helpers().submit(
+        _write_blocks, writer, agg, var, 0, values, None, None, t0, nt, cfg
+    )
     try:
         writer.write(ts[f"{var}/values"], t0, _ts_codes(decoded, packing, var, t0))
         area = np.asarray(ds["cell_area"].values, "float64")
@@ -686,16 +693,28 @@ def _run_unit(
             # the pyramid's mean field is the time-series level's block mean
             writer.write(ts[f"{var}/L{lev}/mean"], t0, levels[lev - 1]["mean"])
             writer.write(ts[f"{var}/L{lev}/area"], t0, levels[lev - 1]["warea"].astype("float32"))
-        for lev in range(0, cfg.max_level + 1):
-            if lev == 0:
-                mean, vmin, vmax = values, None, None
-            else:
-                mean, vmin, vmax = (levels[lev - 1][k] for k in ("mean", "min", "max"))
+        for lev in range(1, cfg.max_level + 1):
+            mean, vmin, vmax = (levels[lev - 1][k] for k in ("mean", "min", "max"))
             _write_blocks(writer, agg, var, lev, mean, vmin, vmax, t0, nt, cfg)
+        raw_blocks.result()
         writer.wait()
     finally:
+        concurrent.futures.wait([raw_blocks])  # it writes with ``writer`` until done
         writer.close()
     return _mark_unit(folder_p, var, unit, values.nbytes)
+
+
+_HELPERS: list[Any] = []
+
+
+def _helpers() -> Any:
+    """Threads that run part of a unit beside the unit's own thread (`_run_unit`)."""
+    with _OPENED_LOCK:
+        if not _HELPERS:
+            _HELPERS.append(
+                concurrent.futures.ThreadPoolExecutor(thread_name_prefix="gridscope-unit-part")
+            )
+        return _HELPERS[0]
 
 
 def _choose_packing(ds: xr.Dataset, var: str, info: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -811,12 +830,11 @@ def _write_blocks(
 def _write_cell_unit(
     folder: Path, var: str, values: np.ndarray, t0: int, nt: int, cfg: BuildConfig
 ) -> None:
-    """Write one unit's slices of a non-regular grid's cell stores."""
-    import zarr
-
-    agg = zarr.open_group(folder / "aggregates.zarr", mode="r+")
-    ts = zarr.open_group(folder / "timeseries.zarr", mode="r+")
-    pyr = zarr.open_group(folder / "pyramid.zarr", mode="r+")
+    """Write one unit's slices of a non-regular grid's cell stores (arrays opened once
+    per build, `_opened`)."""
+    agg = _opened(folder, "aggregates", nt)
+    ts = _opened(folder, "timeseries", nt)
+    pyr = _opened(folder, "pyramid", nt)
     grid = cell_grid(folder)
     writer = _SlabWriter()
     try:
