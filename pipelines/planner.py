@@ -11,7 +11,8 @@ as soon as a running build completes them) and picks:
   segment-tree cover of the range by the fewest stored blocks plus raw edge steps
   (at level >= 1 the pyramid's field of those steps: the mean, or for a min/max its
   stored min/max field from `pipelines.pyramid.MINMAX_FROM_LEVEL` (2) on and at level 1
-  the raw cells under the view coarsened, 4 per level cell);
+  the raw cells under the view coarsened, 4 per level cell); a mean or std may read an
+  edge's smallest block whole and subtract its steps outside the range (`_signed_cover`);
 - a point or region series: the time-series copy (region: quadtree cover by coarse
   blocks plus thin strips, area-weighted in float64);
 - anything else (anomalies, nothing built yet): brute force (`compute_map` /
@@ -23,6 +24,11 @@ query evaluated on the level-``L`` dataset (`pipelines.pyramid.level_dataset`: a
 mean field, or the min/max field for a min/max over time). Without derived stores,
 a coarser level is only returned where coarsening the full-resolution answer gives
 exactly that (single steps, min/max over time); otherwise the map is full resolution.
+
+Derived arrays in a local folder are read chunk by chunk through
+`pipelines.chunk_reader` (zarr's own decoder, without its asynchronous read path: a third
+to a half of the CPU): a region series decodes each chunk of the time-series copy once
+for every cover piece in it, with chunk shapes from the arrays.
 
 Every plan knows the bytes of input it reads (``estimated_bytes``); `Plan.compute`
 refuses to start a plan above the budget (``max_bytes`` or ``GRIDSCOPE_MAX_BYTES``)
@@ -235,6 +241,26 @@ def _read(arr: Any, lead: Any, lat: slice, runs: list[tuple[int, int]]) -> np.nd
     """Orthogonal read of (lead, lat, lon runs) from a zarr array, lon runs joined."""
     parts = [arr.get_orthogonal_selection((lead, lat, slice(a, b))) for a, b in runs]
     return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
+
+
+def _read_steps(
+    stores: VariableStores,
+    store: str,
+    path: str,
+    steps: list[int],
+    lat: slice,
+    runs: list[tuple[int, int]],
+) -> np.ndarray:
+    """Steps ``steps`` of a (time, lat, lon) derived array over (lat, lon runs), lon runs
+    joined: one step at a time through `pipelines.chunk_reader` where it reads the array,
+    else zarr's orthogonal selection (`_read`)."""
+    arr = stores.array(store, path)
+    if stores.reader(store, path) is None:
+        return _read(arr, steps, lat, runs)
+    out = np.empty((len(steps), lat.stop - lat.start, sum(b - a for a, b in runs)), arr.dtype)
+    for k, step in enumerate(steps):
+        out[k] = _read_runs(stores, store, path, (slice(step, step + 1),), lat, runs)[0]
+    return out
 
 
 def _compute_local(obj: xr.DataArray, nbytes: float) -> xr.DataArray:
@@ -543,8 +569,8 @@ def _plan_step(
         return _plan_brute(ds, da, query, region, 0, key, max_bytes, 0, 0)
 
     def run() -> xr.DataArray:
-        arr = stores.array("pyramid", f"L{level}/mean")
-        values = _read(arr, [step], region.lat_slice, region.runs)[0]
+        path = f"L{level}/mean"
+        values = _read_steps(stores, "pyramid", path, [step], region.lat_slice, region.runs)[0]
         values = values[:, _run_positions(region)]
         return _map_result(values, region, da, query, level, time)
 
@@ -865,7 +891,7 @@ def _edge_raw(
         field = {"min": np.fmin, "max": np.fmax}[agg].reduce(raw, axis=0)[None]
         return _coarsen_runs(field, area, cols, level, agg)
     field = agg if agg in ("min", "max") else "mean"
-    return _read(stores.array("pyramid", f"L{level}/{field}"), steps, region.lat_slice, region.runs)
+    return _read_steps(stores, "pyramid", f"L{level}/{field}", steps, region.lat_slice, region.runs)
 
 
 def _level_dataarray(
