@@ -605,8 +605,9 @@ def _plan_aggregates(
     table = stores.block_table(level)
     assert table is not None
     agg = query.agg
-    blocks, steps, minus = _signed_cover(t0, t1, table, agg)
+    blocks, minus_blocks, steps, minus = _signed_cover(t0, t1, table, agg)
     flat = [table.flat_index(s, b) for s, b in blocks]
+    flat_minus = [table.flat_index(s, b) for s, b in minus_blocks]
     needed = {
         "mean": ("sum", "count"),
         "std": ("sum", "sumsq", "count"),
@@ -619,7 +620,7 @@ def _plan_aggregates(
     edge_cells = region.ncells
     if level and agg in ("min", "max") and not stores_minmax(level):
         edge_cells = _fine_ncells(region, level, da.sizes["lat"], da.sizes["lon"])
-    nbytes = region.ncells * len(flat) * sum(per_cell[n] for n in needed)
+    nbytes = region.ncells * (len(flat) + len(flat_minus)) * sum(per_cell[n] for n in needed)
     nbytes += edge_cells * (len(steps) + len(minus)) * 4
 
     def run() -> xr.DataArray:
@@ -644,6 +645,11 @@ def _plan_aggregates(
             pool.submit(_block_totals, stores, level, needed, flat[k::shares], lat, runs)
             for k in range(shares)
         ]
+        minus_blocks_future = (
+            pool.submit(_block_totals, stores, level, needed, flat_minus, lat, runs)
+            if flat_minus
+            else None
+        )
         shift = shift_future.result()
         totals: dict[str, np.ndarray] = {}
         if edge_future is not None:
@@ -660,19 +666,26 @@ def _plan_aggregates(
             stats = minus_future.result()
             for name in needed:
                 np.subtract(totals[name], stat_of(stats, name)[0], out=totals[name])
+        if minus_blocks_future is not None:  # blocks of larger blocks outside the range
+            for name, total in minus_blocks_future.result().items():
+                np.subtract(totals[name], total, out=totals[name])
         if agg in ("mean", "std"):
             values = _finish_moments(agg, totals, shift)
         else:
             values = finish(agg, totals, shift)
         return _map_result(values, region, da, query, level)
 
-    sizes: dict[int, int] = {}
-    for s, _ in blocks:
-        sizes[s] = sizes.get(s, 0) + 1
-    text = ", ".join(f"{n}x{s}" for s, n in sorted(sizes.items(), reverse=True)) or "none"
+    def listed(chosen: list[tuple[int, int]]) -> str:
+        sizes: dict[int, int] = {}
+        for s, _ in chosen:
+            sizes[s] = sizes.get(s, 0) + 1
+        return ", ".join(f"{n}x{s}" for s, n in sorted(sizes.items(), reverse=True)) or "none"
+
     return Plan(
         f"temporal aggregates level {level} ({region.lat_index.size}x{region.lon_index.size} cells): "
-        f"blocks [{text}] + {len(steps)} raw steps"
+        f"blocks [{listed(blocks)}]"
+        + (f" - blocks [{listed(minus_blocks)}]" if minus_blocks else "")
+        + f" + {len(steps)} raw steps"
         + (f" - {len(minus)} raw steps" if minus else "")
         + f" for steps {t0}..{t1 - 1}",
         int(nbytes),
@@ -692,15 +705,46 @@ _BLOCK_COST = {"mean": 1.0, "std": 1.5}
 
 def _signed_cover(
     t0: int, t1: int, table: BlockTable, agg: str
-) -> tuple[list[tuple[int, int]], list[int], list[int]]:
-    """`decompose_range` of ``[t0, t1)`` as ``(blocks, steps, minus)``: for a mean or std,
-    whose statistics (sum, count, sum of squares) subtract, an edge's smallest block is
-    read whole and its steps outside the range taken out (``minus``) where that reads
-    less than the edge's raw steps (`_BLOCK_COST`): 7 raw steps of an 8-step block
-    become the block less 1 step. Min/max keep the plain cover."""
+) -> tuple[list[tuple[int, int]], list[tuple[int, int]], list[int], list[int]]:
+    """`decompose_range` of ``[t0, t1)`` as ``(blocks, minus_blocks, steps, minus)``: for
+    a mean or std, whose statistics (sum, count, sum of squares) subtract, three of the
+    four blocks of one larger stored block become that block less the fourth (2 reads
+    for 3), and an edge's smallest block is read whole and its steps outside the range
+    taken out (``minus``) where that reads less than the edge's raw steps
+    (`_BLOCK_COST`): 7 raw steps of an 8-step block become the block less 1 step.
+    Min/max keep the plain cover (nothing to take out)."""
     blocks, steps = decompose_range(t0, t1, table)
-    if agg not in _BLOCK_COST or not steps:
-        return blocks, steps, []
+    if agg not in _BLOCK_COST:
+        return blocks, [], steps, []
+    plus, minus = _edge_blocks(t0, t1, table, agg, blocks, steps)
+    minus_blocks: list[tuple[int, int]] = []
+    sizes = table.usable_sizes
+    for size, parent in zip(sizes, sizes[1:], strict=False):
+        ratio = parent // size
+        kids: dict[int, list[int]] = {}
+        for s, b in blocks:
+            if s == size:
+                kids.setdefault(b // ratio, []).append(b)
+        for p, inside in sorted(kids.items()):
+            if 1 + ratio - len(inside) < len(inside) and p < table.count(parent):
+                blocks = [(s, b) for s, b in blocks if s != size or b not in inside]
+                blocks.append((parent, p))
+                minus_blocks += [
+                    (size, k) for k in range(p * ratio, (p + 1) * ratio) if k not in inside
+                ]
+    return blocks, minus_blocks, plus, minus
+
+
+def _edge_blocks(
+    t0: int,
+    t1: int,
+    table: BlockTable,
+    agg: str,
+    blocks: list[tuple[int, int]],
+    steps: list[int],
+) -> tuple[list[int], list[int]]:
+    """The edge steps read (``plus``) and taken out (``minus``) of `_signed_cover`,
+    appending the edges' smallest blocks read whole to ``blocks``."""
     base = table.base
     groups: dict[int, list[int]] = {}
     for step in steps:
@@ -715,7 +759,7 @@ def _signed_cover(
             minus += outside
         else:
             plus += inside
-    return blocks, plus, minus
+    return plus, minus
 
 
 def _read_2d(

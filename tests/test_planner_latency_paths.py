@@ -115,3 +115,17 @@ def test_range_maps_equal_brute_force(built, agg) -> None:
         np.testing.assert_array_equal(got, want.astype("float32"))
     else:
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 if agg == "std" else 0)
+
+
+@pytest.mark.parametrize("agg", ["mean", "std"])
+def test_three_blocks_read_as_their_parent_less_one(built, agg) -> None:
+    # steps 4..15: three 4-step blocks of the 16-step block 0..15, read as it less steps 0..3
+    query = Query(dataset="p", var="tas", start="2000-01-05", end="2000-01-16", agg=agg)
+    plan = plan_map(built, query)
+    assert "blocks [1x16] - blocks [1x4] + 0 raw steps" in plan.description
+    x = np.asarray(built["tas"].values[4:16], "float64")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN cells
+        want = (np.nanmean if agg == "mean" else np.nanstd)(x, axis=0)
+    got = plan.compute().values
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 if agg == "std" else 0)
