@@ -893,13 +893,18 @@ def _edge_stats(
     agg: str,
     steps: list[int],
     shift: Future,
-) -> BlockStats:
+) -> BlockStats | dict[str, np.ndarray]:
     """Stats of a range's raw edge steps over the region, as one block (leading axis 1).
 
     The steps are read as stored (float32, no float64 copy) and reduced in one pass by
-    the build's numba kernel (float64 accumulators), overlapping the other reads.
+    the build's numba kernel (float64 accumulators), overlapping the other reads; a
+    min/max needs only its own field: numpy's NaN-ignoring fmin/fmax over the steps
+    (the same values, ~5x less CPU than the kernel's five statistics).
     """
     raw = _edge_raw(da, stores, region, level, agg, steps)
+    if agg in ("min", "max"):
+        op = np.fmin if agg == "min" else np.fmax
+        return {agg: op.reduce(raw, axis=0, keepdims=True).astype("float32", copy=False)}
     return block_stats(raw, shift.result(), raw.shape[0])
 
 
