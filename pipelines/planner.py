@@ -11,7 +11,7 @@ as soon as a running build completes them) and picks:
   segment-tree cover of the range by the fewest stored blocks plus raw edge steps
   (at level >= 1 the pyramid's field of those steps: the mean, or for a min/max its
   stored min/max field from `pipelines.pyramid.MINMAX_FROM_LEVEL` (2) on and at level 1
-  the raw cells under the view coarsened, 4 per level cell); a mean or std may read an
+  the raw cells under the view coarsened, 4 per level cell); a mean may read an
   edge's smallest block whole and subtract its steps outside the range (`_signed_cover`);
 - a point or region series: the time-series copy (region: quadtree cover by coarse
   blocks plus thin strips, area-weighted in float64);
@@ -696,23 +696,27 @@ def _plan_aggregates(
     )
 
 
-#: What reading one smallest aggregate block costs, in raw edge steps, for a mean (sum,
-#: count) and a std (sum, m2, count), measured at full resolution on 2 cores (10 GB bench
-#: store, chunk_reader): a block ~10 / ~15 ms, a raw step of the source ~10 ms (dask,
-#: CF decoding, then the edge reduction).
-_BLOCK_COST = {"mean": 1.0, "std": 1.5}
+#: What reading one smallest aggregate block costs, in raw edge steps, for the
+#: aggregations `_signed_cover` may answer as a difference: a mean (sum, count), measured
+#: at full resolution on 2 cores (10 GB bench store, chunk_reader): a block ~10 ms, a raw
+#: step of the source ~10 ms (dask, CF decoding, then the edge reduction). Never a std:
+#: its blocks' m2 is stored as float32, so taking out steps whose squares dwarf what is
+#: left (a storm next to calm days) leaves float32 rounding of the whole block as the
+#: answer (tests/test_range_outliers.py: 0.46 for a true 0.013); the sums of a mean are
+#: float64 sums of float32 values, which subtract exactly.
+_BLOCK_COST = {"mean": 1.0}
 
 
 def _signed_cover(
     t0: int, t1: int, table: BlockTable, agg: str
 ) -> tuple[list[tuple[int, int]], list[tuple[int, int]], list[int], list[int]]:
     """`decompose_range` of ``[t0, t1)`` as ``(blocks, minus_blocks, steps, minus)``: for
-    a mean or std, whose statistics (sum, count, sum of squares) subtract, three of the
+    a mean, whose statistics (sum, count) subtract exactly, three of the
     four blocks of one larger stored block become that block less the fourth (2 reads
     for 3), and an edge's smallest block is read whole and its steps outside the range
     taken out (``minus``) where that reads less than the edge's raw steps
     (`_BLOCK_COST`): 7 raw steps of an 8-step block become the block less 1 step.
-    Min/max keep the plain cover (nothing to take out)."""
+    Min/max (nothing to take out) and std (`_BLOCK_COST`) keep the plain cover."""
     blocks, steps = decompose_range(t0, t1, table)
     if agg not in _BLOCK_COST:
         return blocks, [], steps, []
