@@ -156,6 +156,13 @@ class BuildConfig:
         if not 0 <= max_level <= 8 or not 0 <= self.ts_max_level <= 10:
             raise ValueError("levels out of range (max_level 0..8, ts_max_level 0..10)")
 
+    @property
+    def levels(self) -> int:
+        """``max_level`` once chosen (`for_grid`); an error before, never a guess."""
+        if self.max_level is None:
+            raise ValueError("BuildConfig.max_level is chosen per grid: call for_grid(ds)")
+        return self.max_level
+
     def for_grid(self, ds: xr.Dataset) -> BuildConfig:
         """This configuration with ``max_level`` chosen for ``ds``'s grid when it is
         ``None`` (`pipelines.pyramid.levels_needed` over the cell counts of levels 0..8:
@@ -252,16 +259,16 @@ def _layout(
     table = _table(nt, cfg)
     out: dict[str, dict[str, Any]] = {"pyramid": {}, "aggregates": {}, "timeseries": {}}
     u = cfg.unit_steps
-    for lev in range(0, max(cfg.max_level, cfg.ts_max_level) + 1):
+    for lev in range(0, max(cfg.levels, cfg.ts_max_level) + 1):
         s = 2**lev
         nyl, nxl = math.ceil(ny / s), math.ceil(nx / s)
-        if 1 <= lev <= cfg.max_level:
+        if 1 <= lev <= cfg.levels:
             # per-step min/max fields from MINMAX_FROM_LEVEL on (`pipelines.pyramid`); below
             # it the planner coarsens them from the raw cells for a range map's edge steps
             tc = min(u, 4 ** (lev - 1))
             for kind in ("mean", "min", "max") if stores_minmax(lev) else ("mean",):
                 out["pyramid"][f"L{lev}/{kind}"] = ((nt, nyl, nxl), (tc, nyl, nxl), "float32")
-        if lev <= cfg.max_level and table.total:
+        if lev <= cfg.levels and table.total:
             tile = (1, min(nyl, 361), min(nxl, 720))
             for name, dtype in _STAT_DTYPES:
                 out["aggregates"][f"L{lev}/{name}"] = ((table.total, nyl, nxl), tile, dtype)
@@ -299,7 +306,7 @@ def _cells_layout(ds: xr.Dataset, cfg: BuildConfig) -> dict[str, dict[str, Any]]
         for name, dtype in _STAT_DTYPES:
             out["aggregates"][f"L0/{name}"] = ((table.total, n), (1, min(AGG_CHUNK, n)), dtype)
         out["aggregates"]["L0/shift"] = ((n,), (n,), "float64")
-    for lev, nlat in enumerate(pyramid_shapes(grid_of(ds).area, cfg.max_level), start=1):
+    for lev, nlat in enumerate(pyramid_shapes(grid_of(ds).area, cfg.levels), start=1):
         shape = (nlat, 2 * nlat)
         tc = min(u, 4 ** (lev - 1))
         # per-step min/max fields from MINMAX_FROM_LEVEL on (`pipelines.pyramid`); below it
@@ -684,8 +691,8 @@ def _run_unit(
     try:
         writer.write(ts[f"{var}/values"], t0, _ts_codes(decoded, packing, var, t0))
         area = np.asarray(ds["cell_area"].values, "float64")
-        levels = coarsen_fields(values, area, max(cfg.max_level, cfg.ts_max_level))
-        for lev in range(1, cfg.max_level + 1):
+        levels = coarsen_fields(values, area, max(cfg.levels, cfg.ts_max_level))
+        for lev in range(1, cfg.levels + 1):
             # level 1's min/max fields only feed the aggregates' blocks below, in memory
             for kind in ("mean", "min", "max") if stores_minmax(lev) else ("mean",):
                 writer.write(pyr[f"{var}/L{lev}/{kind}"], t0, levels[lev - 1][kind])
@@ -693,7 +700,7 @@ def _run_unit(
             # the pyramid's mean field is the time-series level's block mean
             writer.write(ts[f"{var}/L{lev}/mean"], t0, levels[lev - 1]["mean"])
             writer.write(ts[f"{var}/L{lev}/area"], t0, levels[lev - 1]["warea"].astype("float32"))
-        for lev in range(1, cfg.max_level + 1):
+        for lev in range(1, cfg.levels + 1):
             mean, vmin, vmax = (levels[lev - 1][k] for k in ("mean", "min", "max"))
             _write_blocks(writer, agg, var, lev, mean, vmin, vmax, t0, nt, cfg)
         raw_blocks.result()
@@ -847,7 +854,7 @@ def _write_cell_unit(
             writer.write(ts[f"{var}/L{lev}/mean"], t0, mean)
             writer.write(ts[f"{var}/L{lev}/area"], t0, area)
         _write_blocks(writer, agg, var, 0, values, None, None, t0, nt, cfg)
-        for lev in range(1, len(grid.level_rows[: cfg.max_level]) + 1):
+        for lev in range(1, len(grid.level_rows[: cfg.levels]) + 1):
             fields = level_fields(values, grid.level(lev))
             # level 1's min/max fields only feed the aggregates' blocks, in memory
             for kind in ("mean", "min", "max") if stores_minmax(lev) else ("mean",):
@@ -924,7 +931,7 @@ def _write_shifts(ds: xr.Dataset, folder: Path, var: str, cfg: BuildConfig) -> N
         first = _read_cells(ds, var, 0, 1, grid.order)
         fields = [first[0]] + [
             level_fields(first, grid.level(k))["mean"][0]
-            for k in range(1, len(grid.level_rows[: cfg.max_level]) + 1)
+            for k in range(1, len(grid.level_rows[: cfg.levels]) + 1)
         ]
         for lev, field in enumerate(fields):
             if f"{var}/L{lev}/shift" in agg:
@@ -935,8 +942,8 @@ def _write_shifts(ds: xr.Dataset, folder: Path, var: str, cfg: BuildConfig) -> N
         _field(ds, var).isel(time=0).transpose("lat", "lon").compute(scheduler="synchronous").values
     )
     area = np.asarray(ds["cell_area"].values, "float64")
-    fields = [first] + [lv["mean"] for lv in coarsen_fields(first, area, cfg.max_level)]
-    for lev in range(0, cfg.max_level + 1):
+    fields = [first] + [lv["mean"] for lv in coarsen_fields(first, area, cfg.levels)]
+    for lev in range(0, cfg.levels + 1):
         if f"{var}/L{lev}/shift" in agg:
             shift = np.nan_to_num(fields[lev].astype("float64"), nan=0.0)
             _dense(agg[f"{var}/L{lev}/shift"])[...] = shift
@@ -1362,7 +1369,7 @@ def build_derived(
         variables += [v for v in manifest["variables"] if v not in variables]
     if not is_regular(ds) and not (data / "cells" / "order.npy").exists():
         grid = grid_of(ds)
-        write_cell_grid(data, grid.lon, grid.lat, grid.area, cfg.max_level)
+        write_cell_grid(data, grid.lon, grid.lat, grid.area, cfg.levels)
     for var in variables:
         _forget_if_damaged(data, manifest, var, source, nt)
         packing = _choose_packing(ds, var, manifest["variables"].get(var))
@@ -1447,7 +1454,7 @@ def build_derived(
         info = manifest["variables"][var]
         arrays = info.get("arrays", {}).get("aggregates", {"L0/sum": 1})
         # a non-regular grid's cell stores have level 0 only
-        levels[var] = [lev for lev in range(cfg.max_level + 1) if f"L{lev}/sum" in arrays]
+        levels[var] = [lev for lev in range(cfg.levels + 1) if f"L{lev}/sum" in arrays]
         recorded = set(info["complete"].get("aggregate_sizes") or [])
         blocks_from = int(info.get("blocks_from", 0))
         next_block[var] = {

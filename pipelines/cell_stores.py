@@ -1373,8 +1373,15 @@ def _moments_into(
     flat.append(np.ascontiguousarray(block["count"]).reshape(nb, -1))
     flat.append(np.ascontiguousarray(block["m2"]).reshape(nb, -1) if squares else flat[0])
     tsq = total["sumsq"] if squares else total["sum"]
+    sums, counts, m2 = flat
     _add_moments(
-        total["sum"].reshape(-1), total["count"].reshape(-1), tsq.reshape(-1), *flat, squares
+        total["sum"].reshape(-1),
+        total["count"].reshape(-1),
+        tsq.reshape(-1),
+        sums,
+        counts,
+        m2,
+        squares,
     )
 
 

@@ -64,7 +64,8 @@ class ChunkReader:
             for (a, b), c in zip(bounds, self.chunks, strict=True)
         ]
         for index in itertools.product(*ranges):
-            inner, where = [], []
+            inner: list[slice] = []
+            where: list[slice] = []
             for k, (a, b) in zip(index, bounds, strict=True):
                 c = self.chunks[len(inner)]
                 lo, hi = max(a, k * c), min(b, (k + 1) * c)
