@@ -82,3 +82,21 @@ def store_checksums(folder: Path) -> dict[str, str]:
         for p in sorted((data / store).rglob("*"))
         if p.is_file()
     }
+
+
+def write_daily_source(
+    path: Path, fields: dict[str, np.ndarray], lat: np.ndarray, lon: np.ndarray, units: str
+) -> Path:
+    """A zarr source of daily ``(time, lat, lon)`` fields from 2000-01-01 on a regular
+    grid whose axes carry CF units (what `data_catalog` recognises), written at ``path``."""
+    nt = next(iter(fields.values())).shape[0]
+    ds = xr.Dataset(
+        {name: (("time", "lat", "lon"), x, {"units": units}) for name, x in fields.items()},
+        coords={
+            "time": pd.date_range("2000-01-01", periods=nt, freq="D"),
+            "lat": ("lat", lat, {"units": "degrees_north"}),
+            "lon": ("lon", lon, {"units": "degrees_east"}),
+        },
+    )
+    ds.to_zarr(path, mode="w")
+    return path

@@ -15,7 +15,6 @@ from __future__ import annotations
 import re
 
 import numpy as np
-import pandas as pd
 import pytest
 import xarray as xr
 
@@ -33,6 +32,7 @@ from pipelines.aggregates import (
 from pipelines.build import BuildConfig, build_derived
 from pipelines.planner import plan_map, plan_series
 from pipelines.timeseries_store import level_means, level_sums
+from tests.pipelines_data import write_daily_source
 
 NT = 48
 CONFIG = BuildConfig(max_level=2, ts_max_level=4, base_block=2, unit_steps=8)
@@ -59,16 +59,7 @@ def built(tmp_path_factory):
     lat = np.arange(-89.0, 90.0, 2.0)
     lon = np.arange(-179.0, 180.0, 2.0)
     fields = _adversarial(NT, lat.size, lon.size, seed=7)
-    ds = xr.Dataset(
-        {name: (("time", "lat", "lon"), x, {"units": "K"}) for name, x in fields.items()},
-        coords={
-            "time": pd.date_range("2000-01-01", periods=NT, freq="D"),
-            "lat": ("lat", lat, {"units": "degrees_north"}),
-            "lon": ("lon", lon, {"units": "degrees_east"}),
-        },
-    )
-    path = root / "adversarial.zarr"
-    ds.to_zarr(path, mode="w")
+    path = write_daily_source(root / "adversarial.zarr", fields, lat, lon, "K")
     build_derived(str(path), out=root, scheduler="synchronous", config=CONFIG, progress=False)
     return open_dataset(str(path))
 

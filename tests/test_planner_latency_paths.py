@@ -14,7 +14,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import pandas as pd
 import pytest
 import xarray as xr
 
@@ -24,6 +23,7 @@ from pipelines import Query
 from pipelines.build import BuildConfig, build_derived
 from pipelines.derived import VariableStores, find_derived
 from pipelines.planner import plan_map, plan_series
+from tests.pipelines_data import write_daily_source
 
 NT = 40
 CONFIG = BuildConfig(max_level=1, ts_max_level=4, base_block=4, unit_steps=8)
@@ -41,16 +41,7 @@ def built(tmp_path_factory):
     x = 1000.0 + 300.0 * t / NT + 0.5 * rng.standard_normal((NT, lat.size, lon.size))
     x[rng.random(x.shape) < 0.05] = np.nan
     x[:, 10:20, 30:60] = np.nan  # a 'land' block, no valid cell
-    ds = xr.Dataset(
-        {"tas": (("time", "lat", "lon"), x.astype("float32"), {"units": "K"})},
-        coords={
-            "time": pd.date_range("2000-01-01", periods=NT, freq="D"),
-            "lat": ("lat", lat, {"units": "degrees_north"}),
-            "lon": ("lon", lon, {"units": "degrees_east"}),
-        },
-    )
-    path = root / "src.zarr"
-    ds.to_zarr(path, mode="w")
+    path = write_daily_source(root / "src.zarr", {"tas": x.astype("float32")}, lat, lon, "K")
     tile = build_module._TS_TILE
     build_module._TS_TILE = 8  # chunks unlike the default: readers must take them from the arrays
     try:

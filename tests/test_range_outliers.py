@@ -12,14 +12,13 @@ float64 numpy on data built to have exactly that shape.
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
-import xarray as xr
 
 from data_catalog import open_dataset
 from pipelines import Query
 from pipelines.build import BuildConfig, build_derived
 from pipelines.planner import plan_map
+from tests.pipelines_data import write_daily_source
 
 NT = 32
 CONFIG = BuildConfig(max_level=0, ts_max_level=2, base_block=4, unit_steps=8)
@@ -34,16 +33,7 @@ def built(tmp_path_factory):
     # 12, 20, 28); step 0 is calm, so each cell's shift (its first value) is near the calm
     x = 5.0 + 0.01 * rng.standard_normal((NT, lat.size, lon.size))
     x[4::8] = 5000.0
-    ds = xr.Dataset(
-        {"pr": (("time", "lat", "lon"), x.astype("float32"), {"units": "mm"})},
-        coords={
-            "time": pd.date_range("2000-01-01", periods=NT, freq="D"),
-            "lat": ("lat", lat, {"units": "degrees_north"}),
-            "lon": ("lon", lon, {"units": "degrees_east"}),
-        },
-    )
-    path = root / "src.zarr"
-    ds.to_zarr(path, mode="w")
+    path = write_daily_source(root / "src.zarr", {"pr": x.astype("float32")}, lat, lon, "mm")
     build_derived(str(path), out=root, scheduler="synchronous", config=CONFIG, progress=False)
     return open_dataset(str(path))
 
