@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import subprocess
@@ -15,21 +14,11 @@ import pytest
 
 from pipelines import Query
 from pipelines.build import BuildConfig, build_derived
-from pipelines.derived import DerivedStores
 from pipelines.planner import plan_map, plan_series
 from pipelines.synthetic import SyntheticSpec, write_demo_store
+from tests.pipelines_data import store_checksums
 
 CONFIG = BuildConfig(max_level=2, ts_max_level=3, base_block=4, unit_steps=16)
-
-
-def _checksums(folder: Path) -> dict[str, str]:
-    folder = DerivedStores(folder).data_folder  # the published version's arrays
-    out = {}
-    for store in ("pyramid.zarr", "aggregates.zarr", "timeseries.zarr"):
-        for path in sorted((folder / store).rglob("*")):
-            if path.is_file():
-                out[str(path.relative_to(folder))] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -128,8 +117,8 @@ def test_killed_build_resumes_to_identical_bytes(source: Path, tmp_path: Path) -
     assert all(p.stat().st_mtime_ns == t for p, t in marker_times.items()), (
         "completed units were redone"
     )
-    assert _checksums(resumed) == _checksums(clean)
-    assert len(_checksums(clean)) > 50
+    assert store_checksums(resumed) == store_checksums(clean)
+    assert len(store_checksums(clean)) > 50
 
 
 def test_a_store_from_another_normalisation_or_other_areas_is_not_used(
