@@ -79,8 +79,9 @@ def _assert_map_equal(got: xr.DataArray, ref: xr.DataArray) -> None:
 
 
 def _row_of_16_block() -> int:
+    """The flat row of the 16-step block of steps 64..79, which the range's plan reads."""
     layout = layout_steps_for(NSTEPS, CONFIG.base_block)  # the build's flat layout
-    return BlockTable(NSTEPS, CONFIG.base_block, layout_steps=layout).flat_index(16, 1)
+    return BlockTable(NSTEPS, CONFIG.base_block, layout_steps=layout).flat_index(16, 4)
 
 
 def test_deleted_aggregate_chunk_is_reported_and_the_map_stays_exact(
@@ -90,7 +91,8 @@ def test_deleted_aggregate_chunk_is_reported_and_the_map_stays_exact(
     reference = compute_map(memory, RANGE)
     before = plan_map(_pristine(built), RANGE)
     assert before.description.startswith("temporal aggregates level 0")
-    assert "4x16" in before.description  # one of them: the block whose count chunk is deleted
+    # steps 4..79: blocks 0..63 and 64..79 less 0..3; 64..79's count chunk is deleted below
+    assert "blocks [1x64, 1x16] - blocks [1x4]" in before.description
     _assert_map_equal(before.compute(), reference)
 
     row = _row_of_16_block()
