@@ -92,6 +92,7 @@ import xarray as xr
 
 from data_catalog.grid import EARTH_RADIUS_M, unit_vectors
 from pipelines.aggregates import block_stats, decompose_range, finish, stat_of
+from pipelines.chunk_reader import reader as chunk_reader
 from pipelines.query import Query, QueryError
 from pipelines.reductions import spatial_dims
 from pipelines.selection import _no_cell_error, bbox_cell_mask, nearest_cell_index
@@ -700,54 +701,27 @@ Selector = slice | np.ndarray
 
 
 class _Chunks:
-    """A derived zarr v3 array read chunk file by chunk file (blosc or raw bytes).
+    """A derived zarr v3 array read at orthogonal selections, chunk by chunk.
 
-    The derived stores are local folders this package wrote; reading their chunk files
-    directly and decoding them with numcodecs skips zarr's per-call machinery (about
-    three times faster for the few hundred small chunks of a box series). Anything
-    else (other codecs, sharding, a remote store) is read through zarr.
+    Chunks are decoded by `pipelines.chunk_reader` (the chunk files of a local array
+    this package wrote, decoded with numcodecs: about three times faster than zarr's
+    per-call machinery for the few hundred small chunks of a box series), on threads;
+    anything it does not read exactly like zarr (other codecs, sharding, a remote
+    store) is read through zarr.
     """
 
     def __init__(self, arr: Any):
         self.arr = arr
+        self.fast = chunk_reader(arr)
         self.shape = tuple(int(v) for v in arr.shape)
         self.chunks = tuple(int(v) for v in arr.chunks)
         self.dtype = np.dtype(arr.dtype)
-        self.fill = arr.fill_value
-        self.dir: Path | None = None
-        self.codec: Any = None
-        try:
-            root = Path(str(arr.store.root)) / str(arr.path)
-            codecs = [type(c).__name__ for c in arr.metadata.codecs]
-            endian = getattr(arr.metadata.codecs[0], "endian", None)
-            separator = arr.metadata.chunk_key_encoding.separator
-            little = endian is None or str(getattr(endian, "value", endian)) == "little"
-            if root.is_dir() and separator == "/" and little and codecs[0] == "BytesCodec":
-                if codecs[1:] == ["BloscCodec"]:
-                    from numcodecs import Blosc
-
-                    self.codec = Blosc()
-                    self.dir = root
-                elif codecs[1:] == []:
-                    self.dir = root
-        except Exception:  # noqa: BLE001 - any other layout: read through zarr
-            self.dir = None
-
-    def chunk(self, index: tuple[int, ...]) -> np.ndarray:
-        """One whole chunk (edge chunks at full chunk size, as stored)."""
-        path = self.dir / "c" / "/".join(str(i) for i in index)  # type: ignore[operator]
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            return np.full(self.chunks, self.fill, self.dtype)
-        if self.codec is not None:
-            data = self.codec.decode(data)
-        return np.frombuffer(data, self.dtype.newbyteorder("<")).reshape(self.chunks)
 
     def read(self, selection: tuple[Selector, ...]) -> np.ndarray:
         """``arr`` at an orthogonal selection: per axis a slice (step 1) or sorted
         indices; only the chunks it touches are read, on threads."""
-        if self.dir is None:
+        fast = self.fast
+        if fast is None:
             return np.asarray(self.arr.get_orthogonal_selection(selection))
         plans = [
             _axis_pieces(sel, n, c)
@@ -758,7 +732,7 @@ class _Chunks:
             return out
 
         def fill(piece: tuple) -> None:
-            block = self.chunk(tuple(p[0] for p in piece))
+            block = fast.chunk(tuple(p[0] for p in piece))
             for axis, (_, local, _) in enumerate(piece):
                 if isinstance(local, slice):
                     block = block[(slice(None),) * axis + (local,)]
@@ -1119,7 +1093,8 @@ class _SeriesValues:
         arr = self.arr
         positions = view.cells.positions
         reader = _chunks(arr)
-        if len(steps) != 1 or reader.dir is None or len(reader.chunks) != 2:
+        fast = reader.fast
+        if len(steps) != 1 or fast is None or len(reader.chunks) != 2:
             return self.read(np.asarray(steps), positions)
         step, size = int(steps[0]), reader.chunks[0]
         key = (id(view), id(arr), step // size)
@@ -1137,7 +1112,7 @@ class _SeriesValues:
             cid, local, where = piece
             block = blocks.get(cid)
             if block is None:
-                block = blocks[cid] = reader.chunk((step // size, cid))  # read-only
+                block = blocks[cid] = fast.chunk((step // size, cid))  # read-only
             out[where] = block[row, local]
 
         cached = [p for p in pieces if p[0] in blocks]
