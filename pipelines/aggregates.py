@@ -60,6 +60,7 @@ import numpy as np
 
 __all__ = [
     "STATS",
+    "add_moments",
     "BlockStats",
     "BlockTable",
     "block_stats",
@@ -323,6 +324,24 @@ def combine_stats(parts: BlockStats) -> BlockStats:
     outs = [np.empty((n, m), a.dtype) for a in ins]
     _combine_kernel(*ins, *outs)
     return BlockStats(*(o.reshape((n,) + cells) for o in outs))
+
+
+@numba.njit(cache=True, nogil=True)
+def add_moments(tsum, tcount, tsumsq, bsum, bcount, bm2):  # pragma: no cover - numba
+    """Add blocks' ``(block, cell)`` ``sum`` and ``count`` to the per-cell totals
+    ``tsum``, ``tcount`` in place and, when ``tsumsq`` is not empty, their sums of
+    squares about the shift (`stat_of`'s ``m2 + sum**2 / count``, float64, 0 without a
+    valid value) to ``tsumsq``: one pass, no ``(block, cell)`` float64 temporaries
+    (numpy's took ~15 ms per full-resolution block, more than decoding it)."""
+    squares = tsumsq.size > 0
+    for b in range(bsum.shape[0]):
+        for k in range(bsum.shape[1]):
+            x = np.float64(bsum[b, k])
+            n = bcount[b, k]
+            tsum[k] += x
+            tcount[k] += n
+            if squares:
+                tsumsq[k] += np.float64(bm2[b, k]) + (x * x / n if n > 0 else 0.0)
 
 
 def finish(agg: str, stats: dict[str, np.ndarray], shift: np.ndarray) -> np.ndarray:

@@ -91,7 +91,7 @@ import numpy as np
 import xarray as xr
 
 from data_catalog.grid import EARTH_RADIUS_M, unit_vectors
-from pipelines.aggregates import block_stats, decompose_range, finish, stat_of
+from pipelines.aggregates import add_moments, block_stats, decompose_range, finish, stat_of
 from pipelines.chunk_reader import reader as chunk_reader
 from pipelines.query import Query, QueryError
 from pipelines.reductions import spatial_dims
@@ -1317,22 +1317,6 @@ def combine_total(totals: dict[str, np.ndarray], name: str, part: np.ndarray) ->
         totals[name] = part + totals[name]
 
 
-@numba.njit(cache=True, nogil=True)
-def _add_moments(tsum, tcount, tsq, bsum, bcount, bm2, squares):  # pragma: no cover
-    """Add blocks' (block, cell) ``sum`` and ``count`` to the totals ``tsum``, ``tcount``
-    (cell) and, with ``squares``, their sums of squares about the shift (`stat_of`'s
-    ``m2 + sum**2 / count``, 0 without a valid value) to ``tsq``: one pass, in place,
-    no (block, cell) float64 temporaries."""
-    for b in range(bsum.shape[0]):
-        for c in range(bsum.shape[1]):
-            s = bsum[b, c]
-            k = bcount[b, c]
-            tsum[c] += s
-            tcount[c] += k
-            if squares:
-                tsq[c] += np.float64(bm2[b, c]) + (s * s / k if k > 0 else 0.0)
-
-
 def _moments_into(
     total: dict[str, np.ndarray], block: dict[str, np.ndarray], squares: bool
 ) -> None:
@@ -1344,19 +1328,13 @@ def _moments_into(
         total["count"] = np.zeros(shape, "int64")
         if squares:
             total["sumsq"] = np.zeros(shape, "float64")
-    flat = [np.ascontiguousarray(block["sum"], "float64").reshape(nb, -1)]
-    flat.append(np.ascontiguousarray(block["count"]).reshape(nb, -1))
-    flat.append(np.ascontiguousarray(block["m2"]).reshape(nb, -1) if squares else flat[0])
-    tsq = total["sumsq"] if squares else total["sum"]
-    sums, counts, m2 = flat
-    _add_moments(
+    add_moments(
         total["sum"].reshape(-1),
         total["count"].reshape(-1),
-        tsq.reshape(-1),
-        sums,
-        counts,
-        m2,
-        squares,
+        total["sumsq"].reshape(-1) if squares else np.zeros(0),
+        np.ascontiguousarray(block["sum"], "float64").reshape(nb, -1),
+        np.ascontiguousarray(block["count"]).reshape(nb, -1),
+        np.ascontiguousarray(block["m2"]).reshape(nb, -1) if squares else np.zeros((0, 0)),
     )
 
 
@@ -1399,7 +1377,7 @@ class _RangeSource:
 
         def share_totals(batches: list[np.ndarray]) -> dict[str, np.ndarray]:
             """Totals over some batches of blocks, each stored array read once; sums,
-            counts and sums of squares added in place (`_add_moments`)."""
+            counts and sums of squares added in place (`pipelines.aggregates.add_moments`)."""
             total: dict[str, np.ndarray] = {}
             for rows in batches:
                 block = {stat: read(stat, rows) for stat in sorted(stored)}

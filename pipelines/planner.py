@@ -56,6 +56,7 @@ from pipelines.aggregates import (
     STATS,
     BlockStats,
     BlockTable,
+    add_moments,
     block_stats,
     decompose_range,
     finish,
@@ -811,7 +812,7 @@ def _block_totals(
     at a time into in-place accumulators (a fraction of the memory of reading them all
     at once); each stored array is read once per block. A mean's or std's ``sum``,
     ``count`` and ``sumsq`` (rebuilt from ``m2``, ``sum`` and ``count``, `stat_of`) are
-    added in one numba pass per block (`_add_moments`: numpy's temporaries took ~15 ms
+    added in one numba pass per block (`pipelines.aggregates.add_moments`: numpy's temporaries took ~15 ms
     per full-resolution block, more than decoding it)."""
 
     def read(stat: str, index: int) -> np.ndarray:
@@ -829,13 +830,13 @@ def _block_totals(
     empty = np.zeros(0)
     for index in flat:
         if moments:
-            m2 = read("m2", index).reshape(-1) if "sumsq" in names else empty
-            _add_moments(
+            m2 = read("m2", index).reshape(1, -1) if "sumsq" in names else np.zeros((0, 0))
+            add_moments(
                 totals["sum"].reshape(-1),
                 totals["count"].reshape(-1),
                 totals["sumsq"].reshape(-1) if "sumsq" in names else empty,
-                read("sum", index).reshape(-1),
-                read("count", index).reshape(-1),
+                read("sum", index).reshape(1, -1),
+                read("count", index).reshape(1, -1),
                 m2,
             )
         for name, op in (("min", np.fmin), ("max", np.fmax)):
@@ -873,20 +874,6 @@ def _finish_kernel(std, shift, tsum, tcount, tsumsq, out):  # pragma: no cover -
             out[k] = np.sqrt(var if not var < 0.0 else 0.0)
         else:
             out[k] = np.float64(shift[k]) + mean_d
-
-
-@numba.njit(cache=True, nogil=True)
-def _add_moments(tsum, tcount, tsumsq, s, c, m2):  # pragma: no cover - numba
-    """Add one block's ``sum`` and ``count`` (and, when ``tsumsq`` is not empty, its
-    ``sumsq = m2 + sum**2 / count``, float64, as `stat_of` computes it) to the totals."""
-    squares = tsumsq.size > 0
-    for k in range(s.size):
-        x = np.float64(s[k])
-        n = c[k]
-        tsum[k] += x
-        tcount[k] += n
-        if squares:
-            tsumsq[k] += np.float64(m2[k]) + (x * x / n if n > 0 else 0.0)
 
 
 def _edge_stats(
